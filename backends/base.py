@@ -1,0 +1,380 @@
+"""The backend interface: every array operation the layers and optimizers need.
+
+Each default body is written against ``self.xp`` (the array module: NumPy or CuPy), so a
+backend is mostly "set ``xp``"; a backend overrides only the operations it can fuse or
+run faster. Operations come in forward/backward pairs, and every op that produces an
+array accepts ``out=`` so a training step can run without allocating.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+#: Activations every backend implements, each with a backward that needs only the output.
+ACTIVATIONS = ("identity", "relu", "sigmoid", "tanh")
+
+#: Elements per block of the blocked optimizer update (see ``_blocks``).
+OPTIMIZER_BLOCK = 1 << 15
+
+
+class BufferCache:
+    """Named work buffers on one backend, allocated on first use for each shape and reused."""
+
+    def __init__(self, backend: Backend, limit: int = 16) -> None:
+        self.backend = backend
+        self.limit = limit
+        self._buffers: dict[tuple, Any] = {}
+
+    def get(self, name: str, shape: tuple, dtype: Any) -> Any:
+        key = (name, tuple(shape), np.dtype(dtype).str)
+        out = self._buffers.get(key)
+        if out is None:
+            if len(self._buffers) >= self.limit:
+                self._buffers.clear()  # shapes keep changing: start afresh, never grow unbounded
+            out = self._buffers[key] = self.backend.empty(shape, dtype)
+        return out
+
+
+def check_activation(name: str) -> str:
+    if name not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {name!r}: choose one of {', '.join(ACTIVATIONS)}")
+    return name
+
+
+class Backend:
+    """An array backend. Subclasses set ``name``, ``device``, ``xp`` and ``array_type``."""
+
+    name: str = "abstract"
+    device: str = "none"
+    xp: Any = None
+    array_type: type = object
+    #: Block size of the optimizer update; ``None`` updates the whole buffer at once.
+    optimizer_block: int | None = None
+
+    def __init__(self) -> None:
+        self._scratch = BufferCache(self, limit=256)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} device={self.device!r}>"
+
+    # ------------------------------------------------------------------ memory and transfer
+    def asarray(self, a: Any, dtype: Any = None) -> Any:
+        """Return ``a`` as an array of this backend (no copy when it already is one)."""
+        return self.xp.asarray(a, dtype=dtype)
+
+    def to_numpy(self, a: Any) -> np.ndarray:
+        """Copy an array of this backend to a host NumPy array."""
+        return np.asarray(a)
+
+    def empty(self, shape: Any, dtype: Any = np.float32) -> Any:
+        return self.xp.empty(shape, dtype=dtype)
+
+    def zeros(self, shape: Any, dtype: Any = np.float32) -> Any:
+        return self.xp.zeros(shape, dtype=dtype)
+
+    def scratch(self, key: str, shape: tuple, dtype: Any) -> Any:
+        """A reusable work buffer for an op, allocated once per (key, shape, dtype)."""
+        return self._scratch.get(key, shape, dtype)
+
+    def random_generator(self, seed: Any) -> Any:
+        """A seeded generator on this device (``seed`` may be an int or a sequence of ints)."""
+        return self.xp.random.default_rng(seed)
+
+    def uniform_(self, generator: Any, out: Any) -> Any:
+        """Fill ``out`` with uniform [0, 1) samples, in place."""
+        generator.random(out=out, dtype=out.dtype)
+        return out
+
+    def dropout_mask(self, generator: Any, p: float, out: Any) -> Any:
+        """Fill ``out`` with ``1/(1-p)`` where a unit is kept (probability ``1 - p``), else 0."""
+        self.uniform_(generator, out)
+        self.xp.greater_equal(out, p, out=out)
+        return self.xp.multiply(out, 1.0 / (1.0 - p), out=out)
+
+    def synchronize(self) -> None:
+        """Wait until all queued work on the device has finished (a no-op on the CPU)."""
+
+    @contextlib.contextmanager
+    def activated(self) -> Iterator[None]:
+        """Make this backend's device current for the enclosed work."""
+        yield
+
+    def is_array(self, a: Any) -> bool:
+        return isinstance(a, self.array_type)
+
+    def check(self, *arrays: Any) -> None:
+        """Raise a ``TypeError`` that names the fix when an array belongs to another device."""
+        for a in arrays:
+            if not isinstance(a, self.array_type):
+                raise TypeError(
+                    f"{self.name} backend ({self.device}) got a {type(a).__module__}."
+                    f"{type(a).__name__}; move it first with backend.asarray(x)"
+                )
+
+    # ------------------------------------------------------------------ linear algebra
+    def matmul(
+        self, a: Any, b: Any, out: Any = None, transpose_a: bool = False, transpose_b: bool = False
+    ) -> Any:
+        """``op(a) @ op(b)``; transposes are views, so BLAS reads them without copies."""
+        self.check(a, b)
+        return self.xp.matmul(a.T if transpose_a else a, b.T if transpose_b else b, out=out)
+
+    def bias_add(self, x: Any, bias: Any, out: Any = None) -> Any:
+        """``x + bias`` broadcast over rows; pass ``out=x`` to add in place."""
+        self.check(x, bias)
+        return self.xp.add(x, bias, out=out)
+
+    def multiply(self, a: Any, b: Any, out: Any = None) -> Any:
+        """Elementwise ``a * b`` (broadcasting); ``out=a`` multiplies in place."""
+        self.check(a, b)
+        return self.xp.multiply(a, b, out=out)
+
+    def sum_rows(self, x: Any, out: Any = None) -> Any:
+        """Column sums of a 2-D array: the bias gradient."""
+        self.check(x)
+        return self.xp.sum(x, axis=0, out=out)
+
+    # ------------------------------------------------------------------ activations
+    def relu(self, x: Any, out: Any = None) -> Any:
+        self.check(x)
+        return self.xp.maximum(x, 0, out=out)
+
+    def backprop_relu(self, dy: Any, y: Any, out: Any = None) -> Any:
+        """``dy * (y > 0)``: the ReLU output is all the backward needs."""
+        self.check(dy, y)
+        mask = self.scratch("relu_mask", y.shape, bool)
+        self.xp.greater(y, 0, out=mask)
+        return self.xp.multiply(dy, mask, out=out)
+
+    def sigmoid(self, x: Any, out: Any = None) -> Any:
+        """``1 / (1 + exp(-x))`` computed as ``(1 + tanh(x / 2)) / 2``: no overflow anywhere."""
+        self.check(x)
+        xp = self.xp
+        out = xp.multiply(x, 0.5, out=out)
+        xp.tanh(out, out=out)
+        xp.multiply(out, 0.5, out=out)
+        return xp.add(out, 0.5, out=out)
+
+    def backprop_sigmoid(self, dy: Any, y: Any, out: Any = None) -> Any:
+        """``dy * y * (1 - y)``."""
+        self.check(dy, y)
+        xp = self.xp
+        tmp = self.scratch("act_tmp", y.shape, y.dtype)
+        xp.subtract(1, y, out=tmp)
+        xp.multiply(tmp, y, out=tmp)
+        return xp.multiply(dy, tmp, out=out)
+
+    def tanh(self, x: Any, out: Any = None) -> Any:
+        self.check(x)
+        return self.xp.tanh(x, out=out)
+
+    def backprop_tanh(self, dy: Any, y: Any, out: Any = None) -> Any:
+        """``dy * (1 - y**2)``."""
+        self.check(dy, y)
+        xp = self.xp
+        tmp = self.scratch("act_tmp", y.shape, y.dtype)
+        xp.multiply(y, y, out=tmp)
+        xp.subtract(1, tmp, out=tmp)
+        return xp.multiply(dy, tmp, out=out)
+
+    def identity(self, x: Any, out: Any = None) -> Any:
+        self.check(x)
+        if out is None or out is x:
+            return x
+        out[...] = x
+        return out
+
+    def backprop_identity(self, dy: Any, y: Any, out: Any = None) -> Any:
+        return self.identity(dy, out=out)
+
+    def activation(self, name: str, x: Any, out: Any = None) -> Any:
+        """Apply the activation called ``name`` (see ``ACTIVATIONS``)."""
+        return getattr(self, check_activation(name))(x, out=out)
+
+    def backprop_activation(self, name: str, dy: Any, y: Any, out: Any = None) -> Any:
+        """Gradient through activation ``name``, from its output ``y``."""
+        return getattr(self, "backprop_" + check_activation(name))(dy, y, out=out)
+
+    def bias_activation(self, x: Any, bias: Any, name: str, out: Any = None) -> Any:
+        """``activation(x + bias)``: one pass over memory where the backend can fuse it."""
+        out = self.bias_add(x, bias, out=out)
+        return self.activation(name, out, out=out)
+
+    def softmax(self, x: Any, out: Any = None) -> Any:
+        """Row-wise softmax, shifted by the row maximum so ``exp`` cannot overflow."""
+        self.check(x)
+        xp = self.xp
+        out = xp.subtract(x, xp.max(x, axis=1, keepdims=True), out=out)
+        xp.exp(out, out=out)
+        return xp.divide(out, xp.sum(out, axis=1, keepdims=True), out=out)
+
+    def argmax(self, x: Any) -> Any:
+        """Index of the largest value in each row."""
+        self.check(x)
+        return self.xp.argmax(x, axis=1)
+
+    def all_finite(self, x: Any) -> bool:
+        """Whether ``x`` holds no NaN or infinity (reads one flag back from the device)."""
+        self.check(x)
+        return bool(self.xp.isfinite(x).all())
+
+    # ------------------------------------------------------------------ data
+    def gather_rows(self, source: Any, rows: Any, out: Any, scale: float = 1.0) -> Any:
+        """``out = source[rows] * scale`` converted to ``out.dtype``: batches from a compact set.
+
+        ``source`` may be uint8 (images kept compact on the device); the conversion happens
+        per batch into the preallocated ``out``.
+        """
+        self.check(source, rows, out)
+        xp = self.xp
+        if source.dtype == out.dtype:
+            xp.take(source, rows, axis=0, out=out)
+            if scale != 1.0:
+                xp.multiply(out, scale, out=out)
+            return out
+        staged = self.scratch("gather", out.shape, source.dtype)
+        xp.take(source, rows, axis=0, out=staged)
+        return xp.multiply(staged, out.dtype.type(scale), out=out)
+
+    # ------------------------------------------------------------------ loss
+    def softmax_cross_entropy_accumulate(
+        self, logits: Any, labels: Any, grad: Any, totals: Any
+    ) -> Any:
+        """Mean softmax cross-entropy: writes its gradient w.r.t. ``logits`` into ``grad``.
+
+        Adds the batch's summed loss to ``totals[0]`` and its count of correct predictions
+        to ``totals[1]``, on the device, so metrics are read back once per epoch.
+        ``grad`` may be ``logits`` itself.
+        """
+        self.check(logits, labels, grad, totals)
+        xp = self.xp
+        rows, classes = logits.shape
+        row_max = self.scratch("ce_max", (rows, 1), logits.dtype)
+        row_sum = self.scratch("ce_sum", (rows, 1), logits.dtype)
+        flat_index = self.scratch("ce_index", (rows,), np.int64)
+        picked = self.scratch("ce_picked", (rows,), logits.dtype)
+        predicted = self.scratch("ce_argmax", (rows,), np.int64)
+        hits = self.scratch("ce_hits", (rows,), bool)
+
+        xp.argmax(logits, axis=1, out=predicted)
+        xp.equal(predicted, labels, out=hits)
+        totals[1] += xp.count_nonzero(hits)
+
+        xp.max(logits, axis=1, keepdims=True, out=row_max)
+        xp.subtract(logits, row_max, out=grad)  # shifted logits: z - max
+        xp.multiply(xp.arange(rows), classes, out=flat_index)
+        xp.add(flat_index, labels, out=flat_index)
+        xp.take(grad.reshape(-1), flat_index, out=picked)  # z_y - max
+        xp.exp(grad, out=grad)
+        xp.sum(grad, axis=1, keepdims=True, out=row_sum)
+        # loss_i = log(sum_j exp(z_j - max)) - (z_y - max)
+        totals[0] += xp.sum(xp.log(row_sum)) - xp.sum(picked)
+        xp.divide(grad, row_sum, out=grad)  # softmax
+        grad.reshape(-1)[flat_index] -= 1
+        return xp.multiply(grad, 1.0 / rows, out=grad)
+
+    def softmax_cross_entropy(self, logits: Any, labels: Any, grad: Any = None) -> tuple[Any, Any]:
+        """Mean softmax cross-entropy of integer ``labels``: ``(loss, dloss/dlogits)``.
+
+        The loss is a 0-d array on the device, so nothing synchronizes.
+        """
+        if grad is None:
+            grad = self.empty(logits.shape, logits.dtype)
+        totals = self.zeros((2,), np.float64)
+        self.softmax_cross_entropy_accumulate(logits, labels, grad, totals)
+        return totals[0] / logits.shape[0], grad
+
+    # ------------------------------------------------------------------ optimizers
+    def _blocks(self, size: int) -> Iterator[slice]:
+        """Slices that cover a flat buffer; small blocks keep each pass in cache."""
+        step = self.optimizer_block or size
+        for start in range(0, size, step):
+            yield slice(start, min(start + step, size))
+
+    def sgd_step(
+        self,
+        param: Any,
+        grad: Any,
+        velocity: Any,
+        lr: float,
+        momentum: float = 0.0,
+        nesterov: bool = False,
+        weight_decay: float = 0.0,
+    ) -> None:
+        """SGD (PyTorch's convention): ``v = mu*v + g``; step ``g + mu*v`` (Nesterov) or ``v``.
+
+        ``velocity`` is ignored when ``momentum`` is 0; updates ``param`` in place.
+        """
+        self.check(param, grad)
+        xp = self.xp
+        for block in self._blocks(param.size):
+            p, g = param[block], grad[block]
+            tmp = self.scratch("opt_tmp", p.shape, p.dtype)
+            if weight_decay:  # g + wd * p
+                xp.multiply(p, weight_decay, out=tmp)
+                g = xp.add(tmp, g, out=tmp)
+            if momentum:
+                vb = velocity[block]
+                xp.multiply(vb, momentum, out=vb)
+                xp.add(vb, g, out=vb)
+                if nesterov:  # g + mu * v
+                    tmp2 = self.scratch("opt_tmp2", p.shape, p.dtype)
+                    xp.multiply(vb, momentum, out=tmp2)
+                    g = xp.add(g, tmp2, out=tmp)
+                else:
+                    g = vb
+            xp.multiply(g, lr, out=tmp)
+            xp.subtract(p, tmp, out=p)
+
+    def adam_step(
+        self,
+        param: Any,
+        grad: Any,
+        m: Any,
+        v: Any,
+        step: int,
+        lr: float,
+        beta1: float = 0.9,
+        beta2: float = 0.999,
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        decoupled: bool = False,
+    ) -> None:
+        """Adam (``decoupled=False``: L2 added to the gradient) or AdamW (decay on the weights).
+
+        Same arithmetic as PyTorch: ``p -= lr/bc1 * m / (sqrt(v)/sqrt(bc2) + eps)``.
+        Updates ``param``, ``m`` and ``v`` in place, block by block so that each block's
+        several passes stay in cache and memory is streamed once.
+        """
+        self.check(param, grad, m, v)
+        xp = self.xp
+        step_size = lr / (1.0 - beta1**step)
+        inv_sqrt_bc2 = 1.0 / np.sqrt(1.0 - beta2**step)
+        for block in self._blocks(param.size):
+            p, g, mb, vb = param[block], grad[block], m[block], v[block]
+            tmp = self.scratch("opt_tmp", p.shape, p.dtype)
+            tmp2 = self.scratch("opt_tmp2", p.shape, p.dtype)
+            if weight_decay and decoupled:
+                xp.multiply(p, 1.0 - lr * weight_decay, out=p)
+            elif weight_decay:  # L2: g + wd * p
+                xp.multiply(p, weight_decay, out=tmp2)
+                g = xp.add(tmp2, g, out=tmp2)
+            # m = b1*m + (1-b1)*g ; v = b2*v + (1-b2)*g*g
+            xp.multiply(mb, beta1, out=mb)
+            xp.multiply(g, 1.0 - beta1, out=tmp)
+            xp.add(mb, tmp, out=mb)
+            xp.multiply(vb, beta2, out=vb)
+            xp.multiply(g, g, out=tmp)
+            xp.multiply(tmp, 1.0 - beta2, out=tmp)
+            xp.add(vb, tmp, out=vb)
+            # p -= step_size * m / (sqrt(v) * inv_sqrt_bc2 + eps)
+            xp.sqrt(vb, out=tmp)
+            xp.multiply(tmp, inv_sqrt_bc2, out=tmp)
+            xp.add(tmp, eps, out=tmp)
+            xp.divide(mb, tmp, out=tmp)
+            xp.multiply(tmp, step_size, out=tmp)
+            xp.subtract(p, tmp, out=p)

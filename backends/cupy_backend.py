@@ -1,0 +1,311 @@
+"""The CUDA backend: CuPy arrays, cuBLAS matrix products and fused elementwise kernels.
+
+CuPy is imported when a ``CupyBackend`` is created, never when this module is imported,
+so the module is safe to import on a machine without CUDA. Kernels are built once per
+process (``functools.cache``) and compiled by CuPy on first use, then cached on disk.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from .base import Backend, check_activation
+from .errors import BackendUnavailable
+
+# Each activation as CUDA code: forward from its input ``x``, backward from its output ``y``.
+_FORWARD = {
+    "identity": "x",
+    "relu": "max(x, (T)0)",
+    "sigmoid": "(T)1 / ((T)1 + exp(-x))",
+    "tanh": "tanh(x)",
+}
+_BACKWARD = {
+    "identity": "dy",
+    "relu": "y > (T)0 ? dy : (T)0",
+    "sigmoid": "dy * y * ((T)1 - y)",
+    "tanh": "dy * ((T)1 - y * y)",
+}
+
+_SOFTMAX_XENT = r"""
+extern "C" __global__ void mlp_softmax_xent_{T}(
+    const {T}* logits, const int* labels, {T}* grad, double* totals,
+    const int rows, const int classes, const {T} scale)
+{{
+    // One thread per row (classes are few); grad may alias logits.
+    const int r = blockIdx.x * blockDim.x + threadIdx.x;
+    double loss = 0.0, hit = 0.0;
+    if (r < rows) {{
+        const {T}* z = logits + (long long)r * classes;
+        {T}* g = grad + (long long)r * classes;
+        const int label = labels[r];
+        const {T} z_label = z[label];
+        {T} z_max = z[0];
+        int arg = 0;
+        for (int j = 1; j < classes; ++j) {{
+            if (z[j] > z_max) {{ z_max = z[j]; arg = j; }}
+        }}
+        {T} total = 0;
+        for (int j = 0; j < classes; ++j) {{
+            const {T} e = exp(z[j] - z_max);
+            g[j] = e;
+            total += e;
+        }}
+        const {T} inv = ({T})1 / total;
+        for (int j = 0; j < classes; ++j) {{
+            g[j] = (g[j] * inv - (j == label ? ({T})1 : ({T})0)) * scale;
+        }}
+        loss = log((double)total) - (double)(z_label - z_max);
+        hit = (arg == label) ? 1.0 : 0.0;
+    }}
+    // Sum over the warp, then one atomic per warp: cheap, and no host round trip.
+    for (int offset = 16; offset > 0; offset >>= 1) {{
+        loss += __shfl_down_sync(0xffffffff, loss, offset);
+        hit += __shfl_down_sync(0xffffffff, hit, offset);
+    }}
+    if ((threadIdx.x & 31) == 0) {{
+        atomicAdd(&totals[0], loss);
+        atomicAdd(&totals[1], hit);
+    }}
+}}
+"""
+
+_THREADS = 128  # threads per block of the softmax kernel: a multiple of the warp size
+
+
+def _import_cupy() -> Any:
+    try:
+        import cupy
+    except ImportError as exc:
+        raise BackendUnavailable(
+            "CuPy is not installed: install the extra that matches your CUDA version, "
+            "pip install 'mlp[cuda12]' or 'mlp[cuda13]' (or use --device cpu)"
+        ) from exc
+    return cupy
+
+
+@functools.cache
+def _kernels() -> dict[str, Any]:
+    """Build every fused kernel once per process."""
+    cupy = _import_cupy()
+    kernels: dict[str, Any] = {}
+    for name, expr in _FORWARD.items():
+        kernels["act_" + name] = cupy.ElementwiseKernel(
+            "T x", "T y", f"y = {expr};", f"mlp_{name}"
+        )
+        kernels["bias_act_" + name] = cupy.ElementwiseKernel(
+            "T z, T b", "T y", f"const T x = z + b; y = {expr};", f"mlp_bias_{name}"
+        )
+    for name, expr in _BACKWARD.items():
+        kernels["backprop_" + name] = cupy.ElementwiseKernel(
+            "T dy, T y", "T dx", f"dx = {expr};", f"mlp_backprop_{name}"
+        )
+    kernels["gather_rows"] = cupy.ElementwiseKernel(
+        "raw S source, raw I rows, int64 cols, T scale",
+        "T out",
+        "const long long r = i / cols;"
+        "out = (T)source[(long long)rows[r] * cols + (i - r * cols)] * scale;",
+        "mlp_gather_rows",
+    )
+    kernels["adam"] = cupy.ElementwiseKernel(
+        "T g, T step_size, T inv_sqrt_bc2, T beta1, T beta2, T eps, T l2, T decay",
+        "T p, T m, T v",
+        """
+        const T grad = g + l2 * p;
+        p *= decay;
+        m = beta1 * m + ((T)1 - beta1) * grad;
+        v = beta2 * v + ((T)1 - beta2) * grad * grad;
+        p -= step_size * m / (sqrt(v) * inv_sqrt_bc2 + eps);
+        """,
+        "mlp_adam",
+    )
+    kernels["sgd"] = cupy.ElementwiseKernel(
+        "T g, T lr, T weight_decay", "T p", "p -= lr * (g + weight_decay * p);", "mlp_sgd"
+    )
+    kernels["sgd_momentum"] = cupy.ElementwiseKernel(
+        "T g, T lr, T momentum, T weight_decay, int32 nesterov",
+        "T p, T velocity",
+        """
+        T d = g + weight_decay * p;
+        velocity = momentum * velocity + d;
+        d = nesterov ? d + momentum * velocity : velocity;
+        p -= lr * d;
+        """,
+        "mlp_sgd_momentum",
+    )
+    for ctype in ("float", "double"):
+        kernels["softmax_xent_" + ctype] = cupy.RawKernel(
+            _SOFTMAX_XENT.format(T=ctype), f"mlp_softmax_xent_{ctype}"
+        )
+    return kernels
+
+
+class CupyBackend(Backend):
+    """Runs every op on one CUDA GPU; fused kernels replace the base class's multi-pass bodies."""
+
+    name = "cupy"
+
+    def __init__(self, index: int = 0) -> None:
+        super().__init__()
+        cupy = _import_cupy()
+        try:
+            count = cupy.cuda.runtime.getDeviceCount()
+        except Exception as exc:  # no driver, no GPU: CuPy raises CUDARuntimeError or RuntimeError
+            raise BackendUnavailable(
+                f"no CUDA GPU is available here ({exc}); use --device cpu"
+            ) from exc
+        if count == 0:
+            raise BackendUnavailable("no CUDA GPU is available here; use --device cpu")
+        if not 0 <= index < count:
+            raise BackendUnavailable(
+                f"cuda:{index} does not exist: this machine has {count} GPU(s), "
+                f"cuda:0 to cuda:{count - 1}"
+            )
+        self.xp = cupy
+        self.array_type = cupy.ndarray
+        self.index = index
+        self.device = f"cuda:{index}"
+        self._device = cupy.cuda.Device(index)
+        self._kernels = _kernels()
+        self._ones: dict[tuple, Any] = {}
+
+    # ------------------------------------------------------------------ memory and transfer
+    def asarray(self, a: Any, dtype: Any = None) -> Any:
+        with self._device:
+            return self.xp.asarray(a, dtype=dtype)
+
+    def to_numpy(self, a: Any) -> np.ndarray:
+        return self.xp.asnumpy(a)
+
+    def empty(self, shape: Any, dtype: Any = np.float32) -> Any:
+        with self._device:
+            return self.xp.empty(shape, dtype=dtype)
+
+    def zeros(self, shape: Any, dtype: Any = np.float32) -> Any:
+        with self._device:
+            return self.xp.zeros(shape, dtype=dtype)
+
+    def random_generator(self, seed: Any) -> Any:
+        # CuPy's generator takes one integer: fold a seed sequence into one, as NumPy would.
+        state = int(np.random.SeedSequence(seed).generate_state(1, np.uint64)[0])
+        with self._device:
+            return self.xp.random.default_rng(state)
+
+    def synchronize(self) -> None:
+        self._device.synchronize()
+
+    @contextlib.contextmanager
+    def activated(self) -> Iterator[None]:
+        with self._device:
+            yield
+
+    # ------------------------------------------------------------------ fused ops
+    def sum_rows(self, x: Any, out: Any = None) -> Any:
+        """Column sums as a GEMV with a ones vector: cuBLAS beats a generic reduction here."""
+        self.check(x)
+        key = (x.shape[0], x.dtype.str)
+        ones = self._ones.get(key)
+        if ones is None:
+            ones = self._ones[key] = self.xp.ones(x.shape[0], dtype=x.dtype)
+        return self.xp.matmul(ones, x, out=out)
+
+    def activation(self, name: str, x: Any, out: Any = None) -> Any:
+        self.check(x)
+        if check_activation(name) == "identity":
+            return super().identity(x, out=out)
+        kernel = self._kernels["act_" + name]
+        return kernel(x) if out is None else kernel(x, out)
+
+    def backprop_activation(self, name: str, dy: Any, y: Any, out: Any = None) -> Any:
+        self.check(dy, y)
+        if check_activation(name) == "identity":
+            return super().identity(dy, out=out)
+        kernel = self._kernels["backprop_" + name]
+        return kernel(dy, y) if out is None else kernel(dy, y, out)
+
+    def relu(self, x: Any, out: Any = None) -> Any:
+        return self.activation("relu", x, out)
+
+    def sigmoid(self, x: Any, out: Any = None) -> Any:
+        return self.activation("sigmoid", x, out)
+
+    def tanh(self, x: Any, out: Any = None) -> Any:
+        return self.activation("tanh", x, out)
+
+    def backprop_relu(self, dy: Any, y: Any, out: Any = None) -> Any:
+        return self.backprop_activation("relu", dy, y, out)
+
+    def backprop_sigmoid(self, dy: Any, y: Any, out: Any = None) -> Any:
+        return self.backprop_activation("sigmoid", dy, y, out)
+
+    def backprop_tanh(self, dy: Any, y: Any, out: Any = None) -> Any:
+        return self.backprop_activation("tanh", dy, y, out)
+
+    def bias_activation(self, x: Any, bias: Any, name: str, out: Any = None) -> Any:
+        self.check(x, bias)
+        kernel = self._kernels["bias_act_" + check_activation(name)]
+        return kernel(x, bias) if out is None else kernel(x, bias, out)
+
+    def gather_rows(self, source: Any, rows: Any, out: Any, scale: float = 1.0) -> Any:
+        self.check(source, rows, out)
+        return self._kernels["gather_rows"](source, rows, source.shape[1], scale, out)
+
+    def softmax_cross_entropy_accumulate(
+        self, logits: Any, labels: Any, grad: Any, totals: Any
+    ) -> Any:
+        self.check(logits, labels, grad, totals)
+        rows, classes = logits.shape
+        ctype = {"float32": "float", "float64": "double"}.get(logits.dtype.name)
+        if ctype is None or labels.dtype != np.int32 or not logits.flags.c_contiguous:
+            return super().softmax_cross_entropy_accumulate(logits, labels, grad, totals)
+        kernel = self._kernels["softmax_xent_" + ctype]
+        blocks = (rows + _THREADS - 1) // _THREADS
+        scale = logits.dtype.type(1.0 / rows)
+        kernel((blocks,), (_THREADS,), (logits, labels, grad, totals, np.int32(rows),
+                                        np.int32(classes), scale))
+        return grad
+
+    def sgd_step(
+        self,
+        param: Any,
+        grad: Any,
+        velocity: Any,
+        lr: float,
+        momentum: float = 0.0,
+        nesterov: bool = False,
+        weight_decay: float = 0.0,
+    ) -> None:
+        self.check(param, grad)
+        if momentum:
+            self._kernels["sgd_momentum"](
+                grad, lr, momentum, weight_decay, int(nesterov), param, velocity
+            )
+        else:
+            self._kernels["sgd"](grad, lr, weight_decay, param)
+
+    def adam_step(
+        self,
+        param: Any,
+        grad: Any,
+        m: Any,
+        v: Any,
+        step: int,
+        lr: float,
+        beta1: float = 0.9,
+        beta2: float = 0.999,
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        decoupled: bool = False,
+    ) -> None:
+        self.check(param, grad, m, v)
+        step_size = lr / (1.0 - beta1**step)
+        inv_sqrt_bc2 = 1.0 / float(np.sqrt(1.0 - beta2**step))
+        l2 = 0.0 if decoupled else weight_decay
+        decay = 1.0 - lr * weight_decay if decoupled else 1.0
+        self._kernels["adam"](
+            grad, step_size, inv_sqrt_bc2, beta1, beta2, eps, l2, decay, param, m, v
+        )

@@ -1,0 +1,167 @@
+"""MNIST-family datasets in the IDX format: reading files and finding them on disk.
+
+MNIST, Fashion-MNIST and KMNIST share one layout: ``train-images-idx3-ubyte``,
+``train-labels-idx1-ubyte``, ``t10k-images-idx3-ubyte``, ``t10k-labels-idx1-ubyte``, each
+plain or gzipped. Images are returned as uint8 rows of 784 pixels (compact: the model
+scales them on the device), labels as uint8.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import zlib
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+DATASETS = ("fashion-mnist", "mnist", "kmnist")
+SPLITS = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+#: Where Debian's dataset packages (``apt install dataset-fashion-mnist``) put the files.
+SYSTEM_DIRS = (Path("/usr/share/datasets"), Path("/usr/local/share/datasets"))
+
+# IDX type byte → NumPy dtype (multi-byte values are big-endian).
+_IDX_TYPES = {
+    0x08: np.dtype("u1"),
+    0x09: np.dtype("i1"),
+    0x0B: np.dtype(">i2"),
+    0x0C: np.dtype(">i4"),
+    0x0D: np.dtype(">f4"),
+    0x0E: np.dtype(">f8"),
+}
+
+
+class DatasetNotFound(FileNotFoundError):
+    """No folder holds all four files of the dataset."""
+
+
+class Dataset(NamedTuple):
+    X_train: np.ndarray
+    y_train: np.ndarray
+    X_test: np.ndarray
+    y_test: np.ndarray
+    source: Path
+
+
+def parse_idx(data: bytes, name: str = "<bytes>") -> np.ndarray:
+    """Decode the bytes of one IDX file; any malformed input raises ``ValueError``."""
+    if len(data) < 4 or data[0] != 0 or data[1] != 0:
+        raise ValueError(f"{name}: not an IDX file (bad magic number)")
+    dtype = _IDX_TYPES.get(data[2])
+    if dtype is None:
+        raise ValueError(f"{name}: not an IDX file (unknown type byte 0x{data[2]:02x})")
+    ndim = data[3]
+    header = 4 + 4 * ndim
+    if ndim == 0 or len(data) < header:
+        raise ValueError(f"{name}: truncated IDX header")
+    shape = tuple(int(d) for d in np.frombuffer(data, ">u4", count=ndim, offset=4))
+    expected = int(np.prod(shape, dtype=object)) * dtype.itemsize
+    if len(data) - header != expected:
+        raise ValueError(
+            f"{name}: holds {len(data) - header} bytes of data but its header {shape} "
+            f"needs {expected} (truncated or corrupt file)"
+        )
+    values = np.frombuffer(data, dtype, offset=header).reshape(shape)
+    return values.astype(dtype.newbyteorder("="), copy=False)
+
+
+def read_idx(path: str | os.PathLike) -> np.ndarray:
+    """Read an IDX file, plain or ``.gz``; errors name the file."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+        if raw[:2] == b"\x1f\x8b":  # gzip magic, whatever the extension
+            raw = gzip.decompress(raw)
+    except (OSError, EOFError, zlib.error) as exc:
+        if isinstance(exc, FileNotFoundError):
+            raise
+        raise ValueError(f"{path}: cannot read ({exc})") from None
+    return parse_idx(raw, str(path))
+
+
+def _split_file(folder: Path, stem: str) -> Path | None:
+    for candidate in (folder / stem, folder / (stem + ".gz")):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _has_dataset(folder: Path) -> bool:
+    return all(_split_file(folder, stem) for files in SPLITS.values() for stem in files)
+
+
+def user_cache_dir(dataset: str) -> Path:
+    """``$XDG_CACHE_HOME/mlp/<dataset>``, by default ``~/.cache/mlp/<dataset>``."""
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "mlp" / dataset
+
+
+def candidate_dirs(dataset: str, data_dir: str | os.PathLike | None = None) -> list[Path]:
+    """Folders searched, in order: ``data_dir``, ``$MLP_DATA_DIR``, the user cache, the system."""
+    out: list[Path] = []
+    for root in (data_dir, os.environ.get("MLP_DATA_DIR")):
+        if root:
+            out += [Path(root), Path(root) / dataset]
+    out.append(user_cache_dir(dataset))
+    out += [d / dataset for d in SYSTEM_DIRS]
+    return out
+
+
+def find_dataset(dataset: str, data_dir: str | os.PathLike | None = None) -> Path:
+    """The first folder holding all four files of ``dataset``; else a message saying what to do."""
+    if dataset not in DATASETS:
+        raise ValueError(f"unknown dataset {dataset!r}: choose one of {', '.join(DATASETS)}")
+    searched = candidate_dirs(dataset, data_dir)
+    for folder in searched:
+        if _has_dataset(folder):
+            return folder
+    hint = " or `sudo apt install dataset-fashion-mnist` (Debian/Ubuntu)" if (
+        dataset == "fashion-mnist") else ""
+    raise DatasetNotFound(
+        f"{dataset} not found (looked in {', '.join(str(d) for d in searched)}): "
+        f"put its four IDX files in one of them, pass --data-dir, set MLP_DATA_DIR{hint}"
+    )
+
+
+def load_split(folder: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """Images as (n, rows*cols) uint8 and labels as (n,) uint8 for ``"train"`` or ``"test"``."""
+    image_stem, label_stem = SPLITS[split]
+    image_file, label_file = _split_file(folder, image_stem), _split_file(folder, label_stem)
+    images, labels = read_idx(image_file), read_idx(label_file)
+    if images.ndim != 3:
+        raise ValueError(f"{image_file}: expected images of shape (n, rows, cols), got {images.shape}")
+    if labels.ndim != 1:
+        raise ValueError(f"{label_file}: expected a 1-D array of labels, got {labels.shape}")
+    if images.shape[0] != labels.shape[0]:
+        raise ValueError(
+            f"{folder}: {images.shape[0]} {split} images but {labels.shape[0]} labels"
+        )
+    return images.reshape(images.shape[0], -1), labels
+
+
+def load_dataset(dataset: str = "fashion-mnist", data_dir: str | os.PathLike | None = None) -> Dataset:
+    """Find and read a dataset: ``X_train, y_train, X_test, y_test, source``."""
+    folder = find_dataset(dataset, data_dir)
+    X_train, y_train = load_split(folder, "train")
+    X_test, y_test = load_split(folder, "test")
+    if X_train.shape[1] != X_test.shape[1]:
+        raise ValueError(f"{folder}: train and test images differ in size")
+    return Dataset(X_train, y_train, X_test, y_test, folder)
+
+
+def write_idx(path: str | os.PathLike, array: np.ndarray) -> None:
+    """Write ``array`` as an IDX file (gzipped when the name ends in ``.gz``)."""
+    array = np.asarray(array)
+    codes = {dt.newbyteorder("="): code for code, dt in _IDX_TYPES.items()}
+    code = codes.get(array.dtype.newbyteorder("="))
+    if code is None:
+        raise ValueError(f"IDX cannot store dtype {array.dtype}")
+    big_endian = array.astype(_IDX_TYPES[code], copy=False)
+    header = bytes([0, 0, code, array.ndim]) + np.asarray(array.shape, ">u4").tobytes()
+    payload = header + big_endian.tobytes()
+    path = Path(path)
+    path.write_bytes(gzip.compress(payload, mtime=0) if path.suffix == ".gz" else payload)

@@ -1,0 +1,414 @@
+"""The multilayer perceptron: layers, one flat parameter buffer, and a training loop built for speed.
+
+The training step never allocates, never copies between host and device, and never waits
+for the device: the data is uploaded once per fit, batches are gathered on the device into
+preallocated buffers, and loss/accuracy are summed on the device and read once per epoch.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from backends import Backend, get_backend
+from backends.base import BufferCache, check_activation
+
+from .layers import Dropout, Layer, Linear, init_weight
+from .optim import Adam, Optimizer
+
+#: Rows per chunk when predicting or evaluating: large enough for BLAS, small enough for memory.
+EVAL_BATCH = 4096
+#: uint8 inputs are pixel intensities: scaled by this to [0, 1] as they are loaded.
+UINT8_SCALE = 1.0 / 255.0
+_DTYPES = ("float32", "float64")
+
+
+class TrainingDiverged(RuntimeError):
+    """The training loss became NaN or infinite."""
+
+    def __init__(self, epoch: int, loss: float) -> None:
+        super().__init__(
+            f"training diverged: the loss became {loss} in epoch {epoch}; "
+            "lower the learning rate or check the inputs"
+        )
+        self.epoch = epoch
+        self.loss = loss
+
+
+class MLP:
+    """A multilayer perceptron trained with softmax cross-entropy on NumPy or CuPy.
+
+    ``sizes`` lists the layer widths, input first: ``MLP([784, 512, 256, 10])``.
+    Hidden layers use ``activation``; the last layer outputs raw logits unless
+    ``output_activation`` is set (then the model is for inference, as in the tutorial).
+    Inputs may be float arrays, or uint8 images which are scaled to [0, 1] on the device.
+    """
+
+    def __init__(
+        self,
+        sizes: Sequence[int],
+        activation: str = "relu",
+        device: str | Backend = "cpu",
+        dtype: str = "float32",
+        seed: int = 0,
+        dropout: float = 0.0,
+        init: str = "auto",
+        output_activation: str | None = None,
+    ) -> None:
+        self.sizes = _check_sizes(sizes)
+        self.activation = check_activation(activation)
+        self.output_activation = None if output_activation is None else check_activation(
+            output_activation
+        )
+        if str(dtype) not in _DTYPES:
+            raise ValueError(f"unsupported dtype {dtype!r}: choose float32 or float64")
+        self.dtype = np.dtype(dtype)
+        self.seed = int(seed)
+        self.dropout = float(dropout)
+        self.init = _init_scheme(init, self.activation)
+        self.optimizer: Optimizer | None = None
+
+        last = len(self.sizes) - 2
+        self.layers: list[Layer] = []
+        for i, (fan_in, fan_out) in enumerate(zip(self.sizes[:-1], self.sizes[1:], strict=True)):
+            act = self.activation if i < last else (self.output_activation or "identity")
+            self.layers.append(Linear(fan_in, fan_out, act))
+            if i < last and self.dropout > 0.0:
+                self.layers.append(Dropout(self.dropout))
+        self.linears = [layer for layer in self.layers if isinstance(layer, Linear)]
+        self.num_parameters = sum(layer.size for layer in self.linears)
+        self._bind(get_backend(device), self._initial_parameters())
+
+    # ------------------------------------------------------------------ parameters and devices
+    def _initial_parameters(self) -> np.ndarray:
+        rng = np.random.default_rng(self.seed)
+        flat = np.zeros(self.num_parameters)
+        offset = 0
+        for layer in self.linears:
+            n_weight = layer.in_features * layer.out_features
+            weight = init_weight(rng, layer.in_features, layer.out_features, self.init)
+            flat[offset : offset + n_weight] = weight.ravel()
+            offset += layer.size  # biases start at zero
+        return flat
+
+    def _bind(self, backend: Backend, host_params: np.ndarray) -> None:
+        """Put the flat parameter buffer on ``backend`` and point every layer into it."""
+        self.backend = backend
+        self.params = backend.asarray(host_params, dtype=self.dtype)
+        self.grads = backend.zeros((self.num_parameters,), self.dtype)
+        self._buffers = BufferCache(backend)
+        for layer in self.layers:
+            layer.bind(backend)
+        offset = 0
+        for layer in self.linears:
+            layer.attach(self.params[offset : offset + layer.size],
+                         self.grads[offset : offset + layer.size])
+            offset += layer.size
+        self._row_index: Any = None
+
+    @property
+    def device(self) -> str:
+        return self.backend.device
+
+    def to(self, device: str | Backend) -> MLP:
+        """Move parameters, gradients and optimizer state to ``device``; returns ``self``."""
+        backend = get_backend(device)
+        grads = self.backend.to_numpy(self.grads)
+        self._bind(backend, self.backend.to_numpy(self.params))
+        self.grads[...] = backend.asarray(grads)
+        if self.optimizer is not None and self.optimizer.backend is not None:
+            self.optimizer.to(backend)
+        return self
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Host copies of the parameters: ``"0.weight"``, ``"0.bias"``, ``"1.weight"``, …"""
+        out: dict[str, np.ndarray] = {}
+        for i, layer in enumerate(self.linears):
+            out[f"{i}.weight"] = self.backend.to_numpy(layer.weight).copy()
+            out[f"{i}.bias"] = self.backend.to_numpy(layer.bias).copy()
+        return out
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Load parameters saved by ``state_dict``; all keys and shapes are checked first."""
+        expected = {}
+        for i, layer in enumerate(self.linears):
+            expected[f"{i}.weight"] = (layer.in_features, layer.out_features)
+            expected[f"{i}.bias"] = (layer.out_features,)
+        missing = sorted(set(expected) - set(state))
+        unexpected = sorted(set(state) - set(expected))
+        if missing or unexpected:
+            raise ValueError(f"state dict mismatch: missing {missing}, unexpected {unexpected}")
+        values = {}
+        for key, shape in expected.items():
+            value = np.asarray(state[key] if not self.backend.is_array(state[key])
+                               else self.backend.to_numpy(state[key]))
+            if value.shape != shape:
+                raise ValueError(f"{key} has shape {value.shape}, expected {shape}")
+            if not np.all(np.isfinite(value)):
+                raise ValueError(f"{key} contains NaN or infinity")
+            values[key] = value
+        for i, layer in enumerate(self.linears):
+            layer.weight[...] = self.backend.asarray(values[f"{i}.weight"], dtype=self.dtype)
+            layer.bias[...] = self.backend.asarray(values[f"{i}.bias"], dtype=self.dtype)
+
+    def config(self) -> dict[str, Any]:
+        """What it takes to build the same model again."""
+        return {
+            "sizes": list(self.sizes),
+            "activation": self.activation,
+            "dtype": self.dtype.name,
+            "seed": self.seed,
+            "dropout": self.dropout,
+            "init": self.init,
+            "output_activation": self.output_activation,
+        }
+
+    def __repr__(self) -> str:
+        widths = "-".join(str(s) for s in self.sizes)
+        return (f"MLP({widths}, activation={self.activation!r}, device={self.device!r}, "
+                f"dtype={self.dtype.name!r}, parameters={self.num_parameters})")
+
+    # ------------------------------------------------------------------ input handling
+    def _device_inputs(self, X: Any) -> tuple[Any, float]:
+        """Upload inputs once: uint8 stays compact (scaled per batch), floats become ``dtype``."""
+        be = self.backend
+        if not be.is_array(X):
+            if type(X).__module__.startswith("cupy"):
+                be.check(X)  # a GPU array handed to a CPU model: say how to fix it
+            X = np.asarray(X)
+        if X.ndim != 2 or X.shape[1] != self.sizes[0]:
+            raise ValueError(
+                f"expected inputs of shape (n, {self.sizes[0]}), got {tuple(X.shape)}: "
+                f"the model's first layer takes {self.sizes[0]} features"
+            )
+        if X.shape[0] == 0:
+            raise ValueError("no input rows")
+        if X.dtype == np.uint8:
+            return be.asarray(X), UINT8_SCALE
+        if X.dtype.kind not in "fiub":
+            raise ValueError(f"inputs must be numeric, got dtype {X.dtype}")
+        X = be.asarray(X, dtype=self.dtype)
+        if not be.all_finite(X):  # once per call, not per batch
+            raise ValueError("inputs contain NaN or infinity")
+        return X, 1.0
+
+    def _device_labels(self, y: Any, rows: int) -> Any:
+        """Labels as an (n, 1) int32 column on the device, checked against the output layer."""
+        be = self.backend
+        y = be.to_numpy(y) if be.is_array(y) else np.asarray(y)
+        if y.ndim != 1 or y.shape[0] != rows:
+            raise ValueError(f"expected {rows} labels in a 1-D array, got shape {y.shape}")
+        if y.dtype.kind not in "iu":
+            if y.dtype.kind != "f" or not np.all(np.isfinite(y)) or np.any(y != np.round(y)):
+                raise ValueError(f"labels must be integers, got dtype {y.dtype}")
+        classes = self.sizes[-1]
+        if y.size and (y.min() < 0 or y.max() >= classes):
+            raise ValueError(
+                f"labels must be in [0, {classes - 1}] for a {classes}-output model, "
+                f"got values from {y.min()} to {y.max()}"
+            )
+        return be.asarray(y.astype(np.int32).reshape(-1, 1))
+
+    def _rows(self, n: int) -> Any:
+        """The device index vector 0..n-1 (cached): batches in order are gathered like shuffled ones."""
+        if self._row_index is None or self._row_index.shape[0] < n:
+            self._row_index = self.backend.asarray(np.arange(n, dtype=np.int64))
+        return self._row_index[:n]
+
+    def _batch(self, name: str, source: Any, rows: Any, scale: float, width: int, dtype: Any) -> Any:
+        out = self._buffers.get(name, (rows.shape[0], width), dtype)
+        return self.backend.gather_rows(source, rows, out, scale)
+
+    # ------------------------------------------------------------------ passes
+    def _forward(self, x: Any, training: bool = False) -> Any:
+        for layer in self.layers:
+            x = layer.forward(x, training)
+        return x
+
+    def _backward(self, grad: Any) -> None:
+        for i in range(len(self.layers) - 1, -1, -1):
+            grad = self.layers[i].backward(grad, need_dx=i > 0)
+
+    def _chunks(self, X: Any, scale: float, batch_size: int = EVAL_BATCH):
+        """Yield ``(slice, input batch)`` over all rows, converted on the device."""
+        n = X.shape[0]
+        rows = self._rows(n)
+        for start in range(0, n, batch_size):
+            part = slice(start, min(start + batch_size, n))
+            yield part, self._batch("x", X, rows[part], scale, self.sizes[0], self.dtype)
+
+    def forward(self, X: Any) -> Any:
+        """Outputs (logits, or ``output_activation`` values) for ``X``, on the model's device."""
+        with self.backend.activated():
+            X, scale = self._device_inputs(X)
+            out = self.backend.empty((X.shape[0], self.sizes[-1]), self.dtype)
+            for part, xb in self._chunks(X, scale):
+                out[part] = self._forward(xb)
+            return out
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Class probabilities as a NumPy array (softmax of the logits)."""
+        with self.backend.activated():
+            out = self.forward(X)
+            if self.output_activation is None:
+                out = self.backend.softmax(out, out=out)
+            return self.backend.to_numpy(out)
+
+    def predict(self, X: Any) -> np.ndarray:
+        """Predicted labels as a NumPy array."""
+        with self.backend.activated():
+            out = self.forward(X)
+            if self.sizes[-1] == 1:  # one output: a threshold, not an argmax
+                threshold = 0.5 if self.output_activation == "sigmoid" else 0.0
+                return (self.backend.to_numpy(out)[:, 0] > threshold).astype(np.int64)
+            return self.backend.to_numpy(self.backend.argmax(out))
+
+    def _check_trainable(self) -> None:
+        if self.output_activation is not None:
+            raise ValueError(
+                "softmax cross-entropy needs raw logits: build the model without output_activation"
+            )
+
+    def _evaluate_device(self, X: Any, scale: float, y: Any) -> tuple[float, float]:
+        totals = self.backend.zeros((2,), np.float64)
+        for part, xb in self._chunks(X, scale):
+            logits = self._forward(xb)
+            self.backend.softmax_cross_entropy_accumulate(logits, y[part, 0], logits, totals)
+        loss_sum, correct = self.backend.to_numpy(totals)
+        return float(loss_sum / X.shape[0]), float(correct / X.shape[0])
+
+    def evaluate(self, X: Any, y: Any) -> dict[str, float]:
+        """Mean cross-entropy and accuracy on ``(X, y)``."""
+        self._check_trainable()
+        with self.backend.activated():
+            X, scale = self._device_inputs(X)
+            loss, accuracy = self._evaluate_device(X, scale, self._device_labels(y, X.shape[0]))
+            return {"loss": loss, "accuracy": accuracy}
+
+    def loss_and_gradients(self, X: Any, y: Any) -> tuple[float, dict[str, np.ndarray]]:
+        """Mean softmax cross-entropy over all of ``(X, y)`` and its gradients (dropout off)."""
+        self._check_trainable()
+        with self.backend.activated():
+            X, scale = self._device_inputs(X)
+            labels = self._device_labels(y, X.shape[0])
+            xb = self._batch("x", X, self._rows(X.shape[0]), scale, self.sizes[0], self.dtype)
+            totals = self.backend.zeros((2,), np.float64)
+            logits = self._forward(xb)
+            grad = self.backend.softmax_cross_entropy_accumulate(
+                logits, labels[:, 0], logits, totals
+            )
+            self._backward(grad)
+            grads = {}
+            for i, layer in enumerate(self.linears):
+                grads[f"{i}.weight"] = self.backend.to_numpy(layer.grad_weight).copy()
+                grads[f"{i}.bias"] = self.backend.to_numpy(layer.grad_bias).copy()
+            return float(self.backend.to_numpy(totals)[0]) / X.shape[0], grads
+
+    # ------------------------------------------------------------------ training
+    def fit(
+        self,
+        X: Any,
+        y: Any,
+        epochs: int = 10,
+        batch_size: int = 128,
+        optimizer: Optimizer | None = None,
+        validation_data: tuple[Any, Any] | None = None,
+        shuffle: bool = True,
+        seed: int | None = None,
+        initial_epoch: int = 0,
+        callback: Callable[[dict[str, Any]], Any] | None = None,
+        on_batch: Callable[[int], Any] | None = None,
+    ) -> list[dict[str, Any]]:
+        """Train with mini-batches; returns one record per epoch.
+
+        Each record holds ``epoch``, ``loss`` and ``accuracy`` (on the training batches),
+        ``seconds`` (training time of the epoch), and ``val_loss``/``val_accuracy`` with
+        ``validation_data``. Epoch ``e`` shuffles with a generator seeded by ``(seed, e)``,
+        so training resumed at ``initial_epoch`` follows the same path as an unbroken run.
+        ``callback`` gets each record; ``on_batch`` gets the batch index (host-side only).
+        """
+        self._check_trainable()
+        epochs = _positive_int("epochs", epochs)
+        batch_size = _positive_int("batch_size", batch_size)
+        if not 0 <= initial_epoch <= epochs:
+            raise ValueError(f"initial_epoch must be in [0, {epochs}], got {initial_epoch}")
+        seed = self.seed if seed is None else int(seed)
+        optimizer = optimizer or self.optimizer or Adam()
+        optimizer.bind(self.backend, self.num_parameters, self.dtype)
+        self.optimizer = optimizer
+        be = self.backend
+        history: list[dict[str, Any]] = []
+        with be.activated():
+            X, scale = self._device_inputs(X)
+            n = X.shape[0]
+            labels = self._device_labels(y, n)
+            if validation_data is not None:
+                X_val, val_scale = self._device_inputs(validation_data[0])
+                y_val = self._device_labels(validation_data[1], X_val.shape[0])
+            in_order = self._rows(n)
+            for epoch in range(initial_epoch, epochs):
+                start_time = time.perf_counter()
+                order = in_order
+                if shuffle:  # drawn on the host so every device sees the same order
+                    order = be.asarray(np.random.default_rng([seed, epoch]).permutation(n))
+                dropouts = [layer for layer in self.layers if isinstance(layer, Dropout)]
+                if dropouts:
+                    dropout_rng = be.random_generator([seed, epoch, 1])
+                    for layer in dropouts:
+                        layer.generator = dropout_rng
+                totals = be.zeros((2,), np.float64)
+                for step, start in enumerate(range(0, n, batch_size)):
+                    rows = order[start : start + batch_size]
+                    xb = self._batch("x", X, rows, scale, self.sizes[0], self.dtype)
+                    yb = self._batch("y", labels, rows, 1.0, 1, np.int32)
+                    logits = self._forward(xb, training=True)
+                    grad = be.softmax_cross_entropy_accumulate(logits, yb[:, 0], logits, totals)
+                    self._backward(grad)
+                    optimizer.step(self.params, self.grads)
+                    if on_batch is not None:
+                        on_batch(step)
+                loss_sum, correct = be.to_numpy(totals)  # the one read of the epoch
+                record: dict[str, Any] = {
+                    "epoch": epoch + 1,
+                    "loss": float(loss_sum / n),
+                    "accuracy": float(correct / n),
+                    "seconds": time.perf_counter() - start_time,
+                }
+                if not math.isfinite(record["loss"]):
+                    raise TrainingDiverged(epoch + 1, record["loss"])
+                if validation_data is not None:
+                    record["val_loss"], record["val_accuracy"] = self._evaluate_device(
+                        X_val, val_scale, y_val
+                    )
+                history.append(record)
+                if callback is not None:
+                    callback(record)
+        return history
+
+
+def _check_sizes(sizes: Sequence[int]) -> list[int]:
+    try:
+        values = [int(s) for s in sizes]
+    except (TypeError, ValueError):
+        raise ValueError(f"layer sizes must be integers, got {sizes!r}") from None
+    if len(values) < 2 or any(v <= 0 for v in values) or list(sizes) != values:
+        raise ValueError(f"need at least two positive integer layer sizes, got {list(sizes)!r}")
+    return values
+
+
+def _init_scheme(init: str, activation: str) -> str:
+    if init == "auto":
+        return "he" if activation == "relu" else "xavier"
+    if init not in ("he", "xavier"):
+        raise ValueError(f"unknown init {init!r}: choose auto, he or xavier")
+    return init
+
+
+def _positive_int(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
