@@ -1,0 +1,70 @@
+"""Shared fixtures: every backend test runs on NumPy and, where a GPU exists, on CuPy.
+
+CUDA cases carry the ``cuda`` marker and skip without a GPU; with ``MLP_REQUIRE_GPU=1``
+that skip becomes a failure, so a GPU run can never pass by skipping.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from backends import BackendUnavailable, get_backend
+from mlp.data import write_idx
+
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)]
+
+
+def require_gpu() -> bool:
+    return os.environ.get("MLP_REQUIRE_GPU", "") not in ("", "0")
+
+
+def backend_or_skip(spec: str):
+    """The backend for ``spec``; a missing GPU skips (or fails under MLP_REQUIRE_GPU=1)."""
+    try:
+        return get_backend(spec)
+    except BackendUnavailable as exc:
+        if require_gpu():
+            pytest.fail(f"MLP_REQUIRE_GPU=1 but {spec} is unavailable: {exc}")
+        pytest.skip(f"{spec} unavailable: {exc}")
+
+
+@pytest.fixture(params=DEVICES)
+def device(request) -> str:
+    """A device spec whose backend is known to work here."""
+    backend_or_skip(request.param)
+    return request.param
+
+
+@pytest.fixture(params=DEVICES)
+def backend(request):
+    return backend_or_skip(request.param)
+
+
+@pytest.fixture
+def cuda_backend():
+    return backend_or_skip("cuda")
+
+
+def make_idx_dataset(folder, n_train=600, n_test=200, classes=10, side=28, seed=0, gz=True):
+    """Write a small learnable MNIST-shaped dataset (class = bright stripe position) as IDX."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    suffix = ".gz" if gz else ""
+    for split, n in (("train", n_train), ("t10k", n_test)):
+        labels = rng.integers(0, classes, size=n).astype(np.uint8)
+        images = rng.integers(0, 60, size=(n, side, side)).astype(np.uint8)
+        rows = (labels.astype(int) * side) // classes
+        for i, r in enumerate(rows):
+            images[i, r : r + max(1, side // classes), :] = 255
+        write_idx(folder / f"{split}-images-idx3-ubyte{suffix}", images)
+        write_idx(folder / f"{split}-labels-idx1-ubyte{suffix}", labels)
+    return folder
+
+
+@pytest.fixture
+def idx_dataset(tmp_path):
+    """A folder holding a small, learnable dataset in the MNIST file layout."""
+    return make_idx_dataset(tmp_path / "tiny-mnist")
