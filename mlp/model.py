@@ -167,6 +167,19 @@ class MLP:
             "output_activation": self.output_activation,
         }
 
+    def save(self, path: Any, **kwargs: Any) -> Any:
+        """Write an atomic ``.npz`` checkpoint (weights, config, optimizer state); see checkpoint."""
+        from .checkpoint import save_model
+
+        return save_model(path, self, **kwargs)
+
+    @classmethod
+    def load(cls, path: Any, device: str | Backend = "cpu") -> MLP:
+        """Rebuild a saved model on ``device`` (any device, whatever it was saved from)."""
+        from .checkpoint import load_model
+
+        return load_model(path, device=device)
+
     def __repr__(self) -> str:
         widths = "-".join(str(s) for s in self.sizes)
         return (f"MLP({widths}, activation={self.activation!r}, device={self.device!r}, "
