@@ -286,7 +286,7 @@ class Backend:
             grad = self.empty(logits.shape, logits.dtype)
         totals = self.zeros((2,), np.float64)
         self.softmax_cross_entropy_accumulate(logits, labels, grad, totals)
-        return totals[0] / logits.shape[0], grad
+        return self.xp.asarray(totals[0] / logits.shape[0]), grad  # 0-d array, not a scalar
 
     # ------------------------------------------------------------------ optimizers
     def _blocks(self, size: int) -> Iterator[slice]:
