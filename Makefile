@@ -8,7 +8,7 @@ ARGS ?=
 
 PY := $(VENV)/bin/python
 # A CUDA device needs CuPy: pulled in through the matching extra.
-EXTRAS := test,dev$(if $(filter cuda%,$(DEVICE)),$(comma)cuda$(CUDA))
+EXTRAS := fast,test,dev$(if $(filter cuda%,$(DEVICE)),$(comma)cuda$(CUDA))
 comma := ,
 
 .PHONY: venv data train test lint bench gpu-check clean

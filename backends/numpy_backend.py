@@ -1,4 +1,10 @@
-"""The CPU backend: NumPy, with BLAS for the matrix products."""
+"""The CPU backend: NumPy with BLAS for the matrix products, and fused Numba kernels when present.
+
+Without Numba every op runs the NumPy body of ``backends.base``; with it (the ``fast``
+extra) the ops that NumPy would run as many passes over memory — the optimizer updates,
+bias + ReLU, the ReLU backward, softmax cross-entropy, batch gathering — run as one fused
+loop each, exactly as the CUDA backend fuses them into kernels.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +12,17 @@ from typing import Any
 
 import numpy as np
 
+from . import cpu_kernels
 from .base import OPTIMIZER_BLOCK, Backend
+from .errors import BackendUnavailable
+
+
+def _contiguous(*arrays: Any) -> bool:
+    return all(a.flags.c_contiguous for a in arrays)
 
 
 class NumpyBackend(Backend):
-    """Runs every op on the host with NumPy; the base class's bodies are already NumPy code."""
+    """Runs every op on the host. ``use_numba=None`` uses Numba's kernels when installed."""
 
     name = "numpy"
     device = "cpu"
@@ -18,6 +30,100 @@ class NumpyBackend(Backend):
     array_type = np.ndarray
     optimizer_block = OPTIMIZER_BLOCK
 
+    def __init__(self, use_numba: bool | None = None) -> None:
+        super().__init__()
+        self.kernels = None if use_numba is False else cpu_kernels.load()
+        if use_numba and self.kernels is None:
+            raise BackendUnavailable(
+                "Numba is not available: pip install 'mlp[fast]' (or unset MLP_NO_NUMBA)"
+            )
+
+    def __repr__(self) -> str:
+        return f"<NumpyBackend device='cpu' numba={self.kernels is not None}>"
+
     def to_numpy(self, a: Any) -> np.ndarray:
         self.check(a)
         return a
+
+    # ------------------------------------------------------------------ fused ops (Numba)
+    def bias_activation(self, x: Any, bias: Any, name: str, out: Any = None) -> Any:
+        self.check(x, bias)
+        k = self.kernels
+        if k is None or name != "relu" or out is None or not _contiguous(x, bias, out):
+            return super().bias_activation(x, bias, name, out=out)
+        k.bias_relu(x, bias, out)
+        return out
+
+    def backprop_relu(self, dy: Any, y: Any, out: Any = None) -> Any:
+        self.check(dy, y)
+        k = self.kernels
+        if k is None or out is None or not _contiguous(dy, y, out):
+            return super().backprop_relu(dy, y, out=out)
+        k.relu_backward(dy.reshape(-1), y.reshape(-1), out.reshape(-1))
+        return out
+
+    def gather_rows(self, source: Any, rows: Any, out: Any, scale: float = 1.0) -> Any:
+        self.check(source, rows, out)
+        k = self.kernels
+        if k is None or out.dtype.kind != "f":
+            return super().gather_rows(source, rows, out, scale)
+        k.gather_rows(source, rows, out, out.dtype.type(scale))
+        return out
+
+    def softmax_cross_entropy_accumulate(
+        self, logits: Any, labels: Any, grad: Any, totals: Any
+    ) -> Any:
+        self.check(logits, labels, grad, totals)
+        k = self.kernels
+        if k is None:
+            return super().softmax_cross_entropy_accumulate(logits, labels, grad, totals)
+        k.softmax_xent(logits, labels, grad, totals, logits.dtype.type(1.0 / logits.shape[0]))
+        return grad
+
+    def sgd_step(
+        self,
+        param: Any,
+        grad: Any,
+        velocity: Any,
+        lr: float,
+        momentum: float = 0.0,
+        nesterov: bool = False,
+        weight_decay: float = 0.0,
+    ) -> None:
+        self.check(param, grad)
+        k = self.kernels
+        if k is None or not _contiguous(param, grad):
+            return super().sgd_step(param, grad, velocity, lr, momentum, nesterov, weight_decay)
+        t = param.dtype.type
+        if momentum:
+            self.check(velocity)
+            k.sgd_momentum(param, grad, velocity, t(lr), t(momentum), t(weight_decay), nesterov)
+        else:
+            k.sgd(param, grad, t(lr), t(weight_decay))
+
+    def adam_step(
+        self,
+        param: Any,
+        grad: Any,
+        m: Any,
+        v: Any,
+        step: int,
+        lr: float,
+        beta1: float = 0.9,
+        beta2: float = 0.999,
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        decoupled: bool = False,
+    ) -> None:
+        self.check(param, grad, m, v)
+        k = self.kernels
+        if k is None or not _contiguous(param, grad, m, v):
+            return super().adam_step(param, grad, m, v, step, lr, beta1, beta2, eps,
+                                     weight_decay, decoupled)
+        t = param.dtype.type
+        step_size = lr / (1.0 - beta1**step)
+        inv_sqrt_bc2 = 1.0 / np.sqrt(1.0 - beta2**step)
+        l2 = 0.0 if decoupled else weight_decay
+        decay = 1.0 - lr * weight_decay if decoupled else 1.0
+        k.adam(param, grad, m, v, t(step_size), t(inv_sqrt_bc2), t(beta1), t(1.0 - beta1),
+               t(beta2), t(1.0 - beta2), t(eps), t(l2), t(decay))

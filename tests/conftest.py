@@ -11,10 +11,12 @@ import os
 import numpy as np
 import pytest
 
-from backends import BackendUnavailable, get_backend
+from backends import BackendUnavailable, NumpyBackend, get_backend
 from mlp.data import write_idx
 
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)]
+#: Backends: the CPU with its Numba kernels (when installed), the CPU without them, and CUDA.
+BACKENDS = ["cpu", "cpu-nonumba", pytest.param("cuda", marks=pytest.mark.cuda)]
 
 
 def require_gpu() -> bool:
@@ -38,8 +40,10 @@ def device(request) -> str:
     return request.param
 
 
-@pytest.fixture(params=DEVICES)
+@pytest.fixture(params=BACKENDS)
 def backend(request):
+    if request.param == "cpu-nonumba":
+        return NumpyBackend(use_numba=False)
     return backend_or_skip(request.param)
 
 
