@@ -168,7 +168,7 @@ class MLP:
         }
 
     def save(self, path: Any, **kwargs: Any) -> Any:
-        """Write an atomic ``.npz`` checkpoint (weights, config, optimizer state); see checkpoint."""
+        """Write an atomic ``.npz`` checkpoint: weights, config, optimizer state."""
         from .checkpoint import save_model
 
         return save_model(path, self, **kwargs)
