@@ -7,21 +7,63 @@ stderr that says what to do; a traceback is only for bugs.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
-from typing import Any
+from pathlib import Path
+from typing import Any, NoReturn
 
-from backends import BackendUnavailable, parse_device
+import numpy as np
 
-from .data import DATASETS, DatasetNotFound, load_dataset
+from backends import BackendUnavailable, get_backend, parse_device
+
+from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .data import DATASETS, Dataset, DatasetNotFound, load_dataset
+from .download import DownloadError, ensure_dataset
 from .model import MLP, TrainingDiverged
 from .optim import OPTIMIZERS, make_optimizer
+from .reporting import (
+    EpochProgress,
+    MetricsLog,
+    PlotUnavailable,
+    check_plot_available,
+    plot_history,
+)
 
 PROG = "mlp-train"
 
 
 class UsageError(ValueError):
     """A bad command-line value (exit status 2)."""
+
+
+class RunStopped(RuntimeError):
+    """Training stopped early (diverged); the message says what was kept."""
+
+
+#: Runtime failures: one line on stderr and exit status 1 (a traceback is only for bugs).
+RUNTIME_ERRORS = (
+    DatasetNotFound,
+    DownloadError,
+    BackendUnavailable,
+    TrainingDiverged,
+    CheckpointError,
+    PlotUnavailable,
+    RunStopped,
+    ValueError,
+    OSError,
+)
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (``prog: error: …``), not usage + error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {one_line(message)} (see {self.prog} --help)\n")
+
+
+def one_line(message: Any) -> str:
+    return " ".join(str(message).split())
 
 
 def positive_int(text: str) -> int:
@@ -74,8 +116,41 @@ def dropout_rate(text: str) -> float:
     return value
 
 
+def non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
+    return value
+
+
+def output_file(text: str) -> Path:
+    """A file to write: its folder must exist (checked now, not after hours of training)."""
+    path = Path(text)
+    if not text or path.is_dir():
+        raise argparse.ArgumentTypeError(f"expected a file name, got {text!r}")
+    folder = path.parent
+    if not folder.is_dir():
+        raise argparse.ArgumentTypeError(f"folder {str(folder)!r} does not exist")
+    if not os.access(folder, os.W_OK):
+        raise argparse.ArgumentTypeError(f"folder {str(folder)!r} is not writable")
+    return path
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = OneLineParser(
         prog=PROG,
         description="Train a multilayer perceptron on MNIST, Fashion-MNIST or KMNIST.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
@@ -83,19 +158,70 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", type=device_spec, default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument("--dataset", choices=DATASETS, default="fashion-mnist")
     p.add_argument("--data-dir", default=None, help="folder with the IDX files")
-    p.add_argument("--hidden", type=hidden_sizes, default=[512, 256],
-                   help="hidden layer widths, comma-separated")
+    p.add_argument(
+        "--hidden",
+        type=hidden_sizes,
+        default=[512, 256],
+        help="hidden layer widths, comma-separated",
+    )
     p.add_argument("--activation", choices=("relu", "sigmoid", "tanh"), default="relu")
     p.add_argument("--dropout", type=dropout_rate, default=0.0, help="dropout after hidden layers")
     p.add_argument("--epochs", type=positive_int, default=10)
     p.add_argument("--batch-size", type=positive_int, default=128)
-    p.add_argument("--lr", type=positive_float, default=None,
-                   help="learning rate (default: 1e-3 for adam/adamw, 0.05 for sgd/momentum)")
+    p.add_argument(
+        "--lr",
+        type=positive_float,
+        default=None,
+        help="learning rate (default: 1e-3 for adam/adamw, 0.05 for sgd/momentum)",
+    )
     p.add_argument("--optimizer", choices=tuple(OPTIMIZERS), default="adam")
-    p.add_argument("--weight-decay", type=float, default=None,
-                   help="L2 (sgd, adam) or decoupled (adamw) weight decay")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--weight-decay",
+        type=non_negative_float,
+        default=None,
+        help="L2 (sgd, adam) or decoupled (adamw) weight decay",
+    )
+    p.add_argument("--seed", type=non_negative_int, default=0)
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    g = p.add_argument_group("checkpoints, logs and downloads")
+    g.add_argument(
+        "--save",
+        type=output_file,
+        default=None,
+        metavar="RUN.npz",
+        help="write a checkpoint after every epoch (atomically) and at the end",
+    )
+    g.add_argument(
+        "--resume",
+        default=None,
+        metavar="RUN.npz",
+        help="continue a run from its checkpoint; --epochs stays the total "
+        "(checkpoints go back into this file unless --save says otherwise)",
+    )
+    g.add_argument(
+        "--no-download",
+        action="store_true",
+        help="never download a missing dataset (fail with what to do instead)",
+    )
+    g.add_argument(
+        "--quiet",
+        action="store_true",
+        help="no progress bar and no per-epoch lines; just the final accuracy",
+    )
+    g.add_argument(
+        "--log",
+        type=output_file,
+        default=None,
+        metavar="METRICS.jsonl",
+        help="append one JSON line of metrics per epoch",
+    )
+    g.add_argument(
+        "--plot",
+        type=output_file,
+        default=None,
+        metavar="CURVES.png",
+        help="draw loss and accuracy curves at the end (needs the 'plot' extra)",
+    )
     return p
 
 
@@ -103,42 +229,182 @@ def default_lr(optimizer: str) -> float:
     return 1e-3 if optimizer in ("adam", "adamw") else 0.05
 
 
-def run(args: argparse.Namespace, out: Any = sys.stdout) -> dict[str, float]:
-    """Train as the arguments say, printing per-epoch metrics; returns the final test metrics."""
-    data = load_dataset(args.dataset, args.data_dir)
+def run(args: argparse.Namespace, out: Any = sys.stdout, err: Any = sys.stderr) -> dict[str, float]:
+    """Train as the arguments say, printing per-epoch metrics; returns the final test metrics.
+
+    Cheap checks come first (plotting available, device usable, checkpoint readable), so
+    a mistake is reported in a second, not after the dataset loads or the first epoch.
+    """
+    if args.plot is not None:
+        check_plot_available()
+    backend = get_backend(args.device)
+    checkpoint = load_checkpoint(args.resume) if args.resume else None
+    if checkpoint is not None and checkpoint.epoch > args.epochs:
+        raise UsageError(
+            f"{args.resume} already holds {checkpoint.epoch} epochs, more than "
+            f"--epochs {args.epochs} (--epochs is the total, as when it started)"
+        )
+    save_path = args.save if args.save is not None else (Path(args.resume) if args.resume else None)
+    show_bar = not args.quiet
+
+    def say(message: str) -> None:
+        if not args.quiet:
+            print(message, file=out, flush=True)
+
+    folder = ensure_dataset(
+        args.dataset,
+        args.data_dir,
+        download=not args.no_download,
+        progress=show_bar and _isatty(err),
+        announce=lambda line: print(line, file=err, flush=True),
+    )
+    data = load_dataset(args.dataset, folder)
+    check_finite(data)
     classes = int(data.y_train.max()) + 1
     sizes = [data.X_train.shape[1], *args.hidden, classes]
-    model = MLP(sizes, activation=args.activation, device=args.device, dtype=args.dtype,
-                seed=args.seed, dropout=args.dropout)
+    model = MLP(
+        sizes,
+        activation=args.activation,
+        device=backend,
+        dtype=args.dtype,
+        seed=args.seed,
+        dropout=args.dropout,
+    )
     extra = {} if args.weight_decay is None else {"weight_decay": args.weight_decay}
     optimizer = make_optimizer(args.optimizer, lr=args.lr or default_lr(args.optimizer), **extra)
-    print(f"{args.dataset} from {data.source}: {len(data.X_train)} train / "
-          f"{len(data.X_test)} test images", file=out)
-    print(f"{model} · {optimizer} · batch {args.batch_size}", file=out, flush=True)
+    run_info = {
+        "dataset": args.dataset,
+        "batch_size": args.batch_size,
+        "epochs": args.epochs,
+        "optimizer": args.optimizer,
+    }
+    history: list[dict[str, Any]] = []
+    initial_epoch = 0
+    if checkpoint is not None:
+        check_resumable(checkpoint, args)
+        checkpoint.restore(model, optimizer)
+        initial_epoch, history = checkpoint.epoch, checkpoint.history
 
-    def report(record: dict[str, Any]) -> None:
-        print(f"epoch {record['epoch']:>3}/{args.epochs}  train loss {record['loss']:.4f}  "
-              f"test loss {record['val_loss']:.4f}  test accuracy {record['val_accuracy']:.4f}  "
-              f"{record['seconds']:.2f} s", file=out, flush=True)
+    say(
+        f"{args.dataset} from {data.source}: {len(data.X_train)} train / "
+        f"{len(data.X_test)} test images"
+    )
+    say(f"{model} · {optimizer} · batch {args.batch_size}")
+    if checkpoint is not None:
+        say(f"resuming {args.resume} after epoch {initial_epoch} of {args.epochs}")
 
-    model.fit(data.X_train, data.y_train, epochs=args.epochs, batch_size=args.batch_size,
-              optimizer=optimizer, validation_data=(data.X_test, data.y_test),
-              seed=args.seed, callback=report)
+    progress = EpochProgress(len(data.X_train), args.batch_size, args.epochs, err, enabled=show_bar)
+    log = MetricsLog(args.log, model.device, append=checkpoint is not None) if args.log else None
+
+    def on_epoch(record: dict[str, Any]) -> None:
+        progress.end(record)
+        history.append(record)
+        if save_path is not None:  # only finite epochs get here: a NaN never overwrites
+            save_checkpoint(
+                save_path,
+                model,
+                optimizer,
+                epoch=record["epoch"],
+                seed=args.seed,
+                history=history,
+                run=run_info,
+            )
+        say(
+            f"epoch {record['epoch']:>3}/{args.epochs}  train loss {record['loss']:.4f}  "
+            f"test loss {record['val_loss']:.4f}  test accuracy {record['val_accuracy']:.4f}  "
+            f"{record['seconds']:.2f} s"
+        )
+        if log is not None:
+            log.write(record)
+
+    try:
+        model.fit(
+            data.X_train,
+            data.y_train,
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            optimizer=optimizer,
+            validation_data=(data.X_test, data.y_test),
+            seed=args.seed,
+            initial_epoch=initial_epoch,
+            callback=on_epoch,
+            on_batch=progress.batch,
+        )
+    except TrainingDiverged as exc:
+        kept = _kept(save_path, history)
+        raise RunStopped(f"{exc}; {kept}") from None
+    except KeyboardInterrupt:
+        kept = _kept(save_path, history)
+        raise KeyboardInterrupt(kept) from None
+    finally:
+        progress.close()
+        if log is not None:
+            log.close()
+    if save_path is not None and initial_epoch == args.epochs:
+        save_checkpoint(
+            save_path,
+            model,
+            optimizer,
+            epoch=args.epochs,
+            seed=args.seed,
+            history=history,
+            run=run_info,
+        )
     final = model.evaluate(data.X_test, data.y_test)
+    if args.plot is not None:
+        widths = "-".join(str(w) for w in model.sizes)
+        plot_history(history, args.plot, title=f"{args.dataset} · MLP {widths} · {args.optimizer}")
+        say(f"curves: {args.plot}")
     print(f"test accuracy: {final['accuracy']:.4f}", file=out, flush=True)
     return final
 
 
+def check_finite(data: Dataset) -> None:
+    """Float IDX files can hold NaN or infinity: say which split, before training on it."""
+    for split, X in (("train", data.X_train), ("test", data.X_test)):
+        if X.dtype.kind == "f" and not np.all(np.isfinite(X)):
+            raise ValueError(f"{data.source}: the {split} images contain NaN or infinity")
+
+
+def check_resumable(checkpoint: Any, args: argparse.Namespace) -> None:
+    """The same run, or say what differs (weights and optimizer are checked by ``restore``)."""
+    differences = []
+    if checkpoint.seed != args.seed:
+        differences.append(f"--seed {checkpoint.seed} in the file but {args.seed} here")
+    dataset = checkpoint.run.get("dataset")
+    if dataset is not None and dataset != args.dataset:
+        differences.append(f"--dataset {dataset} in the file but {args.dataset} here")
+    if differences:
+        raise CheckpointError(checkpoint.path, "is another run: " + "; ".join(differences))
+
+
+def _kept(save_path: Path | None, history: list[dict[str, Any]]) -> str:
+    if save_path is None or not history:
+        return "no checkpoint was written (use --save to keep one)"
+    epoch = history[-1]["epoch"]
+    return f"{save_path} holds epoch {epoch}: continue with --resume {save_path}"
+
+
+def _isatty(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)  # bad values: argparse prints one line and exits 2
+    args = parser.parse_args(argv)  # bad values: one line on stderr, exit status 2
     try:
         run(args)
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        print(f"{PROG}: interrupted; {one_line(exc) or 'nothing saved'}", file=sys.stderr)
         return 130
-    except (DatasetNotFound, BackendUnavailable, TrainingDiverged, ValueError, OSError) as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
+    except UsageError as exc:
+        print(f"{PROG}: error: {one_line(exc)}", file=sys.stderr)
+        return 2
+    except RUNTIME_ERRORS as exc:
+        print(f"{PROG}: error: {one_line(exc)}", file=sys.stderr)
         return 1
     return 0
 

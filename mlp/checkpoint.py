@@ -1,0 +1,391 @@
+"""Checkpoints: a model, its optimizer and where training stands, in one ``.npz`` file.
+
+Why ``.npz``: NumPy reads and writes it with nothing else installed, every array keeps its
+exact dtype and bits (so a resumed run can be bitwise identical), and ``np.load`` with
+``allow_pickle=False`` never runs code from the file. Everything that is not an array (the
+model's configuration, optimizer hyperparameters, epoch, seed, history) is one JSON document
+stored as a uint8 array, so no pickle is ever needed.
+
+Layout (format version 1)::
+
+    __meta__         uint8 bytes of a JSON document (see ``_meta``)
+    param.<key>      the model's ``state_dict()``: ``param.0.weight``, ``param.0.bias``, …
+    optim.<name>     the optimizer's flat state buffers (``optim.m``, ``optim.v``, …)
+
+Writes are atomic: a temporary file in the same folder, flushed and fsynced, then renamed
+over the target, so a crash or SIGKILL during a save leaves the previous checkpoint intact.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import os
+import tempfile
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+import numpy as np
+
+from .optim import SGD, Adam, AdamW, Optimizer
+
+if TYPE_CHECKING:
+    from .model import MLP
+
+FORMAT = "mlp-checkpoint"
+FORMAT_VERSION = 1
+_META = "__meta__"
+_OPTIMIZERS: dict[str, type[Optimizer]] = {"SGD": SGD, "Adam": Adam, "AdamW": AdamW}
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used: unreadable, corrupt, of another format or model."""
+
+    def __init__(self, path: str | os.PathLike, problem: str) -> None:
+        super().__init__(f"{path}: {problem}")
+        self.path = Path(path)
+        self.problem = problem
+
+
+@dataclass
+class Checkpoint:
+    """A checkpoint read and checked in full: nothing is built until every part is valid."""
+
+    path: Path
+    meta: dict[str, Any]
+    params: dict[str, np.ndarray]
+    optimizer_state: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return self.meta["model"]
+
+    @property
+    def epoch(self) -> int:
+        """Epochs completed: training resumes at this ``initial_epoch``."""
+        return int(self.meta["epoch"])
+
+    @property
+    def seed(self) -> int:
+        return int(self.meta["rng"]["seed"])
+
+    @property
+    def history(self) -> list[dict[str, Any]]:
+        return list(self.meta.get("history", []))
+
+    @property
+    def run(self) -> dict[str, Any]:
+        """Whatever the trainer stored about the run (dataset, batch size, …)."""
+        return dict(self.meta.get("run", {}))
+
+    def build_model(self, device: Any = "cpu") -> MLP:
+        """A model with the stored configuration and weights on ``device``."""
+        from backends import get_backend
+
+        from .model import MLP
+
+        backend = get_backend(device)  # an unavailable device is its own, clearer error
+        cfg = self.config
+        try:
+            model = MLP(
+                cfg["sizes"],
+                activation=cfg["activation"],
+                device=backend,
+                dtype=cfg["dtype"],
+                seed=cfg["seed"],
+                dropout=cfg["dropout"],
+                init=cfg["init"],
+                output_activation=cfg["output_activation"],
+            )
+        except (TypeError, ValueError) as exc:
+            raise CheckpointError(self.path, f"invalid model configuration ({exc})") from None
+        model.load_state_dict(self.params)
+        return model
+
+    def build_optimizer(self) -> Optimizer | None:
+        """The stored optimizer with its hyperparameters (state is loaded by ``restore``)."""
+        spec = self.meta.get("optimizer")
+        return None if spec is None else _make_optimizer(spec)
+
+    def check_matches(self, model: MLP, optimizer: Optimizer | None = None) -> None:
+        """Raise ``CheckpointError`` naming every difference from the model (and optimizer)."""
+        differences = [
+            f"{key} {stored!r} in the file but {wanted!r} here"
+            for key, wanted in model.config().items()
+            if key != "seed" and (stored := self.config.get(key)) != wanted
+        ]
+        spec = self.meta.get("optimizer")
+        if optimizer is not None and spec is not None and spec["name"] != type(optimizer).__name__:
+            differences.append(
+                f"optimizer {spec['name']} in the file but {type(optimizer).__name__} here"
+            )
+        if differences:
+            raise CheckpointError(self.path, "does not match this model: " + "; ".join(differences))
+
+    def restore(self, model: MLP, optimizer: Optimizer | None = None) -> Optimizer | None:
+        """Load weights (and optimizer state) into an existing, matching model.
+
+        Everything is checked before anything is written, so a mismatch leaves ``model``
+        as it was. Returns the optimizer, bound to the model's device with its state loaded.
+        """
+        self.check_matches(model, optimizer)
+        spec = self.meta.get("optimizer")
+        if optimizer is None and spec is not None:
+            optimizer = self.build_optimizer()
+        model.load_state_dict(self.params)
+        if optimizer is not None:
+            optimizer.bind(model.backend, model.num_parameters, model.dtype)
+            if spec is not None:
+                optimizer.load_state_dict({**self.optimizer_state, "steps": spec["steps"]})
+            model.optimizer = optimizer
+        return optimizer
+
+
+# ---------------------------------------------------------------------------------- saving
+def save_checkpoint(
+    path: str | os.PathLike,
+    model: MLP,
+    optimizer: Optimizer | None = None,
+    epoch: int = 0,
+    seed: int | None = None,
+    history: list[dict[str, Any]] | None = None,
+    run: dict[str, Any] | None = None,
+) -> Path:
+    """Write ``model`` (+ optimizer state, epoch, seed, history) to ``path`` atomically."""
+    path = Path(path)
+    optimizer = optimizer if optimizer is not None else model.optimizer
+    if optimizer is not None and optimizer.backend is None:
+        optimizer = None  # never stepped: no state to keep, hyperparameters go with it
+    arrays: dict[str, np.ndarray] = {
+        f"param.{key}": value for key, value in model.state_dict().items()
+    }
+    opt_meta = None
+    if optimizer is not None:
+        state = optimizer.state_dict()
+        opt_meta = {
+            "name": type(optimizer).__name__,
+            "hyperparameters": optimizer.hyperparameters(),
+            "steps": int(state.pop("steps")),
+        }
+        arrays.update({f"optim.{name}": value for name, value in state.items()})
+    meta = _meta(model, opt_meta, epoch, model.seed if seed is None else seed, history, run)
+    arrays[_META] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    atomic_write(path, lambda f: np.savez(f, **arrays))
+    return path
+
+
+def _meta(
+    model: MLP,
+    optimizer: dict[str, Any] | None,
+    epoch: int,
+    seed: int,
+    history: list[dict[str, Any]] | None,
+    run: dict[str, Any] | None,
+) -> dict[str, Any]:
+    from . import __version__
+
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "mlp_version": __version__,
+        "model": model.config(),
+        "optimizer": optimizer,
+        "epoch": int(epoch),
+        # fit draws epoch e's shuffle from default_rng([seed, e]) and its dropout masks from
+        # the backend's generator seeded with [seed, e, 1]: (seed, epoch) is the whole state.
+        "rng": {
+            "seed": int(seed),
+            "next_epoch": int(epoch),
+            "scheme": "numpy.random.default_rng([seed, epoch])",
+        },
+        "saved_on": model.device,
+        "history": list(history or []),
+        "run": dict(run or {}),
+    }
+
+
+def atomic_write(path: str | os.PathLike, write: Any) -> None:
+    """Call ``write(file)`` on a temporary file beside ``path``, fsync it, rename it over ``path``.
+
+    A reader sees the old file or the new one, never a partial one; on an error the
+    temporary file is removed (after SIGKILL a ``.<name>.*.tmp`` may remain, harmless).
+    """
+    path = Path(path)
+    folder = path.parent if str(path.parent) else Path(".")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    try:
+        with _open_temp(fd) as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    _fsync_folder(folder)
+
+
+def _open_temp(fd: int) -> IO[bytes]:
+    """The temporary file as a binary file object (a seam for tests that slow writes down)."""
+    return os.fdopen(fd, "wb")
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make the rename itself durable (POSIX); not possible, nor needed, everywhere."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+# ---------------------------------------------------------------------------------- loading
+def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
+    """Read and check a checkpoint in full; any problem is one ``CheckpointError``."""
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(path, "no such checkpoint file")
+    if path.is_dir():
+        raise CheckpointError(path, "is a folder, not a checkpoint file")
+    arrays = _read_arrays(path)
+    if _META not in arrays:
+        raise CheckpointError(path, f"not an mlp checkpoint (no {_META} entry)")
+    meta = _read_meta(path, arrays.pop(_META))
+    params = {k[len("param.") :]: v for k, v in arrays.items() if k.startswith("param.")}
+    optimizer_state = {k[len("optim.") :]: v for k, v in arrays.items() if k.startswith("optim.")}
+    checkpoint = Checkpoint(path, meta, params, optimizer_state)
+    _check_contents(checkpoint)
+    return checkpoint
+
+
+def _read_arrays(path: Path) -> dict[str, np.ndarray]:
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            if not isinstance(npz, np.lib.npyio.NpzFile):
+                raise CheckpointError(path, "not an mlp checkpoint (a single .npy array)")
+            return {key: npz[key] for key in npz.files}  # read all now: CRC errors show here
+    except CheckpointError:
+        raise
+    except PermissionError as exc:
+        raise CheckpointError(path, f"cannot read ({exc.strerror})") from None
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError) as exc:
+        if "pickle" in str(exc):
+            problem = "holds pickled objects, which are never loaded (not an mlp checkpoint)"
+        else:
+            problem = f"truncated or corrupt checkpoint ({_one_line(exc)})"
+        raise CheckpointError(path, problem) from None
+
+
+def _read_meta(path: Path, raw: np.ndarray) -> dict[str, Any]:
+    try:
+        meta = json.loads(raw.astype(np.uint8, copy=False).tobytes().decode())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise CheckpointError(path, f"corrupt checkpoint metadata ({_one_line(exc)})") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise CheckpointError(path, "not an mlp checkpoint (unknown metadata)")
+    version = meta.get("format_version")
+    if version != FORMAT_VERSION:
+        newer = isinstance(version, int) and version > FORMAT_VERSION
+        raise CheckpointError(
+            path,
+            f"checkpoint format version {version!r}, but this mlp reads version "
+            f"{FORMAT_VERSION}" + ("; upgrade mlp to load it" if newer else ""),
+        )
+    return meta
+
+
+def _check_contents(ckpt: Checkpoint) -> None:
+    """Every array present, of the shape and dtype the configuration implies, and finite."""
+    path, meta = ckpt.path, ckpt.meta
+    try:
+        cfg = meta["model"]
+        sizes = [int(s) for s in cfg["sizes"]]
+        dtype = np.dtype(cfg["dtype"])
+        int(meta["epoch"])
+        int(meta["rng"]["seed"])
+        absent = {"activation", "seed", "dropout", "init", "output_activation"} - set(cfg)
+        if absent:
+            raise KeyError(", ".join(sorted(absent)))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(path, f"incomplete checkpoint metadata ({_one_line(exc)})") from None
+    expected: dict[str, tuple[int, ...]] = {}
+    for i, (fan_in, fan_out) in enumerate(itertools.pairwise(sizes)):
+        expected[f"{i}.weight"] = (fan_in, fan_out)
+        expected[f"{i}.bias"] = (fan_out,)
+    missing = sorted(set(expected) - set(ckpt.params))
+    unexpected = sorted(set(ckpt.params) - set(expected))
+    if missing or unexpected:
+        raise CheckpointError(
+            path,
+            f"weights do not match its layer sizes {sizes}: "
+            f"missing {missing}, unexpected {unexpected}",
+        )
+    for key, shape in expected.items():
+        value = ckpt.params[key]
+        if value.shape != shape or value.dtype != dtype:
+            raise CheckpointError(
+                path,
+                f"weight {key} is {value.dtype}{list(value.shape)}, "
+                f"but layer sizes {sizes} need {dtype}{list(shape)}",
+            )
+        if not np.all(np.isfinite(value)):
+            raise CheckpointError(path, f"weight {key} contains NaN or infinity")
+    spec = meta.get("optimizer")
+    if spec is None:
+        return
+    name = spec.get("name") if isinstance(spec, dict) else None
+    if name not in _OPTIMIZERS:
+        raise CheckpointError(path, f"unknown optimizer {name!r} in the checkpoint")
+    try:
+        optimizer = _make_optimizer(spec)
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(path, f"bad optimizer settings ({_one_line(exc)})") from None
+    n = sum(a * b + b for a, b in itertools.pairwise(sizes))
+    names = set(optimizer.state_names)
+    if set(ckpt.optimizer_state) != names:
+        raise CheckpointError(
+            path,
+            f"optimizer {name} needs state {sorted(names)}, "
+            f"the file holds {sorted(ckpt.optimizer_state)}",
+        )
+    for key, value in ckpt.optimizer_state.items():
+        if value.shape != (n,):
+            raise CheckpointError(
+                path, f"optimizer state {key} has shape {list(value.shape)}, expected [{n}]"
+            )
+    if not isinstance(spec.get("steps"), int) or spec["steps"] < 0:
+        raise CheckpointError(path, "optimizer step count missing or invalid")
+
+
+def _make_optimizer(spec: dict[str, Any]) -> Optimizer:
+    kwargs = dict(spec.get("hyperparameters") or {})
+    if "betas" in kwargs:
+        kwargs["betas"] = tuple(kwargs["betas"])
+    return _OPTIMIZERS[spec["name"]](**kwargs)
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+# ---------------------------------------------------------------------------------- models
+def save_model(path: str | os.PathLike, model: MLP, **kwargs: Any) -> Path:
+    """``model.save(path)``: the weights, configuration and (if trained) optimizer state."""
+    return save_checkpoint(path, model, **kwargs)
+
+
+def load_model(path: str | os.PathLike, device: Any = "cpu") -> MLP:
+    """``MLP.load(path, device)``: the model on ``device``, its optimizer state restored."""
+    checkpoint = load_checkpoint(path)
+    model = checkpoint.build_model(device)
+    checkpoint.restore(model)
+    return model

@@ -1,0 +1,279 @@
+"""Verified downloads of MNIST, Fashion-MNIST and KMNIST into the user cache, through pooch.
+
+pooch (the downloader SciPy and scikit-image use) streams each file into a temporary file
+in the cache folder, checks its SHA-256 against the pinned digest, and only then renames it
+into place; a failed or mismatched download is deleted, and each file is retried with a
+growing wait. This module adds the registry (official mirrors, pinned digests), mirror
+fallback, and errors that say what to do offline. pooch and tqdm are imported only when a
+download actually happens, so ``import mlp`` needs neither.
+
+Digests are those of the files the official mirrors serve (the same values torchvision and
+TensorFlow Datasets pin). Debian's ``dataset-fashion-mnist`` recompresses the files, so its
+``.gz`` files hash differently; they are found locally and never downloaded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import sys
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from .data import DATASETS, SPLITS, DatasetNotFound, find_dataset, user_cache_dir
+
+#: Environment variable: comma-separated base URLs tried before the official mirrors
+#: (``{dataset}`` in a URL is replaced by the dataset's name). Digests are still checked.
+MIRRORS_ENV = "MLP_DATASET_MIRRORS"
+
+FILES = tuple(f"{stem}.gz" for stems in SPLITS.values() for stem in stems)
+
+#: dataset → (official mirrors in order of preference, SHA-256 of each file as sha256sum prints)
+REGISTRY: dict[str, tuple[tuple[str, ...], str]] = {
+    "mnist": (
+        (
+            "https://ossci-datasets.s3.amazonaws.com/mnist/",  # torchvision's mirror
+            "https://storage.googleapis.com/cvdf-datasets/mnist/",  # TensorFlow's mirror
+            "http://yann.lecun.com/exdb/mnist/",  # the original site
+        ),
+        """
+        440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609  train-images-idx3-ubyte.gz
+        3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c  train-labels-idx1-ubyte.gz
+        8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6  t10k-images-idx3-ubyte.gz
+        f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6  t10k-labels-idx1-ubyte.gz
+        """,
+    ),
+    "fashion-mnist": (
+        (
+            "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",  # Zalando's mirror
+            "https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/",
+        ),
+        """
+        3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84  train-images-idx3-ubyte.gz
+        a04f17134ac03560a47e3764e11b92fc97de4d1bfaf8ba1a3aa29af54cc90845  train-labels-idx1-ubyte.gz
+        346e55b948d973a97e58d2351dde16a484bd415d4595297633bb08f03db6a073  t10k-images-idx3-ubyte.gz
+        67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5  t10k-labels-idx1-ubyte.gz
+        """,
+    ),
+    "kmnist": (
+        ("https://codh.rois.ac.jp/kmnist/dataset/kmnist/",),  # CODH, the dataset's home
+        """
+        51467d22d8cc72929e2a028a0428f2086b092bb31cfb79c69cc0a90ce135fde4  train-images-idx3-ubyte.gz
+        e38f9ebcd0f3ebcdec7fc8eabdcdaef93bb0df8ea12bee65224341c8183d8e17  train-labels-idx1-ubyte.gz
+        edd7a857845ad6bb1d0ba43fe7e794d164fe2dce499a1694695a792adfac43c5  t10k-images-idx3-ubyte.gz
+        20bb9a0ef54c7db3efc55a92eef5582c109615df22683c380526788f98e42a1c  t10k-labels-idx1-ubyte.gz
+        """,
+    ),
+}
+
+
+def pinned_digests(dataset: str) -> dict[str, str]:
+    """File name → SHA-256 for ``dataset``, from the registry's sha256sum-style text."""
+    lines = REGISTRY[dataset][1].split("\n")
+    return {name: digest for digest, name in (line.split() for line in lines if line.strip())}
+
+
+class DownloadError(RuntimeError):
+    """No mirror delivered a file with the pinned digest (or downloading is impossible here)."""
+
+
+def mirrors_for(dataset: str, extra: Sequence[str] | None = None) -> list[str]:
+    """Base URLs to try: ``extra``, then ``$MLP_DATASET_MIRRORS``, then the official ones."""
+    configured = [u.strip() for u in os.environ.get(MIRRORS_ENV, "").split(",") if u.strip()]
+    urls = [*(extra or ()), *configured, *REGISTRY[dataset][0]]
+    return [u.replace("{dataset}", dataset).rstrip("/") + "/" for u in urls]
+
+
+def fetch_files(
+    files: Mapping[str, str],
+    mirrors: Sequence[str],
+    folder: str | os.PathLike,
+    progress: bool = False,
+    retries: int = 2,
+    timeout: float = 60.0,
+    log: logging.Logger | None = None,
+) -> Path:
+    """Download each ``name → sha256`` in ``files`` into ``folder``, first mirror that works.
+
+    A file already there with the right digest is kept; anything else is fetched again.
+    Each mirror is tried ``1 + retries`` times (pooch waits 1 s, 2 s, … between tries).
+    Only verified files ever appear under their own name in ``folder``.
+    """
+    pooch = _import_pooch()
+    folder = Path(folder)
+    downloader = pooch.HTTPDownloader(
+        progressbar=progress and _has_tqdm(),
+        timeout=timeout,
+        headers={"User-Agent": "mlp-dataset-download"},
+    )
+    for name, digest in files.items():
+        failures = []
+        for base in mirrors:
+            fetcher = pooch.create(
+                path=folder,
+                base_url=base,
+                registry={name: f"sha256:{digest}"},
+                retry_if_failed=retries,
+            )
+            try:
+                with _quiet_pooch():
+                    if log is not None and not (folder / name).is_file():
+                        log.info("downloading %s%s", base, name)
+                    fetcher.fetch(name, downloader=downloader)
+                break
+            except Exception as exc:  # requests' errors, hash mismatches, OSError: next mirror
+                failures.append(f"{base}{name}: {_describe(exc)}")
+        else:
+            raise DownloadError("; ".join(failures))
+    return folder
+
+
+def fetch_dataset(
+    dataset: str,
+    folder: str | os.PathLike | None = None,
+    mirrors: Sequence[str] | None = None,
+    progress: bool = False,
+    retries: int = 2,
+    timeout: float = 60.0,
+) -> Path:
+    """Download ``dataset``'s four files (verified) into ``folder`` (default: the user cache)."""
+    if dataset not in REGISTRY:
+        raise ValueError(f"unknown dataset {dataset!r}: choose one of {', '.join(DATASETS)}")
+    folder = Path(folder) if folder is not None else user_cache_dir(dataset)
+    try:
+        return fetch_files(
+            pinned_digests(dataset),
+            mirrors_for(dataset, mirrors),
+            folder,
+            progress=progress,
+            retries=retries,
+            timeout=timeout,
+            log=_stderr_logger() if progress else None,
+        )
+    except DownloadError as exc:
+        raise DownloadError(
+            f"could not download {dataset} ({exc}); {manual_options(dataset)}"
+        ) from None
+
+
+def ensure_dataset(
+    dataset: str,
+    data_dir: str | os.PathLike | None = None,
+    download: bool = True,
+    progress: bool = False,
+    mirrors: Sequence[str] | None = None,
+    retries: int = 2,
+    timeout: float = 60.0,
+    announce: Callable[[str], Any] | None = None,
+) -> Path:
+    """The folder holding ``dataset``: found locally, else downloaded into the user cache.
+
+    ``announce`` gets one line before a download starts (a download can take a while).
+    """
+    try:
+        return find_dataset(dataset, data_dir)
+    except DatasetNotFound as exc:
+        if not download:
+            raise DatasetNotFound(f"{exc} (downloading is off: --no-download)") from None
+    if announce is not None:
+        announce(
+            f"{dataset} is not on this machine: downloading it into "
+            f"{user_cache_dir(dataset)} (SHA-256 checked)"
+        )
+    return fetch_dataset(
+        dataset, mirrors=mirrors, progress=progress, retries=retries, timeout=timeout
+    )
+
+
+def manual_options(dataset: str) -> str:
+    """What a user can do without a network: the sentence every offline error ends with."""
+    debian = (
+        ", or `sudo apt install dataset-fashion-mnist` (Debian/Ubuntu)"
+        if dataset == "fashion-mnist"
+        else ""
+    )
+    return (
+        f"to install it by hand, put {', '.join(FILES)} in {user_cache_dir(dataset)}, "
+        f"pass --data-dir, or set MLP_DATA_DIR{debian}"
+    )
+
+
+def _import_pooch():
+    try:
+        import pooch
+    except ImportError:
+        raise DownloadError(
+            "downloading datasets needs pooch: pip install pooch (or install mlp with pip)"
+        ) from None
+    return pooch
+
+
+def _has_tqdm() -> bool:
+    try:
+        import tqdm  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+@contextlib.contextmanager
+def _quiet_pooch() -> Iterator[None]:
+    """pooch logs each download and retry at INFO; our own messages are enough."""
+    logger = logging.getLogger("pooch")
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def _stderr_logger() -> logging.Logger:
+    log = logging.getLogger("mlp.download")
+    if not log.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+        log.propagate = False
+    return log
+
+
+def _describe(exc: BaseException) -> str:
+    """One short phrase for a failed download."""
+    response = getattr(exc, "response", None)
+    if response is not None and getattr(response, "status_code", None):
+        return f"HTTP {response.status_code}"
+    text = " ".join(str(exc).split())
+    if "hash" in text.lower() and "match" in text.lower():
+        return "SHA-256 mismatch (corrupt or tampered file, discarded)"
+    name = type(exc).__name__
+    if "Timeout" in name:
+        return "timed out"
+    if "ChunkedEncoding" in name or "IncompleteRead" in text or "ProtocolError" in name:
+        return "connection dropped mid-file (truncated, discarded)"
+    if "ConnectionError" in name or "ConnectTimeout" in name:
+        return "cannot connect (offline?)"
+    return f"{name}: {text}"[:200]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m mlp.download DATASET``: fetch a dataset into the user cache (used by make)."""
+    parser = argparse.ArgumentParser(prog="python -m mlp.download", description=main.__doc__)
+    parser.add_argument("dataset", choices=DATASETS)
+    parser.add_argument("--quiet", action="store_true")
+    args = parser.parse_args(argv)
+    try:
+        folder = ensure_dataset(args.dataset, progress=not args.quiet and sys.stderr.isatty())
+    except (DownloadError, DatasetNotFound, OSError) as exc:
+        print(f"mlp.download: error: {exc}", file=sys.stderr)
+        return 1
+    print(folder)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,124 @@
+"""``mlp-eval``: test accuracy and the confusion matrix of a saved model, on any device.
+
+    mlp-eval --checkpoint run.npz [--dataset fashion-mnist] [--data-dir PATH] [--device cpu]
+
+The dataset defaults to the one the checkpoint was trained on. Exit status and error
+lines follow ``mlp-train``: 2 for a bad command line, 1 for a runtime failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from .checkpoint import load_checkpoint
+from .data import DATASETS, load_dataset
+from .download import ensure_dataset
+from .train import (
+    RUNTIME_ERRORS,
+    OneLineParser,
+    UsageError,
+    _isatty,
+    check_finite,
+    device_spec,
+    one_line,
+)
+
+PROG = "mlp-eval"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = OneLineParser(
+        prog=PROG,
+        description="Evaluate a saved MLP on a test set.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument(
+        "--checkpoint",
+        required=True,
+        metavar="RUN.npz",
+        help="a checkpoint written by mlp-train --save or model.save",
+    )
+    p.add_argument(
+        "--dataset",
+        choices=DATASETS,
+        default=None,
+        help="default: the dataset the checkpoint was trained on",
+    )
+    p.add_argument("--data-dir", default=None, help="folder with the IDX files")
+    p.add_argument("--device", type=device_spec, default="cpu", help="cpu, cuda or cuda:N")
+    p.add_argument("--no-download", action="store_true", help="never download a missing dataset")
+    return p
+
+
+def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, classes: int) -> np.ndarray:
+    """``m[i, j]`` = how many samples of class ``i`` were predicted as ``j``."""
+    matrix = np.zeros((classes, classes), dtype=np.int64)
+    np.add.at(matrix, (np.asarray(y_true, np.int64), np.asarray(y_pred, np.int64)), 1)
+    return matrix
+
+
+def format_confusion(matrix: np.ndarray) -> str:
+    """A plain-text table: rows are true classes, columns predicted ones."""
+    width = max(5, len(str(matrix.max())) + 1)
+    head = "true\\pred".rjust(9) + "".join(str(j).rjust(width) for j in range(len(matrix)))
+    rows = [
+        str(i).rjust(9) + "".join(str(v).rjust(width) for v in row) for i, row in enumerate(matrix)
+    ]
+    return "\n".join([head, *rows])
+
+
+def run(args: argparse.Namespace, out: Any = sys.stdout, err: Any = sys.stderr) -> dict[str, Any]:
+    """Load the checkpoint on the device, evaluate it, print accuracy and confusion matrix."""
+    checkpoint = load_checkpoint(args.checkpoint)
+    if checkpoint.config.get("output_activation") is not None:
+        raise UsageError(
+            f"{args.checkpoint}: an inference-only model (output activation "
+            f"{checkpoint.config['output_activation']}) has no loss to evaluate"
+        )
+    model = checkpoint.build_model(args.device)
+    dataset = args.dataset or checkpoint.run.get("dataset") or "fashion-mnist"
+    folder = ensure_dataset(
+        dataset,
+        args.data_dir,
+        download=not args.no_download,
+        progress=_isatty(err),
+        announce=lambda line: print(line, file=err, flush=True),
+    )
+    data = load_dataset(dataset, folder)
+    check_finite(data)
+    metrics = model.evaluate(data.X_test, data.y_test)  # checks shapes and label range
+    predicted = model.predict(data.X_test)
+    classes = model.sizes[-1]
+    matrix = confusion_matrix(data.y_test, predicted, classes)
+    print(f"{model} from {args.checkpoint} (epoch {checkpoint.epoch}) on {model.device}", file=out)
+    print(f"{dataset} test set from {data.source}: {len(data.y_test)} images", file=out)
+    print(f"test loss: {metrics['loss']:.4f}", file=out)
+    print(f"test accuracy: {metrics['accuracy']:.4f}", file=out)
+    print("confusion matrix (rows: true class, columns: predicted class):", file=out)
+    print(format_confusion(matrix), file=out, flush=True)
+    return {**metrics, "confusion": matrix}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        run(args)
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+    except UsageError as exc:
+        print(f"{PROG}: error: {one_line(exc)}", file=sys.stderr)
+        return 2
+    except RUNTIME_ERRORS as exc:
+        print(f"{PROG}: error: {one_line(exc)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,182 @@
+"""What a training run shows and leaves behind: a progress bar, a JSON-lines log, a plot.
+
+tqdm and matplotlib are imported only when used, so the library imports without them.
+The bar is driven by ``fit``'s host-side ``on_batch`` hook: it never reads the device.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import IO, Any
+
+PLOT_EXTRA = "pip install 'mlp[plot]' (or pip install matplotlib)"
+
+
+class PlotUnavailable(RuntimeError):
+    """``--plot`` was asked for but matplotlib is not installed."""
+
+
+class EpochProgress:
+    """One tqdm bar per epoch: samples done, samples/s, and the epoch's loss when it ends.
+
+    Off (every method a no-op) when ``enabled`` is false, when ``stream`` is not a terminal
+    (unless ``force``), or when tqdm is missing.
+    """
+
+    def __init__(
+        self,
+        samples: int,
+        batch_size: int,
+        epochs: int,
+        stream: IO[str],
+        enabled: bool = True,
+        force: bool = False,
+    ) -> None:
+        self.samples, self.batch_size, self.epochs = samples, batch_size, epochs
+        self.stream = stream
+        self._tqdm = _tqdm() if enabled and (force or _isatty(stream)) else None
+        self._bar: Any = None
+        self._epoch = 0
+        self._last_loss: float | None = None
+
+    @property
+    def active(self) -> bool:
+        return self._tqdm is not None
+
+    def start(self, epoch: int) -> None:
+        """Open the bar for ``epoch`` (1-based)."""
+        if self._tqdm is None:
+            return
+        self.close()
+        self._epoch = epoch
+        self._bar = self._tqdm(
+            total=self.samples,
+            desc=f"epoch {epoch}/{self.epochs}",
+            unit="sample",
+            unit_scale=True,
+            file=self.stream,
+            leave=False,
+            dynamic_ncols=True,
+        )
+        if self._last_loss is not None:  # the running loss lives on the device: show the last
+            self._bar.set_postfix_str(f"last loss {self._last_loss:.4f}", refresh=False)
+
+    def batch(self, step: int) -> None:
+        """``fit``'s ``on_batch`` hook: batch ``step`` of the current epoch is done."""
+        if self._tqdm is None:
+            return
+        if self._bar is None:
+            self.start(self._epoch + 1)
+        done = step * self.batch_size
+        self._bar.update(min(self.batch_size, self.samples - done))
+
+    def end(self, record: dict[str, Any]) -> None:
+        """The epoch's record arrived: show its loss, then clear the bar."""
+        self._last_loss = record.get("loss")
+        if self._bar is not None and self._last_loss is not None:
+            self._bar.set_postfix_str(f"loss {self._last_loss:.4f}")
+        self.close()
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+
+class MetricsLog:
+    """``--log metrics.jsonl``: one JSON object per epoch, flushed as it is written.
+
+    A fresh run truncates the file; a resumed run appends, so the log covers the whole run.
+    """
+
+    def __init__(self, path: str | os.PathLike, device: str, append: bool = False) -> None:
+        self.path = Path(path)
+        self.device = device
+        self._file = self.path.open("a" if append else "w", encoding="utf-8")
+
+    def write(self, record: dict[str, Any]) -> None:
+        line = {
+            "epoch": record["epoch"],
+            "seconds": round(record["seconds"], 6),
+            "train_loss": _finite_or_none(record.get("loss")),
+            "train_accuracy": _finite_or_none(record.get("accuracy")),
+            "test_loss": _finite_or_none(record.get("val_loss")),
+            "test_accuracy": _finite_or_none(record.get("val_accuracy")),
+            "device": self.device,
+        }
+        self._file.write(json.dumps(line) + "\n")
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def check_plot_available() -> None:
+    """Raise ``PlotUnavailable`` now, before training, rather than after it."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise PlotUnavailable(f"--plot needs matplotlib: {PLOT_EXTRA}") from None
+
+
+def plot_history(history: list[dict[str, Any]], path: str | os.PathLike, title: str = "") -> Path:
+    """Draw loss (train and test) and test accuracy per epoch into an image file.
+
+    Uses matplotlib's object API with the Agg canvas: no window, no global pyplot state.
+    """
+    check_plot_available()
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    path = Path(path)
+    epochs = [r["epoch"] for r in history]
+    fig = Figure(figsize=(10, 4), layout="constrained")
+    FigureCanvasAgg(fig)
+    loss_ax, acc_ax = fig.subplots(1, 2)
+    loss_ax.plot(epochs, [r["loss"] for r in history], marker="o", label="train")
+    if any("val_loss" in r for r in history):
+        loss_ax.plot(
+            epochs, [r.get("val_loss", math.nan) for r in history], marker="o", label="test"
+        )
+    loss_ax.set(xlabel="epoch", ylabel="cross-entropy loss", title="loss")
+    loss_ax.legend()
+    acc_ax.plot(epochs, [r["accuracy"] for r in history], marker="o", label="train")
+    if any("val_accuracy" in r for r in history):
+        acc_ax.plot(
+            epochs, [r.get("val_accuracy", math.nan) for r in history], marker="o", label="test"
+        )
+    acc_ax.set(xlabel="epoch", ylabel="accuracy", title="accuracy")
+    acc_ax.legend()
+    for ax in (loss_ax, acc_ax):
+        ax.grid(alpha=0.3)
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    if title:
+        fig.suptitle(title)
+    fig.savefig(path)
+    return path
+
+
+def _tqdm() -> Any:
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return None
+    return tqdm
+
+
+def _isatty(stream: IO[str]) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def _finite_or_none(value: Any) -> float | None:
+    """JSON has no NaN: a missing or non-finite metric is ``null``."""
+    if value is None:
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
