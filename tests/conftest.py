@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import os
 
-import numpy as np
 import pytest
 
 from backends import BackendUnavailable, NumpyBackend, get_backend
-from mlp.data import write_idx
+from mlp.synthetic import write_dataset
 
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)]
 #: Backends: the CPU with its Numba kernels (when installed), the CPU without them, and CUDA.
@@ -52,23 +51,7 @@ def cuda_backend():
     return backend_or_skip("cuda")
 
 
-def make_idx_dataset(folder, n_train=600, n_test=200, classes=10, side=28, seed=0, gz=True):
-    """Write a small learnable MNIST-shaped dataset (class = bright stripe position) as IDX."""
-    rng = np.random.default_rng(seed)
-    folder.mkdir(parents=True, exist_ok=True)
-    suffix = ".gz" if gz else ""
-    for split, n in (("train", n_train), ("t10k", n_test)):
-        labels = rng.integers(0, classes, size=n).astype(np.uint8)
-        images = rng.integers(0, 60, size=(n, side, side)).astype(np.uint8)
-        rows = (labels.astype(int) * side) // classes
-        for i, r in enumerate(rows):
-            images[i, r : r + max(1, side // classes), :] = 255
-        write_idx(folder / f"{split}-images-idx3-ubyte{suffix}", images)
-        write_idx(folder / f"{split}-labels-idx1-ubyte{suffix}", labels)
-    return folder
-
-
 @pytest.fixture
 def idx_dataset(tmp_path):
     """A folder holding a small, learnable dataset in the MNIST file layout."""
-    return make_idx_dataset(tmp_path / "tiny-mnist")
+    return write_dataset(tmp_path / "tiny-mnist", n_train=600, n_test=200)
