@@ -69,6 +69,8 @@ class MLP:
         self.dtype = np.dtype(dtype)
         self.seed = int(seed)
         self.dropout = float(dropout)
+        if not 0.0 <= self.dropout < 1.0:  # a negative rate was silently ignored
+            raise ValueError(f"dropout probability must be in [0, 1), got {dropout}")
         self.init = _init_scheme(init, self.activation)
         self.optimizer: Optimizer | None = None
 

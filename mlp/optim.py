@@ -75,6 +75,12 @@ class Optimizer:
         return f"{type(self).__name__}({args})"
 
 
+def _non_negative(name: str, value: float) -> float:
+    if not 0.0 <= float(value) < float("inf"):
+        raise ValueError(f"{name} must be a non-negative number, got {value}")
+    return float(value)
+
+
 class SGD(Optimizer):
     """Stochastic gradient descent with optional (Nesterov) momentum and L2 weight decay."""
 
@@ -92,7 +98,7 @@ class SGD(Optimizer):
             raise ValueError("Nesterov momentum needs momentum > 0")
         self.momentum = float(momentum)
         self.nesterov = bool(nesterov)
-        self.weight_decay = float(weight_decay)
+        self.weight_decay = _non_negative("weight_decay", weight_decay)
         self.state_names = ("velocity",) if momentum else ()
 
     def _update(self, params: Any, grads: Any) -> None:
@@ -133,8 +139,8 @@ class Adam(Optimizer):
         if not (0.0 <= beta1 < 1.0 and 0.0 <= beta2 < 1.0):
             raise ValueError(f"betas must be in [0, 1), got {betas}")
         self.betas = (beta1, beta2)
-        self.eps = float(eps)
-        self.weight_decay = float(weight_decay)
+        self.eps = _non_negative("eps", eps)
+        self.weight_decay = _non_negative("weight_decay", weight_decay)
 
     def _update(self, params: Any, grads: Any) -> None:
         self.backend.adam_step(

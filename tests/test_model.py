@@ -1,0 +1,563 @@
+"""The whole MLP: gradients, state, training, inference, devices and input checking."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from backends import NumpyBackend
+from mlp import MLP, SGD, Adam, AdamW, Dropout
+
+ACTS = ["relu", "sigmoid", "tanh"]
+
+
+def blobs(n, classes=4, features=10, seed=0, spread=1.0):
+    """A small separable problem: one Gaussian blob per class (centres fixed by ``seed=0``)."""
+    centres = np.random.default_rng(0).normal(0.0, 3.0, size=(classes, features))
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, classes, size=n)
+    X = centres[y] + rng.normal(0.0, spread, size=(n, features))
+    return X, y
+
+
+@pytest.fixture(scope="module")
+def problem():
+    X, y = blobs(400, seed=1)
+    X_test, y_test = blobs(200, seed=2)
+    return X, y, X_test, y_test
+
+
+def numeric_gradients(model, state, X, y, h=1e-6):
+    """Central differences of the loss w.r.t. every parameter entry, through the public API."""
+    out = {}
+    for key, value in state.items():
+        grad = np.zeros_like(value)
+        for idx in np.ndindex(value.shape):
+            losses = []
+            for sign in (1.0, -1.0):
+                probe = {k: v.copy() for k, v in state.items()}
+                probe[key][idx] += sign * h
+                model.load_state_dict(probe)
+                losses.append(model.evaluate(X, y)["loss"])
+            grad[idx] = (losses[0] - losses[1]) / (2 * h)
+        out[key] = grad
+    model.load_state_dict(state)
+    return out
+
+
+# ---------------------------------------------------------------------- gradients
+@pytest.mark.parametrize("activation", ACTS)
+def test_gradients_match_finite_differences(device, activation):
+    rng = np.random.default_rng(3)
+    model = MLP([6, 5, 4, 3], activation=activation, device=device, dtype="float64", seed=4)
+    state = model.state_dict()
+    for key in state:
+        if key.endswith("bias"):  # non-zero biases, so their path is exercised too
+            state[key] = rng.normal(0.0, 0.3, size=state[key].shape)
+    model.load_state_dict(state)
+    X, y = rng.standard_normal((7, 6)), rng.integers(0, 3, size=7)
+
+    loss, grads = model.loss_and_gradients(X, y)
+    assert isinstance(loss, float)
+    assert loss == pytest.approx(model.evaluate(X, y)["loss"], rel=1e-12)
+    assert set(grads) == set(state)
+    numeric = numeric_gradients(model, state, X, y)
+    for key in state:
+        assert isinstance(grads[key], np.ndarray) and grads[key].shape == state[key].shape
+        assert np.abs(grads[key]).max() > 1e-4, f"{key}: gradient is all zeros"
+        np.testing.assert_allclose(grads[key], numeric[key], rtol=1e-5, atol=1e-8, err_msg=key)
+    # computing gradients changed nothing
+    for key, value in model.state_dict().items():
+        np.testing.assert_array_equal(value, state[key])
+
+
+@pytest.mark.parametrize("activation", ACTS)
+def test_float32_gradients_match_float64(device, activation):
+    rng = np.random.default_rng(5)
+    X, y = rng.standard_normal((16, 8)), rng.integers(0, 4, size=16)
+    m64 = MLP([8, 12, 4], activation=activation, device=device, dtype="float64", seed=1)
+    m32 = MLP([8, 12, 4], activation=activation, device=device, dtype="float32", seed=1)
+    loss64, g64 = m64.loss_and_gradients(X, y)
+    loss32, g32 = m32.loss_and_gradients(X, y)
+    assert loss32 == pytest.approx(loss64, rel=1e-5)
+    for key in g64:
+        assert g32[key].dtype == np.float32
+        np.testing.assert_allclose(g32[key], g64[key], rtol=1e-3, atol=1e-5, err_msg=key)
+
+
+# ---------------------------------------------------------------------- state
+def test_state_dict_keys_and_shapes(device):
+    model = MLP([6, 5, 4, 3], device=device)
+    state = model.state_dict()
+    assert list(state) == ["0.weight", "0.bias", "1.weight", "1.bias", "2.weight", "2.bias"]
+    shapes = {k: v.shape for k, v in state.items()}
+    assert shapes == {"0.weight": (6, 5), "0.bias": (5,), "1.weight": (5, 4), "1.bias": (4,),
+                      "2.weight": (4, 3), "2.bias": (3,)}
+    assert all(isinstance(v, np.ndarray) and v.dtype == np.float32 for v in state.values())
+    assert model.num_parameters == sum(v.size for v in state.values())
+    # host copies: changing them leaves the model alone
+    state["0.weight"][...] = 123.0
+    assert not np.any(model.state_dict()["0.weight"] == 123.0)
+
+
+def test_load_state_dict_round_trip(device):
+    source = MLP([6, 5, 3], device="cpu", seed=1)
+    target = MLP([6, 5, 3], device=device, seed=2)
+    X = np.random.default_rng(0).standard_normal((10, 6))
+    assert not np.allclose(source.predict_proba(X), target.predict_proba(X))
+    target.load_state_dict(source.state_dict())
+    for key, value in source.state_dict().items():
+        np.testing.assert_array_equal(target.state_dict()[key], value)
+    np.testing.assert_allclose(target.predict_proba(X), source.predict_proba(X), rtol=1e-5)
+
+
+def _bad_states(good):
+    missing = dict(good)
+    del missing["1.bias"]
+    extra = {**good, "2.weight": np.zeros((3, 3))}
+    transposed = {**good, "0.weight": good["0.weight"].T.copy()}
+    short_bias = {**good, "1.bias": np.zeros(2)}
+    nan = {**good, "1.weight": np.full_like(good["1.weight"], np.nan)}
+    renamed = {("layer" + k if k == "0.bias" else k): v for k, v in good.items()}
+    return {"missing": missing, "extra": extra, "transposed": transposed,
+            "short bias": short_bias, "nan": nan, "renamed": renamed}
+
+
+@pytest.mark.parametrize("case", ["missing", "extra", "transposed", "short bias", "nan",
+                                  "renamed"])
+def test_load_state_dict_rejects_mismatch_and_leaves_model_unchanged(device, case):
+    model = MLP([6, 5, 3], device=device, seed=1)
+    before = model.state_dict()
+    good = {k: v + 1.0 for k, v in before.items()}  # would change every value if loaded
+    with pytest.raises(ValueError):
+        model.load_state_dict(_bad_states(good)[case])
+    for key, value in model.state_dict().items():
+        np.testing.assert_array_equal(value, before[key])
+
+
+def test_load_state_dict_message_names_the_problem():
+    model = MLP([6, 5, 3])
+    good = model.state_dict()
+    with pytest.raises(ValueError, match=r"1\.bias"):
+        model.load_state_dict(_bad_states(good)["missing"])
+    with pytest.raises(ValueError, match=r"0\.weight.*\(5, 6\).*\(6, 5\)"):
+        model.load_state_dict(_bad_states(good)["transposed"])
+
+
+# ---------------------------------------------------------------------- training
+def _fit_losses(problem, seed, **kwargs):
+    X, y, _, _ = problem
+    model = MLP([10, 16, 4], seed=seed, **kwargs)
+    history = model.fit(X, y, epochs=3, batch_size=32, optimizer=Adam(lr=1e-2))
+    return [r["loss"] for r in history], model.state_dict()
+
+
+def test_fit_is_deterministic(problem):
+    losses_a, state_a = _fit_losses(problem, seed=7)
+    losses_b, state_b = _fit_losses(problem, seed=7)
+    assert losses_a == losses_b
+    for key in state_a:
+        np.testing.assert_array_equal(state_a[key], state_b[key])
+    losses_c, _ = _fit_losses(problem, seed=8)
+    assert losses_c != losses_a
+
+
+def test_fit_is_deterministic_with_dropout(problem):
+    losses_a, state_a = _fit_losses(problem, seed=7, dropout=0.3)
+    losses_b, state_b = _fit_losses(problem, seed=7, dropout=0.3)
+    assert losses_a == losses_b
+    for key in state_a:
+        np.testing.assert_array_equal(state_a[key], state_b[key])
+
+
+@pytest.mark.parametrize(
+    "make_optimizer",
+    [lambda: Adam(lr=1e-2), lambda: SGD(lr=0.05, momentum=0.9, nesterov=True),
+     lambda: AdamW(lr=1e-2), lambda: SGD(lr=0.1)],
+    ids=["adam", "nesterov", "adamw", "sgd"],
+)
+def test_fit_learns_a_small_problem(device, problem, make_optimizer):
+    X, y, X_test, y_test = problem
+    optimizer = make_optimizer()
+    model = MLP([10, 32, 4], device=device, seed=0)
+    before = model.evaluate(X_test, y_test)
+    history = model.fit(X, y, epochs=8, batch_size=32, optimizer=optimizer,
+                        validation_data=(X_test, y_test))
+    after = model.evaluate(X_test, y_test)
+    assert history[-1]["loss"] < history[0]["loss"]
+    assert after["loss"] < before["loss"]
+    assert after["accuracy"] > 0.9  # chance is 0.25
+    assert history[-1]["val_accuracy"] == pytest.approx(after["accuracy"])
+    assert history[-1]["val_loss"] == pytest.approx(after["loss"], rel=1e-6)
+    assert model.optimizer is optimizer
+
+
+def test_fit_history_records(problem):
+    X, y, X_test, y_test = problem
+    model = MLP([10, 8, 4])
+    seen, batches = [], []
+    history = model.fit(X, y, epochs=3, batch_size=64, validation_data=(X_test, y_test),
+                        callback=seen.append, on_batch=batches.append)
+    assert [r["epoch"] for r in history] == [1, 2, 3]
+    assert seen == history
+    assert batches == list(range(7)) * 3  # ceil(400 / 64) batches per epoch
+    for record in history:
+        assert {"epoch", "loss", "accuracy", "seconds", "val_loss", "val_accuracy"} <= set(record)
+        for key in ("loss", "accuracy", "seconds", "val_loss", "val_accuracy"):
+            assert isinstance(record[key], float), key
+        assert record["loss"] > 0 and record["val_loss"] > 0 and record["seconds"] >= 0
+        assert 0.0 <= record["accuracy"] <= 1.0 and 0.0 <= record["val_accuracy"] <= 1.0
+
+    plain = MLP([10, 8, 4]).fit(X, y, epochs=1)
+    assert {"epoch", "loss", "accuracy", "seconds"} <= set(plain[0])
+    assert not any(k.startswith("val_") for k in plain[0])
+
+
+def test_fit_accuracy_counts_correct_training_predictions(problem):
+    """With lr tiny the weights barely move, so the epoch's accuracy is the initial model's."""
+    X, y, _, _ = problem
+    model = MLP([10, 8, 4], seed=3)
+    initial = model.evaluate(X, y)
+    record = model.fit(X, y, epochs=1, batch_size=50, optimizer=SGD(lr=1e-9))[0]
+    assert record["accuracy"] == pytest.approx(initial["accuracy"], abs=1e-9)
+    assert record["loss"] == pytest.approx(initial["loss"], rel=1e-5)
+
+
+@pytest.mark.parametrize("dropout", [0.0, 0.25])
+@pytest.mark.parametrize("make_optimizer", [lambda: Adam(lr=5e-3),
+                                            lambda: SGD(lr=0.05, momentum=0.9)],
+                         ids=["adam", "momentum"])
+def test_resume_with_initial_epoch_is_bitwise_identical(problem, dropout, make_optimizer):
+    X, y, _, _ = problem
+    unbroken = MLP([10, 16, 4], seed=5, dropout=dropout)
+    full = unbroken.fit(X, y, epochs=3, batch_size=32, optimizer=make_optimizer(), seed=11)
+
+    first = MLP([10, 16, 4], seed=5, dropout=dropout)
+    opt = make_optimizer()
+    first.fit(X, y, epochs=2, batch_size=32, optimizer=opt, seed=11)
+    weights, opt_state = first.state_dict(), opt.state_dict()
+
+    resumed = MLP([10, 16, 4], seed=99, dropout=dropout)  # other initial weights: all loaded
+    resumed.load_state_dict(weights)
+    opt2 = make_optimizer()
+    opt2.bind(resumed.backend, resumed.num_parameters, resumed.dtype)
+    opt2.load_state_dict(opt_state)
+    rest = resumed.fit(X, y, epochs=3, batch_size=32, optimizer=opt2, seed=11, initial_epoch=2)
+
+    assert [r["epoch"] for r in rest] == [3]
+    assert rest[0]["loss"] == full[2]["loss"]
+    final, expected = resumed.state_dict(), unbroken.state_dict()
+    for key in expected:
+        np.testing.assert_array_equal(final[key], expected[key], err_msg=key)
+    assert opt2.steps == unbroken.optimizer.steps == 3 * 13
+
+
+# ---------------------------------------------------------------------- inference
+def test_predict_and_predict_proba(device, problem):
+    X = problem[0]
+    model = MLP([10, 16, 4], device=device, seed=0)
+    labels = model.predict(X)
+    assert isinstance(labels, np.ndarray) and labels.dtype.kind in "iu"
+    assert labels.shape == (len(X),)
+    assert labels.min() >= 0 and labels.max() < 4
+    proba = model.predict_proba(X)
+    assert isinstance(proba, np.ndarray) and proba.shape == (len(X), 4)
+    assert np.all((proba >= 0) & (proba <= 1))
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-5)
+    np.testing.assert_array_equal(labels, proba.argmax(axis=1))
+    logits = model.forward(X)
+    assert model.backend.is_array(logits)
+    np.testing.assert_array_equal(model.backend.to_numpy(model.backend.argmax(logits)), labels)
+
+
+def test_predict_with_a_single_output():
+    model = MLP([3, 4, 1], activation="tanh", output_activation="sigmoid", dtype="float64")
+    X = np.random.default_rng(0).standard_normal((50, 3)) * 3
+    p = model.predict_proba(X)[:, 0]
+    np.testing.assert_array_equal(model.predict(X), (p > 0.5).astype(int))
+
+
+def test_evaluate_matches_loss_and_gradients(device, problem):
+    X, y, _, _ = problem
+    model = MLP([10, 16, 4], device=device, seed=2)
+    result = model.evaluate(X, y)
+    assert set(result) == {"loss", "accuracy"}
+    assert all(type(v) is float for v in result.values())
+    loss, _ = model.loss_and_gradients(X, y)
+    assert result["loss"] == pytest.approx(loss, rel=1e-6)
+    assert result["accuracy"] == pytest.approx(np.mean(model.predict(X) == y))
+    # independently: mean cross-entropy of the predicted probabilities
+    proba = model.predict_proba(X).astype(np.float64)
+    assert result["loss"] == pytest.approx(-np.mean(np.log(proba[np.arange(len(y)), y])), rel=1e-4)
+
+
+def test_evaluate_across_chunks(monkeypatch):
+    """Evaluation in chunks sums to the same loss and accuracy as one pass."""
+    import mlp.model
+
+    X, y = blobs(50, seed=3)
+    model = MLP([10, 6, 4], dtype="float64", seed=0)
+    whole = model.evaluate(X, y)
+    proba = model.predict_proba(X)
+    monkeypatch.setattr(mlp.model, "EVAL_BATCH", 7)
+    chunked = model.evaluate(X, y)
+    assert chunked["loss"] == pytest.approx(whole["loss"], rel=1e-12)
+    assert chunked["accuracy"] == whole["accuracy"]
+    np.testing.assert_allclose(model.predict_proba(X), proba, rtol=1e-12)
+
+
+def test_uint8_inputs_are_scaled_like_floats(device):
+    rng = np.random.default_rng(4)
+    X8 = rng.integers(0, 256, size=(30, 6), dtype=np.uint8)
+    X8[0] = 255
+    y = rng.integers(0, 3, size=30)
+    Xf = X8 / 255.0
+    model = MLP([6, 8, 3], device=device, dtype="float64", seed=0)
+    np.testing.assert_allclose(model.predict_proba(X8), model.predict_proba(Xf), rtol=1e-12)
+    r8, rf = model.evaluate(X8, y), model.evaluate(Xf, y)
+    assert r8["loss"] == pytest.approx(rf["loss"], rel=1e-12)
+    assert r8["accuracy"] == rf["accuracy"]
+    l8, g8 = model.loss_and_gradients(X8, y)
+    lf, gf = model.loss_and_gradients(Xf, y)
+    assert l8 == pytest.approx(lf, rel=1e-12)
+    for key in gf:
+        np.testing.assert_allclose(g8[key], gf[key], rtol=1e-10, atol=1e-14)
+
+    a = MLP([6, 8, 3], device=device, dtype="float64", seed=0)
+    b = MLP([6, 8, 3], device=device, dtype="float64", seed=0)
+    ha = a.fit(X8, y, epochs=2, batch_size=8)
+    hb = b.fit(Xf, y, epochs=2, batch_size=8)
+    for ra, rb in zip(ha, hb, strict=True):
+        assert ra["loss"] == pytest.approx(rb["loss"], rel=1e-9)
+    # a float32 model agrees to float32 precision
+    m32 = MLP([6, 8, 3], device=device, seed=0)
+    np.testing.assert_allclose(m32.predict_proba(X8), m32.predict_proba(Xf), rtol=1e-5)
+
+
+def test_to_device_round_trip_keeps_predictions_and_optimizer_state(device, problem):
+    X, y, X_test, _ = problem
+    model = MLP([10, 16, 4], seed=0)
+    opt = Adam(lr=1e-2)
+    model.fit(X, y, epochs=1, batch_size=32, optimizer=opt, seed=3)
+    params, opt_state = model.state_dict(), opt.state_dict()
+    labels, proba = model.predict(X_test), model.predict_proba(X_test)
+
+    assert model.to(device) is model
+    assert model.device == ("cpu" if device == "cpu" else "cuda:0")
+    assert opt.backend is model.backend
+    np.testing.assert_array_equal(model.predict(X_test), labels)
+    np.testing.assert_allclose(model.predict_proba(X_test), proba, rtol=1e-5, atol=1e-7)
+    moved = opt.state_dict()
+    assert moved["steps"] == opt_state["steps"] == 13
+    for name in ("m", "v"):
+        assert model.backend.is_array(opt.state[name])
+        np.testing.assert_array_equal(moved[name], opt_state[name])
+
+    model.to("cpu")
+    for key, value in model.state_dict().items():
+        np.testing.assert_array_equal(value, params[key])
+    for name in ("m", "v"):
+        np.testing.assert_array_equal(opt.state_dict()[name], opt_state[name])
+
+    # and training carries on exactly as if the model had never moved
+    model.fit(X, y, epochs=2, batch_size=32, optimizer=opt, seed=3, initial_epoch=1)
+    never_moved = MLP([10, 16, 4], seed=0)
+    never_moved.fit(X, y, epochs=2, batch_size=32, optimizer=Adam(lr=1e-2), seed=3)
+    for key, value in never_moved.state_dict().items():
+        np.testing.assert_array_equal(model.state_dict()[key], value, err_msg=key)
+
+
+def test_inputs_from_another_device_say_how_to_move_them():
+    fake = type("ndarray", (), {"__module__": "cupy._core.core", "shape": (2, 6)})()
+    model = MLP([6, 4, 3])
+    with pytest.raises(TypeError, match=r"backend\.asarray"):
+        model.predict(fake)
+
+
+# ---------------------------------------------------------------------- errors
+@pytest.mark.parametrize("method", ["predict", "predict_proba", "forward", "evaluate",
+                                    "loss_and_gradients", "fit"])
+def test_wrong_feature_count(method):
+    model = MLP([6, 5, 3])
+    X, y = np.zeros((4, 5)), np.zeros(4, dtype=int)
+    args = (X, y) if method in ("evaluate", "loss_and_gradients", "fit") else (X,)
+    with pytest.raises(ValueError) as info:
+        getattr(model, method)(*args)
+    message = str(info.value)
+    assert "(4, 5)" in message and "(n, 6)" in message
+
+
+@pytest.mark.parametrize("X", [np.zeros(6), np.zeros((2, 3, 6)), np.zeros((0, 6))],
+                         ids=["1-D", "3-D", "empty"])
+def test_bad_input_shapes(X):
+    with pytest.raises(ValueError):
+        MLP([6, 5, 3]).predict(X)
+
+
+@pytest.mark.parametrize("labels", [[0, 1, 3, 2], [0, -1, 1, 2], [0, 1, 2], [[0], [1], [2], [0]],
+                                    [0.0, 1.5, 2.0, 1.0], ["a", "b", "c", "d"]],
+                         ids=["too-large", "negative", "count", "2-D", "fraction", "strings"])
+@pytest.mark.parametrize("method", ["evaluate", "loss_and_gradients", "fit"])
+def test_bad_labels(method, labels):
+    model = MLP([6, 5, 3])
+    with pytest.raises(ValueError):
+        getattr(model, method)(np.zeros((4, 6)), np.asarray(labels))
+
+
+def test_label_range_message():
+    with pytest.raises(ValueError, match=r"\[0, 2\]"):
+        MLP([6, 5, 3]).fit(np.zeros((4, 6)), np.array([0, 1, 3, 2]))
+
+
+def test_float_integer_labels_are_accepted():
+    model = MLP([6, 5, 3])
+    X = np.random.default_rng(0).standard_normal((4, 6))
+    assert model.evaluate(X, np.array([0.0, 1.0, 2.0, 1.0])) == model.evaluate(X, [0, 1, 2, 1])
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("method", ["predict", "evaluate", "fit"])
+def test_non_finite_inputs(method, bad):
+    model = MLP([6, 5, 3])
+    X = np.ones((4, 6))
+    X[2, 3] = bad
+    args = (X, np.zeros(4, dtype=int)) if method != "predict" else (X,)
+    with pytest.raises(ValueError, match="NaN or infinity"):
+        getattr(model, method)(*args)
+
+
+def test_non_finite_validation_data():
+    X = np.ones((4, 6))
+    bad = X.copy()
+    bad[0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN or infinity"):
+        MLP([6, 5, 3]).fit(X, np.zeros(4, dtype=int), validation_data=(bad, np.zeros(4, int)))
+
+
+def test_non_numeric_inputs():
+    with pytest.raises(ValueError):
+        MLP([2, 3]).predict(np.array([["a", "b"]]))
+
+
+@pytest.mark.parametrize("sizes", [[6], [], [6, 0, 3], [6, -2], [6, 2.5], ["six", 3], None,
+                                   [6, 5, 0]])
+def test_bad_sizes(sizes):
+    with pytest.raises(ValueError):
+        MLP(sizes)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"activation": "softplus"}, {"dtype": "float16"}, {"dtype": "int32"}, {"dropout": 1.0},
+     {"dropout": -0.1}, {"init": "orthogonal"}, {"device": "tpu"}, {"output_activation": "exp"}],
+)
+def test_bad_constructor_arguments(kwargs):
+    with pytest.raises(ValueError):
+        MLP([6, 5, 3], **kwargs)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"epochs": 0}, {"epochs": -1}, {"epochs": 2.5}, {"epochs": "3"}, {"epochs": True},
+     {"epochs": None}, {"batch_size": 0}, {"batch_size": -5}, {"batch_size": 1.5},
+     {"batch_size": "32"}, {"initial_epoch": 3, "epochs": 2}, {"initial_epoch": -1}],
+)
+def test_bad_fit_arguments(kwargs):
+    model = MLP([6, 5, 3])
+    before = model.state_dict()
+    with pytest.raises(ValueError):
+        model.fit(np.zeros((4, 6)), np.zeros(4, dtype=int), **kwargs)
+    for key, value in model.state_dict().items():
+        np.testing.assert_array_equal(value, before[key])
+
+
+def test_output_activation_models_cannot_be_trained():
+    model = MLP([6, 5, 3], output_activation="sigmoid")
+    with pytest.raises(ValueError, match="logits"):
+        model.fit(np.zeros((4, 6)), np.zeros(4, dtype=int))
+    with pytest.raises(ValueError, match="logits"):
+        model.evaluate(np.zeros((4, 6)), np.zeros(4, dtype=int))
+
+
+# ---------------------------------------------------------------------- dropout
+def test_dropout_only_in_training(device, problem):
+    X, y, X_test, _ = problem
+    with_dropout = MLP([10, 32, 32, 4], dropout=0.5, device=device, seed=0)
+    without = MLP([10, 32, 32, 4], dropout=0.0, device=device, seed=0)
+    assert any(isinstance(layer, Dropout) for layer in with_dropout.layers)
+    # evaluation is deterministic and identical to the same weights without dropout
+    first = with_dropout.predict_proba(X_test)
+    np.testing.assert_array_equal(with_dropout.predict_proba(X_test), first)
+    np.testing.assert_array_equal(without.predict_proba(X_test), first)
+    assert with_dropout.evaluate(X, y) == without.evaluate(X, y)
+    loss_d, grads_d = with_dropout.loss_and_gradients(X, y)
+    loss_n, grads_n = without.loss_and_gradients(X, y)
+    assert loss_d == loss_n
+    for key in grads_n:
+        np.testing.assert_array_equal(grads_d[key], grads_n[key])
+    # in training the units are dropped: the same step from the same weights goes elsewhere
+    record_d = with_dropout.fit(X, y, epochs=1, batch_size=400, optimizer=SGD(lr=1e-9))[0]
+    record_n = without.fit(X, y, epochs=1, batch_size=400, optimizer=SGD(lr=1e-9))[0]
+    assert record_d["loss"] != pytest.approx(record_n["loss"], rel=1e-3)
+
+
+def test_dropout_layer_forward_and_backward():
+    backend = NumpyBackend()
+    layer = Dropout(0.5)
+    layer.bind(backend)
+    layer.generator = backend.random_generator(0)
+    x = np.random.default_rng(1).uniform(1.0, 2.0, size=(200, 100)).astype(np.float32)
+    original = x.copy()
+    y = layer.forward(x.copy(), training=True)
+    kept = y != 0
+    assert 0.45 < kept.mean() < 0.55
+    np.testing.assert_allclose(y[kept], 2.0 * original[kept], rtol=1e-6)
+    dy = np.ones_like(x)
+    dx = layer.backward(dy)
+    np.testing.assert_array_equal(dx != 0, kept)  # the same units are dropped going back
+    np.testing.assert_allclose(dx[kept], 2.0)
+
+    z = original.copy()
+    assert layer.forward(z, training=False) is z
+    np.testing.assert_array_equal(z, original)
+    g = np.ones_like(x)
+    np.testing.assert_array_equal(layer.backward(g), 1.0)  # no mask after an eval forward
+
+
+@pytest.mark.parametrize("p", [1.0, -0.5, 1.5])
+def test_dropout_probability_checked(p):
+    with pytest.raises(ValueError):
+        Dropout(p)
+
+
+# ---------------------------------------------------------------------- optimizers
+@pytest.mark.parametrize(
+    "make",
+    [lambda: SGD(lr=0), lambda: SGD(lr=-0.1), lambda: SGD(lr=float("nan")),
+     lambda: SGD(momentum=1.0), lambda: SGD(momentum=-0.1), lambda: SGD(nesterov=True),
+     lambda: SGD(weight_decay=-1e-4), lambda: Adam(lr=0), lambda: Adam(lr=-1e-3),
+     lambda: Adam(betas=(1.0, 0.999)), lambda: Adam(betas=(0.9, 1.0)),
+     lambda: Adam(betas=(-0.1, 0.999)), lambda: Adam(eps=-1e-8), lambda: Adam(weight_decay=-0.1),
+     lambda: AdamW(lr=0), lambda: AdamW(betas=(0.9, 1.5)), lambda: AdamW(weight_decay=-0.01)],
+)
+def test_optimizers_validate_arguments(make):
+    with pytest.raises(ValueError):
+        make()
+
+
+def test_optimizer_defaults_and_repr():
+    assert SGD(lr=0.1, momentum=0.9, nesterov=True).hyperparameters() == {
+        "lr": 0.1, "momentum": 0.9, "nesterov": True, "weight_decay": 0.0}
+    assert AdamW().weight_decay == 0.01 and Adam().weight_decay == 0.0
+    assert AdamW().decoupled and not Adam().decoupled
+    assert repr(Adam(lr=0.5)).startswith("Adam(lr=0.5")
+
+
+def test_optimizer_load_state_dict_checks_shapes():
+    model = MLP([6, 5, 3])
+    opt = Adam()
+    opt.bind(model.backend, model.num_parameters, model.dtype)
+    state = opt.state_dict()
+    state["m"] = np.zeros(model.num_parameters + 1)
+    with pytest.raises(ValueError, match="'m'"):
+        opt.load_state_dict(state)
