@@ -31,7 +31,7 @@ _BACKWARD = {
     "tanh": "dy * ((T)1 - y * y)",
 }
 
-_SOFTMAX_XENT = r"""
+SOFTMAX_XENT = r"""
 extern "C" __global__ void mlp_softmax_xent_{T}(
     const {T}* logits, const int* labels, {T}* grad, double* totals,
     const int rows, const int classes, const {T} scale)
@@ -88,58 +88,56 @@ def _import_cupy() -> Any:
     return cupy
 
 
-@functools.cache
-def _kernels() -> dict[str, Any]:
-    """Build every fused kernel once per process."""
-    cupy = _import_cupy()
-    kernels: dict[str, Any] = {}
+def _elementwise_specs() -> dict[str, tuple[str, str, str]]:
+    """Every elementwise kernel as CuPy's (inputs, outputs, operation) strings, by name."""
+    specs: dict[str, tuple[str, str, str]] = {}
     for name, expr in _FORWARD.items():
-        kernels["act_" + name] = cupy.ElementwiseKernel(
-            "T x", "T y", f"y = {expr};", f"mlp_{name}"
-        )
-        kernels["bias_act_" + name] = cupy.ElementwiseKernel(
-            "T z, T b", "T y", f"const T x = z + b; y = {expr};", f"mlp_bias_{name}"
-        )
+        specs["act_" + name] = ("T x", "T y", f"y = {expr};")
+        specs["bias_act_" + name] = ("T z, T b", "T y", f"const T x = z + b; y = {expr};")
     for name, expr in _BACKWARD.items():
-        kernels["backprop_" + name] = cupy.ElementwiseKernel(
-            "T dy, T y", "T dx", f"dx = {expr};", f"mlp_backprop_{name}"
-        )
-    kernels["gather_rows"] = cupy.ElementwiseKernel(
+        specs["backprop_" + name] = ("T dy, T y", "T dx", f"dx = {expr};")
+    specs["gather_rows"] = (
         "raw S source, raw I rows, int64 cols, T scale",
         "T out",
         "const long long r = i / cols;"
-        "out = (T)source[(long long)rows[r] * cols + (i - r * cols)] * scale;",
-        "mlp_gather_rows",
+        " out = (T)source[(long long)rows[r] * cols + (i - r * cols)] * scale;",
     )
-    kernels["adam"] = cupy.ElementwiseKernel(
+    specs["adam"] = (
         "T g, T step_size, T inv_sqrt_bc2, T beta1, T beta2, T eps, T l2, T decay",
         "T p, T m, T v",
-        """
-        const T grad = g + l2 * p;
-        p *= decay;
-        m = beta1 * m + ((T)1 - beta1) * grad;
-        v = beta2 * v + ((T)1 - beta2) * grad * grad;
-        p -= step_size * m / (sqrt(v) * inv_sqrt_bc2 + eps);
-        """,
-        "mlp_adam",
+        "const T grad = g + l2 * p;"
+        " m = beta1 * m + ((T)1 - beta1) * grad;"
+        " v = beta2 * v + ((T)1 - beta2) * grad * grad;"
+        " p = p * decay - step_size * m / (sqrt(v) * inv_sqrt_bc2 + eps);",
     )
-    kernels["sgd"] = cupy.ElementwiseKernel(
-        "T g, T lr, T weight_decay", "T p", "p -= lr * (g + weight_decay * p);", "mlp_sgd"
-    )
-    kernels["sgd_momentum"] = cupy.ElementwiseKernel(
+    specs["sgd"] = ("T g, T lr, T weight_decay", "T p", "p -= lr * (g + weight_decay * p);")
+    specs["sgd_momentum"] = (
         "T g, T lr, T momentum, T weight_decay, int32 nesterov",
         "T p, T velocity",
-        """
-        T d = g + weight_decay * p;
-        velocity = momentum * velocity + d;
-        d = nesterov ? d + momentum * velocity : velocity;
-        p -= lr * d;
-        """,
-        "mlp_sgd_momentum",
+        "T d = g + weight_decay * p;"
+        " velocity = momentum * velocity + d;"
+        " d = nesterov ? d + momentum * velocity : velocity;"
+        " p -= lr * d;",
     )
+    return specs
+
+
+#: Elementwise kernels as source strings: built into CuPy kernels by ``_kernels`` and
+#: compiled with nvcc by the tests, so a typo shows up even on a machine without a GPU.
+ELEMENTWISE = _elementwise_specs()
+
+
+@functools.cache
+def _kernels() -> dict[str, Any]:
+    """Build every fused kernel once per process (CuPy compiles each on first use)."""
+    cupy = _import_cupy()
+    kernels: dict[str, Any] = {
+        name: cupy.ElementwiseKernel(inputs, outputs, operation, f"mlp_{name}")
+        for name, (inputs, outputs, operation) in ELEMENTWISE.items()
+    }
     for ctype in ("float", "double"):
         kernels["softmax_xent_" + ctype] = cupy.RawKernel(
-            _SOFTMAX_XENT.format(T=ctype), f"mlp_softmax_xent_{ctype}"
+            SOFTMAX_XENT.format(T=ctype), f"mlp_softmax_xent_{ctype}"
         )
     return kernels
 

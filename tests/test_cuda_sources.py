@@ -1,0 +1,88 @@
+"""The CUDA kernels' source compiles with nvcc: a check that needs no GPU.
+
+CuPy compiles kernels only on a GPU, so on a CPU machine a typo in a kernel would wait
+for the next GPU run. Here each elementwise kernel is wrapped the way CuPy wraps it
+(inputs by value, outputs by reference, ``raw`` arguments as pointers, ``i`` the index)
+and compiled for float and double, together with the softmax cross-entropy kernel.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import pytest
+
+from backends.cupy_backend import ELEMENTWISE, SOFTMAX_XENT
+
+NVCC = shutil.which("nvcc")
+pytestmark = pytest.mark.skipif(NVCC is None, reason="nvcc (CUDA toolkit) not installed")
+
+_CTYPES = {"int64": "long long", "int32": "int", "float32": "float", "float64": "double"}
+
+
+def _param(decl: str, output: bool) -> tuple[str, str]:
+    """One CuPy parameter → (kernel argument, per-element binding)."""
+    words = decl.split()
+    raw = words[0] == "raw"
+    ctype, name = words[-2], words[-1]
+    ctype = _CTYPES.get(ctype, ctype)
+    if raw:
+        return f"const {ctype}* {name}", ""
+    if output:
+        return f"{ctype}* {name}_ptr", f"{ctype}& {name} = {name}_ptr[i];"
+    return f"const {ctype} {name}", ""
+
+
+def elementwise_source(name: str, ctype: str, spec: tuple[str, str, str] | None = None) -> str:
+    inputs, outputs, operation = spec or ELEMENTWISE[name]
+    args, binds = [], []
+    for decl in inputs.split(","):
+        args.append(_param(decl.strip(), output=False)[0])
+    for decl in outputs.split(","):
+        arg, bind = _param(decl.strip(), output=True)
+        args.append(arg)
+        binds.append(bind)
+    return (
+        f"typedef {ctype} T; typedef unsigned char S; typedef long long I;\n"
+        f"extern \"C\" __global__ void mlp_{name}({', '.join(args)}, long long n) {{\n"
+        "  for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n;"
+        " i += (long long)gridDim.x * blockDim.x) {\n"
+        f"    {' '.join(binds)}\n    {operation}\n  }}\n}}\n"
+    )
+
+
+def compile_cuda(tmp_path, name: str, source: str) -> None:
+    src = tmp_path / f"{name}.cu"
+    src.write_text(source)
+    result = subprocess.run(
+        [NVCC, "-arch=sm_90", "-c", "-o", str(tmp_path / f"{name}.o"), str(src)],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, f"{name} does not compile:\n{source}\n{result.stderr}"
+
+
+@pytest.mark.parametrize("ctype", ["float", "double"])
+def test_elementwise_kernels_compile(tmp_path, ctype):
+    source = "\n".join(elementwise_source(name, ctype) for name in ELEMENTWISE)
+    compile_cuda(tmp_path, f"elementwise_{ctype}", source)
+
+
+@pytest.mark.parametrize("ctype", ["float", "double"])
+def test_softmax_cross_entropy_kernel_compiles(tmp_path, ctype):
+    compile_cuda(tmp_path, f"softmax_{ctype}", SOFTMAX_XENT.format(T=ctype))
+
+
+def test_every_activation_has_a_forward_and_backward_kernel():
+    from backends import ACTIVATIONS
+
+    for act in ACTIVATIONS:
+        assert {f"act_{act}", f"bias_act_{act}", f"backprop_{act}"} <= set(ELEMENTWISE)
+
+
+def test_wrapper_catches_a_broken_kernel(tmp_path):
+    """The check itself can fail: a kernel with an undefined name does not compile."""
+    inputs, outputs, operation = ELEMENTWISE["sgd"]
+    broken = elementwise_source("sgd", "float", (inputs, outputs, operation + " p += oops;"))
+    with pytest.raises(AssertionError, match="does not compile"):
+        compile_cuda(tmp_path, "broken", broken)
