@@ -3,8 +3,8 @@
 Why: NumPy runs one pass over memory per ufunc. An Adam step is a dozen ufuncs, so at the
 size of the standard model (535,818 parameters) it took as long as all of the step's matrix
 products (1.24 ms vs 1.3 ms per step on a 2-core Xeon); the fused, vectorized kernel below
-streams the buffers once (0.31 ms, one thread). Numba is optional (the ``fast`` extra): without it the
-NumPy backend falls back to the blocked NumPy bodies of ``backends.base``.
+streams the buffers once (0.31 ms, one thread). Numba is optional (the ``fast`` extra):
+without it the NumPy backend falls back to the blocked NumPy bodies of ``backends.base``.
 """
 
 from __future__ import annotations
