@@ -37,8 +37,12 @@ def parse_device(spec: str) -> tuple[str, int]:
     raise ValueError(f"unknown device {spec!r}: use cpu, cuda or cuda:N (N = GPU index)")
 
 
-def get_backend(spec: str | Backend = "cpu") -> Backend:
-    """The backend for a device spec; a ``Backend`` passes through unchanged."""
+def get_backend(spec: str | Backend = "cpu", tf32: bool = False) -> Backend:
+    """The backend for a device spec; a ``Backend`` passes through unchanged.
+
+    ``tf32=True`` lets a CUDA backend run float32 matmuls on TF32 tensor cores (the CPU
+    has no such mode and ignores it).
+    """
     if isinstance(spec, Backend):
         return spec
     kind, index = parse_device(spec)
@@ -46,4 +50,4 @@ def get_backend(spec: str | Backend = "cpu") -> Backend:
         return NumpyBackend()
     from .cupy_backend import CupyBackend  # lazy: CPU users never import CuPy
 
-    return CupyBackend(index)
+    return CupyBackend(index, tf32=tf32)

@@ -142,12 +142,27 @@ def _kernels() -> dict[str, Any]:
     return kernels
 
 
+def _enable_tf32(cupy: Any, device: Any) -> None:
+    """Let cuBLAS round float32 matmul inputs to TF32 (tensor cores; ~1e-3 relative error).
+
+    CuPy reads ``CUPY_TF32`` only before its first float32 matmul, so set the compute type
+    directly when CuPy offers it. It is process-wide, as it is in CuPy itself.
+    """
+    import os
+
+    os.environ["CUPY_TF32"] = "1"
+    linalg = getattr(getattr(cupy, "_core", None), "_routines_linalg", None)
+    if linalg is not None and hasattr(linalg, "set_compute_type"):
+        with device:
+            linalg.set_compute_type(np.float32, linalg.COMPUTE_TYPE_TF32)
+
+
 class CupyBackend(Backend):
     """Runs every op on one CUDA GPU; fused kernels replace the base class's multi-pass bodies."""
 
     name = "cupy"
 
-    def __init__(self, index: int = 0) -> None:
+    def __init__(self, index: int = 0, tf32: bool = False) -> None:
         super().__init__()
         cupy = _import_cupy()
         try:
@@ -170,6 +185,12 @@ class CupyBackend(Backend):
         self._device = cupy.cuda.Device(index)
         self._kernels = _kernels()
         self._ones: dict[tuple, Any] = {}
+        self.tf32 = bool(tf32)
+        if self.tf32:
+            _enable_tf32(cupy, self._device)
+
+    def __repr__(self) -> str:
+        return f"<CupyBackend device={self.device!r} tf32={self.tf32}>"
 
     # ------------------------------------------------------------------ memory and transfer
     def asarray(self, a: Any, dtype: Any = None) -> Any:
