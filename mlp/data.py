@@ -65,7 +65,10 @@ def parse_idx(data: bytes, name: str = "<bytes>") -> np.ndarray:
             f"{name}: holds {len(data) - header} bytes of data but its header {shape} "
             f"needs {expected} (truncated or corrupt file)"
         )
-    values = np.frombuffer(data, dtype, offset=header).reshape(shape)
+    try:
+        values = np.frombuffer(data, dtype, offset=header).reshape(shape)
+    except ValueError as exc:  # more dimensions than NumPy supports: still name the file
+        raise ValueError(f"{name}: unsupported IDX array ({exc})") from None
     return values.astype(dtype.newbyteorder("="), copy=False)
 
 
