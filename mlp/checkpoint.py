@@ -269,9 +269,15 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
 
 def _read_arrays(path: Path) -> dict[str, np.ndarray]:
     try:
+        with path.open("rb") as f:
+            magic = f.read(6)
+        if not magic:
+            raise CheckpointError(path, "empty file (truncated, or never written)")
+        if magic.startswith(b"\x93NUMPY"):
+            raise CheckpointError(path, "not an mlp checkpoint (a single .npy array)")
+        if not magic.startswith(b"PK"):
+            raise CheckpointError(path, "not an mlp checkpoint (not an .npz file)")
         with np.load(path, allow_pickle=False) as npz:
-            if not isinstance(npz, np.lib.npyio.NpzFile):
-                raise CheckpointError(path, "not an mlp checkpoint (a single .npy array)")
             return {key: npz[key] for key in npz.files}  # read all now: CRC errors show here
     except CheckpointError:
         raise

@@ -1,0 +1,363 @@
+"""Checkpoints: exact round trips, any device to any device, no pickle, atomic writes that
+survive SIGKILL, and one clear error (naming the file) for anything unusable."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from backends import BackendUnavailable, get_backend
+from mlp import MLP, SGD, Adam, AdamW
+from mlp.checkpoint import (
+    FORMAT_VERSION,
+    CheckpointError,
+    atomic_write,
+    load_checkpoint,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)]
+
+
+def backend_or_skip(spec: str):
+    try:
+        return get_backend(spec)
+    except BackendUnavailable as exc:
+        if os.environ.get("MLP_REQUIRE_GPU", "") not in ("", "0"):
+            pytest.fail(f"MLP_REQUIRE_GPU=1 but {spec} is unavailable: {exc}")
+        pytest.skip(f"{spec} unavailable: {exc}")
+
+
+def toy_data(n=256, features=12, classes=4, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, features)).astype(np.float32)
+    y = (X[:, :classes].argmax(axis=1)).astype(np.int64)
+    return X, y
+
+
+def trained_model(device="cpu", optimizer=None, epochs=2, **kwargs):
+    X, y = toy_data()
+    model = MLP([12, 16, 4], device=device, seed=3, **kwargs)
+    model.fit(X, y, epochs=epochs, batch_size=32, optimizer=optimizer or Adam(lr=1e-2))
+    return model
+
+
+def assert_same_weights(a: MLP, b: MLP) -> None:
+    sa, sb = a.state_dict(), b.state_dict()
+    assert sa.keys() == sb.keys()
+    for key in sa:
+        assert sa[key].dtype == sb[key].dtype
+        np.testing.assert_array_equal(sa[key], sb[key], err_msg=key)
+
+
+def rewrite(path: Path, change) -> None:
+    """Load every array of a checkpoint, let ``change`` edit the dict, write it back."""
+    with np.load(path, allow_pickle=False) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    change(arrays)
+    np.savez(path, **arrays)
+
+
+def edit_meta(path: Path, change) -> None:
+    def edit(arrays):
+        meta = json.loads(arrays["__meta__"].tobytes())
+        change(meta)
+        arrays["__meta__"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
+
+    rewrite(path, edit)
+
+
+# ----------------------------------------------------------------------------- round trips
+@pytest.mark.parametrize(
+    "optimizer",
+    [Adam(lr=1e-2), AdamW(lr=1e-2), SGD(lr=0.1, momentum=0.9, nesterov=True), SGD(lr=0.1)],
+    ids=repr,
+)
+def test_round_trip_is_exact(tmp_path, optimizer):
+    model = trained_model(optimizer=optimizer, dropout=0.25)
+    path = model.save(tmp_path / "run.npz", epoch=2, history=[{"epoch": 1}, {"epoch": 2}])
+    loaded = MLP.load(path)
+    assert loaded.config() == model.config()
+    assert_same_weights(loaded, model)
+    assert type(loaded.optimizer) is type(model.optimizer)
+    assert loaded.optimizer.hyperparameters() == model.optimizer.hyperparameters()
+    assert loaded.optimizer.steps == model.optimizer.steps > 0
+    for name, value in model.optimizer.state_dict().items():
+        if name != "steps":
+            np.testing.assert_array_equal(loaded.optimizer.state_dict()[name], value)
+    ckpt = load_checkpoint(path)
+    assert ckpt.epoch == 2 and ckpt.seed == 3
+    assert ckpt.meta["format_version"] == FORMAT_VERSION
+    assert ckpt.history == [{"epoch": 1}, {"epoch": 2}]
+
+
+def test_untrained_model_saves_without_optimizer(tmp_path):
+    model = MLP([5, 3], activation="tanh", dtype="float64", seed=9)
+    loaded = MLP.load(model.save(tmp_path / "m.npz"))
+    assert loaded.optimizer is None
+    assert loaded.dtype == np.float64 and loaded.activation == "tanh"
+    assert_same_weights(loaded, model)
+
+
+def test_loaded_model_continues_training_like_the_original(tmp_path):
+    """The optimizer state comes back too: one more epoch gives the same weights."""
+    X, y = toy_data()
+    model = trained_model()
+    loaded = MLP.load(model.save(tmp_path / "run.npz"))
+    model.fit(X, y, epochs=3, batch_size=32, initial_epoch=2)
+    loaded.fit(X, y, epochs=3, batch_size=32, initial_epoch=2, seed=3)
+    assert_same_weights(loaded, model)
+
+
+@pytest.mark.parametrize("save_on", DEVICES)
+@pytest.mark.parametrize("load_on", DEVICES)
+def test_saved_on_one_device_loads_on_another(tmp_path, save_on, load_on):
+    backend_or_skip(save_on)
+    backend_or_skip(load_on)
+    model = trained_model(device=save_on)
+    path = model.save(tmp_path / "run.npz")
+    assert load_checkpoint(path).meta["saved_on"] == model.device
+    loaded = MLP.load(path, device=load_on)
+    assert loaded.device == get_backend(load_on).device
+    assert_same_weights(loaded, model)  # host copies: bit for bit, whatever the devices
+    X, _ = toy_data(seed=1)
+    np.testing.assert_allclose(loaded.predict_proba(X), model.predict_proba(X), atol=1e-5)
+    assert loaded.optimizer.backend is loaded.backend
+
+
+def test_load_on_unavailable_device_says_so(tmp_path):
+    try:
+        get_backend("cuda")
+    except BackendUnavailable:
+        pass
+    else:
+        pytest.skip("a GPU is available here")
+    path = trained_model().save(tmp_path / "run.npz")
+    with pytest.raises(BackendUnavailable, match=r"cuda|CUDA|CuPy"):
+        MLP.load(path, device="cuda")
+
+
+# ----------------------------------------------------------------------------- never pickle
+class _Boom:
+    def __reduce__(self):
+        return (Path.touch, (Path(os.environ["MLP_TEST_MARKER"]),))
+
+
+def test_loading_never_unpickles(tmp_path, monkeypatch):
+    marker = tmp_path / "code-ran"
+    monkeypatch.setenv("MLP_TEST_MARKER", str(marker))
+    path = trained_model().save(tmp_path / "run.npz")
+    rewrite(path, lambda a: a.update(evil=np.array([_Boom()], dtype=object)))
+    with pytest.raises(CheckpointError, match="pickled") as info:
+        MLP.load(path)
+    assert str(path) in str(info.value)
+    assert not marker.exists()
+
+
+# ----------------------------------------------------------------------------- bad files
+def test_missing_file(tmp_path):
+    with pytest.raises(CheckpointError, match="no such checkpoint file") as info:
+        load_checkpoint(tmp_path / "nope.npz")
+    assert str(tmp_path / "nope.npz") in str(info.value)
+
+
+@pytest.mark.parametrize("fraction", [0.0, 0.1, 0.5, 0.9, 0.999])
+def test_truncated_file(tmp_path, fraction):
+    path = trained_model().save(tmp_path / "run.npz")
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * fraction)])
+    with pytest.raises(CheckpointError, match="truncated") as info:
+        load_checkpoint(path)
+    assert str(path) in str(info.value)
+
+
+def test_corrupt_bytes_in_an_array(tmp_path):
+    """A flipped byte inside the weights fails the zip CRC check: caught, not loaded."""
+    path = trained_model().save(tmp_path / "run.npz")
+    data = bytearray(path.read_bytes())
+    with zipfile.ZipFile(io.BytesIO(bytes(data))) as zf:
+        info = zf.getinfo("param.0.weight.npy")
+    offset = info.header_offset + 30 + len(info.filename) + len(info.extra) + 200
+    data[offset] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="truncated or corrupt"):
+        load_checkpoint(path)
+
+
+def test_not_a_checkpoint(tmp_path):
+    text = tmp_path / "notes.npz"
+    text.write_text("hello")
+    with pytest.raises(CheckpointError, match="not an mlp checkpoint"):
+        load_checkpoint(text)
+    plain = tmp_path / "plain.npz"
+    np.savez(plain, weights=np.zeros(3))
+    with pytest.raises(CheckpointError, match="not an mlp checkpoint"):
+        load_checkpoint(plain)
+    npy = tmp_path / "array.npy"
+    np.save(npy, np.zeros(3))
+    with pytest.raises(CheckpointError, match="not an mlp checkpoint"):
+        load_checkpoint(npy)
+    with pytest.raises(CheckpointError, match="folder"):
+        load_checkpoint(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("version", "message"),
+    [
+        (FORMAT_VERSION + 1, "format version 2, but this mlp reads version 1; upgrade mlp"),
+        (0, "format version 0, but this mlp reads version 1"),
+        ("1", "format version '1'"),
+    ],
+)
+def test_other_format_version(tmp_path, version, message):
+    path = trained_model().save(tmp_path / "run.npz")
+    edit_meta(path, lambda m: m.update(format_version=version))
+    with pytest.raises(CheckpointError, match=message):
+        MLP.load(path)
+
+
+def test_corrupt_metadata(tmp_path):
+    path = trained_model().save(tmp_path / "run.npz")
+    rewrite(path, lambda a: a.update(__meta__=np.frombuffer(b"{not json", np.uint8)))
+    with pytest.raises(CheckpointError, match="corrupt checkpoint metadata"):
+        load_checkpoint(path)
+    edit_meta_path = trained_model().save(tmp_path / "run2.npz")
+    edit_meta(edit_meta_path, lambda m: m["model"].pop("sizes"))
+    with pytest.raises(CheckpointError, match="incomplete checkpoint metadata"):
+        load_checkpoint(edit_meta_path)
+
+
+def test_weights_that_do_not_fit_the_configuration(tmp_path):
+    path = trained_model().save(tmp_path / "run.npz")
+    rewrite(path, lambda a: a.update({"param.0.weight": np.zeros((12, 15), np.float32)}))
+    with pytest.raises(CheckpointError, match=r"weight 0.weight is float32\[12, 15\]"):
+        load_checkpoint(path)
+    rewrite(path, lambda a: a.pop("param.1.bias"))
+    with pytest.raises(CheckpointError, match=r"missing \['1.bias'\]"):
+        load_checkpoint(path)
+
+
+def test_non_finite_weights(tmp_path):
+    path = trained_model().save(tmp_path / "run.npz")
+
+    def poison(arrays):
+        arrays["param.1.weight"] = arrays["param.1.weight"].copy()
+        arrays["param.1.weight"][0, 0] = np.nan
+
+    rewrite(path, poison)
+    with pytest.raises(CheckpointError, match="NaN or infinity"):
+        load_checkpoint(path)
+
+
+def test_optimizer_state_of_the_wrong_size(tmp_path):
+    path = trained_model().save(tmp_path / "run.npz")
+    rewrite(path, lambda a: a.update({"optim.m": np.zeros(7, np.float32)}))
+    with pytest.raises(CheckpointError, match=r"optimizer state m has shape \[7\]"):
+        load_checkpoint(path)
+
+
+def test_other_architecture_is_refused_and_nothing_is_loaded(tmp_path):
+    path = trained_model().save(tmp_path / "run.npz")
+    other = MLP([12, 16, 4], activation="tanh", seed=5)
+    before = other.state_dict()
+    with pytest.raises(CheckpointError, match="activation 'relu' in the file but 'tanh' here"):
+        load_checkpoint(path).restore(other)
+    for key, value in other.state_dict().items():
+        np.testing.assert_array_equal(value, before[key])
+    wider = MLP([12, 32, 4])
+    with pytest.raises(CheckpointError, match=r"sizes \[12, 16, 4\] in the file but \[12, 32, 4\]"):
+        load_checkpoint(path).restore(wider)
+    with pytest.raises(CheckpointError, match="optimizer Adam in the file but SGD here"):
+        load_checkpoint(path).restore(MLP([12, 16, 4], seed=3), SGD())
+
+
+# ----------------------------------------------------------------------------- atomicity
+def test_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
+    path = trained_model().save(tmp_path / "run.npz", epoch=1)
+
+    def crash(f):
+        f.write(b"partial")
+        raise RuntimeError("disk on fire")
+
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        atomic_write(path, crash)
+    assert load_checkpoint(path).epoch == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run.npz"]
+
+
+_SAVER = textwrap.dedent(
+    """
+    import sys, time
+    import numpy as np
+    import mlp.checkpoint as ckpt
+    from mlp import MLP
+
+    path, slow = sys.argv[1], sys.argv[2] == "slow"
+    model = MLP([784, 1024, 512, 10], seed=0)  # ~1.3 M parameters: ~5 MB per save
+    model.save(path, epoch=0)
+    if slow:  # every write of the temporary file takes a while: a kill lands mid-write
+        real_open = ckpt._open_temp
+
+        class Slow:
+            def __init__(self, f):
+                self.f = f
+            def write(self, data):
+                time.sleep(0.02)
+                return self.f.write(data)
+            def __getattr__(self, name):
+                return getattr(self.f, name)
+            def __enter__(self):
+                return self
+            def __exit__(self, *exc):
+                return self.f.__exit__(*exc)
+
+        ckpt._open_temp = lambda fd: Slow(real_open(fd))
+    print("ready", flush=True)
+    epoch = 0
+    while True:
+        epoch += 1
+        model.save(path, epoch=epoch)
+    """
+)
+
+
+@pytest.mark.parametrize("mode", ["slow", "fast"])
+def test_sigkill_during_save_leaves_a_loadable_checkpoint(tmp_path, mode):
+    """A process saving in a loop is killed with SIGKILL: the file still loads, every time."""
+    path = tmp_path / "run.npz"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    rng = np.random.default_rng(0)
+    interrupted_writes = 0
+    for _ in range(3):
+        proc = subprocess.Popen(
+            [sys.executable, "-c", _SAVER, str(path), mode], stdout=subprocess.PIPE, env=env
+        )
+        assert proc.stdout.readline().strip() == b"ready"
+        time.sleep(0.05 + rng.uniform(0, 0.3))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+        proc.stdout.close()
+        ckpt = load_checkpoint(path)  # never truncated, never half-written
+        assert ckpt.config["sizes"] == [784, 1024, 512, 10]
+        leftovers = [p for p in tmp_path.iterdir() if p.name.startswith(".run.npz.")]
+        interrupted_writes += bool(leftovers)
+        if mode == "slow":  # killed mid-write: its temporary file is incomplete, the target not
+            for p in leftovers:
+                broken = (zipfile.BadZipFile, ValueError, OSError, EOFError)
+                with pytest.raises(broken), np.load(p, allow_pickle=False) as npz:
+                    [npz[k] for k in npz.files]
+        for p in leftovers:
+            p.unlink()
+    if mode == "slow":
+        assert interrupted_writes == 3, "the kill should have landed mid-write each time"
