@@ -25,7 +25,7 @@ from typing import Any
 
 from .data import DATASETS, SPLITS, DatasetNotFound, find_dataset, user_cache_dir
 
-#: Environment variable: comma-separated base URLs tried before the official mirrors
+#: Environment variable: comma-separated base URLs used instead of the official mirrors
 #: (``{dataset}`` in a URL is replaced by the dataset's name). Digests are still checked.
 MIRRORS_ENV = "MLP_DATASET_MIRRORS"
 
@@ -80,10 +80,12 @@ class DownloadError(RuntimeError):
     """No mirror delivered a file with the pinned digest (or downloading is impossible here)."""
 
 
-def mirrors_for(dataset: str, extra: Sequence[str] | None = None) -> list[str]:
-    """Base URLs to try: ``extra``, then ``$MLP_DATASET_MIRRORS``, then the official ones."""
+def mirrors_for(dataset: str, mirrors: Sequence[str] | None = None) -> list[str]:
+    """Base URLs to try, in order: ``mirrors`` if given, else ``$MLP_DATASET_MIRRORS`` if set
+    (an in-house or air-gapped mirror: the official ones are then not contacted), else the
+    official mirrors. Whatever the source, every file must match its pinned SHA-256."""
     configured = [u.strip() for u in os.environ.get(MIRRORS_ENV, "").split(",") if u.strip()]
-    urls = [*(extra or ()), *configured, *REGISTRY[dataset][0]]
+    urls = list(mirrors) if mirrors else configured or list(REGISTRY[dataset][0])
     return [u.replace("{dataset}", dataset).rstrip("/") + "/" for u in urls]
 
 
@@ -119,7 +121,7 @@ def fetch_files(
                 retry_if_failed=retries,
             )
             try:
-                with _quiet_pooch():
+                with _quiet_pooch(pooch):
                     if log is not None and not (folder / name).is_file():
                         log.info("downloading %s%s", base, name)
                     fetcher.fetch(name, downloader=downloader)
@@ -220,9 +222,9 @@ def _has_tqdm() -> bool:
 
 
 @contextlib.contextmanager
-def _quiet_pooch() -> Iterator[None]:
+def _quiet_pooch(pooch: Any) -> Iterator[None]:
     """pooch logs each download and retry at INFO; our own messages are enough."""
-    logger = logging.getLogger("pooch")
+    logger = pooch.get_logger()  # its own Logger instance, not registered with logging
     level = logger.level
     logger.setLevel(logging.WARNING)
     try:
@@ -251,7 +253,7 @@ def _describe(exc: BaseException) -> str:
     if "hash" in text.lower() and "match" in text.lower():
         return "SHA-256 mismatch (corrupt or tampered file, discarded)"
     name = type(exc).__name__
-    if "Timeout" in name:
+    if "Timeout" in name or "timed out" in text:
         return "timed out"
     if "ChunkedEncoding" in name or "IncompleteRead" in text or "ProtocolError" in name:
         return "connection dropped mid-file (truncated, discarded)"
