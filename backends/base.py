@@ -222,6 +222,17 @@ class Backend:
         self.check(x)
         return bool(self.xp.isfinite(x).all())
 
+    def backprop_bias_activation(
+        self, name: str, dy: Any, y: Any, grad_bias: Any, out: Any = None
+    ) -> Any:
+        """Backward of ``bias_activation``: returns dL/dz and writes the bias gradient.
+
+        The bias gradient is the column sum of dL/dz; a backend may compute both in one pass.
+        """
+        dz = self.backprop_activation(name, dy, y, out=out)
+        self.sum_rows(dz, out=grad_bias)
+        return dz
+
     # ------------------------------------------------------------------ data
     def gather_rows(self, source: Any, rows: Any, out: Any, scale: float = 1.0) -> Any:
         """``out = source[rows] * scale`` converted to ``out.dtype``: batches from a compact set.

@@ -71,18 +71,31 @@ def _build(numba: Any) -> Any:
             velocity[i] = vi
             p[i] -= lr * (d + momentum * vi if nesterov else vi)
 
+    # In-place kernels write where they read: LLVM only vectorizes a loop whose output cannot
+    # overlap its other inputs, so an out= that aliases an input would run scalar.
     @jit
-    def bias_relu(x, b, out):
+    def bias_relu_(x, b):
         rows, cols = x.shape
         for r in range(rows):
             for c in range(cols):
                 z = x[r, c] + b[c]
-                out[r, c] = z if z > 0 else 0
+                x[r, c] = z if z > 0 else 0
 
     @jit
-    def relu_backward(dy, y, out):
+    def relu_backward_(dy, y):
         for i in range(y.size):
-            out[i] = dy[i] if y[i] > 0 else 0
+            dy[i] = dy[i] if y[i] > 0 else 0
+
+    @jit
+    def relu_backward_bias_(dy, y, grad_bias):
+        """dz = dy * (y > 0) in place, and grad_bias = column sums of dz, in one pass."""
+        rows, cols = dy.shape
+        grad_bias[:] = 0
+        for r in range(rows):
+            for c in range(cols):
+                d = dy[r, c] if y[r, c] > 0 else 0
+                dy[r, c] = d
+                grad_bias[c] += d
 
     @jit
     def softmax_xent(logits, labels, grad, totals, scale):
@@ -123,8 +136,9 @@ def _build(numba: Any) -> Any:
         adam=adam,
         sgd=sgd,
         sgd_momentum=sgd_momentum,
-        bias_relu=bias_relu,
-        relu_backward=relu_backward,
+        bias_relu_=bias_relu_,
+        relu_backward_=relu_backward_,
+        relu_backward_bias_=relu_backward_bias_,
         softmax_xent=softmax_xent,
         gather_rows=gather_rows,
     )

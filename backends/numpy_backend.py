@@ -47,19 +47,41 @@ class NumpyBackend(Backend):
 
     # ------------------------------------------------------------------ fused ops (Numba)
     def bias_activation(self, x: Any, bias: Any, name: str, out: Any = None) -> Any:
-        self.check(x, bias)
         k = self.kernels
-        if k is None or name != "relu" or out is None or not _contiguous(x, bias, out):
+        if k is None or name != "relu" or out is None:
             return super().bias_activation(x, bias, name, out=out)
-        k.bias_relu(x, bias, out)
+        self.check(x, bias, out)
+        if not _contiguous(x, bias, out):
+            return super().bias_activation(x, bias, name, out=out)
+        if out is not x:
+            out[...] = x
+        k.bias_relu_(out, bias)
         return out
 
     def backprop_relu(self, dy: Any, y: Any, out: Any = None) -> Any:
-        self.check(dy, y)
         k = self.kernels
-        if k is None or out is None or not _contiguous(dy, y, out):
+        if k is None or out is None:
             return super().backprop_relu(dy, y, out=out)
-        k.relu_backward(dy.reshape(-1), y.reshape(-1), out.reshape(-1))
+        self.check(dy, y, out)
+        if not _contiguous(dy, y, out):
+            return super().backprop_relu(dy, y, out=out)
+        if out is not dy:
+            out[...] = dy
+        k.relu_backward_(out.reshape(-1), y.reshape(-1))
+        return out
+
+    def backprop_bias_activation(
+        self, name: str, dy: Any, y: Any, grad_bias: Any, out: Any = None
+    ) -> Any:
+        k = self.kernels
+        if k is None or name != "relu" or out is None:
+            return super().backprop_bias_activation(name, dy, y, grad_bias, out=out)
+        self.check(dy, y, grad_bias, out)
+        if not _contiguous(dy, y, out):
+            return super().backprop_bias_activation(name, dy, y, grad_bias, out=out)
+        if out is not dy:
+            out[...] = dy
+        k.relu_backward_bias_(out, y, grad_bias)
         return out
 
     def gather_rows(self, source: Any, rows: Any, out: Any, scale: float = 1.0) -> Any:

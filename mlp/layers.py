@@ -14,6 +14,7 @@ import numpy as np
 from backends import Backend
 from backends.base import BufferCache, check_activation
 
+
 class Layer:
     """Base class: a layer holds a backend and reusable buffers keyed by batch size."""
 
@@ -77,9 +78,8 @@ class Linear(Layer):
     def backward(self, dy: Any, need_dx: bool = True) -> Any:
         """Fill ``grad_weight``/``grad_bias``; return dL/dx (or ``None``). ``dy`` is overwritten."""
         be = self.backend
-        dz = be.backprop_activation(self.activation, dy, self._y, out=dy)
+        dz = be.backprop_bias_activation(self.activation, dy, self._y, self.grad_bias, out=dy)
         be.matmul(self._x, dz, out=self.grad_weight, transpose_a=True)
-        be.sum_rows(dz, out=self.grad_bias)
         if not need_dx:
             return None
         dx = self.buffer("dx", (dz.shape[0], self.in_features), dz.dtype)
