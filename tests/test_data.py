@@ -253,7 +253,8 @@ def test_unknown_dataset_is_value_error(isolated):
 
 
 # ---------------------------------------------------------------------- property tests
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.too_slow])
 @given(st.binary(max_size=200))
 def test_parse_idx_arbitrary_bytes(data):
     try:
@@ -283,7 +284,8 @@ def idx_like(draw):
     return (header + payload)[: len(header) + len(payload) - (cut if draw(st.booleans()) else 0)]
 
 
-@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=500, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.too_slow])
 @given(idx_like())
 def test_parse_idx_deep(data):
     try:
