@@ -271,7 +271,9 @@ class CupyBackend(Backend):
 
     def gather_rows(self, source: Any, rows: Any, out: Any, scale: float = 1.0) -> Any:
         self.check(source, rows, out)
-        return self._kernels["gather_rows"](source, rows, source.shape[1], scale, out)
+        return self._kernels["gather_rows"](
+            source, rows, np.int64(source.shape[1]), out.dtype.type(scale), out
+        )
 
     def softmax_cross_entropy_accumulate(
         self, logits: Any, labels: Any, grad: Any, totals: Any
@@ -299,12 +301,14 @@ class CupyBackend(Backend):
         weight_decay: float = 0.0,
     ) -> None:
         self.check(param, grad)
+        t = param.dtype.type  # scalars typed like the buffers: float32 math stays float32
         if momentum:
+            self.check(velocity)
             self._kernels["sgd_momentum"](
-                grad, lr, momentum, weight_decay, int(nesterov), param, velocity
+                grad, t(lr), t(momentum), t(weight_decay), np.int32(nesterov), param, velocity
             )
         else:
-            self._kernels["sgd"](grad, lr, weight_decay, param)
+            self._kernels["sgd"](grad, t(lr), t(weight_decay), param)
 
     def adam_step(
         self,
@@ -325,6 +329,8 @@ class CupyBackend(Backend):
         inv_sqrt_bc2 = 1.0 / float(np.sqrt(1.0 - beta2**step))
         l2 = 0.0 if decoupled else weight_decay
         decay = 1.0 - lr * weight_decay if decoupled else 1.0
+        t = param.dtype.type
         self._kernels["adam"](
-            grad, step_size, inv_sqrt_bc2, beta1, beta2, eps, l2, decay, param, m, v
+            grad, t(step_size), t(inv_sqrt_bc2), t(beta1), t(beta2), t(eps), t(l2), t(decay),
+            param, m, v,
         )
