@@ -72,8 +72,10 @@ def format_confusion(matrix: np.ndarray) -> str:
     return "\n".join([head, *rows])
 
 
-def run(args: argparse.Namespace, out: Any = sys.stdout, err: Any = sys.stderr) -> dict[str, Any]:
+def run(args: argparse.Namespace, out: Any = None, err: Any = None) -> dict[str, Any]:
     """Load the checkpoint on the device, evaluate it, print accuracy and confusion matrix."""
+    out = sys.stdout if out is None else out
+    err = sys.stderr if err is None else err
     checkpoint = load_checkpoint(args.checkpoint)
     if checkpoint.config.get("output_activation") is not None:
         raise UsageError(

@@ -52,17 +52,18 @@ class EpochProgress:
             return
         self.close()
         self._epoch = epoch
+        last = "" if self._last_loss is None else f"last loss {self._last_loss:.4f}"
+        # the running loss lives on the device: until the epoch ends, show the previous one
         self._bar = self._tqdm(
             total=self.samples,
             desc=f"epoch {epoch}/{self.epochs}",
-            unit="sample",
+            unit=" samples",
             unit_scale=True,
             file=self.stream,
             leave=False,
             dynamic_ncols=True,
+            postfix=last or None,
         )
-        if self._last_loss is not None:  # the running loss lives on the device: show the last
-            self._bar.set_postfix_str(f"last loss {self._last_loss:.4f}", refresh=False)
 
     def batch(self, step: int) -> None:
         """``fit``'s ``on_batch`` hook: batch ``step`` of the current epoch is done."""

@@ -229,12 +229,14 @@ def default_lr(optimizer: str) -> float:
     return 1e-3 if optimizer in ("adam", "adamw") else 0.05
 
 
-def run(args: argparse.Namespace, out: Any = sys.stdout, err: Any = sys.stderr) -> dict[str, float]:
+def run(args: argparse.Namespace, out: Any = None, err: Any = None) -> dict[str, float]:
     """Train as the arguments say, printing per-epoch metrics; returns the final test metrics.
 
     Cheap checks come first (plotting available, device usable, checkpoint readable), so
     a mistake is reported in a second, not after the dataset loads or the first epoch.
     """
+    out = sys.stdout if out is None else out
+    err = sys.stderr if err is None else err
     if args.plot is not None:
         check_plot_available()
     backend = get_backend(args.device)
@@ -340,7 +342,9 @@ def run(args: argparse.Namespace, out: Any = sys.stdout, err: Any = sys.stderr) 
         progress.close()
         if log is not None:
             log.close()
-    if save_path is not None and initial_epoch == args.epochs:
+    finished_before = args.resume is not None and initial_epoch == args.epochs
+    if save_path is not None and finished_before and save_path != Path(args.resume):
+        # nothing trained, but --save names another file: copy the run there
         save_checkpoint(
             save_path,
             model,
@@ -379,8 +383,10 @@ def check_resumable(checkpoint: Any, args: argparse.Namespace) -> None:
 
 
 def _kept(save_path: Path | None, history: list[dict[str, Any]]) -> str:
-    if save_path is None or not history:
+    if save_path is None:
         return "no checkpoint was written (use --save to keep one)"
+    if not history:
+        return f"no epoch finished, so nothing was saved to {save_path}"
     epoch = history[-1]["epoch"]
     return f"{save_path} holds epoch {epoch}: continue with --resume {save_path}"
 
@@ -396,7 +402,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)  # bad values: one line on stderr, exit status 2
     try:
-        run(args)
+        # A diverging run overflows before its loss turns NaN; that is reported as one
+        # line below, so NumPy's floating-point warnings would only add noise.
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            run(args)
     except KeyboardInterrupt as exc:
         print(f"{PROG}: interrupted; {one_line(exc) or 'nothing saved'}", file=sys.stderr)
         return 130
