@@ -1,4 +1,4 @@
-"""The seed tutorial's own example, on every backend: z = W·x + b, a sigmoid, forward(X, W1, b1, W2, b2)."""
+"""The seed tutorial's own example on every backend: z = W·x + b, a sigmoid, forward(X, W1, ...)."""
 
 import numpy as np
 
