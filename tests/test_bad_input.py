@@ -1,0 +1,359 @@
+"""Bad input never costs a traceback: one line naming the file or value, exit status 2 for a
+bad command line and 1 for a runtime failure (data, device, checkpoint, diverged run)."""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import io
+import os
+import shutil
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from mlp import MLP, evaluate, train
+from mlp.data import SPLITS, write_idx
+from mlp.synthetic import make_images, write_dataset
+
+ROOT = Path(__file__).resolve().parents[1]
+TRAIN_IMAGES, TRAIN_LABELS = SPLITS["train"]
+TEST_IMAGES, TEST_LABELS = SPLITS["test"]
+
+
+@pytest.fixture(scope="module")
+def good(tmp_path_factory) -> Path:
+    return write_dataset(tmp_path_factory.mktemp("good") / "data", n_train=300, n_test=100)
+
+
+@pytest.fixture
+def data(good, tmp_path) -> Path:
+    """A private copy of the good dataset, for a test to break."""
+    return Path(shutil.copytree(good, tmp_path / "data"))
+
+
+def run(main, argv, capsys) -> tuple[int, str, str]:
+    try:
+        code = main([str(a) for a in argv])
+    except SystemExit as exc:
+        code = exc.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def one_line(err: str, prog: str = "mlp-train") -> str:
+    assert "Traceback" not in err
+    assert err.endswith("\n") and err.count("\n") == 1, err
+    assert err.startswith(f"{prog}: error: ")
+    return err[len(f"{prog}: error: ") : -1]
+
+
+def train_on(data, *extra) -> list[str]:
+    return ["--data-dir", data, "--no-download", "--hidden", "16", "--epochs", "1", *extra]
+
+
+def gz(path: Path, raw: bytes) -> None:
+    path.write_bytes(gzip.compress(raw, mtime=0))
+
+
+# ----------------------------------------------------------------------------- the data files
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (
+            lambda d: gz(d / f"{TRAIN_IMAGES}.gz", b"\x01\x02\x08\x03" + bytes(64)),
+            "{file}: not an IDX file (bad magic number)",
+        ),
+        (
+            lambda d: gz(d / f"{TRAIN_IMAGES}.gz", b"\x00\x00\x42\x03" + bytes(64)),
+            "{file}: not an IDX file (unknown type byte 0x42)",
+        ),
+        (
+            lambda d: gz(
+                d / f"{TRAIN_IMAGES}.gz",
+                gzip.decompress((d / f"{TRAIN_IMAGES}.gz").read_bytes())[:5000],
+            ),
+            "{file}: holds 4984 bytes of data but its header (300, 28, 28) needs 235200 "
+            "(truncated or corrupt file)",
+        ),
+        (
+            lambda d: (d / f"{TRAIN_IMAGES}.gz").write_bytes(
+                (d / f"{TRAIN_IMAGES}.gz").read_bytes()[:3000]
+            ),
+            "{file}: cannot read (Compressed file ended before the end-of-stream marker was "
+            "reached)",
+        ),
+        (
+            lambda d: (d / f"{TRAIN_IMAGES}.gz").write_bytes(b"\x1f\x8b" + bytes(40)),
+            "{file}: cannot read (",
+        ),
+    ],
+    ids=["wrong magic", "unknown type", "truncated data", "truncated gzip", "broken gzip"],
+)
+def test_broken_idx_file_names_it(data, capsys, damage, message):
+    damage(data)
+    code, out, err = run(train.main, train_on(data), capsys)
+    assert code == 1 and out == ""
+    assert one_line(err).startswith(message.format(file=data / f"{TRAIN_IMAGES}.gz"))
+
+
+def test_image_and_label_counts_differ(data, capsys):
+    _, labels = make_images(299)
+    write_idx(data / f"{TRAIN_LABELS}.gz", labels)
+    code, _, err = run(train.main, train_on(data), capsys)
+    assert code == 1
+    assert one_line(err) == f"{data}: 300 train images but 299 labels"
+
+
+def test_labels_out_of_range_for_the_output_layer(data, capsys):
+    labels = make_images(100, seed=1)[1]
+    labels[7] = 12
+    write_idx(data / f"{TEST_LABELS}.gz", labels)
+    code, _, err = run(train.main, train_on(data), capsys)
+    assert code == 1
+    assert one_line(err) == (
+        "labels must be in [0, 9] for a 10-output model, got values from 0 to 12"
+    )
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_nan_or_infinity_in_the_inputs(data, capsys, bad):
+    images = make_images(300)[0].astype(np.float32) / 255
+    images[3, 4, 5] = bad
+    (data / f"{TRAIN_IMAGES}.gz").unlink()
+    write_idx(data / TRAIN_IMAGES, images)  # a float IDX file (type 0x0D)
+    code, _, err = run(train.main, train_on(data), capsys)
+    assert code == 1
+    assert one_line(err) == f"{data}: the train images contain NaN or infinity"
+
+
+def test_nan_in_library_inputs():
+    X = np.ones((4, 3))
+    X[1, 1] = np.nan
+    with pytest.raises(ValueError, match="inputs contain NaN or infinity"):
+        MLP([3, 2]).fit(X, np.zeros(4, int), epochs=1)
+
+
+def test_wrong_feature_count_at_predict_names_both_shapes():
+    with pytest.raises(ValueError) as info:
+        MLP([784, 10]).predict(np.zeros((5, 100), np.float32))
+    assert "(n, 784)" in str(info.value) and "(5, 100)" in str(info.value)
+
+
+# ----------------------------------------------------------------------------- the command line
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--epochs", "0"], "argument --epochs: expected a positive integer, got '0'"),
+        (["--epochs", "-3"], "argument --epochs: expected a positive integer, got '-3'"),
+        (["--batch-size", "0"], "argument --batch-size: expected a positive integer, got '0'"),
+        (["--batch-size", "-8"], "argument --batch-size: expected a positive integer, got '-8'"),
+        (
+            ["--hidden", "512,,x"],
+            "argument --hidden: expected comma-separated positive "
+            "integers such as 512,256, got '512,,x'",
+        ),
+        (["--activation", "swish"], "argument --activation: invalid choice: 'swish'"),
+        (["--device", "tpu"], "argument --device: unknown device 'tpu': use cpu, cuda or cuda:N"),
+        (["--lr", "nan"], "argument --lr: expected a positive number, got 'nan'"),
+        (["--seed", "-1"], "argument --seed: expected an integer >= 0, got '-1'"),
+        (["--weight-decay", "-1"], "argument --weight-decay: expected a number >= 0, got '-1'"),
+        (
+            ["--save", "/no/such/folder/run.npz"],
+            "argument --save: folder '/no/such/folder' does not exist",
+        ),
+        (
+            ["--log", "/no/such/folder/m.jsonl"],
+            "argument --log: folder '/no/such/folder' does not exist",
+        ),
+    ],
+    ids=lambda v: " ".join(v) if isinstance(v, list) else "",
+)
+def test_bad_values_are_one_line_and_exit_2(data, capsys, args, message):
+    code, out, err = run(train.main, train_on(data, *args), capsys)
+    assert code == 2 and out == ""
+    line = one_line(err)
+    assert line.startswith(message), line
+    assert line.endswith("(see mlp-train --help)")
+
+
+def fake_cupy(count):
+    def get_device_count():
+        if isinstance(count, Exception):
+            raise count
+        return count
+
+    runtime = types.SimpleNamespace(getDeviceCount=get_device_count)
+    return types.SimpleNamespace(cuda=types.SimpleNamespace(runtime=runtime))
+
+
+@pytest.mark.parametrize(
+    ("cupy", "device", "message"),
+    [
+        (
+            None,
+            "cuda",
+            "CuPy is not installed: install the extra that matches your CUDA "
+            "version, pip install 'mlp[cuda12]' or 'mlp[cuda13]' (or use --device cpu)",
+        ),
+        (fake_cupy(0), "cuda", "no CUDA GPU is available here; use --device cpu"),
+        (
+            fake_cupy(RuntimeError("cudaErrorNoDevice: no CUDA-capable device is detected")),
+            "cuda",
+            "no CUDA GPU is available here (cudaErrorNoDevice: no CUDA-capable device is "
+            "detected); use --device cpu",
+        ),
+        (
+            fake_cupy(1),
+            "cuda:3",
+            "cuda:3 does not exist: this machine has 1 GPU(s), cuda:0 to cuda:0",
+        ),
+    ],
+    ids=["no CuPy", "no GPU", "no driver", "no such index"],
+)
+def test_unusable_cuda_device(data, capsys, monkeypatch, cupy, device, message):
+    monkeypatch.setitem(sys.modules, "cupy", cupy)
+    code, out, err = run(train.main, train_on(data, "--device", device), capsys)
+    assert code == 1 and out == ""  # refused before the data is even read
+    assert one_line(err) == message
+
+
+# ----------------------------------------------------------------------------- checkpoints
+@pytest.fixture
+def checkpoint(data, tmp_path, capsys) -> Path:
+    path = tmp_path / "run.npz"
+    assert run(train.main, train_on(data, "--save", path), capsys)[0] == 0
+    return path
+
+
+def test_resume_from_a_missing_checkpoint(data, tmp_path, capsys):
+    code, _, err = run(train.main, train_on(data, "--resume", tmp_path / "nope.npz"), capsys)
+    assert code == 1
+    assert one_line(err) == f"{tmp_path / 'nope.npz'}: no such checkpoint file"
+
+
+def test_resume_from_a_truncated_checkpoint(data, checkpoint, capsys):
+    checkpoint.write_bytes(checkpoint.read_bytes()[:1000])
+    code, _, err = run(train.main, train_on(data, "--resume", checkpoint), capsys)
+    assert code == 1
+    assert one_line(err).startswith(f"{checkpoint}: truncated or corrupt checkpoint (")
+
+
+def test_resume_with_another_architecture(data, checkpoint, capsys):
+    argv = train_on(data, "--resume", checkpoint, "--epochs", "2")
+    argv[argv.index("16")] = "24"
+    code, _, err = run(train.main, argv, capsys)
+    assert code == 1
+    assert one_line(err) == (
+        f"{checkpoint}: does not match this model: sizes [784, 16, 10] in the file but "
+        "[784, 24, 10] here"
+    )
+
+
+def test_resume_with_another_seed_or_optimizer(data, checkpoint, capsys):
+    code, _, err = run(train.main, train_on(data, "--resume", checkpoint, "--seed", "5"), capsys)
+    assert code == 1
+    assert one_line(err) == f"{checkpoint}: is another run: --seed 0 in the file but 5 here"
+    argv = train_on(data, "--resume", checkpoint, "--epochs", "2", "--optimizer", "sgd")
+    code, _, err = run(train.main, argv, capsys)
+    assert code == 1
+    assert (
+        one_line(err) == f"{checkpoint}: does not match this model: optimizer Adam in the "
+        "file but SGD here"
+    )
+
+
+def test_resume_past_the_total_is_a_usage_error(data, tmp_path, capsys):
+    path = tmp_path / "run3.npz"
+    assert run(train.main, train_on(data, "--save", path, "--epochs", "3"), capsys)[0] == 0
+    code, _, err = run(train.main, train_on(data, "--resume", path, "--epochs", "2"), capsys)
+    assert code == 2
+    assert one_line(err) == (
+        f"{path} already holds 3 epochs, more than --epochs 2 (--epochs is the total, as "
+        "when it started)"
+    )
+
+
+def test_eval_errors(data, checkpoint, tmp_path, capsys):
+    code, _, err = run(evaluate.main, [], capsys)
+    assert code == 2
+    assert one_line(err, "mlp-eval").startswith(
+        "the following arguments are required: --checkpoint"
+    )
+    code, _, err = run(evaluate.main, ["--checkpoint", tmp_path / "nope.npz"], capsys)
+    assert code == 1
+    assert one_line(err, "mlp-eval") == f"{tmp_path / 'nope.npz'}: no such checkpoint file"
+
+    small = write_dataset(tmp_path / "small", n_train=50, n_test=20, side=10)
+    code, _, err = run(evaluate.main, ["--checkpoint", checkpoint, "--data-dir", small], capsys)
+    assert code == 1
+    assert one_line(err, "mlp-eval") == (
+        "expected inputs of shape (n, 784), got (20, 100): the model's first layer takes 784 "
+        "features"
+    )
+    twelve = write_dataset(tmp_path / "twelve", n_train=50, n_test=60, classes=12)
+    code, _, err = run(evaluate.main, ["--checkpoint", checkpoint, "--data-dir", twelve], capsys)
+    assert code == 1
+    assert one_line(err, "mlp-eval").startswith("labels must be in [0, 9] for a 10-output model")
+
+
+def test_eval_on_an_unusable_device(data, checkpoint, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "cupy", None)
+    argv = ["--checkpoint", checkpoint, "--data-dir", data, "--device", "cuda"]
+    code, out, err = run(evaluate.main, argv, capsys)
+    assert code == 1 and out == ""
+    assert "pip install 'mlp[cuda12]'" in one_line(err, "mlp-eval")
+
+
+# ----------------------------------------------------------------------------- real processes
+def test_real_processes_print_one_line(data, tmp_path):
+    """Through the real entry points: no warnings, no traceback, just the line."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    diverge = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mlp",
+            *map(str, train_on(data, "--optimizer", "sgd", "--lr", "1e30")),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert diverge.returncode == 1
+    line = one_line(diverge.stderr)
+    assert line.startswith("training diverged: the loss became") and "in epoch 1" in line
+    evaluation = subprocess.run(
+        [sys.executable, "-m", "mlp.evaluate", "--checkpoint", str(tmp_path / "x.npz")],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert evaluation.returncode == 1 and one_line(evaluation.stderr, "mlp-eval")
+
+
+# ----------------------------------------------------------------------------- any bytes at all
+@settings(
+    max_examples=40,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(raw=st.binary(max_size=300), compress=st.booleans())
+def test_any_labels_file_gives_a_result_or_one_line(good, tmp_path_factory, raw, compress):
+    """Whatever bytes the labels file holds: exit 0, or exit 1 with one line. Never a crash."""
+    folder = Path(shutil.copytree(good, tmp_path_factory.mktemp("fuzz") / "data"))
+    (folder / f"{TEST_LABELS}.gz").unlink()
+    (folder / TEST_LABELS).write_bytes(gzip.compress(raw) if compress else raw)
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        code = train.main([str(a) for a in train_on(folder, "--quiet")])
+    assert code in (0, 1)
+    if code == 1:
+        assert str(folder) in one_line(err.getvalue()) or "labels" in err.getvalue()
