@@ -1,0 +1,414 @@
+"""``python -m bench``: run the rows, print the table, write JSON, Markdown and a PNG chart."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from . import report
+from .machine import machine_info, slug
+from .runner import ROOT, run_command, run_task
+from .workloads import (
+    DATASET,
+    EPOCH_SAMPLES,
+    WORKLOADS,
+    epoch_samples,
+    real_data_available,
+    steps_per_epoch,
+)
+
+DEVICES = ("cpu", "cuda")
+PEERS = ("torch", "sklearn")
+IMPLS = ("limit", "mlp", "textbook", *PEERS)
+#: Where the peers run.
+PEER_DEVICES = {"torch": ("cpu", "cuda"), "sklearn": ("cpu",)}
+
+
+def _choices(kind: str, allowed: Sequence[str], allow_none: bool = False):
+    def parse(text: str) -> list[str]:
+        items = [t.strip() for t in text.split(",") if t.strip()]
+        if allow_none and items in ([], ["none"]):
+            return []
+        bad = [t for t in items if t not in allowed]
+        if bad or not items:
+            raise argparse.ArgumentTypeError(
+                f"unknown {kind} {', '.join(bad) or repr(text)}: choose from {', '.join(allowed)}"
+                + (" or none" if allow_none else "")
+            )
+        return list(dict.fromkeys(items))
+
+    return parse
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return int(text)
+
+
+def _cpu_steps(text: str) -> dict[str, int]:
+    """``"50"`` → every workload; ``"big=30,std=200"`` → per workload."""
+    out: dict[str, int] = {}
+    for item in text.split(","):
+        name, _, value = item.strip().rpartition("=")
+        names = [name] if name else list(WORKLOADS)
+        if any(n not in WORKLOADS for n in names) or not value.isdigit() or int(value) <= 0:
+            raise argparse.ArgumentTypeError(
+                f"expected N or WORKLOAD=N[,...] with N > 0 (workloads: {', '.join(WORKLOADS)}),"
+                f" got {text!r}"
+            )
+        out.update(dict.fromkeys(names, int(value)))
+    return out
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m bench",
+        description="Time one training epoch of each workload against the matmul-only limit.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument(
+        "--workloads",
+        type=_choices("workload", tuple(WORKLOADS)),
+        default=list(WORKLOADS),
+        help="comma-separated: " + ",".join(WORKLOADS),
+    )
+    p.add_argument(
+        "--devices",
+        default="auto",
+        help="cpu, cuda or cpu,cuda; auto = cpu, plus cuda when it works here",
+    )
+    p.add_argument(
+        "--peers",
+        type=_choices("peer", PEERS, allow_none=True),
+        default=list(PEERS),
+        help="torch,sklearn, a subset, or none",
+    )
+    p.add_argument(
+        "--textbook",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="include the textbook NumPy (CuPy on cuda) loop",
+    )
+    p.add_argument("--epochs", type=_positive, default=3, help="timed epochs per row")
+    p.add_argument("--warmup", type=int, default=1, help="untimed epochs before them")
+    p.add_argument(
+        "--limit-repeats",
+        type=_positive,
+        default=None,
+        help="timed repetitions of the limit (default: max(5, --epochs))",
+    )
+    p.add_argument(
+        "--steps",
+        type=_positive,
+        default=None,
+        help="cut every epoch to this many steps (quick runs, smoke tests)",
+    )
+    p.add_argument(
+        "--cpu-steps",
+        type=_cpu_steps,
+        default={},
+        metavar="N|WORKLOAD=N,...",
+        help="cut CPU epochs only (all workloads, or e.g. big=30)",
+    )
+    p.add_argument(
+        "--data",
+        choices=("auto", "real", "synthetic"),
+        default="auto",
+        help=f"{DATASET} from disk, synthetic of the same shape, or real when present",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=ROOT / "bench" / "results",
+        help="folder for the JSON, Markdown and PNG results",
+    )
+    p.add_argument(
+        "--plot",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="write the PNG bar chart (needs matplotlib)",
+    )
+    p.add_argument(
+        "--time-to-accuracy",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="seconds until the std model reaches --target on the real test set",
+    )
+    p.add_argument("--target", type=float, default=0.89, help="test accuracy to reach")
+    p.add_argument(
+        "--max-epochs",
+        type=_positive,
+        default=30,
+        help="give up time to accuracy after this many epochs",
+    )
+    p.add_argument(
+        "--cli-rss",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="peak RSS of `mlp-train --epochs 1` on the real dataset",
+    )
+    p.add_argument("--row-timeout", type=float, default=1800, help="seconds per row at most")
+    return p
+
+
+def load_average() -> float | None:
+    """The 1-minute load average: other work on the machine skews every number."""
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return None
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def resolve_devices(spec: str, timeout: float) -> tuple[list[str], dict[str, Any]]:
+    """The devices to run, and for each CUDA device, what the probe found."""
+    auto = spec.strip() == "auto"
+    wanted = list(DEVICES) if auto else _choices("device", DEVICES)(spec)
+    devices, found = [], {}
+    for device in wanted:
+        if device != "cpu":
+            probe = run_task({"impl": "probe", "device": device}, timeout=min(timeout, 300))
+            found[device] = probe
+            if probe["status"] != "ok" and auto:
+                log(f"{device}: not used ({probe.get('reason', probe['status'])})")
+                continue
+        devices.append(device)
+    return devices, found
+
+
+def row_label(impl: str, device: str, versions: dict[str, str]) -> str:
+    return {
+        "limit": "matmul-only limit",
+        "mlp": "mlp (this library)",
+        "textbook": f"textbook {'NumPy' if device == 'cpu' else 'CuPy'} loop",
+        "torch": f"PyTorch {versions.get('torch', '')}".strip(),
+        "sklearn": "scikit-learn MLPClassifier",
+    }[impl]
+
+
+def plan(args: argparse.Namespace, devices: list[str]) -> list[dict[str, Any]]:
+    """Every row to run, in order: per workload and device, the limit first."""
+    impls = ["limit", "mlp", *(["textbook"] if args.textbook else []), *args.peers]
+    rows = []
+    for name in args.workloads:
+        workload = WORKLOADS[name]
+        for device in devices:
+            steps = args.steps
+            if device == "cpu" and name in args.cpu_steps:
+                steps = min(steps or args.cpu_steps[name], args.cpu_steps[name])
+            samples = epoch_samples(workload, steps)
+            for impl in impls:
+                if device not in PEER_DEVICES.get(impl, DEVICES):
+                    continue
+                rows.append(
+                    {
+                        "workload": name,
+                        "device": device,
+                        "impl": impl,
+                        "samples": samples,
+                        "steps": steps_per_epoch(workload, samples),
+                        "full_steps": steps_per_epoch(workload, EPOCH_SAMPLES),
+                    }
+                )
+    return rows
+
+
+def run_row(
+    row: dict[str, Any], args: argparse.Namespace, real: bool, probes: dict[str, Any]
+) -> dict[str, Any]:
+    """Measure one planned row, unless its peer is missing or its device unavailable."""
+    probe = probes.get(row["device"])
+    if probe is not None and probe["status"] != "ok":
+        return {"status": "unavailable", "reason": probe.get("reason", "device unavailable")}
+    if row["impl"] in PEERS and importlib.util.find_spec(row["impl"]) is None:
+        return {"status": "missing", "reason": f"{row['impl']} is not installed"}
+    spec = {
+        **row,
+        "warmup": args.warmup,
+        "epochs": args.epochs,
+        "real": real,
+        "repeats": args.limit_repeats or max(5, args.epochs),
+    }
+    return run_task(spec, args.row_timeout)
+
+
+def finish_row(row: dict[str, Any], limit: dict[str, Any] | None) -> None:
+    """Add throughput and the ratio to this workload's and device's limit."""
+    if row["status"] != "ok":
+        return
+    row["samples_per_second"] = row["samples"] / row["median_seconds"]
+    if limit and limit["status"] == "ok":
+        row["limit_seconds"] = limit["median_seconds"]
+        row["ratio_to_limit"] = row["median_seconds"] / limit["median_seconds"]
+
+
+def run_benchmark(
+    args: argparse.Namespace,
+    real: bool,
+    devices: list[str],
+    probes: dict[str, Any],
+    versions: dict[str, str],
+) -> list[dict[str, Any]]:
+    from .timing import summarize
+
+    planned = plan(args, devices)
+    limits: dict[tuple[str, str], dict[str, Any]] = {}
+    for i, row in enumerate(planned, 1):
+        row["label"] = row_label(row["impl"], row["device"], versions)
+        log(f"[{i}/{len(planned)}] {row['workload']} on {row['device']}: {row['label']} …")
+        row["load_average_before"] = load_average()
+        result = run_row(row, args, real, probes)
+        row.update(result)
+        if row["status"] == "ok" and "epoch_seconds" in row and "median_seconds" not in row:
+            row.update(summarize(row["epoch_seconds"]))
+        if row["impl"] == "limit":
+            limits[row["workload"], row["device"]] = row
+        finish_row(row, limits.get((row["workload"], row["device"])))
+        cells = report.row_cells(row)
+        log(
+            f"    {cells[3]} s/epoch, {cells[4]} limit"
+            if row["status"] == "ok"
+            else f"    {report._note(row)}"
+        )
+    return planned
+
+
+def time_to_accuracy(
+    args: argparse.Namespace, real: bool, devices: list[str], versions: dict[str, str]
+) -> dict[str, Any]:
+    out: dict[str, Any] = {"target": args.target, "workload": "std", "rows": []}
+    if not args.time_to_accuracy:
+        return {**out, "reason": "--no-time-to-accuracy"}
+    if not real:
+        return {**out, "reason": f"{DATASET} is not on disk (see README: make data)"}
+    impls = ["mlp", *(["torch"] if "torch" in args.peers else [])]
+    for device in devices:
+        for impl in impls:
+            row: dict[str, Any] = {
+                "impl": impl,
+                "device": device,
+                "label": row_label(impl, device, versions),
+            }
+            log(f"time to {args.target}: {row['label']} on {device} …")
+            if impl in PEERS and importlib.util.find_spec(impl) is None:
+                row.update(status="missing", reason=f"{impl} is not installed")
+            else:
+                row.update(
+                    run_task(
+                        {
+                            "impl": f"tta-{impl}",
+                            "device": device,
+                            "workload": "std",
+                            "target": args.target,
+                            "max_epochs": args.max_epochs,
+                        },
+                        args.row_timeout,
+                    )
+                )
+            out["rows"].append(row)
+    return out
+
+
+def cli_rss(args: argparse.Namespace, real: bool) -> dict[str, Any]:
+    """Peak RSS of one short ``mlp-train`` run (the whole process, as a user runs it)."""
+    if not args.cli_rss:
+        return {"status": "skipped", "reason": "--no-cli-rss"}
+    if not real:
+        return {"status": "skipped", "reason": f"{DATASET} is not on disk"}
+    argv = ["--dataset", DATASET, "--epochs", "1", "--device", "cpu"]
+    log("mlp-train peak RSS …")
+    done = run_command([sys.executable, "-m", "mlp", *argv], args.row_timeout)
+    out = {
+        "command": "mlp-train " + " ".join(argv),
+        "wall_seconds": done["wall_seconds"],
+        "peak_rss_bytes": done["child_peak_rss_bytes"],
+        "source": "wait4 ru_maxrss",
+    }
+    if done["returncode"] != 0:
+        return {**out, "status": "error", "reason": done["output_tail"].strip()[-300:]}
+    return {**out, "status": "ok"}
+
+
+def output_stem(machine: dict[str, Any], devices: list[str], probes: dict[str, Any]) -> str:
+    """``2026-11-27-cpu-intel-xeon`` (+ ``-cuda-<gpu>`` when a GPU ran)."""
+    parts = [machine["date"][:10]]
+    for device in devices:
+        if device == "cpu":
+            parts += ["cpu", slug(machine["cpu"]["model"])]
+        else:
+            parts += ["cuda", slug(probes.get(device, {}).get("device_name", "gpu"))]
+    return "-".join(parts)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        devices, probes = resolve_devices(args.devices, args.row_timeout)
+    except argparse.ArgumentTypeError as exc:
+        build_parser().error(str(exc))
+    real = args.data == "real" or (args.data == "auto" and real_data_available())
+    if args.data == "real" and not real_data_available():
+        build_parser().error(f"--data real: {DATASET} is not on disk")
+    machine = machine_info()
+    machine["devices"] = {d: p for d, p in probes.items()}
+    machine["load_average_start"] = load_average()
+    if (machine["load_average_start"] or 0) > 0.5:
+        log(
+            f"warning: load average {machine['load_average_start']:.2f} before the start: "
+            "other work on this machine will skew the timings"
+        )
+    versions = machine["versions"]
+    data = f"{DATASET} (real)" if real else "synthetic, Fashion-MNIST-shaped (60000 × 784)"
+    log(f"data: {data}; devices: {', '.join(devices)}")
+
+    results: dict[str, Any] = {
+        "schema": 1,
+        "machine": machine,
+        "config": {
+            "workloads": args.workloads,
+            "devices": devices,
+            "peers": args.peers,
+            "textbook": args.textbook,
+            "epochs": args.epochs,
+            "warmup": args.warmup,
+            "limit_repeats": args.limit_repeats or max(5, args.epochs),
+            "steps": args.steps,
+            "cpu_steps": args.cpu_steps,
+            "data": data,
+            "real_data": real,
+            "argv": list(sys.argv[1:] if argv is None else argv),
+        },
+        "workloads": {n: WORKLOADS[n].to_dict() for n in args.workloads},
+    }
+    results["rows"] = run_benchmark(args, real, devices, probes, versions)
+    results["time_to_accuracy"] = time_to_accuracy(args, real, devices, versions)
+    results["cli_rss"] = cli_rss(args, real)
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    stem = args.out / output_stem(machine, devices, probes)
+    if args.plot:
+        why = report.plot(results, stem.with_suffix(".png"))
+        results["plot"] = str(stem.with_suffix(".png")) if why is None else f"none ({why})"
+    else:
+        results["plot"] = "none (--no-plot)"
+    report.write_json(results, stem.with_suffix(".json"))
+    stem.with_suffix(".md").write_text(report.summary_text(results, markdown=True) + "\n")
+    print(report.summary_text(results))
+    print(f"\nresults: {stem.with_suffix('.json')}")
+
+    failed = [
+        r
+        for r in results["rows"]
+        if r["status"] == "error" or (r["status"] == "unavailable" and args.devices != "auto")
+    ]
+    failed += [r for r in results["time_to_accuracy"]["rows"] if r["status"] == "error"]
+    return 1 if failed else 0

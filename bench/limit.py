@@ -1,0 +1,79 @@
+"""The matmul-only limit: exactly the matrix products of one epoch, nothing else.
+
+Per batch and per layer ``i`` (input ``a_i``, weight ``W_i``, output gradient ``dz_i``):
+forward ``a_i·W_i``, backward ``dW_i = a_iᵀ·dz_i`` and, for every layer but the first,
+``dx_i = dz_i·W_iᵀ``. All operands and outputs are preallocated once; the products go
+through the backend's own ``matmul`` (BLAS on the CPU, cuBLAS through CuPy on a GPU), with
+transposes as views exactly as the library's layers pass them. Operands never feed back
+into each other, so values stay bounded (no overflow or denormals to slow BLAS down).
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import numpy as np
+
+from .timing import summarize, timed
+from .workloads import Workload, batch_sizes
+
+
+def epoch_flops(workload: Workload, samples: int) -> int:
+    """Floating-point operations of the limit's products for ``samples`` rows."""
+    pairs = list(itertools.pairwise(workload.sizes))
+    per_row = sum(2 * 2 * m * n for m, n in pairs) + sum(2 * m * n for m, n in pairs[1:])
+    return per_row * samples
+
+
+def _operands(backend: Any, workload: Workload, rows: int, rng: np.random.Generator) -> dict:
+    pairs = list(itertools.pairwise(workload.sizes))
+
+    def put(shape: tuple[int, ...], scale: float) -> Any:
+        host = (rng.standard_normal(shape) * scale).astype(np.float32)
+        return backend.asarray(host)
+
+    return {
+        "a": [put((rows, m), 1.0) for m, _ in pairs],
+        "dz": [put((rows, n), 0.01) for _, n in pairs],
+        "W": [put((m, n), 1.0 / np.sqrt(m)) for m, n in pairs],
+        "y": [backend.empty((rows, n), np.float32) for _, n in pairs],
+        "dW": [backend.empty((m, n), np.float32) for m, n in pairs],
+        "dx": [backend.empty((rows, m), np.float32) for m, _ in pairs],
+    }
+
+
+def measure_limit(
+    workload: Workload, device: str, samples: int, repeats: int, warmup: int = 1
+) -> dict[str, Any]:
+    """Time the GEMMs of one epoch ``repeats`` times (after ``warmup``): median and more."""
+    from backends import get_backend
+
+    backend = get_backend(device)
+    rng = np.random.default_rng(0)
+    with backend.activated():
+        plan = [
+            (_operands(backend, workload, rows, rng), count)
+            for rows, count in batch_sizes(workload, samples)
+        ]
+        layers = len(workload.sizes) - 1
+        matmul = backend.matmul
+
+        def one_epoch() -> None:
+            for ops, count in plan:
+                a, dz, W, y, dW, dx = (ops[k] for k in ("a", "dz", "W", "y", "dW", "dx"))
+                for _ in range(count):
+                    for i in range(layers):
+                        matmul(a[i], W[i], out=y[i])
+                    for i in range(layers - 1, -1, -1):
+                        matmul(a[i], dz[i], out=dW[i], transpose_a=True)
+                        if i > 0:
+                            matmul(dz[i], W[i], out=dx[i], transpose_b=True)
+
+        for _ in range(warmup):
+            timed(one_epoch, backend.synchronize)
+        seconds = [timed(one_epoch, backend.synchronize) for _ in range(repeats)]
+    flops = epoch_flops(workload, samples)
+    out: dict[str, Any] = {"epoch_seconds": seconds, **summarize(seconds), "flops": flops}
+    out["gflops"] = flops / out["median_seconds"] / 1e9
+    return out

@@ -1,0 +1,156 @@
+"""Peers: PyTorch (CPU and CUDA) and scikit-learn's MLPClassifier (CPU), written idiomatically.
+
+Same architecture, optimizer, batch size and dtype as ours; the data is already float32
+on the device before the clock starts, and each epoch is shuffled. PyTorch accumulates the
+loss on the device and reads it once per epoch (no per-step ``.item()``).
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from typing import Any
+
+import numpy as np
+
+from .machine import cpu_cores
+from .workloads import CLASSES, Workload
+
+PEERS = ("torch", "sklearn")
+
+
+def torch_model(workload: Workload) -> Any:
+    """``nn.Sequential`` of Linear + ReLU layers matching the workload's sizes."""
+    from torch import nn
+
+    layers: list[Any] = []
+    pairs = list(itertools.pairwise(workload.sizes))
+    for i, (m, n) in enumerate(pairs):
+        layers.append(nn.Linear(m, n))
+        if i < len(pairs) - 1:
+            layers.append(nn.ReLU())
+    return nn.Sequential(*layers)
+
+
+def torch_optimizer(workload: Workload, params: Any) -> Any:
+    import torch
+
+    if workload.optimizer == "momentum":
+        return torch.optim.SGD(params, lr=workload.lr, momentum=workload.momentum)
+    return torch.optim.Adam(params, lr=workload.lr)
+
+
+def torch_device(device: str) -> Any:
+    """The ``torch.device`` for ``cpu``/``cuda[:N]``; ``RuntimeError`` if CUDA is missing."""
+    import torch
+
+    if device == "cpu":
+        torch.set_num_threads(cpu_cores())
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise RuntimeError(f"this PyTorch build ({torch.__version__}) sees no CUDA device")
+    return torch.device(device)
+
+
+def torch_epoch(model: Any, optimizer: Any, loss_fn: Any, X: Any, y: Any, batch: int) -> float:
+    """One shuffled epoch; returns the mean training loss (read once, at the end)."""
+    import torch
+
+    n = X.shape[0]
+    order = torch.randperm(n, device=X.device)
+    total = torch.zeros((), device=X.device)
+    for start in range(0, n, batch):
+        idx = order[start : start + batch]
+        xb, yb = X[idx], y[idx]
+        optimizer.zero_grad(set_to_none=True)
+        loss = loss_fn(model(xb), yb)
+        loss.backward()
+        optimizer.step()
+        total += loss.detach() * idx.shape[0]
+    return float(total) / n
+
+
+def torch_synchronizer(device: Any) -> Any:
+    import torch
+
+    return torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+
+
+def train_torch(
+    workload: Workload, device: str, X: np.ndarray, y: np.ndarray, warmup: int, epochs: int
+) -> dict[str, Any]:
+    """PyTorch's usual training loop; each epoch timed with ``cuda.synchronize`` around it."""
+    import torch
+
+    dev = torch_device(device)
+    torch.manual_seed(0)
+    model = torch_model(workload).to(dev)
+    optimizer = torch_optimizer(workload, model.parameters())
+    loss_fn = torch.nn.CrossEntropyLoss()
+    Xt, yt = torch.from_numpy(X).to(dev), torch.from_numpy(y).to(dev)
+    synchronize = torch_synchronizer(dev)
+    seconds, loss = [], float("nan")
+    for _ in range(warmup + epochs):
+        synchronize()
+        start = time.perf_counter()
+        loss = torch_epoch(model, optimizer, loss_fn, Xt, yt, workload.batch_size)
+        synchronize()
+        seconds.append(time.perf_counter() - start)
+    out: dict[str, Any] = {
+        "warmup_seconds": seconds[:warmup],
+        "epoch_seconds": seconds[warmup:],
+        "final_loss": loss,
+        "threads": torch.get_num_threads(),
+    }
+    if dev.type == "cuda":
+        out["device_memory_bytes"] = int(torch.cuda.max_memory_reserved(dev))
+        out["device_memory_kind"] = "torch max_memory_reserved"
+        out["device_name"] = torch.cuda.get_device_name(dev)
+    return out
+
+
+def sklearn_model(workload: Workload) -> Any:
+    """``MLPClassifier`` set up like the workload: no L2 (alpha=0), constant learning rate."""
+    from sklearn.neural_network import MLPClassifier
+
+    solver = "sgd" if workload.optimizer == "momentum" else "adam"
+    return MLPClassifier(
+        hidden_layer_sizes=tuple(workload.sizes[1:-1]),
+        activation=workload.activation,
+        solver=solver,
+        alpha=0.0,
+        batch_size=workload.batch_size,
+        learning_rate="constant",
+        learning_rate_init=workload.lr,
+        momentum=workload.momentum,
+        nesterovs_momentum=False,
+        shuffle=True,
+        random_state=0,
+        tol=0.0,
+        n_iter_no_change=10**9,
+    )
+
+
+def train_sklearn(
+    workload: Workload, device: str, X: np.ndarray, y: np.ndarray, warmup: int, epochs: int
+) -> dict[str, Any]:
+    """One ``partial_fit`` per epoch (a shuffled pass over all of ``X``), timed on its own."""
+    if device != "cpu":
+        raise RuntimeError("scikit-learn runs on the CPU only")
+    import warnings
+
+    clf = sklearn_model(workload)
+    classes = np.arange(CLASSES)
+    seconds = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for _ in range(warmup + epochs):
+            start = time.perf_counter()
+            clf.partial_fit(X, y, classes=classes)
+            seconds.append(time.perf_counter() - start)
+    return {
+        "warmup_seconds": seconds[:warmup],
+        "epoch_seconds": seconds[warmup:],
+        "final_loss": float(clf.loss_),
+        "dtype": str(clf.coefs_[0].dtype),
+    }

@@ -1,0 +1,239 @@
+"""The outputs: a terminal table, a Markdown table (for the README), JSON and a PNG chart."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+#: A row whose slowest timed epoch exceeds its fastest by this factor is flagged as noisy.
+NOISY_SPREAD = 1.3
+COLUMNS = (
+    "workload",
+    "device",
+    "implementation",
+    "s/epoch",
+    "× limit",
+    "samples/s",
+    "peak RSS",
+    "GPU mem",
+    "note",
+)
+TTA_COLUMNS = ("implementation", "device", "seconds", "epochs", "test accuracy", "note")
+
+
+def megabytes(n: int | None) -> str:
+    return "—" if n is None else f"{n / 1e6:,.0f} MB"
+
+
+def _note(row: dict[str, Any]) -> str:
+    if row["status"] != "ok":
+        return f"{row['status']}: {row.get('reason', '')}".strip()
+    notes = []
+    if row.get("impl") == "limit" and row.get("gflops"):
+        notes.append(f"{row['gflops']:,.0f} GFLOP/s")
+    if row.get("threads"):
+        notes.append(f"{row['threads']} threads")
+    if row.get("dtype") and row["dtype"] != "float32":
+        notes.append(row["dtype"])
+    if row.get("spread", 1.0) > NOISY_SPREAD:
+        notes.append(f"noisy: max/min {row['spread']:.2f}")
+    return ", ".join(notes)
+
+
+def row_cells(row: dict[str, Any]) -> list[str]:
+    """One result row as table cells."""
+    ok = row["status"] == "ok"
+    ratio = row.get("ratio_to_limit")
+    return [
+        row["workload"],
+        row["device"],
+        row["label"],
+        f"{row['median_seconds']:.3f}" if ok else "—",
+        f"{ratio:.2f}×" if ok and ratio is not None else "—",
+        f"{row['samples_per_second']:,.0f}" if ok else "—",
+        megabytes(row.get("peak_rss_bytes")) if ok else "—",
+        megabytes(row.get("device_memory_bytes")) if ok and row["device"] != "cpu" else "—",
+        _note(row),
+    ]
+
+
+def tta_cells(row: dict[str, Any]) -> list[str]:
+    ok = row["status"] == "ok"
+    reached = ok and row.get("reached")
+    curve = row.get("accuracy_curve") or []
+    note = (
+        ""
+        if reached
+        else (
+            f"not reached in {len(curve)} epochs"
+            if ok
+            else f"{row['status']}: {row.get('reason', '')}"
+        )
+    )
+    return [
+        row["label"],
+        row["device"],
+        f"{row['seconds']:.1f}" if reached else "—",
+        str(row["epochs"]) if reached else "—",
+        f"{curve[-1]:.4f}" if curve else "—",
+        note,
+    ]
+
+
+def text_table(header: tuple[str, ...], rows: list[list[str]]) -> str:
+    """Columns padded to width; numbers (and dashes) right-aligned."""
+    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows, strict=True)]
+
+    def fmt(cells: list[str] | tuple[str, ...]) -> str:
+        out = []
+        for cell, width, name in zip(cells, widths, header, strict=True):
+            numeric = name in (
+                "s/epoch",
+                "× limit",
+                "samples/s",
+                "peak RSS",
+                "GPU mem",
+                "seconds",
+                "epochs",
+                "test accuracy",
+            )
+            out.append(cell.rjust(width) if numeric else cell.ljust(width))
+        return "  ".join(out).rstrip()
+
+    return "\n".join([fmt(header), fmt(["-" * w for w in widths]), *(fmt(r) for r in rows)])
+
+
+def markdown_table(header: tuple[str, ...], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def machine_line(machine: dict[str, Any]) -> str:
+    """One line: CPU, cores, BLAS and threads, GPU, main versions, commit, date."""
+    cpu, blas, versions = machine["cpu"], machine["blas"], machine["versions"]
+    blas_version = blas.get("runtime_version") or blas.get("version") or ""
+    parts = [
+        f"{cpu['model']} ({cpu['usable_cores']} cores)",
+        f"{blas.get('name') or 'BLAS'} {blas_version} × {blas.get('threads') or '?'} threads",
+    ]
+    parts += [g["name"] for g in machine.get("gpus", [])]
+    parts.append(
+        ", ".join(
+            f"{k} {versions[k]}"
+            for k in (
+                "python",
+                "numpy",
+                "torch",
+                "scikit-learn",
+                "cupy-cuda12x",
+                "cupy-cuda13x",
+                "cupy",
+            )
+            if k in versions
+        )
+    )
+    git = machine.get("git") or {}
+    if git:
+        parts.append(f"commit {git['commit'][:10]}{' (modified)' if git['dirty'] else ''}")
+    parts.append(machine["date"][:10])
+    return " · ".join(parts)
+
+
+def summary_text(results: dict[str, Any], markdown: bool = False) -> str:
+    """The whole report: header lines, the main table, time to accuracy, mlp-train's RSS."""
+    table = markdown_table if markdown else text_table
+    cfg = results["config"]
+    lines = [
+        f"machine: {machine_line(results['machine'])}",
+        f"data: {cfg['data']}; {cfg['epochs']} timed epoch(s) after {cfg['warmup']} "
+        f"warm-up, median; limit: median of {cfg['limit_repeats']}",
+    ]
+    short = sorted(
+        {
+            (r["workload"], r["device"], r["steps"], r["full_steps"])
+            for r in results["rows"]
+            if r.get("steps") and r["steps"] < r["full_steps"]
+        }
+    )
+    for workload, device, steps, full in short:
+        lines.append(f"note: {workload} on {device}: epochs cut to {steps} of {full} steps")
+    lines += ["", table(COLUMNS, [row_cells(r) for r in results["rows"]])]
+    tta = results.get("time_to_accuracy") or {}
+    if tta.get("rows"):
+        lines += [
+            "",
+            f"time to {tta['target']} test accuracy ({tta['workload']}, "
+            f"training seconds, evaluation not counted):",
+            table(TTA_COLUMNS, [tta_cells(r) for r in tta["rows"]]),
+        ]
+    elif tta.get("reason"):
+        lines += ["", f"time to accuracy: skipped ({tta['reason']})"]
+    cli = results.get("cli_rss") or {}
+    if cli.get("status") == "ok":
+        lines += [
+            "",
+            f"`{cli['command']}`: peak RSS {megabytes(cli['peak_rss_bytes'])} "
+            f"({cli['wall_seconds']:.1f} s)",
+        ]
+    elif cli.get("reason"):
+        lines += ["", f"mlp-train peak RSS: skipped ({cli['reason']})"]
+    if results.get("plot"):
+        lines += ["", f"chart: {results['plot']}"]
+    return "\n".join(lines)
+
+
+def write_json(results: dict[str, Any], path: Path) -> None:
+    path.write_text(json.dumps(results, indent=1, sort_keys=False) + "\n")
+
+
+def plot(results: dict[str, Any], path: Path) -> str | None:
+    """A bar chart of each row's ratio to the limit, one panel per device.
+
+    Returns ``None`` when written, else why not (matplotlib missing, nothing to draw).
+    """
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return "matplotlib is not installed"
+    rows = [
+        r
+        for r in results["rows"]
+        if r["status"] == "ok" and r["impl"] != "limit" and r.get("ratio_to_limit")
+    ]
+    devices = list(dict.fromkeys(r["device"] for r in rows))
+    if not devices:
+        return "no rows to draw"
+    workloads = list(dict.fromkeys(r["workload"] for r in results["rows"]))
+    labels = list(dict.fromkeys(r["label"] for r in rows))
+    fig, axes = plt.subplots(1, len(devices), figsize=(5.5 * len(devices), 3.8), squeeze=False)
+    width = 0.8 / max(1, len(labels))
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for ax, device in zip(axes[0], devices, strict=True):
+        for j, label in enumerate(labels):
+            xs, ys = [], []
+            for i, workload in enumerate(workloads):
+                match = [
+                    r
+                    for r in rows
+                    if (r["device"], r["label"], r["workload"]) == (device, label, workload)
+                ]
+                if match:
+                    xs.append(i + (j - (len(labels) - 1) / 2) * width)
+                    ys.append(match[0]["ratio_to_limit"])
+            bars = ax.bar(xs, ys, width, label=label, color=colors[j % len(colors)])
+            ax.bar_label(bars, fmt="%.2f", fontsize=7, padding=1)
+        ax.axhline(1.0, color="black", linewidth=0.8, linestyle="--")
+        ax.set_xticks(range(len(workloads)), workloads)
+        ax.set_title(f"{device}: epoch time / matmul-only limit (lower is better)", fontsize=9)
+        ax.set_ylabel("× limit")
+    axes[0][0].legend(fontsize=7, loc="upper left")
+    fig.suptitle(machine_line(results["machine"]), fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return None

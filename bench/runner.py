@@ -1,0 +1,86 @@
+"""Run a task in a fresh Python process and collect its result and resource usage."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .memory import rusage_maxrss_bytes
+
+#: The repository root: workers import ``bench``, ``mlp`` and ``backends`` from here.
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def child_env() -> dict[str, str]:
+    """This environment, with the repository root first on ``PYTHONPATH``."""
+    env = dict(os.environ)
+    paths = [str(ROOT), *[p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]]
+    env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
+    return env
+
+
+def wait_with_rusage(proc: subprocess.Popen, timeout: float) -> tuple[int, int | None, bool]:
+    """``(exit status, peak RSS in bytes, timed out)`` of ``proc``, killed past ``timeout``."""
+    deadline = time.monotonic() + timeout
+    timed_out = False
+    while True:
+        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        if pid:
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            return proc.returncode, rusage_maxrss_bytes(usage.ru_maxrss), timed_out
+        if time.monotonic() > deadline and not timed_out:
+            proc.kill()
+            timed_out = True
+        time.sleep(0.02)
+
+
+def run_command(command: Sequence[str], timeout: float, **popen: Any) -> dict[str, Any]:
+    """Run ``command``; returns its exit status, wall seconds, peak RSS and output tail."""
+    with tempfile.TemporaryFile() as out:
+        start = time.perf_counter()
+        proc = subprocess.Popen(
+            list(command), stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, env=child_env(), **popen
+        )
+        code, rss, timed_out = wait_with_rusage(proc, timeout)
+        seconds = time.perf_counter() - start
+        out.seek(0)
+        tail = out.read()[-4000:].decode(errors="replace")
+    return {
+        "returncode": code,
+        "wall_seconds": seconds,
+        "child_peak_rss_bytes": rss,
+        "timed_out": timed_out,
+        "output_tail": tail,
+    }
+
+
+def run_task(spec: dict[str, Any], timeout: float) -> dict[str, Any]:
+    """Run one row (see ``bench.worker``) in a fresh process; always returns a result."""
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+        spec_path, result_path = Path(tmp) / "spec.json", Path(tmp) / "result.json"
+        spec_path.write_text(json.dumps(spec))
+        command = [sys.executable, "-m", "bench.worker", str(spec_path), str(result_path)]
+        done = run_command(command, timeout)
+        if result_path.exists():
+            result = json.loads(result_path.read_text())
+        elif done["timed_out"]:
+            result = {"status": "error", "reason": f"timed out after {timeout:.0f} s"}
+        else:
+            last = done["output_tail"].strip().splitlines()[-1:] or ["no output"]
+            result = {
+                "status": "error",
+                "reason": f"worker exited with status {done['returncode']}: {last[0]}",
+                "output_tail": done["output_tail"],
+            }
+    if result.get("peak_rss_bytes") is None:
+        result["peak_rss_bytes"] = done["child_peak_rss_bytes"]
+        result["rss_source"] = "wait4"
+    result["process_seconds"] = done["wall_seconds"]
+    return result

@@ -1,0 +1,117 @@
+"""One benchmark row in a fresh process: ``python -m bench.worker SPEC.json RESULT.json``.
+
+A fresh process per row keeps peak RSS per row honest (no other row's imports, data or
+thread pools in it) and keeps PyTorch's OpenMP threads away from NumPy's BLAS threads.
+The result is a JSON object with ``status``: ``ok``, ``missing`` (a peer not installed),
+``unavailable`` (no such device) or ``error`` (with ``reason``).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import traceback
+from pathlib import Path
+from typing import Any
+
+from .memory import peak_rss_bytes
+from .workloads import WORKLOADS, training_data
+
+TRAINERS = {
+    "mlp": ("bench.ours", "train_ours"),
+    "textbook": ("bench.textbook", "train_textbook"),
+    "torch": ("bench.peers", "train_torch"),
+    "sklearn": ("bench.peers", "train_sklearn"),
+}
+PEER_MODULES = {"torch": "torch", "sklearn": "sklearn"}
+
+
+def _device_memory(spec: dict[str, Any]) -> dict[str, Any]:
+    """CuPy's pool size after a CUDA row of ours (the pool keeps what it ever held)."""
+    if spec["device"] == "cpu" or spec["impl"] not in ("mlp", "limit", "textbook"):
+        return {}
+    import cupy
+
+    return {
+        "device_memory_bytes": int(cupy.get_default_memory_pool().total_bytes()),
+        "device_memory_kind": "CuPy pool total_bytes",
+    }
+
+
+def probe(device: str) -> dict[str, Any]:
+    """Whether ``device`` works here, and what it is."""
+    from backends import get_backend
+
+    backend = get_backend(device)
+    out: dict[str, Any] = {"device": backend.device}
+    if backend.device != "cpu":
+        import cupy
+
+        props = cupy.cuda.runtime.getDeviceProperties(backend.index)
+        name = props["name"]
+        out["device_name"] = name.decode() if isinstance(name, bytes) else str(name)
+        out["device_total_memory_bytes"] = int(props["totalGlobalMem"])
+        out["cupy"] = cupy.__version__
+        out["cuda_runtime"] = cupy.cuda.runtime.runtimeGetVersion()
+    return out
+
+
+def run(spec: dict[str, Any]) -> dict[str, Any]:
+    """Run the task that ``spec`` names and return its measurements."""
+    impl, device = spec["impl"], spec.get("device", "cpu")
+    if impl == "probe":
+        return probe(device)
+    workload = WORKLOADS[spec["workload"]]
+    if impl == "limit":
+        from .limit import measure_limit
+
+        return measure_limit(workload, device, spec["samples"], spec["repeats"], spec["warmup"])
+    if impl in ("tta-mlp", "tta-torch"):
+        from . import accuracy
+
+        fn = {
+            "tta-mlp": accuracy.time_to_accuracy_ours,
+            "tta-torch": accuracy.time_to_accuracy_torch,
+        }[impl]
+        return fn(workload, device, spec["target"], spec["max_epochs"])
+    module_name, function = TRAINERS[impl]
+    module = __import__(module_name, fromlist=[function])
+    X, y, source = training_data(spec["real"], spec["samples"])
+    out = getattr(module, function)(workload, device, X, y, spec["warmup"], spec["epochs"])
+    out["data"] = source
+    return out
+
+
+def classify(exc: BaseException, spec: dict[str, Any]) -> dict[str, Any]:
+    """A failed row as a result: which kind of failure, and one line saying why."""
+    from backends import BackendUnavailable
+
+    reason = f"{type(exc).__name__}: {exc}".strip()
+    peer = PEER_MODULES.get(spec["impl"].removeprefix("tta-"))
+    if isinstance(exc, ImportError) and peer and (exc.name or "").split(".")[0] == peer:
+        return {"status": "missing", "reason": f"{peer} is not installed"}
+    if isinstance(exc, BackendUnavailable) or (
+        isinstance(exc, ImportError) and (exc.name or "").startswith("cupy")
+    ):
+        return {"status": "unavailable", "reason": reason}
+    if isinstance(exc, RuntimeError) and "sees no CUDA device" in str(exc):
+        return {"status": "unavailable", "reason": reason}
+    return {"status": "error", "reason": reason, "traceback": traceback.format_exc()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    spec_path, result_path = argv
+    spec = json.loads(Path(spec_path).read_text())
+    try:
+        result = {"status": "ok", **run(spec)}
+        result.update(_device_memory(spec) if "device_memory_bytes" not in result else {})
+    except Exception as exc:
+        result = classify(exc, spec)
+    result["peak_rss_bytes"], result["rss_source"] = peak_rss_bytes()
+    Path(result_path).write_text(json.dumps(result))
+    return 0 if result["status"] != "error" else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

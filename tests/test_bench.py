@@ -1,0 +1,101 @@
+"""Smoke test of the benchmark: it runs end to end on a few steps and writes its JSON.
+
+A benchmark is not a test: nothing here checks a timing, only that the bench runs and
+that its results have the expected structure. Needs neither PyTorch nor scikit-learn.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench import cli, report
+from bench.limit import epoch_flops
+from bench.workloads import WORKLOADS, batch_sizes, epoch_samples, synthetic_data
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_bench_runs_end_to_end(tmp_path):
+    command = [
+        sys.executable, "-m", "bench", "--workloads", "tiny", "--devices", "cpu",
+        "--peers", "none", "--steps", "3", "--epochs", "1", "--no-plot",
+        "--no-time-to-accuracy", "--no-cli-rss", "--data", "synthetic", "--out", str(tmp_path),
+    ]  # fmt: skip
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr + done.stdout
+    assert "matmul-only limit" in done.stdout and "× limit" in done.stdout
+
+    (path,) = tmp_path.glob("*-cpu-*.json")
+    results = json.loads(path.read_text())
+    assert {"machine", "config", "workloads", "rows", "time_to_accuracy", "cli_rss"} <= set(results)
+    machine = results["machine"]
+    assert machine["cpu"]["usable_cores"] >= 1 and machine["cpu"]["model"]
+    assert {"python", "numpy", "mlp"} <= set(machine["versions"])
+    assert "threads" in machine["blas"] and machine["date"]
+    assert results["config"]["data"].startswith("synthetic")
+
+    rows = {row["impl"]: row for row in results["rows"]}
+    assert set(rows) == {"limit", "mlp", "textbook"}
+    for row in rows.values():
+        assert row["status"] == "ok", row
+        assert (row["workload"], row["device"]) == ("tiny", "cpu")
+        assert row["samples"] == 3 * 64 and row["steps"] == 3 and row["full_steps"] == 938
+        assert row["median_seconds"] > 0 and row["samples_per_second"] > 0
+        assert row["ratio_to_limit"] > 0 and row["limit_seconds"] > 0
+        assert row["peak_rss_bytes"] > 0
+    assert rows["limit"]["ratio_to_limit"] == 1.0
+    assert len(rows["mlp"]["epoch_seconds"]) == 1
+    assert path.with_suffix(".md").exists() and not path.with_suffix(".png").exists()
+
+
+def test_missing_peer_is_reported(monkeypatch):
+    monkeypatch.setattr(cli.importlib.util, "find_spec", lambda name: None)
+    args = cli.build_parser().parse_args(["--peers", "torch"])
+    row = {"workload": "tiny", "device": "cpu", "impl": "torch", "samples": 64}
+    assert cli.run_row(row, args, real=False, probes={}) == {
+        "status": "missing",
+        "reason": "torch is not installed",
+    }
+
+
+def test_plan_caps_cpu_steps_and_keeps_sklearn_on_the_cpu():
+    args = cli.build_parser().parse_args(
+        ["--workloads", "std,big", "--cpu-steps", "big=5", "--peers", "torch,sklearn"]
+    )
+    rows = cli.plan(args, ["cpu", "cuda"])
+    big_cpu = [r for r in rows if (r["workload"], r["device"]) == ("big", "cpu")]
+    assert {r["steps"] for r in big_cpu} == {5}
+    assert {r["steps"] for r in rows if r["workload"] == "std"} == {469}
+    assert not [r for r in rows if r["impl"] == "sklearn" and r["device"] == "cuda"]
+    assert [r["impl"] for r in big_cpu] == ["limit", "mlp", "textbook", "torch", "sklearn"]
+
+
+@pytest.mark.parametrize("bad", [["--peers", "jax"], ["--workloads", "huge"], ["--steps", "0"]])
+def test_bad_options_are_usage_errors(bad, capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.build_parser().parse_args(bad)
+    assert exc.value.code == 2
+
+
+def test_epoch_shapes_and_flops():
+    std = WORKLOADS["std"]
+    assert batch_sizes(std, epoch_samples(std)) == [(128, 468), (96, 1)]
+    assert epoch_samples(std, steps=3) == 384
+    # forward + dW for each layer, dx for all but the first: 2 FLOPs per multiply-add
+    per_row = 2 * (2 * (784 * 512 + 512 * 256 + 256 * 10) + (512 * 256 + 256 * 10))
+    assert epoch_flops(std, 60_000) == per_row * 60_000
+    X, y = synthetic_data(100)
+    assert X.shape == (100, 784) and X.dtype.name == "float32" and 0 <= X.min() <= X.max() <= 1
+    assert y.min() >= 0 and y.max() <= 9
+
+
+def test_report_formats_failed_rows():
+    row = {"workload": "std", "device": "cuda", "label": "PyTorch", "status": "missing",
+           "reason": "torch is not installed"}  # fmt: skip
+    cells = report.row_cells(row)
+    assert cells[3] == "—" and cells[-1] == "missing: torch is not installed"
