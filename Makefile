@@ -34,6 +34,15 @@ lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
+# The benchmark (README, Benchmarks): the venv plus the `bench` extra (PyTorch, scikit-learn,
+# matplotlib); real Fashion-MNIST when it can be had, else synthetic data of the same shape.
+BENCH_STAMP := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))-bench
+$(BENCH_STAMP): EXTRAS := $(EXTRAS),bench
+
+bench: $(BENCH_STAMP)
+	-@DATASET=fashion-mnist PY=$(PY) sh scripts/ensure-data.sh
+	$(PY) -m bench $(ARGS)
+
 # For a GPU machine: its own python3 (CuPy, NumPy, pytest already there), nothing installed.
 gpu-check:
 	sh scripts/gpu-check.sh
