@@ -19,6 +19,7 @@ import contextlib
 import logging
 import os
 import sys
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -101,7 +102,10 @@ def fetch_files(
     """Download each ``name → sha256`` in ``files`` into ``folder``, first mirror that works.
 
     A file already there with the right digest is kept; anything else is fetched again.
-    Each mirror is tried ``1 + retries`` times (pooch waits 1 s, 2 s, … between tries).
+    pooch streams, verifies and renames each file; the retry policy is ours, because pooch
+    retries every error alike: a failure that may pass (timeout, dropped connection, 5xx,
+    digest mismatch) is retried ``retries`` times after 1 s, 2 s, 4 s…, while one that
+    will not (404 and other 4xx, unknown host) moves on to the next mirror at once.
     Only verified files ever appear under their own name in ``folder``.
     """
     pooch = _import_pooch()
@@ -114,23 +118,51 @@ def fetch_files(
     for name, digest in files.items():
         failures = []
         for base in mirrors:
-            fetcher = pooch.create(
-                path=folder,
-                base_url=base,
-                registry={name: f"sha256:{digest}"},
-                retry_if_failed=retries,
-            )
-            try:
-                with _quiet_pooch(pooch):
-                    if log is not None and not (folder / name).is_file():
-                        log.info("downloading %s%s", base, name)
-                    fetcher.fetch(name, downloader=downloader)
+            fetcher = pooch.create(path=folder, base_url=base, registry={name: f"sha256:{digest}"})
+            error = _fetch_with_retries(pooch, fetcher, name, downloader, retries, log)
+            if error is None:
                 break
-            except Exception as exc:  # requests' errors, hash mismatches, OSError: next mirror
-                failures.append(f"{base}{name}: {_describe(exc)}")
+            failures.append(f"{base}{name}: {error}")
         else:
             raise DownloadError("; ".join(failures))
     return folder
+
+
+def _fetch_with_retries(
+    pooch: Any, fetcher: Any, name: str, downloader: Any, retries: int, log: Any
+) -> str | None:
+    """``None`` once the file is there and verified, else why the last attempt failed."""
+    for attempt in range(1 + max(0, retries)):
+        if attempt:
+            time.sleep(min(2 ** (attempt - 1), 10))
+        try:
+            with _quiet_pooch(pooch):
+                if log is not None and not (fetcher.abspath / name).is_file():
+                    log.info("downloading %s", fetcher.get_url(name))
+                fetcher.fetch(name, downloader=downloader)
+            return None
+        except Exception as exc:  # requests' errors, digest mismatches, OSError
+            reason = _describe(exc)
+            if _permanent(exc):
+                return reason
+    return reason
+
+
+def _permanent(exc: BaseException) -> bool:
+    """Errors that retrying the same URL will not fix."""
+    status = getattr(getattr(exc, "response", None), "status_code", None)
+    if status is not None:
+        return 400 <= status < 500 and status not in (408, 429)
+    text = str(exc)
+    return any(
+        s in text
+        for s in (
+            "Name or service not known",
+            "Failed to resolve",
+            "nodename nor servname",
+            "No address associated",
+        )
+    )
 
 
 def fetch_dataset(

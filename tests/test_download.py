@@ -204,7 +204,15 @@ def test_retries_with_backoff(cache, server):
     started = time.monotonic()
     fetch(cache, "flaky", server=server, retries=1, files={name: DIGESTS[name]})
     assert Handler.hits[("flaky", name)] == 2  # 503, then the file
-    assert time.monotonic() - started >= 1.0  # pooch waited before retrying
+    assert time.monotonic() - started >= 1.0  # waited before retrying
+    assert contents(cache) == [name]
+
+
+def test_a_404_is_not_retried(cache, server):
+    name = "train-labels-idx1-ubyte.gz"
+    started = time.monotonic()
+    fetch(cache, "missing", "good", server=server, retries=2, files={name: DIGESTS[name]})
+    assert Handler.hits[("missing", name)] == 1 and time.monotonic() - started < 1.0
     assert contents(cache) == [name]
 
 
@@ -286,3 +294,59 @@ def test_write_idx_files_match_served_bytes(tmp_path):
     labels = read_idx(tmp_path / name)
     write_idx(tmp_path / "again.gz", labels)
     assert read_idx(tmp_path / "again.gz").tolist() == labels.tolist()
+
+
+# ----------------------------------------------------------------------------- mlp-train
+def cli(argv, capsys):
+    from mlp import train
+
+    try:
+        code = train.main([str(a) for a in argv])
+    except SystemExit as exc:
+        code = exc.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+TRAIN = ["--dataset", "mnist", "--epochs", "1", "--hidden", "16"]
+
+
+def test_mlp_train_downloads_a_missing_dataset(cache, server, capsys, monkeypatch):
+    registry = "\n".join(f"{d}  {n}" for n, d in DIGESTS.items())
+    monkeypatch.setitem(REGISTRY, "mnist", ((), registry))
+    monkeypatch.setenv(MIRRORS_ENV, f"{server}/missing/,{server}/good/")
+    code, out, err = cli(TRAIN, capsys)
+    folder = cache.parent / "xdg" / "mlp" / "mnist"
+    assert code == 0, err
+    assert err == f"mnist is not on this machine: downloading it into {folder} (SHA-256 checked)\n"
+    assert f"mnist from {folder}" in out
+    assert contents(folder) == sorted(FILE_BYTES)
+    Handler.hits.clear()
+    code, _, err = cli(TRAIN, capsys)  # the second run finds it in the cache
+    assert code == 0 and err == "" and sum(Handler.hits.values()) == 0
+
+
+def test_mlp_train_offline(cache, capsys, monkeypatch):
+    monkeypatch.setenv(MIRRORS_ENV, closed_port_url())
+    monkeypatch.setattr(
+        "mlp.train.ensure_dataset", lambda *a, **k: ensure_dataset(*a, **{**k, "retries": 0})
+    )
+    code, out, err = cli(TRAIN, capsys)
+    assert code == 1 and out == ""
+    last = err.splitlines()[-1]
+    assert err.count("\n") == 2  # the announcement, then the error
+    assert last.startswith("mlp-train: error: could not download mnist (")
+    assert "cannot connect (offline?)" in last
+    assert (
+        "put train-images-idx3-ubyte.gz, " in last
+        and "pass --data-dir, or set MLP_DATA_DIR" in last
+    )
+    assert contents(cache.parent / "xdg" / "mlp" / "mnist") == []
+
+
+def test_mlp_train_no_download(cache, server, capsys, monkeypatch):
+    monkeypatch.setenv(MIRRORS_ENV, f"{server}/good/")
+    code, _, err = cli([*TRAIN, "--no-download"], capsys)
+    assert code == 1 and sum(Handler.hits.values()) == 0
+    assert err.startswith("mlp-train: error: mnist not found (looked in ")
+    assert err.endswith("(downloading is off: --no-download)\n")
