@@ -79,6 +79,7 @@ def run_task(spec: dict[str, Any], timeout: float) -> dict[str, Any]:
                 "reason": f"worker exited with status {done['returncode']}: {last[0]}",
                 "output_tail": done["output_tail"],
             }
+    result["process_peak_rss_bytes"] = done["child_peak_rss_bytes"]  # all of it, loading too
     if result.get("peak_rss_bytes") is None:
         result["peak_rss_bytes"] = done["child_peak_rss_bytes"]
         result["rss_source"] = "wait4"

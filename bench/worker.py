@@ -14,7 +14,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from .memory import peak_rss_bytes
+from .memory import peak_rss_bytes, reset_peak_rss
 from .workloads import WORKLOADS, training_data
 
 TRAINERS = {
@@ -77,8 +77,10 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
     module_name, function = TRAINERS[impl]
     module = __import__(module_name, fromlist=[function])
     X, y, source = training_data(spec["real"], spec["samples"])
+    reset = reset_peak_rss()  # the dataset's decompression and conversion are not training
     out = getattr(module, function)(workload, device, X, y, spec["warmup"], spec["epochs"])
     out["data"] = source
+    out["rss_reset_after_data"] = reset
     return out
 
 
