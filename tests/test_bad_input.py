@@ -3,9 +3,7 @@ bad command line and 1 for a runtime failure (data, device, checkpoint, diverged
 
 from __future__ import annotations
 
-import contextlib
 import gzip
-import io
 import os
 import shutil
 import subprocess
@@ -15,8 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 from mlp import MLP, evaluate, train
 from mlp.data import SPLITS, write_idx
@@ -336,24 +332,3 @@ def test_real_processes_print_one_line(data, tmp_path):
         env=env,
     )
     assert evaluation.returncode == 1 and one_line(evaluation.stderr, "mlp-eval")
-
-
-# ----------------------------------------------------------------------------- any bytes at all
-@settings(
-    max_examples=40,
-    deadline=None,
-    database=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture],
-)
-@given(raw=st.binary(max_size=300), compress=st.booleans())
-def test_any_labels_file_gives_a_result_or_one_line(good, tmp_path_factory, raw, compress):
-    """Whatever bytes the labels file holds: exit 0, or exit 1 with one line. Never a crash."""
-    folder = Path(shutil.copytree(good, tmp_path_factory.mktemp("fuzz") / "data"))
-    (folder / f"{TEST_LABELS}.gz").unlink()
-    (folder / TEST_LABELS).write_bytes(gzip.compress(raw) if compress else raw)
-    err = io.StringIO()
-    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
-        code = train.main([str(a) for a in train_on(folder, "--quiet")])
-    assert code in (0, 1)
-    if code == 1:
-        assert str(folder) in one_line(err.getvalue()) or "labels" in err.getvalue()
