@@ -24,6 +24,7 @@ from .train import (
     UsageError,
     _isatty,
     check_finite,
+    check_labels,
     device_spec,
     one_line,
 )
@@ -93,7 +94,8 @@ def run(args: argparse.Namespace, out: Any = None, err: Any = None) -> dict[str,
     )
     data = load_dataset(dataset, folder)
     check_finite(data)
-    metrics = model.evaluate(data.X_test, data.y_test)  # checks shapes and label range
+    check_labels(data, model.sizes[-1])  # the test labels fit the output layer
+    metrics = model.evaluate(data.X_test, data.y_test)  # checks the feature count
     predicted = model.predict(data.X_test)
     classes = model.sizes[-1]
     matrix = confusion_matrix(data.y_test, predicted, classes)

@@ -18,7 +18,7 @@ import numpy as np
 from backends import BackendUnavailable, get_backend, parse_device
 
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from .data import DATASETS, Dataset, DatasetNotFound, load_dataset
+from .data import DATASETS, SPLITS, Dataset, DatasetNotFound, load_dataset
 from .download import DownloadError, ensure_dataset
 from .model import MLP, TrainingDiverged
 from .optim import OPTIMIZERS, make_optimizer
@@ -258,11 +258,13 @@ def run(args: argparse.Namespace, out: Any = None, err: Any = None) -> dict[str,
         args.data_dir,
         download=not args.no_download,
         progress=show_bar and _isatty(err),
-        announce=lambda line: print(line, file=err, flush=True),
+        announce=None if args.quiet else lambda line: print(line, file=err, flush=True),
     )
     data = load_dataset(args.dataset, folder)
     check_finite(data)
+    check_labels(data)
     classes = int(data.y_train.max()) + 1
+    check_labels(data, classes)
     sizes = [data.X_train.shape[1], *args.hidden, classes]
     model = MLP(
         sizes,
@@ -368,6 +370,34 @@ def check_finite(data: Dataset) -> None:
     for split, X in (("train", data.X_train), ("test", data.X_test)):
         if X.dtype.kind == "f" and not np.all(np.isfinite(X)):
             raise ValueError(f"{data.source}: the {split} images contain NaN or infinity")
+
+
+def check_labels(data: Dataset, classes: int | None = None) -> None:
+    """Labels are whole numbers from 0 (and below ``classes``): else name the labels file."""
+    for split, y in (("train", data.y_train), ("test", data.y_test)):
+        if classes is not None and split == "train":
+            continue  # the output layer was sized from the training labels
+        where = _label_file(data, split)
+        if y.size == 0:
+            continue
+        if y.dtype.kind == "f" and not (np.all(np.isfinite(y)) and np.all(y == np.round(y))):
+            raise ValueError(f"{where}: labels must be whole numbers, got {y.dtype} values")
+        low, high = y.min(), y.max()
+        if low < 0:
+            raise ValueError(f"{where}: labels must be 0 or more, got {low:g}")
+        if classes is not None and high >= classes:
+            raise ValueError(
+                f"{where}: labels go up to {high:g}, but the model has {classes} outputs "
+                f"(labels 0 to {classes - 1})"
+            )
+
+
+def _label_file(data: Dataset, split: str) -> Path:
+    stem = SPLITS[split][1]
+    for name in (stem, stem + ".gz"):
+        if (data.source / name).is_file():
+            return data.source / name
+    return data.source / stem
 
 
 def check_resumable(checkpoint: Any, args: argparse.Namespace) -> None:

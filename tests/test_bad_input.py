@@ -114,8 +114,31 @@ def test_labels_out_of_range_for_the_output_layer(data, capsys):
     code, _, err = run(train.main, train_on(data), capsys)
     assert code == 1
     assert one_line(err) == (
-        "labels must be in [0, 9] for a 10-output model, got values from 0 to 12"
+        f"{data / TEST_LABELS}.gz: labels go up to 12, but the model has 10 outputs (labels 0 to 9)"
     )
+
+
+@pytest.mark.parametrize(
+    ("labels", "message"),
+    [
+        (np.array([0, -1, 2] * 100, np.int8), "{file}: labels must be 0 or more, got -1"),
+        (
+            np.array([0, 1.5, 2] * 100, np.float32),
+            "{file}: labels must be whole numbers, got float32 values",
+        ),
+        (
+            np.array([0, np.nan, 2] * 100, np.float64),
+            "{file}: labels must be whole numbers, got float64 values",
+        ),
+    ],
+    ids=["negative", "fractional", "nan"],
+)
+def test_labels_that_are_not_class_indices(data, capsys, labels, message):
+    (data / f"{TRAIN_LABELS}.gz").unlink()
+    write_idx(data / TRAIN_LABELS, labels)
+    code, _, err = run(train.main, train_on(data), capsys)
+    assert code == 1
+    assert one_line(err) == message.format(file=data / TRAIN_LABELS)
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
@@ -296,7 +319,10 @@ def test_eval_errors(data, checkpoint, tmp_path, capsys):
     twelve = write_dataset(tmp_path / "twelve", n_train=50, n_test=60, classes=12)
     code, _, err = run(evaluate.main, ["--checkpoint", checkpoint, "--data-dir", twelve], capsys)
     assert code == 1
-    assert one_line(err, "mlp-eval").startswith("labels must be in [0, 9] for a 10-output model")
+    assert one_line(err, "mlp-eval") == (
+        f"{twelve / TEST_LABELS}.gz: labels go up to 11, but the model has 10 outputs "
+        "(labels 0 to 9)"
+    )
 
 
 def test_eval_on_an_unusable_device(data, checkpoint, capsys, monkeypatch):
