@@ -171,6 +171,14 @@ def test_slow_but_steady_mirror_completes(cache, server):
     assert contents(cache) == [name]
 
 
+def test_progress_bar_while_downloading(cache, server, capsys):
+    pytest.importorskip("tqdm")
+    name = "train-images-idx3-ubyte.gz"
+    fetch_files({name: DIGESTS[name]}, [f"{server}/good/"], cache, progress=True)
+    shown = capsys.readouterr().err
+    assert "100%" in shown and "B/s" in shown  # tqdm's bar, in bytes
+
+
 # ----------------------------------------------------------------------------- failures
 @pytest.mark.parametrize(
     ("behaviour", "reason"),
