@@ -183,6 +183,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--seed", type=non_negative_int, default=0)
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    p.add_argument(
+        "--tf32",
+        action="store_true",
+        help="CUDA: run float32 matmuls on TF32 tensor cores (faster, ~1e-3 relative error)",
+    )
     g = p.add_argument_group("checkpoints, logs and downloads")
     g.add_argument(
         "--save",
@@ -239,7 +244,7 @@ def run(args: argparse.Namespace, out: Any = None, err: Any = None) -> dict[str,
     err = sys.stderr if err is None else err
     if args.plot is not None:
         check_plot_available()
-    backend = get_backend(args.device)
+    backend = get_backend(args.device, tf32=args.tf32)
     checkpoint = load_checkpoint(args.resume) if args.resume else None
     if checkpoint is not None and checkpoint.epoch > args.epochs:
         raise UsageError(
