@@ -214,6 +214,12 @@ class CupyBackend(Backend):
         with self._device:
             return self.xp.random.default_rng(state)
 
+    def uniform_(self, generator: Any, out: Any) -> Any:
+        # size must be given: without it CuPy's Generator.random draws ONE sample (a 0-d
+        # array) and broadcasts it into ``out``, unlike NumPy, which fills ``out`` elementwise.
+        generator.random(size=out.shape, dtype=out.dtype, out=out)
+        return out
+
     def synchronize(self) -> None:
         self._device.synchronize()
 
