@@ -287,7 +287,17 @@ class CupyBackend(Backend):
         self.check(logits, labels, grad, totals)
         rows, classes = logits.shape
         ctype = {"float32": "float", "float64": "double"}.get(logits.dtype.name)
-        if ctype is None or labels.dtype != np.int32 or not logits.flags.c_contiguous:
+        # The kernel gets bare pointers (unit strides, T*, int*, double*): anything else, e.g.
+        # a label column of a wider array, takes the general path instead of being misread.
+        if (
+            ctype is None
+            or labels.dtype != np.int32
+            or labels.shape != (rows,)
+            or grad.dtype != logits.dtype
+            or totals.dtype != np.float64
+            or grad.shape != logits.shape
+            or not all(a.flags.c_contiguous for a in (logits, labels, grad, totals))
+        ):
             return super().softmax_cross_entropy_accumulate(logits, labels, grad, totals)
         kernel = self._kernels["softmax_xent_" + ctype]
         blocks = (rows + _THREADS - 1) // _THREADS
