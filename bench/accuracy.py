@@ -8,15 +8,20 @@ from typing import Any
 
 import numpy as np
 
+from .timing import QUIET, OtherWork
 from .workloads import DATASET, Workload
 
 
-def _result(target: float, curve: list[float], seconds: list[float]) -> dict[str, Any]:
+def _result(
+    target: float, curve: list[float], seconds: list[float], other: list[float | None]
+) -> dict[str, Any]:
     reached = next((i for i, acc in enumerate(curve) if acc >= target), None)
     out: dict[str, Any] = {
         "target": target,
         "accuracy_curve": curve,
         "epoch_seconds": seconds,
+        "other_work": other,
+        "contended": any(o is not None and o > QUIET for o in other),
         "reached": reached is not None,
     }
     if reached is not None:
@@ -43,7 +48,10 @@ def time_to_accuracy_ours(
     optimizer = make_optimizer(workload)
     curve: list[float] = []
     seconds: list[float] = []
+    other: list[float | None] = []
+    watch = OtherWork()
     for epoch in range(max_epochs):
+        watch.start()
         (record,) = model.fit(
             data.X_train,
             data.y_train,
@@ -54,10 +62,11 @@ def time_to_accuracy_ours(
             seed=0,
         )
         seconds.append(record["seconds"])
+        other.append(watch.stop())
         curve.append(model.evaluate(data.X_test, data.y_test)["accuracy"])
         if curve[-1] >= target:
             break
-    return _result(target, curve, seconds)
+    return _result(target, curve, seconds, other)
 
 
 def time_to_accuracy_torch(
@@ -86,17 +95,21 @@ def time_to_accuracy_torch(
     synchronize = torch_synchronizer(dev)
     curve: list[float] = []
     seconds: list[float] = []
+    other: list[float | None] = []
+    watch = OtherWork()
     for _ in range(max_epochs):
+        watch.start()
         synchronize()
         start = time.perf_counter()
         model.train()
         torch_epoch(model, optimizer, loss_fn, X_train, y_train, workload.batch_size)
         synchronize()
         seconds.append(time.perf_counter() - start)
+        other.append(watch.stop())
         model.eval()
         with torch.no_grad():
             correct = (model(X_test).argmax(dim=1) == y_test).sum()
         curve.append(float(correct) / X_test.shape[0])
         if curve[-1] >= target:
             break
-    return _result(target, curve, seconds)
+    return _result(target, curve, seconds, other)

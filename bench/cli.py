@@ -13,6 +13,7 @@ from typing import Any
 from . import report
 from .machine import machine_info, slug
 from .runner import ROOT, run_command, run_task
+from .timing import QUIET
 from .workloads import (
     DATASET,
     EPOCH_SAMPLES,
@@ -97,6 +98,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--epochs", type=_positive, default=3, help="timed epochs per row")
     p.add_argument("--warmup", type=int, default=1, help="untimed epochs before them")
+    p.add_argument(
+        "--max-extra",
+        type=int,
+        default=3,
+        help="extra epochs at most when other work on the machine disturbed some (0: none)",
+    )
     p.add_argument(
         "--limit-repeats",
         type=_positive,
@@ -235,6 +242,7 @@ def run_row(
         **row,
         "warmup": args.warmup,
         "epochs": args.epochs,
+        "max_extra": args.max_extra,
         "real": real,
         "repeats": args.limit_repeats or max(5, args.epochs),
     }
@@ -258,8 +266,6 @@ def run_benchmark(
     probes: dict[str, Any],
     versions: dict[str, str],
 ) -> list[dict[str, Any]]:
-    from .timing import summarize
-
     planned = plan(args, devices)
     limits: dict[tuple[str, str], dict[str, Any]] = {}
     for i, row in enumerate(planned, 1):
@@ -268,8 +274,6 @@ def run_benchmark(
         row["load_average_before"] = load_average()
         result = run_row(row, args, real, probes)
         row.update(result)
-        if row["status"] == "ok" and "epoch_seconds" in row and "median_seconds" not in row:
-            row.update(summarize(row["epoch_seconds"]))
         if row["impl"] == "limit":
             limits[row["workload"], row["device"]] = row
         finish_row(row, limits.get((row["workload"], row["device"])))
@@ -380,6 +384,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "textbook": args.textbook,
             "epochs": args.epochs,
             "warmup": args.warmup,
+            "max_extra": args.max_extra,
+            "quiet_threshold": QUIET,
             "limit_repeats": args.limit_repeats or max(5, args.epochs),
             "steps": args.steps,
             "cpu_steps": args.cpu_steps,

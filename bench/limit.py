@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from .timing import summarize, timed
+from .timing import Schedule, run_epochs, timed
 from .workloads import Workload, batch_sizes
 
 
@@ -44,9 +44,9 @@ def _operands(backend: Any, workload: Workload, rows: int, rng: np.random.Genera
 
 
 def measure_limit(
-    workload: Workload, device: str, samples: int, repeats: int, warmup: int = 1
+    workload: Workload, device: str, samples: int, schedule: Schedule
 ) -> dict[str, Any]:
-    """Time the GEMMs of one epoch ``repeats`` times (after ``warmup``): median and more."""
+    """Time the GEMMs of one epoch as ``schedule`` says (repetitions play the epochs)."""
     from backends import get_backend
 
     backend = get_backend(device)
@@ -70,10 +70,7 @@ def measure_limit(
                         if i > 0:
                             matmul(dz[i], W[i], out=dx[i], transpose_b=True)
 
-        for _ in range(warmup):
-            timed(one_epoch, backend.synchronize)
-        seconds = [timed(one_epoch, backend.synchronize) for _ in range(repeats)]
-    flops = epoch_flops(workload, samples)
-    out: dict[str, Any] = {"epoch_seconds": seconds, **summarize(seconds), "flops": flops}
-    out["gflops"] = flops / out["median_seconds"] / 1e9
+        out = run_epochs(lambda _: timed(one_epoch, backend.synchronize), schedule)
+    out["flops"] = epoch_flops(workload, samples)
+    out["gflops"] = out["flops"] / out["median_seconds"] / 1e9
     return out

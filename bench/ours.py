@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from .timing import Schedule, run_epochs
 from .workloads import Workload
 
 
@@ -19,31 +20,34 @@ def make_optimizer(workload: Workload) -> Any:
 
 
 def train_ours(
-    workload: Workload, device: str, X: np.ndarray, y: np.ndarray, warmup: int, epochs: int
+    workload: Workload, device: str, X: np.ndarray, y: np.ndarray, schedule: Schedule
 ) -> dict[str, Any]:
-    """Train ``warmup + epochs`` epochs in one ``fit`` call; the timed epochs are the last ones.
+    """``fit`` one epoch at a time (``initial_epoch=i``), the optimizer carried along.
 
-    Each epoch's seconds are ``fit``'s own record: the epoch's steps from the shuffle to the
+    An epoch's seconds are ``fit``'s own record: the epoch's steps from the shuffle to the
     one read of the loss totals, which on a GPU waits for the device (so the whole epoch
-    is synchronised). The data upload and input checks happen once, before the first epoch.
+    is synchronised). ``fit``'s input checks before the epoch are not counted.
     """
     from mlp import MLP
 
     model = MLP(
         list(workload.sizes), activation=workload.activation, device=device, dtype="float32", seed=0
     )
-    records = model.fit(
-        X,
-        y,
-        epochs=warmup + epochs,
-        batch_size=workload.batch_size,
-        optimizer=make_optimizer(workload),
-        shuffle=True,
-        seed=0,
-    )
-    seconds = [r["seconds"] for r in records]
-    return {
-        "warmup_seconds": seconds[:warmup],
-        "epoch_seconds": seconds[warmup:],
-        "final_loss": records[-1]["loss"],
-    }
+    optimizer = make_optimizer(workload)
+    losses: list[float] = []
+
+    def run_epoch(i: int) -> float:
+        (record,) = model.fit(
+            X,
+            y,
+            epochs=i + 1,
+            initial_epoch=i,
+            seed=0,
+            shuffle=True,
+            batch_size=workload.batch_size,
+            optimizer=optimizer,
+        )
+        losses.append(record["loss"])
+        return record["seconds"]
+
+    return {**run_epochs(run_epoch, schedule), "final_loss": losses[-1]}

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from .machine import cpu_cores
+from .timing import Schedule, run_epochs
 from .workloads import CLASSES, Workload
 
 PEERS = ("torch", "sklearn")
@@ -77,7 +78,7 @@ def torch_synchronizer(device: Any) -> Any:
 
 
 def train_torch(
-    workload: Workload, device: str, X: np.ndarray, y: np.ndarray, warmup: int, epochs: int
+    workload: Workload, device: str, X: np.ndarray, y: np.ndarray, schedule: Schedule
 ) -> dict[str, Any]:
     """PyTorch's usual training loop; each epoch timed with ``cuda.synchronize`` around it."""
     import torch
@@ -89,19 +90,17 @@ def train_torch(
     loss_fn = torch.nn.CrossEntropyLoss()
     Xt, yt = torch.from_numpy(X).to(dev), torch.from_numpy(y).to(dev)
     synchronize = torch_synchronizer(dev)
-    seconds, loss = [], float("nan")
-    for _ in range(warmup + epochs):
+    losses: list[float] = []
+
+    def run_epoch(_: int) -> float:
         synchronize()
         start = time.perf_counter()
-        loss = torch_epoch(model, optimizer, loss_fn, Xt, yt, workload.batch_size)
+        losses.append(torch_epoch(model, optimizer, loss_fn, Xt, yt, workload.batch_size))
         synchronize()
-        seconds.append(time.perf_counter() - start)
-    out: dict[str, Any] = {
-        "warmup_seconds": seconds[:warmup],
-        "epoch_seconds": seconds[warmup:],
-        "final_loss": loss,
-        "threads": torch.get_num_threads(),
-    }
+        return time.perf_counter() - start
+
+    out = run_epochs(run_epoch, schedule)
+    out.update(final_loss=losses[-1], threads=torch.get_num_threads())
     if dev.type == "cuda":
         out["device_memory_bytes"] = int(torch.cuda.max_memory_reserved(dev))
         out["device_memory_kind"] = "torch max_memory_reserved"
@@ -132,7 +131,7 @@ def sklearn_model(workload: Workload) -> Any:
 
 
 def train_sklearn(
-    workload: Workload, device: str, X: np.ndarray, y: np.ndarray, warmup: int, epochs: int
+    workload: Workload, device: str, X: np.ndarray, y: np.ndarray, schedule: Schedule
 ) -> dict[str, Any]:
     """One ``partial_fit`` per epoch (a shuffled pass over all of ``X``), timed on its own."""
     if device != "cpu":
@@ -141,16 +140,13 @@ def train_sklearn(
 
     clf = sklearn_model(workload)
     classes = np.arange(CLASSES)
-    seconds = []
+
+    def run_epoch(_: int) -> float:
+        start = time.perf_counter()
+        clf.partial_fit(X, y, classes=classes)
+        return time.perf_counter() - start
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        for _ in range(warmup + epochs):
-            start = time.perf_counter()
-            clf.partial_fit(X, y, classes=classes)
-            seconds.append(time.perf_counter() - start)
-    return {
-        "warmup_seconds": seconds[:warmup],
-        "epoch_seconds": seconds[warmup:],
-        "final_loss": float(clf.loss_),
-        "dtype": str(clf.coefs_[0].dtype),
-    }
+        out = run_epochs(run_epoch, schedule)
+    return {**out, "final_loss": float(clf.loss_), "dtype": str(clf.coefs_[0].dtype)}

@@ -36,6 +36,11 @@ def _note(row: dict[str, Any]) -> str:
         notes.append(f"{row['threads']} threads")
     if row.get("dtype") and row["dtype"] != "float32":
         notes.append(row["dtype"])
+    if row.get("contended"):
+        timed = len(row["epoch_seconds"])
+        notes.append(f"machine busy: {row['quiet_epochs']} of {timed} epochs quiet")
+    elif row.get("quiet_epochs", 0) < len(row.get("epoch_seconds", [])):
+        notes.append(f"median of {row['quiet_epochs']} quiet epochs")
     if row.get("spread", 1.0) > NOISY_SPREAD:
         notes.append(f"noisy: max/min {row['spread']:.2f}")
     return ", ".join(notes)
@@ -62,8 +67,9 @@ def tta_cells(row: dict[str, Any]) -> list[str]:
     ok = row["status"] == "ok"
     reached = ok and row.get("reached")
     curve = row.get("accuracy_curve") or []
+    busy = " (machine busy during some epochs)" if row.get("contended") else ""
     note = (
-        ""
+        busy
         if reached
         else (
             f"not reached in {len(curve)} epochs"
@@ -148,7 +154,9 @@ def summary_text(results: dict[str, Any], markdown: bool = False) -> str:
     lines = [
         f"machine: {machine_line(results['machine'])}",
         f"data: {cfg['data']}; {cfg['epochs']} timed epoch(s) after {cfg['warmup']} "
-        f"warm-up, median; limit: median of {cfg['limit_repeats']}",
+        f"warm-up, median; limit: median of {cfg['limit_repeats']}; an epoch during which "
+        f"other work used > {cfg['quiet_threshold']:.0%} of the machine is retried "
+        f"(up to {cfg['max_extra']} more)",
     ]
     short = sorted(
         {

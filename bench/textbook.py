@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from .timing import Schedule, run_epochs
 from .workloads import Workload
 
 
@@ -111,9 +112,9 @@ def _array_module(device: str) -> tuple[Any, Any]:
 
 
 def train_textbook(
-    workload: Workload, device: str, X: np.ndarray, y: np.ndarray, warmup: int, epochs: int
+    workload: Workload, device: str, X: np.ndarray, y: np.ndarray, schedule: Schedule
 ) -> dict[str, Any]:
-    """Train ``warmup + epochs`` shuffled epochs; the loss is read back once per epoch."""
+    """Shuffled epochs, each timed with the device synchronised; loss read once per epoch."""
     xp, synchronize = _array_module(device)
     X, y = xp.asarray(X), xp.asarray(y)
     model = TextbookMLP(workload.sizes, xp)
@@ -123,8 +124,9 @@ def train_textbook(
     else:
         optimizer = Adam(params, workload.lr, xp)
     n, batch = X.shape[0], workload.batch_size
-    seconds, loss = [], float("nan")
-    for epoch in range(warmup + epochs):
+    losses: list[float] = []
+
+    def run_epoch(epoch: int) -> float:
         synchronize()
         start = time.perf_counter()
         order = xp.asarray(np.random.default_rng([0, epoch]).permutation(n))
@@ -134,11 +136,8 @@ def train_textbook(
             batch_loss, grads = model.loss_and_grads(X[idx], y[idx])
             optimizer.step(params, grads)
             total = total + batch_loss * idx.shape[0]
-        loss = float(total) / n
+        losses.append(float(total) / n)
         synchronize()
-        seconds.append(time.perf_counter() - start)
-    return {
-        "warmup_seconds": seconds[:warmup],
-        "epoch_seconds": seconds[warmup:],
-        "final_loss": loss,
-    }
+        return time.perf_counter() - start
+
+    return {**run_epochs(run_epoch, schedule), "final_loss": losses[-1]}

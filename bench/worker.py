@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .memory import peak_rss_bytes, reset_peak_rss
+from .timing import Schedule
 from .workloads import WORKLOADS, training_data
 
 TRAINERS = {
@@ -36,6 +37,10 @@ def _device_memory(spec: dict[str, Any]) -> dict[str, Any]:
         "device_memory_bytes": int(cupy.get_default_memory_pool().total_bytes()),
         "device_memory_kind": "CuPy pool total_bytes",
     }
+
+
+def schedule(spec: dict[str, Any], epochs: int) -> Schedule:
+    return Schedule(warmup=spec["warmup"], epochs=epochs, max_extra=spec["max_extra"])
 
 
 def probe(device: str) -> dict[str, Any]:
@@ -65,7 +70,7 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
     if impl == "limit":
         from .limit import measure_limit
 
-        return measure_limit(workload, device, spec["samples"], spec["repeats"], spec["warmup"])
+        return measure_limit(workload, device, spec["samples"], schedule(spec, spec["repeats"]))
     if impl in ("tta-mlp", "tta-torch"):
         from . import accuracy
 
@@ -78,7 +83,7 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
     module = __import__(module_name, fromlist=[function])
     X, y, source = training_data(spec["real"], spec["samples"])
     reset = reset_peak_rss()  # the dataset's decompression and conversion are not training
-    out = getattr(module, function)(workload, device, X, y, spec["warmup"], spec["epochs"])
+    out = getattr(module, function)(workload, device, X, y, schedule(spec, spec["epochs"]))
     out["data"] = source
     out["rss_reset_after_data"] = reset
     return out
