@@ -218,9 +218,11 @@ def plot(results: dict[str, Any], path: Path) -> str | None:
         return "no rows to draw"
     workloads = list(dict.fromkeys(r["workload"] for r in results["rows"]))
     labels = list(dict.fromkeys(r["label"] for r in rows))
-    fig, axes = plt.subplots(1, len(devices), figsize=(5.5 * len(devices), 3.8), squeeze=False)
+    width_in = max(8.0, 6.0 * len(devices))
+    fig, axes = plt.subplots(1, len(devices), figsize=(width_in, 4.8), squeeze=False)
     width = 0.8 / max(1, len(labels))
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    top = max(r["ratio_to_limit"] for r in rows)
     for ax, device in zip(axes[0], devices, strict=True):
         for j, label in enumerate(labels):
             xs, ys = [], []
@@ -237,11 +239,15 @@ def plot(results: dict[str, Any], path: Path) -> str | None:
             ax.bar_label(bars, fmt="%.2f", fontsize=7, padding=1)
         ax.axhline(1.0, color="black", linewidth=0.8, linestyle="--")
         ax.set_xticks(range(len(workloads)), workloads)
+        ax.set_ylim(0, top * 1.12)
         ax.set_title(f"{device}: epoch time / matmul-only limit (lower is better)", fontsize=9)
-        ax.set_ylabel("× limit")
-    axes[0][0].legend(fontsize=7, loc="upper left")
-    fig.suptitle(machine_line(results["machine"]), fontsize=7)
-    fig.tight_layout()
+        ax.set_ylabel("× limit (dashed: the limit)")
+    handles, names = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, names, loc="lower center", ncol=min(len(names), 3), fontsize=8)
+    parts = machine_line(results["machine"]).split(" · ")
+    half = (len(parts) + 1) // 2
+    fig.suptitle(" · ".join(parts[:half]) + "\n" + " · ".join(parts[half:]), fontsize=7)
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
     fig.savefig(path, dpi=90)
     plt.close(fig)
     return None
