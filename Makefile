@@ -32,7 +32,7 @@ test: venv data
 
 lint: venv
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff format --check backends mlp tests bench
 
 # The benchmark (README, Benchmarks): the venv plus the `bench` extra (PyTorch, scikit-learn,
 # matplotlib); real Fashion-MNIST when it can be had, else synthetic data of the same shape.

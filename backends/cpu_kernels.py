@@ -47,8 +47,9 @@ def _build(numba: Any) -> Any:
 
     # Scalars arrive already in the arrays' dtype (see NumpyBackend), so float32 stays float32.
     @jit
-    def adam(p, g, m, v, step_size, inv_sqrt_bc2, beta1, one_m_beta1, beta2, one_m_beta2, eps,
-             l2, decay):
+    def adam(
+        p, g, m, v, step_size, inv_sqrt_bc2, beta1, one_m_beta1, beta2, one_m_beta2, eps, l2, decay
+    ):
         for i in range(p.size):
             pi = p[i]
             gi = g[i] + l2 * pi

@@ -140,12 +140,26 @@ class NumpyBackend(Backend):
         self.check(param, grad, m, v)
         k = self.kernels
         if k is None or not _contiguous(param, grad, m, v):
-            return super().adam_step(param, grad, m, v, step, lr, beta1, beta2, eps,
-                                     weight_decay, decoupled)
+            return super().adam_step(
+                param, grad, m, v, step, lr, beta1, beta2, eps, weight_decay, decoupled
+            )
         t = param.dtype.type
         step_size = lr / (1.0 - beta1**step)
         inv_sqrt_bc2 = 1.0 / np.sqrt(1.0 - beta2**step)
         l2 = 0.0 if decoupled else weight_decay
         decay = 1.0 - lr * weight_decay if decoupled else 1.0
-        k.adam(param, grad, m, v, t(step_size), t(inv_sqrt_bc2), t(beta1), t(1.0 - beta1),
-               t(beta2), t(1.0 - beta2), t(eps), t(l2), t(decay))
+        k.adam(
+            param,
+            grad,
+            m,
+            v,
+            t(step_size),
+            t(inv_sqrt_bc2),
+            t(beta1),
+            t(1.0 - beta1),
+            t(beta2),
+            t(1.0 - beta2),
+            t(eps),
+            t(l2),
+            t(decay),
+        )

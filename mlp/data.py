@@ -122,8 +122,11 @@ def find_dataset(dataset: str, data_dir: str | os.PathLike | None = None) -> Pat
     for folder in searched:
         if _has_dataset(folder):
             return folder
-    hint = " or `sudo apt install dataset-fashion-mnist` (Debian/Ubuntu)" if (
-        dataset == "fashion-mnist") else ""
+    hint = (
+        " or `sudo apt install dataset-fashion-mnist` (Debian/Ubuntu)"
+        if (dataset == "fashion-mnist")
+        else ""
+    )
     raise DatasetNotFound(
         f"{dataset} not found (looked in {', '.join(str(d) for d in searched)}): "
         f"put its four IDX files in one of them, pass --data-dir, set MLP_DATA_DIR{hint}"
@@ -136,17 +139,19 @@ def load_split(folder: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
     image_file, label_file = _split_file(folder, image_stem), _split_file(folder, label_stem)
     images, labels = read_idx(image_file), read_idx(label_file)
     if images.ndim != 3:
-        raise ValueError(f"{image_file}: expected images of shape (n, rows, cols), got {images.shape}")
+        raise ValueError(
+            f"{image_file}: expected images of shape (n, rows, cols), got {images.shape}"
+        )
     if labels.ndim != 1:
         raise ValueError(f"{label_file}: expected a 1-D array of labels, got {labels.shape}")
     if images.shape[0] != labels.shape[0]:
-        raise ValueError(
-            f"{folder}: {images.shape[0]} {split} images but {labels.shape[0]} labels"
-        )
+        raise ValueError(f"{folder}: {images.shape[0]} {split} images but {labels.shape[0]} labels")
     return images.reshape(images.shape[0], -1), labels
 
 
-def load_dataset(dataset: str = "fashion-mnist", data_dir: str | os.PathLike | None = None) -> Dataset:
+def load_dataset(
+    dataset: str = "fashion-mnist", data_dir: str | os.PathLike | None = None
+) -> Dataset:
     """Find and read a dataset: ``X_train, y_train, X_test, y_test, source``."""
     folder = find_dataset(dataset, data_dir)
     X_train, y_train = load_split(folder, "train")

@@ -138,9 +138,7 @@ class Dropout(Layer):
         return self.backend.multiply(dy, self._mask, out=dy)
 
 
-def init_weight(
-    rng: np.random.Generator, fan_in: int, fan_out: int, scheme: str
-) -> np.ndarray:
+def init_weight(rng: np.random.Generator, fan_in: int, fan_out: int, scheme: str) -> np.ndarray:
     """He (normal, for ReLU) or Xavier/Glorot (uniform, for sigmoid/tanh) initial weights.
 
     Drawn on the host in float64 from a seeded NumPy generator, so every device starts

@@ -1,4 +1,4 @@
-"""The multilayer perceptron: layers, one flat parameter buffer, and a training loop built for speed.
+"""The multilayer perceptron: layers, one flat parameter buffer, a training loop built for speed.
 
 The training step never allocates, never copies between host and device, and never waits
 for the device: the data is uploaded once per fit, batches are gathered on the device into
@@ -61,8 +61,8 @@ class MLP:
     ) -> None:
         self.sizes = _check_sizes(sizes)
         self.activation = check_activation(activation)
-        self.output_activation = None if output_activation is None else check_activation(
-            output_activation
+        self.output_activation = (
+            None if output_activation is None else check_activation(output_activation)
         )
         if str(dtype) not in _DTYPES:
             raise ValueError(f"unsupported dtype {dtype!r}: choose float32 or float64")
@@ -107,8 +107,9 @@ class MLP:
             layer.bind(backend)
         offset = 0
         for layer in self.linears:
-            layer.attach(self.params[offset : offset + layer.size],
-                         self.grads[offset : offset + layer.size])
+            layer.attach(
+                self.params[offset : offset + layer.size], self.grads[offset : offset + layer.size]
+            )
             offset += layer.size
         self._row_index: Any = None
 
@@ -146,8 +147,11 @@ class MLP:
             raise ValueError(f"state dict mismatch: missing {missing}, unexpected {unexpected}")
         values = {}
         for key, shape in expected.items():
-            value = np.asarray(state[key] if not self.backend.is_array(state[key])
-                               else self.backend.to_numpy(state[key]))
+            value = np.asarray(
+                state[key]
+                if not self.backend.is_array(state[key])
+                else self.backend.to_numpy(state[key])
+            )
             if value.shape != shape:
                 raise ValueError(f"{key} has shape {value.shape}, expected {shape}")
             if not np.all(np.isfinite(value)):
@@ -184,8 +188,10 @@ class MLP:
 
     def __repr__(self) -> str:
         widths = "-".join(str(s) for s in self.sizes)
-        return (f"MLP({widths}, activation={self.activation!r}, device={self.device!r}, "
-                f"dtype={self.dtype.name!r}, parameters={self.num_parameters})")
+        return (
+            f"MLP({widths}, activation={self.activation!r}, device={self.device!r}, "
+            f"dtype={self.dtype.name!r}, parameters={self.num_parameters})"
+        )
 
     # ------------------------------------------------------------------ input handling
     def _device_inputs(self, X: Any) -> tuple[Any, float]:
@@ -217,9 +223,11 @@ class MLP:
         y = be.to_numpy(y) if be.is_array(y) else np.asarray(y)
         if y.ndim != 1 or y.shape[0] != rows:
             raise ValueError(f"expected {rows} labels in a 1-D array, got shape {y.shape}")
-        if y.dtype.kind not in "iu":
-            if y.dtype.kind != "f" or not np.all(np.isfinite(y)) or np.any(y != np.round(y)):
-                raise ValueError(f"labels must be integers, got dtype {y.dtype}")
+        whole = y.dtype.kind in "iu" or (
+            y.dtype.kind == "f" and np.all(np.isfinite(y)) and np.all(y == np.round(y))
+        )
+        if not whole:
+            raise ValueError(f"labels must be integers, got dtype {y.dtype}")
         classes = self.sizes[-1]
         if y.size and (y.min() < 0 or y.max() >= classes):
             raise ValueError(
@@ -229,12 +237,14 @@ class MLP:
         return be.asarray(y.astype(np.int32).reshape(-1, 1))
 
     def _rows(self, n: int) -> Any:
-        """The device index vector 0..n-1 (cached): batches in order are gathered like shuffled ones."""
+        """Device index vector 0..n-1 (cached): in-order batches are gathered like shuffled ones."""
         if self._row_index is None or self._row_index.shape[0] < n:
             self._row_index = self.backend.asarray(np.arange(n, dtype=np.int64))
         return self._row_index[:n]
 
-    def _batch(self, name: str, source: Any, rows: Any, scale: float, width: int, dtype: Any) -> Any:
+    def _batch(
+        self, name: str, source: Any, rows: Any, scale: float, width: int, dtype: Any
+    ) -> Any:
         out = self._buffers.get(name, (rows.shape[0], width), dtype)
         return self.backend.gather_rows(source, rows, out, scale)
 

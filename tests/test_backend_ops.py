@@ -156,14 +156,20 @@ def test_sum_rows(backend, dtype):
         x = rng.standard_normal((rows, 6))
         result = backend.sum_rows(dev(backend, x, dtype))
         assert result.shape == (6,)
-        np.testing.assert_allclose(host(backend, result), x.sum(axis=0), rtol=1e-5 if
-                                   dtype == np.float32 else 1e-11, atol=1e-4 if
-                                   dtype == np.float32 else 1e-12)
+        np.testing.assert_allclose(
+            host(backend, result),
+            x.sum(axis=0),
+            rtol=1e-5 if dtype == np.float32 else 1e-11,
+            atol=1e-4 if dtype == np.float32 else 1e-12,
+        )
         out = backend.empty((6,), dtype)
         assert backend.sum_rows(dev(backend, x, dtype), out=out) is out
-        np.testing.assert_allclose(host(backend, out), x.sum(axis=0),
-                                   rtol=1e-5 if dtype == np.float32 else 1e-11,
-                                   atol=1e-4 if dtype == np.float32 else 1e-12)
+        np.testing.assert_allclose(
+            host(backend, out),
+            x.sum(axis=0),
+            rtol=1e-5 if dtype == np.float32 else 1e-11,
+            atol=1e-4 if dtype == np.float32 else 1e-12,
+        )
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -171,10 +177,12 @@ def test_multiply(backend, dtype):
     rng = np.random.default_rng(5)
     a, b, row = rng.standard_normal((6, 4)), rng.standard_normal((6, 4)), rng.standard_normal(4)
     da = dev(backend, a, dtype)
-    np.testing.assert_allclose(host(backend, backend.multiply(da, dev(backend, b, dtype))),
-                               a * b, **tol(dtype))
-    np.testing.assert_allclose(host(backend, backend.multiply(da, dev(backend, row, dtype))),
-                               a * row, **tol(dtype))
+    np.testing.assert_allclose(
+        host(backend, backend.multiply(da, dev(backend, b, dtype))), a * b, **tol(dtype)
+    )
+    np.testing.assert_allclose(
+        host(backend, backend.multiply(da, dev(backend, row, dtype))), a * row, **tol(dtype)
+    )
     np.testing.assert_array_equal(host(backend, da), a.astype(dtype))
     returned = backend.multiply(da, dev(backend, b, dtype), out=da)
     assert returned is da
@@ -230,8 +238,9 @@ def test_activation_backward_analytic(backend, name, dtype):
     d_dy = dev(backend, dy, dtype)
     direct = getattr(backend, "backprop_" + name)
     np.testing.assert_allclose(host(backend, direct(d_dy, d_y)), expected, **tol(dtype))
-    np.testing.assert_allclose(host(backend, backend.backprop_activation(name, d_dy, d_y)),
-                               expected, **tol(dtype))
+    np.testing.assert_allclose(
+        host(backend, backend.backprop_activation(name, d_dy, d_y)), expected, **tol(dtype)
+    )
     np.testing.assert_array_equal(host(backend, d_dy), dy.astype(dtype))
     np.testing.assert_array_equal(host(backend, d_y), y.astype(dtype))
 
@@ -304,8 +313,12 @@ def test_softmax(backend, dtype):
 
     p = host(backend, backend.softmax(dz))
     assert np.all(np.isfinite(p))
-    np.testing.assert_allclose(p, expected, rtol=1e-5 if dtype == np.float32 else 1e-11,
-                               atol=1e-7 if dtype == np.float32 else 1e-14)
+    np.testing.assert_allclose(
+        p,
+        expected,
+        rtol=1e-5 if dtype == np.float32 else 1e-11,
+        atol=1e-7 if dtype == np.float32 else 1e-14,
+    )
     np.testing.assert_allclose(p.sum(axis=1), 1.0, rtol=1e-5)
 
     returned = backend.softmax(dz, out=dz)
@@ -316,8 +329,9 @@ def test_softmax(backend, dtype):
 def test_argmax_and_all_finite(backend):
     rng = np.random.default_rng(11)
     z = rng.standard_normal((20, 5))
-    np.testing.assert_array_equal(backend.to_numpy(backend.argmax(dev(backend, z))),
-                                  z.argmax(axis=1))
+    np.testing.assert_array_equal(
+        backend.to_numpy(backend.argmax(dev(backend, z))), z.argmax(axis=1)
+    )
     assert backend.all_finite(dev(backend, z)) is True
     for bad in (np.nan, np.inf, -np.inf):
         w = z.copy()
@@ -342,8 +356,9 @@ def test_softmax_cross_entropy(backend, dtype, label_dtype, rows):
     assert backend.is_array(loss) and loss.shape == ()  # stays on the device: no sync
     assert backend.is_array(grad)
     assert grad.shape == z.shape and grad.dtype == np.dtype(dtype)
-    assert float(backend.to_numpy(loss)) == pytest.approx(loss_ref, rel=1e-5 if dtype ==
-                                                          np.float32 else 1e-11)
+    assert float(backend.to_numpy(loss)) == pytest.approx(
+        loss_ref, rel=1e-5 if dtype == np.float32 else 1e-11
+    )
     np.testing.assert_allclose(host(backend, grad), grad_ref, **tol(dtype))
     np.testing.assert_array_equal(host(backend, dz), z.astype(dtype))  # logits kept
 
@@ -442,12 +457,16 @@ def test_dropout_mask(backend, dtype, p):
     if p > 0:
         assert 0 < kept < 1
 
-    again = backend.to_numpy(backend.dropout_mask(backend.random_generator(123), p,
-                                                  out=backend.empty((256, 200), dtype)))
+    again = backend.to_numpy(
+        backend.dropout_mask(backend.random_generator(123), p, out=backend.empty((256, 200), dtype))
+    )
     np.testing.assert_array_equal(again, mask)  # same seed, same mask
     if p:
-        other = backend.to_numpy(backend.dropout_mask(backend.random_generator(124), p,
-                                                      out=backend.empty((256, 200), dtype)))
+        other = backend.to_numpy(
+            backend.dropout_mask(
+                backend.random_generator(124), p, out=backend.empty((256, 200), dtype)
+            )
+        )
         assert not np.array_equal(other, mask)
 
 
@@ -497,8 +516,14 @@ def opt_tol(dtype):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize(
     ("momentum", "nesterov", "weight_decay"),
-    [(0.0, False, 0.0), (0.0, False, 0.05), (0.9, False, 0.0), (0.9, True, 0.0),
-     (0.5, True, 0.01), (0.7, False, 0.02)],
+    [
+        (0.0, False, 0.0),
+        (0.0, False, 0.05),
+        (0.9, False, 0.0),
+        (0.9, True, 0.0),
+        (0.5, True, 0.01),
+        (0.7, False, 0.02),
+    ],
 )
 def test_sgd_step(backend, dtype, momentum, nesterov, weight_decay):
     assert OPT_SIZE > OPTIMIZER_BLOCK and OPT_SIZE % OPTIMIZER_BLOCK
@@ -511,8 +536,15 @@ def test_sgd_step(backend, dtype, momentum, nesterov, weight_decay):
     param = dev(backend, p0)
     velocity = backend.zeros((OPT_SIZE,), dtype) if momentum else None
     for g in grads:
-        backend.sgd_step(param, dev(backend, g), velocity, lr, momentum=momentum,
-                         nesterov=nesterov, weight_decay=weight_decay)
+        backend.sgd_step(
+            param,
+            dev(backend, g),
+            velocity,
+            lr,
+            momentum=momentum,
+            nesterov=nesterov,
+            weight_decay=weight_decay,
+        )
     assert backend.is_array(param) and param.dtype == np.dtype(dtype)
     np.testing.assert_allclose(host(backend, param), p_ref, **opt_tol(dtype))
     if momentum:
@@ -522,9 +554,13 @@ def test_sgd_step(backend, dtype, momentum, nesterov, weight_decay):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize(
     ("weight_decay", "decoupled", "betas", "eps"),
-    [(0.0, False, (0.9, 0.999), 1e-8), (0.1, False, (0.9, 0.999), 1e-8),
-     (0.1, True, (0.9, 0.999), 1e-8), (0.05, True, (0.8, 0.99), 1e-6),
-     (0.0, True, (0.5, 0.9), 1e-3)],
+    [
+        (0.0, False, (0.9, 0.999), 1e-8),
+        (0.1, False, (0.9, 0.999), 1e-8),
+        (0.1, True, (0.9, 0.999), 1e-8),
+        (0.05, True, (0.8, 0.99), 1e-6),
+        (0.0, True, (0.5, 0.9), 1e-3),
+    ],
 )
 def test_adam_step(backend, dtype, weight_decay, decoupled, betas, eps):
     rng = np.random.default_rng(17)
@@ -536,9 +572,19 @@ def test_adam_step(backend, dtype, weight_decay, decoupled, betas, eps):
     param = dev(backend, p0)
     m, v = backend.zeros((OPT_SIZE,), dtype), backend.zeros((OPT_SIZE,), dtype)
     for step, g in enumerate(grads, start=1):
-        backend.adam_step(param, dev(backend, g), m, v, step, lr, beta1=betas[0],
-                          beta2=betas[1], eps=eps, weight_decay=weight_decay,
-                          decoupled=decoupled)
+        backend.adam_step(
+            param,
+            dev(backend, g),
+            m,
+            v,
+            step,
+            lr,
+            beta1=betas[0],
+            beta2=betas[1],
+            eps=eps,
+            weight_decay=weight_decay,
+            decoupled=decoupled,
+        )
     np.testing.assert_allclose(host(backend, param), p_ref, **opt_tol(dtype))
     np.testing.assert_allclose(host(backend, m), m_ref, **opt_tol(dtype))
     np.testing.assert_allclose(host(backend, v), v_ref, **opt_tol(dtype))
@@ -554,8 +600,7 @@ def test_adam_l2_and_decoupled_decay_differ(backend):
     for decoupled in (False, True):
         p = dev(backend, p0)
         m, v = backend.zeros((1000,), np.float64), backend.zeros((1000,), np.float64)
-        backend.adam_step(p, dev(backend, g), m, v, 1, 0.01, weight_decay=0.5,
-                          decoupled=decoupled)
+        backend.adam_step(p, dev(backend, g), m, v, 1, 0.01, weight_decay=0.5, decoupled=decoupled)
         results.append(host(backend, p))
     assert not np.allclose(results[0], results[1])
 
@@ -582,17 +627,39 @@ def test_asarray_to_numpy_round_trip(backend):
 # ---------------------------------------------------------------------- device specs
 @pytest.mark.parametrize(
     ("spec", "parsed"),
-    [("cpu", ("cpu", 0)), ("numpy", ("cpu", 0)), ("CPU", ("cpu", 0)), (" cpu ", ("cpu", 0)),
-     ("cuda", ("cuda", 0)), ("cuda:0", ("cuda", 0)), ("cuda:1", ("cuda", 1)),
-     ("cupy", ("cuda", 0)), ("cupy:2", ("cuda", 2)), ("gpu", ("cuda", 0)), ("CUDA:3", ("cuda", 3))],
+    [
+        ("cpu", ("cpu", 0)),
+        ("numpy", ("cpu", 0)),
+        ("CPU", ("cpu", 0)),
+        (" cpu ", ("cpu", 0)),
+        ("cuda", ("cuda", 0)),
+        ("cuda:0", ("cuda", 0)),
+        ("cuda:1", ("cuda", 1)),
+        ("cupy", ("cuda", 0)),
+        ("cupy:2", ("cuda", 2)),
+        ("gpu", ("cuda", 0)),
+        ("CUDA:3", ("cuda", 3)),
+    ],
 )
 def test_parse_device(spec, parsed):
     assert parse_device(spec) == parsed
 
 
 @pytest.mark.parametrize(
-    "spec", ["tpu", "", "cuda:x", "cuda:-1", "cuda:1.5", "cuda:1:2", "cpu:0", "numpy:1", "cu da",
-             "metal", "cuda1"],
+    "spec",
+    [
+        "tpu",
+        "",
+        "cuda:x",
+        "cuda:-1",
+        "cuda:1.5",
+        "cuda:1:2",
+        "cpu:0",
+        "numpy:1",
+        "cu da",
+        "metal",
+        "cuda1",
+    ],
 )
 def test_bad_device_specs_raise_value_error(spec):
     with pytest.raises(ValueError, match="unknown device"):
@@ -653,8 +720,9 @@ def _ops_with_foreign(backend, foreign, own):
         lambda: backend.bias_activation(foreign, own[0], "relu"),
         lambda: backend.softmax(foreign),
         lambda: backend.sgd_step(own.reshape(-1), foreign, None, 0.1),
-        lambda: backend.adam_step(own.reshape(-1), foreign, own.reshape(-1).copy(),
-                                  own.reshape(-1).copy(), 1, 0.1),
+        lambda: backend.adam_step(
+            own.reshape(-1), foreign, own.reshape(-1).copy(), own.reshape(-1).copy(), 1, 0.1
+        ),
     ]
 
 
@@ -667,11 +735,13 @@ def test_cuda_backend_rejects_numpy_arrays(cuda_backend):
             call()
     labels = np.zeros(3, np.int32)
     with pytest.raises(TypeError, match=r"backend\.asarray"):
-        cuda_backend.softmax_cross_entropy_accumulate(own, labels, own,
-                                                      cuda_backend.zeros((2,), np.float64))
+        cuda_backend.softmax_cross_entropy_accumulate(
+            own, labels, own, cuda_backend.zeros((2,), np.float64)
+        )
     with pytest.raises(TypeError, match=r"backend\.asarray"):
-        cuda_backend.gather_rows(host_array, cuda_backend.asarray(np.arange(2)),
-                                 cuda_backend.empty((2, 3), np.float32))
+        cuda_backend.gather_rows(
+            host_array, cuda_backend.asarray(np.arange(2)), cuda_backend.empty((2, 3), np.float32)
+        )
 
 
 class FakeDeviceArray:

@@ -33,6 +33,7 @@ def test_bench_runs_end_to_end(tmp_path):
     (path,) = tmp_path.glob("*-cpu-*.json")
     results = json.loads(path.read_text())
     assert {"machine", "config", "workloads", "rows", "time_to_accuracy", "cli_rss"} <= set(results)
+    assert results["complete"] is True
     machine = results["machine"]
     assert machine["cpu"]["usable_cores"] >= 1 and machine["cpu"]["model"]
     assert {"python", "numpy", "mlp"} <= set(machine["versions"])

@@ -30,7 +30,11 @@ def env(tmp_path):
 def cli(*args, env, cwd):
     return subprocess.run(
         [sys.executable, "-m", "mlp.train", *map(str, args)],
-        capture_output=True, text=True, env=env, cwd=cwd, timeout=300,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+        timeout=300,
     )
 
 
@@ -51,8 +55,11 @@ def test_trains_on_a_small_dataset(idx_dataset, env, tmp_path):
     epoch_lines = [line for line in lines if re.match(r"^epoch\s+\d+/3\b", line)]
     assert len(epoch_lines) == 3
     for i, line in enumerate(epoch_lines, start=1):
-        assert re.match(rf"^epoch\s+{i}/3\s+train loss \d+\.\d{{4}}\s+test loss \d+\.\d{{4}}\s+"
-                        r"test accuracy [01]\.\d{4}", line), line
+        assert re.match(
+            rf"^epoch\s+{i}/3\s+train loss \d+\.\d{{4}}\s+test loss \d+\.\d{{4}}\s+"
+            r"test accuracy [01]\.\d{4}",
+            line,
+        ), line
     match = re.fullmatch(r"test accuracy: (0\.\d{4}|1\.0000)", lines[-1])
     assert match, lines[-1]
     assert float(match.group(1)) > 0.5  # ten classes: chance is 0.1
@@ -63,10 +70,34 @@ def test_trains_on_a_small_dataset(idx_dataset, env, tmp_path):
 def test_module_entry_point_and_options(idx_dataset, env, tmp_path):
     """``python -m mlp`` is the same program; the other optimizers and activations run too."""
     result = subprocess.run(
-        [sys.executable, "-m", "mlp", "--data-dir", str(idx_dataset), "--epochs", "1",
-         "--hidden", "16,16", "--activation", "tanh", "--optimizer", "momentum",
-         "--dropout", "0.1", "--dtype", "float64", "--seed", "3", "--weight-decay", "1e-4"],
-        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "mlp",
+            "--data-dir",
+            str(idx_dataset),
+            "--epochs",
+            "1",
+            "--hidden",
+            "16,16",
+            "--activation",
+            "tanh",
+            "--optimizer",
+            "momentum",
+            "--dropout",
+            "0.1",
+            "--dtype",
+            "float64",
+            "--seed",
+            "3",
+            "--weight-decay",
+            "1e-4",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr
     assert re.search(r"^test accuracy: [01]\.\d{4}$", result.stdout, re.MULTILINE)
@@ -82,12 +113,31 @@ def test_help(env, tmp_path):
 
 @pytest.mark.parametrize(
     "args",
-    [["--epochs", "0"], ["--epochs", "-3"], ["--epochs", "two"], ["--batch-size", "-1"],
-     ["--batch-size", "0"], ["--hidden", "512,,x"], ["--hidden", "512,-3"], ["--hidden", "abc"],
-     ["--activation", "foo"], ["--device", "tpu"], ["--device", "cuda:x"], ["--lr", "abc"],
-     ["--lr", "0"], ["--lr", "-0.1"], ["--lr", "nan"], ["--lr", "inf"], ["--dropout", "1"],
-     ["--dropout", "-0.5"], ["--optimizer", "rmsprop"], ["--dataset", "cifar10"],
-     ["--dtype", "float16"], ["--weight-decay", "-1"], ["--no-such-option"]],
+    [
+        ["--epochs", "0"],
+        ["--epochs", "-3"],
+        ["--epochs", "two"],
+        ["--batch-size", "-1"],
+        ["--batch-size", "0"],
+        ["--hidden", "512,,x"],
+        ["--hidden", "512,-3"],
+        ["--hidden", "abc"],
+        ["--activation", "foo"],
+        ["--device", "tpu"],
+        ["--device", "cuda:x"],
+        ["--lr", "abc"],
+        ["--lr", "0"],
+        ["--lr", "-0.1"],
+        ["--lr", "nan"],
+        ["--lr", "inf"],
+        ["--dropout", "1"],
+        ["--dropout", "-0.5"],
+        ["--optimizer", "rmsprop"],
+        ["--dataset", "cifar10"],
+        ["--dtype", "float16"],
+        ["--weight-decay", "-1"],
+        ["--no-such-option"],
+    ],
     ids=lambda a: " ".join(a),
 )
 def test_bad_values_exit_2_with_one_line(args, idx_dataset, env, tmp_path):
@@ -103,8 +153,17 @@ def test_bad_values_exit_2_with_one_line(args, idx_dataset, env, tmp_path):
 def test_missing_dataset_exits_1_with_one_line(dataset, env, tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
-    result = cli("--dataset", dataset, "--data-dir", empty, "--no-download", "--epochs", 1,
-                 env=env, cwd=tmp_path)
+    result = cli(
+        "--dataset",
+        dataset,
+        "--data-dir",
+        empty,
+        "--no-download",
+        "--epochs",
+        1,
+        env=env,
+        cwd=tmp_path,
+    )
     line = assert_one_line_error(result, 1)
     assert f"{dataset} not found" in line
     assert str(empty) in line and "--data-dir" in line
@@ -126,10 +185,13 @@ def test_corrupt_dataset_exits_1(idx_dataset, env, tmp_path):
     assert "t10k-labels-idx1-ubyte.gz" in line
 
 
-@pytest.mark.skipif(importlib.util.find_spec("cupy") is not None,
-                    reason="CuPy is installed here: the missing-CuPy message cannot appear")
+@pytest.mark.skipif(
+    importlib.util.find_spec("cupy") is not None,
+    reason="CuPy is installed here: the missing-CuPy message cannot appear",
+)
 def test_cuda_without_cupy_names_the_extra(idx_dataset, env, tmp_path):
-    result = cli("--device", "cuda", "--data-dir", idx_dataset, "--epochs", 1, *TINY,
-                 env=env, cwd=tmp_path)
+    result = cli(
+        "--device", "cuda", "--data-dir", idx_dataset, "--epochs", 1, *TINY, env=env, cwd=tmp_path
+    )
     line = assert_one_line_error(result, 1)
     assert "cuda12" in line and "cuda13" in line

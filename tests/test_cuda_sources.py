@@ -45,7 +45,7 @@ def elementwise_source(name: str, ctype: str, spec: tuple[str, str, str] | None 
         binds.append(bind)
     return (
         f"typedef {ctype} T; typedef unsigned char S; typedef long long I;\n"
-        f"extern \"C\" __global__ void mlp_{name}({', '.join(args)}, long long n) {{\n"
+        f'extern "C" __global__ void mlp_{name}({", ".join(args)}, long long n) {{\n'
         "  for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n;"
         " i += (long long)gridDim.x * blockDim.x) {\n"
         f"    {' '.join(binds)}\n    {operation}\n  }}\n}}\n"
@@ -57,7 +57,9 @@ def compile_cuda(tmp_path, name: str, source: str) -> None:
     src.write_text(source)
     result = subprocess.run(
         [NVCC, "-arch=sm_90", "-c", "-o", str(tmp_path / f"{name}.o"), str(src)],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 0, f"{name} does not compile:\n{source}\n{result.stderr}"
 

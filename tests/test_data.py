@@ -102,8 +102,21 @@ def _valid_bytes(array=None):
         (_valid_bytes() + b"\x00", "truncated or corrupt"),
         (bytes([0, 0, 0x08, 65]) + struct.pack(">I", 1) * 65 + b"\x07", "unsupported"),
     ],
-    ids=["magic-1", "magic-2", "zip", "empty", "two-bytes", "type-07", "type-ff", "ndim-0",
-         "short-header", "one-byte-short", "no-data", "trailing-byte", "65-dims"],
+    ids=[
+        "magic-1",
+        "magic-2",
+        "zip",
+        "empty",
+        "two-bytes",
+        "type-07",
+        "type-ff",
+        "ndim-0",
+        "short-header",
+        "one-byte-short",
+        "no-data",
+        "trailing-byte",
+        "65-dims",
+    ],
 )
 @pytest.mark.parametrize("compress", [False, True], ids=["plain", "gz"])
 def test_malformed_idx_names_the_file(tmp_path, raw, problem, compress):
@@ -118,9 +131,13 @@ def test_malformed_idx_names_the_file(tmp_path, raw, problem, compress):
 
 @pytest.mark.parametrize(
     "damage",
-    [lambda gz: gz[: len(gz) // 2], lambda gz: gz[:-4],
-     lambda gz: gz[:10] + bytes(b ^ 0xFF for b in gz[10:20]) + gz[20:],
-     lambda gz: gz[:-8] + bytes(8), lambda gz: b"\x1f\x8b" + b"\x00" * 30],
+    [
+        lambda gz: gz[: len(gz) // 2],
+        lambda gz: gz[:-4],
+        lambda gz: gz[:10] + bytes(b ^ 0xFF for b in gz[10:20]) + gz[20:],
+        lambda gz: gz[:-8] + bytes(8),
+        lambda gz: b"\x1f\x8b" + b"\x00" * 30,
+    ],
     ids=["cut-in-half", "no-size", "flipped-bytes", "zeroed-trailer", "bare-magic"],
 )
 def test_broken_gzip_names_the_file(tmp_path, damage):
@@ -227,8 +244,12 @@ def test_candidate_dirs(isolated, monkeypatch):
     monkeypatch.setenv("MLP_DATA_DIR", "/srv/data")
     dirs = candidate_dirs("mnist", "/here")
     assert [str(d) for d in dirs] == [
-        "/here", "/here/mnist", "/srv/data", "/srv/data/mnist",
-        str(isolated / "cache" / "mlp" / "mnist"), str(isolated / "system" / "mnist"),
+        "/here",
+        "/here/mnist",
+        "/srv/data",
+        "/srv/data/mnist",
+        str(isolated / "cache" / "mlp" / "mnist"),
+        str(isolated / "system" / "mnist"),
     ]
 
 
@@ -239,8 +260,12 @@ def test_dataset_not_found_message_lists_the_options(isolated, monkeypatch, data
         find_dataset(dataset, data_dir=isolated / "given")
     message = str(info.value)
     assert isinstance(info.value, FileNotFoundError)
-    for folder in (isolated / "given", isolated / "envdir", isolated / "cache" / "mlp" / dataset,
-                   isolated / "system" / dataset):
+    for folder in (
+        isolated / "given",
+        isolated / "envdir",
+        isolated / "cache" / "mlp" / dataset,
+        isolated / "system" / dataset,
+    ):
         assert str(folder) in message
     assert "--data-dir" in message and "MLP_DATA_DIR" in message
     assert ("apt install dataset-fashion-mnist" in message) == (dataset == "fashion-mnist")
@@ -253,8 +278,9 @@ def test_unknown_dataset_is_value_error(isolated):
 
 
 # ---------------------------------------------------------------------- property tests
-@settings(max_examples=300, deadline=None, database=None,
-          suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=300, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow]
+)
 @given(st.binary(max_size=200))
 def test_parse_idx_arbitrary_bytes(data):
     try:
@@ -271,8 +297,7 @@ def idx_like(draw):
     ndim = draw(st.integers(0, 5) | st.sampled_from([64, 65, 255]))
     small = st.integers(0, 4)
     huge = st.sampled_from([2**31, 2**32 - 1, 65536])
-    dims = draw(st.lists(small | huge if ndim <= 5 else st.just(1), min_size=ndim,
-                         max_size=ndim))
+    dims = draw(st.lists(small | huge if ndim <= 5 else st.just(1), min_size=ndim, max_size=ndim))
     header = bytes([0, 0, code, ndim]) + b"".join(struct.pack(">I", d) for d in dims)
     itemsize = {0x08: 1, 0x09: 1, 0x0B: 2, 0x0C: 4, 0x0D: 4, 0x0E: 8}.get(code, 1)
     exact = int(np.prod(dims, dtype=object)) * itemsize if dims else 0
@@ -284,8 +309,9 @@ def idx_like(draw):
     return (header + payload)[: len(header) + len(payload) - (cut if draw(st.booleans()) else 0)]
 
 
-@settings(max_examples=500, deadline=None, database=None,
-          suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=500, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow]
+)
 @given(idx_like())
 def test_parse_idx_deep(data):
     try:

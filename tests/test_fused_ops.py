@@ -23,9 +23,11 @@ FORWARD = {
 
 def _data(dtype, rows=33, cols=70, seed=0):
     rng = np.random.default_rng(seed)
-    return (rng.standard_normal((rows, cols)).astype(dtype),
-            rng.standard_normal(cols).astype(dtype),
-            rng.standard_normal((rows, cols)).astype(dtype))
+    return (
+        rng.standard_normal((rows, cols)).astype(dtype),
+        rng.standard_normal(cols).astype(dtype),
+        rng.standard_normal((rows, cols)).astype(dtype),
+    )
 
 
 @pytest.mark.parametrize("name", ACTIVATIONS)
@@ -57,5 +59,6 @@ def test_backprop_bias_activation_gives_dz_and_bias_gradient(backend, name, dtyp
     assert dz is out and backend.is_array(dz)
     tol = 1e-5 if dtype == np.float32 else 1e-12
     np.testing.assert_allclose(backend.to_numpy(dz), expected_dz, rtol=tol, atol=tol)
-    np.testing.assert_allclose(backend.to_numpy(grad_bias), expected_dz.sum(axis=0),
-                               rtol=tol, atol=10 * tol)
+    np.testing.assert_allclose(
+        backend.to_numpy(grad_bias), expected_dz.sum(axis=0), rtol=tol, atol=10 * tol
+    )

@@ -91,8 +91,14 @@ def test_state_dict_keys_and_shapes(device):
     state = model.state_dict()
     assert list(state) == ["0.weight", "0.bias", "1.weight", "1.bias", "2.weight", "2.bias"]
     shapes = {k: v.shape for k, v in state.items()}
-    assert shapes == {"0.weight": (6, 5), "0.bias": (5,), "1.weight": (5, 4), "1.bias": (4,),
-                      "2.weight": (4, 3), "2.bias": (3,)}
+    assert shapes == {
+        "0.weight": (6, 5),
+        "0.bias": (5,),
+        "1.weight": (5, 4),
+        "1.bias": (4,),
+        "2.weight": (4, 3),
+        "2.bias": (3,),
+    }
     assert all(isinstance(v, np.ndarray) and v.dtype == np.float32 for v in state.values())
     assert model.num_parameters == sum(v.size for v in state.values())
     # host copies: changing them leaves the model alone
@@ -119,12 +125,17 @@ def _bad_states(good):
     short_bias = {**good, "1.bias": np.zeros(2)}
     nan = {**good, "1.weight": np.full_like(good["1.weight"], np.nan)}
     renamed = {("layer" + k if k == "0.bias" else k): v for k, v in good.items()}
-    return {"missing": missing, "extra": extra, "transposed": transposed,
-            "short bias": short_bias, "nan": nan, "renamed": renamed}
+    return {
+        "missing": missing,
+        "extra": extra,
+        "transposed": transposed,
+        "short bias": short_bias,
+        "nan": nan,
+        "renamed": renamed,
+    }
 
 
-@pytest.mark.parametrize("case", ["missing", "extra", "transposed", "short bias", "nan",
-                                  "renamed"])
+@pytest.mark.parametrize("case", ["missing", "extra", "transposed", "short bias", "nan", "renamed"])
 def test_load_state_dict_rejects_mismatch_and_leaves_model_unchanged(device, case):
     model = MLP([6, 5, 3], device=device, seed=1)
     before = model.state_dict()
@@ -172,8 +183,12 @@ def test_fit_is_deterministic_with_dropout(problem):
 
 @pytest.mark.parametrize(
     "make_optimizer",
-    [lambda: Adam(lr=1e-2), lambda: SGD(lr=0.05, momentum=0.9, nesterov=True),
-     lambda: AdamW(lr=1e-2), lambda: SGD(lr=0.1)],
+    [
+        lambda: Adam(lr=1e-2),
+        lambda: SGD(lr=0.05, momentum=0.9, nesterov=True),
+        lambda: AdamW(lr=1e-2),
+        lambda: SGD(lr=0.1),
+    ],
     ids=["adam", "nesterov", "adamw", "sgd"],
 )
 def test_fit_learns_a_small_problem(device, problem, make_optimizer):
@@ -181,8 +196,9 @@ def test_fit_learns_a_small_problem(device, problem, make_optimizer):
     optimizer = make_optimizer()
     model = MLP([10, 32, 4], device=device, seed=0)
     before = model.evaluate(X_test, y_test)
-    history = model.fit(X, y, epochs=8, batch_size=32, optimizer=optimizer,
-                        validation_data=(X_test, y_test))
+    history = model.fit(
+        X, y, epochs=8, batch_size=32, optimizer=optimizer, validation_data=(X_test, y_test)
+    )
     after = model.evaluate(X_test, y_test)
     assert history[-1]["loss"] < history[0]["loss"]
     assert after["loss"] < before["loss"]
@@ -196,8 +212,15 @@ def test_fit_history_records(problem):
     X, y, X_test, y_test = problem
     model = MLP([10, 8, 4])
     seen, batches = [], []
-    history = model.fit(X, y, epochs=3, batch_size=64, validation_data=(X_test, y_test),
-                        callback=seen.append, on_batch=batches.append)
+    history = model.fit(
+        X,
+        y,
+        epochs=3,
+        batch_size=64,
+        validation_data=(X_test, y_test),
+        callback=seen.append,
+        on_batch=batches.append,
+    )
     assert [r["epoch"] for r in history] == [1, 2, 3]
     assert seen == history
     assert batches == list(range(7)) * 3  # ceil(400 / 64) batches per epoch
@@ -224,9 +247,11 @@ def test_fit_accuracy_counts_correct_training_predictions(problem):
 
 
 @pytest.mark.parametrize("dropout", [0.0, 0.25])
-@pytest.mark.parametrize("make_optimizer", [lambda: Adam(lr=5e-3),
-                                            lambda: SGD(lr=0.05, momentum=0.9)],
-                         ids=["adam", "momentum"])
+@pytest.mark.parametrize(
+    "make_optimizer",
+    [lambda: Adam(lr=5e-3), lambda: SGD(lr=0.05, momentum=0.9)],
+    ids=["adam", "momentum"],
+)
 def test_resume_with_initial_epoch_is_bitwise_identical(problem, dropout, make_optimizer):
     X, y, _, _ = problem
     unbroken = MLP([10, 16, 4], seed=5, dropout=dropout)
@@ -375,8 +400,9 @@ def test_inputs_from_another_device_say_how_to_move_them():
 
 
 # ---------------------------------------------------------------------- errors
-@pytest.mark.parametrize("method", ["predict", "predict_proba", "forward", "evaluate",
-                                    "loss_and_gradients", "fit"])
+@pytest.mark.parametrize(
+    "method", ["predict", "predict_proba", "forward", "evaluate", "loss_and_gradients", "fit"]
+)
 def test_wrong_feature_count(method):
     model = MLP([6, 5, 3])
     X, y = np.zeros((4, 5)), np.zeros(4, dtype=int)
@@ -387,16 +413,26 @@ def test_wrong_feature_count(method):
     assert "(4, 5)" in message and "(n, 6)" in message
 
 
-@pytest.mark.parametrize("X", [np.zeros(6), np.zeros((2, 3, 6)), np.zeros((0, 6))],
-                         ids=["1-D", "3-D", "empty"])
+@pytest.mark.parametrize(
+    "X", [np.zeros(6), np.zeros((2, 3, 6)), np.zeros((0, 6))], ids=["1-D", "3-D", "empty"]
+)
 def test_bad_input_shapes(X):
     with pytest.raises(ValueError):
         MLP([6, 5, 3]).predict(X)
 
 
-@pytest.mark.parametrize("labels", [[0, 1, 3, 2], [0, -1, 1, 2], [0, 1, 2], [[0], [1], [2], [0]],
-                                    [0.0, 1.5, 2.0, 1.0], ["a", "b", "c", "d"]],
-                         ids=["too-large", "negative", "count", "2-D", "fraction", "strings"])
+@pytest.mark.parametrize(
+    "labels",
+    [
+        [0, 1, 3, 2],
+        [0, -1, 1, 2],
+        [0, 1, 2],
+        [[0], [1], [2], [0]],
+        [0.0, 1.5, 2.0, 1.0],
+        ["a", "b", "c", "d"],
+    ],
+    ids=["too-large", "negative", "count", "2-D", "fraction", "strings"],
+)
 @pytest.mark.parametrize("method", ["evaluate", "loss_and_gradients", "fit"])
 def test_bad_labels(method, labels):
     model = MLP([6, 5, 3])
@@ -439,8 +475,9 @@ def test_non_numeric_inputs():
         MLP([2, 3]).predict(np.array([["a", "b"]]))
 
 
-@pytest.mark.parametrize("sizes", [[6], [], [6, 0, 3], [6, -2], [6, 2.5], ["six", 3], None,
-                                   [6, 5, 0]])
+@pytest.mark.parametrize(
+    "sizes", [[6], [], [6, 0, 3], [6, -2], [6, 2.5], ["six", 3], None, [6, 5, 0]]
+)
 def test_bad_sizes(sizes):
     with pytest.raises(ValueError):
         MLP(sizes)
@@ -448,8 +485,16 @@ def test_bad_sizes(sizes):
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"activation": "softplus"}, {"dtype": "float16"}, {"dtype": "int32"}, {"dropout": 1.0},
-     {"dropout": -0.1}, {"init": "orthogonal"}, {"device": "tpu"}, {"output_activation": "exp"}],
+    [
+        {"activation": "softplus"},
+        {"dtype": "float16"},
+        {"dtype": "int32"},
+        {"dropout": 1.0},
+        {"dropout": -0.1},
+        {"init": "orthogonal"},
+        {"device": "tpu"},
+        {"output_activation": "exp"},
+    ],
 )
 def test_bad_constructor_arguments(kwargs):
     with pytest.raises(ValueError):
@@ -458,9 +503,20 @@ def test_bad_constructor_arguments(kwargs):
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"epochs": 0}, {"epochs": -1}, {"epochs": 2.5}, {"epochs": "3"}, {"epochs": True},
-     {"epochs": None}, {"batch_size": 0}, {"batch_size": -5}, {"batch_size": 1.5},
-     {"batch_size": "32"}, {"initial_epoch": 3, "epochs": 2}, {"initial_epoch": -1}],
+    [
+        {"epochs": 0},
+        {"epochs": -1},
+        {"epochs": 2.5},
+        {"epochs": "3"},
+        {"epochs": True},
+        {"epochs": None},
+        {"batch_size": 0},
+        {"batch_size": -5},
+        {"batch_size": 1.5},
+        {"batch_size": "32"},
+        {"initial_epoch": 3, "epochs": 2},
+        {"initial_epoch": -1},
+    ],
 )
 def test_bad_fit_arguments(kwargs):
     model = MLP([6, 5, 3])
@@ -533,12 +589,25 @@ def test_dropout_probability_checked(p):
 # ---------------------------------------------------------------------- optimizers
 @pytest.mark.parametrize(
     "make",
-    [lambda: SGD(lr=0), lambda: SGD(lr=-0.1), lambda: SGD(lr=float("nan")),
-     lambda: SGD(momentum=1.0), lambda: SGD(momentum=-0.1), lambda: SGD(nesterov=True),
-     lambda: SGD(weight_decay=-1e-4), lambda: Adam(lr=0), lambda: Adam(lr=-1e-3),
-     lambda: Adam(betas=(1.0, 0.999)), lambda: Adam(betas=(0.9, 1.0)),
-     lambda: Adam(betas=(-0.1, 0.999)), lambda: Adam(eps=-1e-8), lambda: Adam(weight_decay=-0.1),
-     lambda: AdamW(lr=0), lambda: AdamW(betas=(0.9, 1.5)), lambda: AdamW(weight_decay=-0.01)],
+    [
+        lambda: SGD(lr=0),
+        lambda: SGD(lr=-0.1),
+        lambda: SGD(lr=float("nan")),
+        lambda: SGD(momentum=1.0),
+        lambda: SGD(momentum=-0.1),
+        lambda: SGD(nesterov=True),
+        lambda: SGD(weight_decay=-1e-4),
+        lambda: Adam(lr=0),
+        lambda: Adam(lr=-1e-3),
+        lambda: Adam(betas=(1.0, 0.999)),
+        lambda: Adam(betas=(0.9, 1.0)),
+        lambda: Adam(betas=(-0.1, 0.999)),
+        lambda: Adam(eps=-1e-8),
+        lambda: Adam(weight_decay=-0.1),
+        lambda: AdamW(lr=0),
+        lambda: AdamW(betas=(0.9, 1.5)),
+        lambda: AdamW(weight_decay=-0.01),
+    ],
 )
 def test_optimizers_validate_arguments(make):
     with pytest.raises(ValueError):
@@ -547,7 +616,11 @@ def test_optimizers_validate_arguments(make):
 
 def test_optimizer_defaults_and_repr():
     assert SGD(lr=0.1, momentum=0.9, nesterov=True).hyperparameters() == {
-        "lr": 0.1, "momentum": 0.9, "nesterov": True, "weight_decay": 0.0}
+        "lr": 0.1,
+        "momentum": 0.9,
+        "nesterov": True,
+        "weight_decay": 0.0,
+    }
     assert AdamW().weight_decay == 0.01 and Adam().weight_decay == 0.0
     assert AdamW().decoupled and not Adam().decoupled
     assert repr(Adam(lr=0.5)).startswith("Adam(lr=0.5")

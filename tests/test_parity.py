@@ -101,10 +101,13 @@ def test_gradients_agree(gpu, activation, dtype):
 # 2 * lr. In float64 that cannot happen, so Adam's single-step parity runs in float64.
 @pytest.mark.parametrize(
     ("make_optimizer", "dtype"),
-    [(lambda: Adam(lr=1e-3), "float64"), (lambda: AdamW(lr=1e-3, weight_decay=0.1), "float64"),
-     (lambda: SGD(lr=0.1, momentum=0.9), "float32"),
-     (lambda: SGD(lr=0.1, momentum=0.9, nesterov=True, weight_decay=1e-3), "float32"),
-     (lambda: SGD(lr=0.1, momentum=0.9), "float64")],
+    [
+        (lambda: Adam(lr=1e-3), "float64"),
+        (lambda: AdamW(lr=1e-3, weight_decay=0.1), "float64"),
+        (lambda: SGD(lr=0.1, momentum=0.9), "float32"),
+        (lambda: SGD(lr=0.1, momentum=0.9, nesterov=True, weight_decay=1e-3), "float32"),
+        (lambda: SGD(lr=0.1, momentum=0.9), "float64"),
+    ],
     ids=["adam-f64", "adamw-f64", "momentum-f32", "nesterov-wd-f32", "momentum-f64"],
 )
 def test_one_optimizer_step_agrees(gpu, make_optimizer, dtype):
@@ -118,9 +121,13 @@ def test_one_optimizer_step_agrees(gpu, make_optimizer, dtype):
     assert any(not np.array_equal(moved[k], before[k]) for k in before)
     assert_states_close(cpu, cuda, rtol=1e-4, atol=1e-6)
     for name in cpu.optimizer.state:
-        np.testing.assert_allclose(cuda.optimizer.state_dict()[name],
-                                   cpu.optimizer.state_dict()[name], rtol=1e-4, atol=1e-6,
-                                   err_msg=name)
+        np.testing.assert_allclose(
+            cuda.optimizer.state_dict()[name],
+            cpu.optimizer.state_dict()[name],
+            rtol=1e-4,
+            atol=1e-6,
+            err_msg=name,
+        )
 
 
 @pytest.mark.parametrize("inputs", ["float", "uint8"])
@@ -136,8 +143,17 @@ def test_first_epoch_loss_agrees(gpu, inputs):
     histories = []
     for device in ("cpu", gpu):
         model = MLP(sizes, device=device, seed=0)
-        histories.append(model.fit(X, y, epochs=1, batch_size=32, optimizer=Adam(lr=1e-3),
-                                   seed=0, validation_data=(X, y)))
+        histories.append(
+            model.fit(
+                X,
+                y,
+                epochs=1,
+                batch_size=32,
+                optimizer=Adam(lr=1e-3),
+                seed=0,
+                validation_data=(X, y),
+            )
+        )
     (cpu,), (cuda,) = histories
     assert cuda["loss"] == pytest.approx(cpu["loss"], rel=1e-4)
     assert cuda["accuracy"] == pytest.approx(cpu["accuracy"], abs=3 / len(y))

@@ -20,8 +20,9 @@ def test_tutorial_forward_matches_plain_numpy(device):
     W1, b1 = rng.standard_normal((3, 4)), rng.standard_normal(4)
     W2, b2 = rng.standard_normal((4, 1)), rng.standard_normal(1)
 
-    model = MLP([3, 4, 1], activation="sigmoid", output_activation="sigmoid",
-                device=device, dtype="float64")
+    model = MLP(
+        [3, 4, 1], activation="sigmoid", output_activation="sigmoid", device=device, dtype="float64"
+    )
     model.load_state_dict({"0.weight": W1, "0.bias": b1, "1.weight": W2, "1.bias": b2})
     out = model.forward(X)
 
