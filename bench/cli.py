@@ -6,7 +6,7 @@ import argparse
 import importlib.util
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -265,7 +265,9 @@ def run_benchmark(
     devices: list[str],
     probes: dict[str, Any],
     versions: dict[str, str],
+    save: Callable[[list[dict[str, Any]]], None] = lambda rows: None,
 ) -> list[dict[str, Any]]:
+    """Run every planned row in turn; ``save`` gets the rows done so far after each one."""
     planned = plan(args, devices)
     limits: dict[tuple[str, str], dict[str, Any]] = {}
     for i, row in enumerate(planned, 1):
@@ -281,8 +283,9 @@ def run_benchmark(
         log(
             f"    {cells[3]} s/epoch, {cells[4]} limit"
             if row["status"] == "ok"
-            else f"    {report._note(row)}"
+            else f"    {report.note(row)}"
         )
+        save(planned[:i])
     return planned
 
 
@@ -395,15 +398,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         },
         "workloads": {n: WORKLOADS[n].to_dict() for n in args.workloads},
     }
-    results["rows"] = run_benchmark(args, real, devices, probes, versions)
-    results["time_to_accuracy"] = time_to_accuracy(args, real, devices, versions)
-    results["cli_rss"] = cli_rss(args, real)
-
     args.out.mkdir(parents=True, exist_ok=True)
     stem = args.out / output_stem(machine, devices, probes)
+
+    def save_partial(rows: list[dict[str, Any]]) -> None:
+        """Keep what is done on disk: a run cut short (a time limit) still leaves its rows."""
+        report.write_json({**results, "rows": rows, "complete": False}, stem.with_suffix(".json"))
+
+    results["rows"] = run_benchmark(args, real, devices, probes, versions, save_partial)
+    results["time_to_accuracy"] = time_to_accuracy(args, real, devices, versions)
+    results["cli_rss"] = cli_rss(args, real)
+    results["complete"] = True
     if args.plot:
         why = report.plot(results, stem.with_suffix(".png"))
-        results["plot"] = str(stem.with_suffix(".png")) if why is None else f"none ({why})"
+        results["plot"] = stem.with_suffix(".png").name if why is None else f"none ({why})"
     else:
         results["plot"] = "none (--no-plot)"
     report.write_json(results, stem.with_suffix(".json"))

@@ -26,7 +26,7 @@ def megabytes(n: int | None) -> str:
     return "—" if n is None else f"{n / 1e6:,.0f} MB"
 
 
-def _note(row: dict[str, Any]) -> str:
+def note(row: dict[str, Any]) -> str:
     if row["status"] != "ok":
         return f"{row['status']}: {row.get('reason', '')}".strip()
     notes = []
@@ -59,7 +59,7 @@ def row_cells(row: dict[str, Any]) -> list[str]:
         f"{row['samples_per_second']:,.0f}" if ok else "—",
         megabytes(row.get("peak_rss_bytes")) if ok else "—",
         megabytes(row.get("device_memory_bytes")) if ok and row["device"] != "cpu" else "—",
-        _note(row),
+        note(row),
     ]
 
 
@@ -68,7 +68,7 @@ def tta_cells(row: dict[str, Any]) -> list[str]:
     reached = ok and row.get("reached")
     curve = row.get("accuracy_curve") or []
     busy = " (machine busy during some epochs)" if row.get("contended") else ""
-    note = (
+    remark = (
         busy
         if reached
         else (
@@ -83,7 +83,7 @@ def tta_cells(row: dict[str, Any]) -> list[str]:
         f"{row['seconds']:.1f}" if reached else "—",
         str(row["epochs"]) if reached else "—",
         f"{curve[-1]:.4f}" if curve else "—",
-        note,
+        remark,
     ]
 
 
