@@ -130,7 +130,10 @@ class Dropout(Layer):
             return x
         mask = self.buffer("mask", x.shape, x.dtype)
         self._mask = self.backend.dropout_mask(self.generator, self.p, out=mask)
-        return self.backend.multiply(x, mask, out=x)
+        # Into a buffer of its own: the layer before may need its output intact for its
+        # backward (sigmoid and tanh compute their derivative from it).
+        out = self.buffer("y", x.shape, x.dtype)
+        return self.backend.multiply(x, mask, out=out)
 
     def backward(self, dy: Any, need_dx: bool = True) -> Any:
         if self._mask is None:

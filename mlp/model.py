@@ -121,10 +121,11 @@ class MLP:
         """Move parameters, gradients and optimizer state to ``device``; returns ``self``."""
         backend = get_backend(device)
         grads = self.backend.to_numpy(self.grads)
-        self._bind(backend, self.backend.to_numpy(self.params))
-        self.grads[...] = backend.asarray(grads)
-        if self.optimizer is not None and self.optimizer.backend is not None:
-            self.optimizer.to(backend)
+        with backend.activated():  # writes land on the new device, even on a second GPU
+            self._bind(backend, self.backend.to_numpy(self.params))
+            self.grads[...] = backend.asarray(grads)
+            if self.optimizer is not None and self.optimizer.backend is not None:
+                self.optimizer.to(backend)
         return self
 
     def state_dict(self) -> dict[str, np.ndarray]:
@@ -157,9 +158,10 @@ class MLP:
             if not np.all(np.isfinite(value)):
                 raise ValueError(f"{key} contains NaN or infinity")
             values[key] = value
-        for i, layer in enumerate(self.linears):
-            layer.weight[...] = self.backend.asarray(values[f"{i}.weight"], dtype=self.dtype)
-            layer.bias[...] = self.backend.asarray(values[f"{i}.bias"], dtype=self.dtype)
+        with self.backend.activated():
+            for i, layer in enumerate(self.linears):
+                layer.weight[...] = self.backend.asarray(values[f"{i}.weight"], dtype=self.dtype)
+                layer.bias[...] = self.backend.asarray(values[f"{i}.bias"], dtype=self.dtype)
 
     def config(self) -> dict[str, Any]:
         """What it takes to build the same model again."""
