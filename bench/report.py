@@ -174,6 +174,7 @@ def summary_text(results: dict[str, Any], markdown: bool = False) -> str:
             "",
             f"time to {tta['target']} test accuracy ({tta['workload']}, "
             f"training seconds, evaluation not counted):",
+            *([""] if markdown else []),
             table(TTA_COLUMNS, [tta_cells(r) for r in tta["rows"]]),
         ]
     elif tta.get("reason"):
