@@ -30,15 +30,20 @@ def wait_with_rusage(proc: subprocess.Popen, timeout: float) -> tuple[int, int |
     """``(exit status, peak RSS in bytes, timed out)`` of ``proc``, killed past ``timeout``."""
     deadline = time.monotonic() + timeout
     timed_out = False
-    while True:
-        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-        if pid:
-            proc.returncode = os.waitstatus_to_exitcode(status)
-            return proc.returncode, rusage_maxrss_bytes(usage.ru_maxrss), timed_out
-        if time.monotonic() > deadline and not timed_out:
-            proc.kill()
-            timed_out = True
-        time.sleep(0.02)
+    try:
+        while True:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                proc.returncode = os.waitstatus_to_exitcode(status)
+                return proc.returncode, rusage_maxrss_bytes(usage.ru_maxrss), timed_out
+            if time.monotonic() > deadline and not timed_out:
+                proc.kill()
+                timed_out = True
+            time.sleep(0.02)
+    except BaseException:  # interrupted or terminated: never leave a row running behind us
+        proc.kill()
+        proc.wait()
+        raise
 
 
 def run_command(command: Sequence[str], timeout: float, **popen: Any) -> dict[str, Any]:
