@@ -46,15 +46,35 @@ def _build(numba: Any) -> Any:
     )
 
     # Scalars arrive already in the arrays' dtype (see NumpyBackend), so float32 stays float32.
+    # ``tiny`` is the dtype's smallest normal number: optimizer state below it is flushed to
+    # zero. A dead unit's moments decay geometrically into subnormal numbers, which x86 CPUs
+    # handle up to 100x slower; without the flush, std epochs slowed from 1.05 s to 1.56 s
+    # over six epochs. GPUs and PyTorch's CPU kernels behave the same way (flush to zero).
     @jit
     def adam(
-        p, g, m, v, step_size, inv_sqrt_bc2, beta1, one_m_beta1, beta2, one_m_beta2, eps, l2, decay
+        p,
+        g,
+        m,
+        v,
+        step_size,
+        inv_sqrt_bc2,
+        beta1,
+        one_m_beta1,
+        beta2,
+        one_m_beta2,
+        eps,
+        l2,
+        decay,
+        tiny,
     ):
+        zero = tiny - tiny
         for i in range(p.size):
             pi = p[i]
             gi = g[i] + l2 * pi
             mi = beta1 * m[i] + one_m_beta1 * gi
             vi = beta2 * v[i] + one_m_beta2 * (gi * gi)
+            mi = mi if abs(mi) >= tiny else zero
+            vi = vi if vi >= tiny else zero
             m[i] = mi
             v[i] = vi
             p[i] = pi * decay - step_size * mi / (np.sqrt(vi) * inv_sqrt_bc2 + eps)
@@ -65,10 +85,12 @@ def _build(numba: Any) -> Any:
             p[i] -= lr * (g[i] + weight_decay * p[i])
 
     @jit
-    def sgd_momentum(p, g, velocity, lr, momentum, weight_decay, nesterov):
+    def sgd_momentum(p, g, velocity, lr, momentum, weight_decay, nesterov, tiny):
+        zero = tiny - tiny
         for i in range(p.size):
             d = g[i] + weight_decay * p[i]
             vi = momentum * velocity[i] + d
+            vi = vi if abs(vi) >= tiny else zero
             velocity[i] = vi
             p[i] -= lr * (d + momentum * vi if nesterov else vi)
 

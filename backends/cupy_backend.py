@@ -302,8 +302,11 @@ class CupyBackend(Backend):
         kernel = self._kernels["softmax_xent_" + ctype]
         blocks = (rows + _THREADS - 1) // _THREADS
         scale = logits.dtype.type(1.0 / rows)
-        kernel((blocks,), (_THREADS,), (logits, labels, grad, totals, np.int32(rows),
-                                        np.int32(classes), scale))
+        kernel(
+            (blocks,),
+            (_THREADS,),
+            (logits, labels, grad, totals, np.int32(rows), np.int32(classes), scale),
+        )
         return grad
 
     def sgd_step(
@@ -347,6 +350,15 @@ class CupyBackend(Backend):
         decay = 1.0 - lr * weight_decay if decoupled else 1.0
         t = param.dtype.type
         self._kernels["adam"](
-            grad, t(step_size), t(inv_sqrt_bc2), t(beta1), t(beta2), t(eps), t(l2), t(decay),
-            param, m, v,
+            grad,
+            t(step_size),
+            t(inv_sqrt_bc2),
+            t(beta1),
+            t(beta2),
+            t(eps),
+            t(l2),
+            t(decay),
+            param,
+            m,
+            v,
         )

@@ -17,6 +17,11 @@ from .base import OPTIMIZER_BLOCK, Backend
 from .errors import BackendUnavailable
 
 
+def _tiny(scalar_type: Any) -> Any:
+    """The smallest normal number of a float type: the optimizers' flush-to-zero bound."""
+    return scalar_type(np.finfo(scalar_type).tiny)
+
+
 def _contiguous(*arrays: Any) -> bool:
     return all(a.flags.c_contiguous for a in arrays)
 
@@ -119,7 +124,9 @@ class NumpyBackend(Backend):
         t = param.dtype.type
         if momentum:
             self.check(velocity)
-            k.sgd_momentum(param, grad, velocity, t(lr), t(momentum), t(weight_decay), nesterov)
+            k.sgd_momentum(
+                param, grad, velocity, t(lr), t(momentum), t(weight_decay), nesterov, _tiny(t)
+            )
         else:
             k.sgd(param, grad, t(lr), t(weight_decay))
 
@@ -162,4 +169,5 @@ class NumpyBackend(Backend):
             t(eps),
             t(l2),
             t(decay),
+            _tiny(t),
         )

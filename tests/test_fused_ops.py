@@ -62,3 +62,24 @@ def test_backprop_bias_activation_gives_dz_and_bias_gradient(backend, name, dtyp
     np.testing.assert_allclose(
         backend.to_numpy(grad_bias), expected_dz.sum(axis=0), rtol=tol, atol=10 * tol
     )
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "momentum"])
+def test_numba_optimizers_flush_subnormal_state_to_zero(optimizer):
+    """A dead unit's moments must not decay into subnormals (x86 runs those ~100x slower)."""
+    from backends import NumpyBackend
+
+    backend = NumpyBackend()
+    if backend.kernels is None:
+        pytest.skip("Numba not installed: the fused CPU kernels are off")
+    tiny = np.finfo(np.float32).tiny
+    p, g = np.ones(64, np.float32), np.zeros(64, np.float32)
+    state = np.full(64, 2 * tiny, np.float32)  # one more decay step makes it subnormal
+    if optimizer == "adam":
+        v = np.full(64, 2 * tiny, np.float32)
+        backend.adam_step(p, g, state, v, step=10, lr=1e-3)
+        assert not np.any((v != 0) & (np.abs(v) < tiny))
+    else:
+        backend.sgd_step(p, g, state, lr=0.1, momentum=0.25)
+    assert np.all(state == 0)
+    assert np.all(np.isfinite(p))
