@@ -74,9 +74,9 @@ def test_numba_optimizers_flush_subnormal_state_to_zero(optimizer):
         pytest.skip("Numba not installed: the fused CPU kernels are off")
     tiny = np.finfo(np.float32).tiny
     p, g = np.ones(64, np.float32), np.zeros(64, np.float32)
-    state = np.full(64, 2 * tiny, np.float32)  # one more decay step makes it subnormal
+    state = np.full(64, 1.0005 * tiny, np.float32)  # one more decay step: subnormal
     if optimizer == "adam":
-        v = np.full(64, 2 * tiny, np.float32)
+        v = np.full(64, 1.0005 * tiny, np.float32)
         backend.adam_step(p, g, state, v, step=10, lr=1e-3)
         assert not np.any((v != 0) & (np.abs(v) < tiny))
     else:
