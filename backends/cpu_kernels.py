@@ -85,14 +85,18 @@ def _build(numba: Any) -> Any:
             p[i] -= lr * (g[i] + weight_decay * p[i])
 
     @jit
-    def sgd_momentum(p, g, velocity, lr, momentum, weight_decay, nesterov, tiny):
+    def sgd_momentum(p, g, velocity, lr, momentum, weight_decay, d_coef, v_coef, tiny):
+        """Step ``d_coef * d + v_coef * v``: (1, mu) for Nesterov, (0, 1) for plain momentum.
+
+        Coefficients rather than a branch on ``nesterov``, so the loop vectorizes.
+        """
         zero = tiny - tiny
         for i in range(p.size):
             d = g[i] + weight_decay * p[i]
             vi = momentum * velocity[i] + d
             vi = vi if abs(vi) >= tiny else zero
             velocity[i] = vi
-            p[i] -= lr * (d + momentum * vi if nesterov else vi)
+            p[i] -= lr * (d_coef * d + v_coef * vi)
 
     # In-place kernels write where they read: LLVM only vectorizes a loop whose output cannot
     # overlap its other inputs, so an out= that aliases an input would run scalar.

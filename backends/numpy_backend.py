@@ -124,8 +124,17 @@ class NumpyBackend(Backend):
         t = param.dtype.type
         if momentum:
             self.check(velocity)
+            d_coef, v_coef = (1.0, momentum) if nesterov else (0.0, 1.0)
             k.sgd_momentum(
-                param, grad, velocity, t(lr), t(momentum), t(weight_decay), nesterov, _tiny(t)
+                param,
+                grad,
+                velocity,
+                t(lr),
+                t(momentum),
+                t(weight_decay),
+                t(d_coef),
+                t(v_coef),
+                _tiny(t),
             )
         else:
             k.sgd(param, grad, t(lr), t(weight_decay))
