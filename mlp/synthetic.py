@@ -49,11 +49,11 @@ def write_dataset(
     return folder
 
 
-if __name__ == "__main__":  # python -m mlp.synthetic FOLDER [N_TRAIN N_TEST]
+if __name__ == "__main__":  # python -m mlp.synthetic FOLDER [N_TRAIN N_TEST] (plain IDX: fast)
     import sys
 
     args = sys.argv[1:]
     if not args:
         sys.exit("usage: python -m mlp.synthetic FOLDER [N_TRAIN N_TEST]")
     counts = [int(a) for a in args[1:3]]
-    print(write_dataset(args[0], *counts))
+    print(write_dataset(args[0], *counts, gz=False))
