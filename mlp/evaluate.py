@@ -19,14 +19,13 @@ from .checkpoint import load_checkpoint
 from .data import DATASETS, load_dataset
 from .download import ensure_dataset
 from .train import (
-    RUNTIME_ERRORS,
     OneLineParser,
     UsageError,
     _isatty,
     check_finite,
     check_labels,
     device_spec,
-    one_line,
+    run_reporting_errors,
 )
 
 PROG = "mlp-eval"
@@ -110,18 +109,7 @@ def run(args: argparse.Namespace, out: Any = None, err: Any = None) -> dict[str,
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        run(args)
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
-        return 130
-    except UsageError as exc:
-        print(f"{PROG}: error: {one_line(exc)}", file=sys.stderr)
-        return 2
-    except RUNTIME_ERRORS as exc:
-        print(f"{PROG}: error: {one_line(exc)}", file=sys.stderr)
-        return 1
-    return 0
+    return run_reporting_errors(PROG, lambda: run(args))
 
 
 if __name__ == "__main__":

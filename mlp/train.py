@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -433,24 +433,37 @@ def _isatty(stream: Any) -> bool:
         return False
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)  # bad values: one line on stderr, exit status 2
+def run_reporting_errors(prog: str, action: Callable[[], Any], interrupted: str = "") -> int:
+    """Run a command's work; turn a user's mistake or a runtime failure into one line.
+
+    Returns the exit status: 0, 2 for usage errors, 1 for runtime failures, 130 for Ctrl-C
+    (whose message, if any, says what was saved; else ``interrupted``).
+    """
     try:
-        # A diverging run overflows before its loss turns NaN; that is reported as one
-        # line below, so NumPy's floating-point warnings would only add noise.
-        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            run(args)
+        action()
     except KeyboardInterrupt as exc:
-        print(f"{PROG}: interrupted; {one_line(exc) or 'nothing saved'}", file=sys.stderr)
+        detail = one_line(exc) or interrupted
+        print(f"{prog}: interrupted{'; ' + detail if detail else ''}", file=sys.stderr)
         return 130
     except UsageError as exc:
-        print(f"{PROG}: error: {one_line(exc)}", file=sys.stderr)
+        print(f"{prog}: error: {one_line(exc)}", file=sys.stderr)
         return 2
     except RUNTIME_ERRORS as exc:
-        print(f"{PROG}: error: {one_line(exc)}", file=sys.stderr)
+        print(f"{prog}: error: {one_line(exc)}", file=sys.stderr)
         return 1
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)  # bad values: one line on stderr, exit status 2
+
+    def train() -> None:
+        # A diverging run overflows before its loss turns NaN; that is reported as one
+        # line, so NumPy's floating-point warnings would only add noise.
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            run(args)
+
+    return run_reporting_errors(PROG, train, interrupted="nothing saved")
 
 
 if __name__ == "__main__":
