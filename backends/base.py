@@ -39,6 +39,21 @@ class BufferCache:
         return out
 
 
+def adam_scalars(
+    step: int, lr: float, beta1: float, beta2: float, weight_decay: float, decoupled: bool
+) -> tuple[float, float, float, float]:
+    """Per-step constants of Adam/AdamW: ``(step_size, inv_sqrt_bc2, l2, decay)``.
+
+    The update is ``g += l2*p; p *= decay; p -= step_size * m / (sqrt(v)*inv_sqrt_bc2 + eps)``,
+    PyTorch's arithmetic; Adam has ``decay = 1``, AdamW ``l2 = 0``.
+    """
+    step_size = lr / (1.0 - beta1**step)
+    inv_sqrt_bc2 = 1.0 / float(np.sqrt(1.0 - beta2**step))
+    if decoupled:
+        return step_size, inv_sqrt_bc2, 0.0, 1.0 - lr * weight_decay
+    return step_size, inv_sqrt_bc2, weight_decay, 1.0
+
+
 def check_activation(name: str) -> str:
     if name not in ACTIVATIONS:
         raise ValueError(f"unknown activation {name!r}: choose one of {', '.join(ACTIVATIONS)}")
@@ -363,17 +378,18 @@ class Backend:
         """
         self.check(param, grad, m, v)
         xp = self.xp
-        step_size = lr / (1.0 - beta1**step)
-        inv_sqrt_bc2 = 1.0 / np.sqrt(1.0 - beta2**step)
+        step_size, inv_sqrt_bc2, l2, decay = adam_scalars(
+            step, lr, beta1, beta2, weight_decay, decoupled
+        )
         for block in self._blocks(param.size):
             p, g, mb, vb = param[block], grad[block], m[block], v[block]
             tmp = self.scratch("opt_tmp", p.shape, p.dtype)
             tmp2 = self.scratch("opt_tmp2", p.shape, p.dtype)
-            if weight_decay and decoupled:
-                xp.multiply(p, 1.0 - lr * weight_decay, out=p)
-            elif weight_decay:  # L2: g + wd * p
-                xp.multiply(p, weight_decay, out=tmp2)
+            if l2:  # Adam's L2: g + wd * p
+                xp.multiply(p, l2, out=tmp2)
                 g = xp.add(tmp2, g, out=tmp2)
+            if decay != 1.0:  # AdamW: decay the weights themselves
+                xp.multiply(p, decay, out=p)
             # m = b1*m + (1-b1)*g ; v = b2*v + (1-b2)*g*g
             xp.multiply(mb, beta1, out=mb)
             xp.multiply(g, 1.0 - beta1, out=tmp)

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from .base import Backend, check_activation
+from .base import Backend, adam_scalars, check_activation
 from .errors import BackendUnavailable
 
 # Each activation as CUDA code: forward from its input ``x``, backward from its output ``y``.
@@ -344,10 +344,9 @@ class CupyBackend(Backend):
         decoupled: bool = False,
     ) -> None:
         self.check(param, grad, m, v)
-        step_size = lr / (1.0 - beta1**step)
-        inv_sqrt_bc2 = 1.0 / float(np.sqrt(1.0 - beta2**step))
-        l2 = 0.0 if decoupled else weight_decay
-        decay = 1.0 - lr * weight_decay if decoupled else 1.0
+        step_size, inv_sqrt_bc2, l2, decay = adam_scalars(
+            step, lr, beta1, beta2, weight_decay, decoupled
+        )
         t = param.dtype.type
         self._kernels["adam"](
             grad,

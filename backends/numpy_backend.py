@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from . import cpu_kernels
-from .base import OPTIMIZER_BLOCK, Backend
+from .base import OPTIMIZER_BLOCK, Backend, adam_scalars
 from .errors import BackendUnavailable
 
 
@@ -160,10 +160,9 @@ class NumpyBackend(Backend):
                 param, grad, m, v, step, lr, beta1, beta2, eps, weight_decay, decoupled
             )
         t = param.dtype.type
-        step_size = lr / (1.0 - beta1**step)
-        inv_sqrt_bc2 = 1.0 / np.sqrt(1.0 - beta2**step)
-        l2 = 0.0 if decoupled else weight_decay
-        decay = 1.0 - lr * weight_decay if decoupled else 1.0
+        step_size, inv_sqrt_bc2, l2, decay = adam_scalars(
+            step, lr, beta1, beta2, weight_decay, decoupled
+        )
         k.adam(
             param,
             grad,
