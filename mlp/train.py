@@ -66,24 +66,32 @@ def one_line(message: Any) -> str:
     return " ".join(str(message).split())
 
 
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
+def bounded(
+    convert: Callable[[str], Any], accepts: Callable[[Any], bool], expected: str
+) -> Callable[[str], Any]:
+    """An argparse type: ``convert`` the text, then require ``accepts(value)``.
+
+    Whatever fails (a non-number, NaN, out of range) gets the same one-line message.
+    """
+
+    def parse(text: str) -> Any:
+        try:
+            value = convert(text)
+        except ValueError:
+            value = None
+        if value is None or not accepts(value):
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+        return value
+
+    return parse
 
 
-def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
+_INF = float("inf")
+positive_int = bounded(int, lambda v: v > 0, "a positive integer")
+non_negative_int = bounded(int, lambda v: v >= 0, "an integer >= 0")
+positive_float = bounded(float, lambda v: 0.0 < v < _INF, "a positive number")
+non_negative_float = bounded(float, lambda v: 0.0 <= v < _INF, "a number >= 0")
+dropout_rate = bounded(float, lambda v: 0.0 <= v < 1.0, "a probability in [0, 1)")
 
 
 def hidden_sizes(text: str) -> list[int]:
@@ -104,36 +112,6 @@ def device_spec(text: str) -> str:
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
     return "cpu" if kind == "cpu" else f"cuda:{index}"
-
-
-def dropout_rate(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0.0 <= value < 1.0:
-        raise argparse.ArgumentTypeError(f"expected a probability in [0, 1), got {text!r}")
-    return value
-
-
-def non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
-    return value
-
-
-def non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0.0 <= value < float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
-    return value
 
 
 def output_file(text: str) -> Path:
