@@ -233,9 +233,16 @@ class Backend:
         return self.xp.argmax(x, axis=1)
 
     def all_finite(self, x: Any) -> bool:
-        """Whether ``x`` holds no NaN or infinity (reads one flag back from the device)."""
+        """Whether ``x`` holds no NaN or infinity (reads one flag back per chunk).
+
+        Chunked, so checking a training set never makes a mask as large as the set itself.
+        """
         self.check(x)
-        return bool(self.xp.isfinite(x).all())
+        flat = x.reshape(-1)
+        step = 1 << 20
+        return all(
+            bool(self.xp.isfinite(flat[i : i + step]).all()) for i in range(0, flat.size, step)
+        )
 
     def backprop_bias_activation(
         self, name: str, dy: Any, y: Any, grad_bias: Any, out: Any = None
