@@ -137,20 +137,14 @@ def plot_history(history: list[dict[str, Any]], path: str | os.PathLike, title: 
     fig = Figure(figsize=(10, 4), layout="constrained")
     FigureCanvasAgg(fig)
     loss_ax, acc_ax = fig.subplots(1, 2)
-    loss_ax.plot(epochs, [r["loss"] for r in history], marker="o", label="train")
-    if any("val_loss" in r for r in history):
-        loss_ax.plot(
-            epochs, [r.get("val_loss", math.nan) for r in history], marker="o", label="test"
-        )
-    loss_ax.set(xlabel="epoch", ylabel="cross-entropy loss", title="loss")
-    loss_ax.legend()
-    acc_ax.plot(epochs, [r["accuracy"] for r in history], marker="o", label="train")
-    if any("val_accuracy" in r for r in history):
-        acc_ax.plot(
-            epochs, [r.get("val_accuracy", math.nan) for r in history], marker="o", label="test"
-        )
-    acc_ax.set(xlabel="epoch", ylabel="accuracy", title="accuracy")
-    acc_ax.legend()
+    panels = ((loss_ax, "loss", "cross-entropy loss"), (acc_ax, "accuracy", "accuracy"))
+    for ax, key, ylabel in panels:
+        ax.plot(epochs, [r[key] for r in history], marker="o", label="train")
+        if any(f"val_{key}" in r for r in history):
+            test = [r.get(f"val_{key}", math.nan) for r in history]
+            ax.plot(epochs, test, marker="o", label="test")
+        ax.set(xlabel="epoch", ylabel=ylabel, title=key)
+        ax.legend()
     for ax in (loss_ax, acc_ax):
         ax.grid(alpha=0.3)
         ax.xaxis.get_major_locator().set_params(integer=True)
