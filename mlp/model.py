@@ -377,12 +377,12 @@ class MLP:
                 X_val, val_scale = self._device_inputs(validation_data[0])
                 y_val = self._device_labels(validation_data[1], X_val.shape[0])
             in_order = self._rows(n)
+            dropouts = [layer for layer in self.layers if isinstance(layer, Dropout)]
             for epoch in range(initial_epoch, epochs):
                 start_time = time.perf_counter()
                 order = in_order
                 if shuffle:  # drawn on the host so every device sees the same order
                     order = be.asarray(np.random.default_rng([seed, epoch]).permutation(n))
-                dropouts = [layer for layer in self.layers if isinstance(layer, Dropout)]
                 if dropouts:
                     dropout_rng = be.random_generator([seed, epoch, 1])
                     for layer in dropouts:
