@@ -17,6 +17,7 @@ from .runner import ROOT, run_command, run_task
 from .timing import QUIET
 from .workloads import (
     DATASET,
+    DEFAULT_WORKLOADS,
     EPOCH_SAMPLES,
     WORKLOADS,
     epoch_samples,
@@ -79,8 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--workloads",
         type=_choices("workload", tuple(WORKLOADS)),
-        default=list(WORKLOADS),
-        help="comma-separated: " + ",".join(WORKLOADS),
+        default=list(DEFAULT_WORKLOADS),
+        help="comma-separated, from " + ",".join(WORKLOADS),
     )
     p.add_argument(
         "--devices",
@@ -262,6 +263,22 @@ def finish_row(row: dict[str, Any], limit: dict[str, Any] | None) -> None:
         row["ratio_to_limit"] = row["median_seconds"] / limit["median_seconds"]
 
 
+def compare_to_torch(rows: list[dict[str, Any]]) -> None:
+    """Add each row's speed relative to PyTorch on the same workload and device.
+
+    ``speed_vs_torch`` is PyTorch's epoch time over this row's: above 1.0 is faster.
+    """
+    torch_seconds = {
+        (r["workload"], r["device"]): r["median_seconds"]
+        for r in rows
+        if r["impl"] == "torch" and r.get("status") == "ok"
+    }
+    for r in rows:
+        reference = torch_seconds.get((r["workload"], r["device"]))
+        if r["impl"] not in ("torch", "limit") and r.get("status") == "ok" and reference:
+            r["speed_vs_torch"] = reference / r["median_seconds"]
+
+
 def run_benchmark(
     args: argparse.Namespace,
     real: bool,
@@ -288,6 +305,7 @@ def run_benchmark(
             if row["status"] == "ok"
             else f"    {report.note(row)}"
         )
+        compare_to_torch(planned[:i])
         save(planned[:i])
     return planned
 

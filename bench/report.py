@@ -14,10 +14,23 @@ COLUMNS = (
     "implementation",
     "s/epoch",
     "× limit",
+    "vs PyTorch",
     "samples/s",
     "peak RSS",
     "GPU mem",
     "note",
+)
+#: The project's speed targets: (workload, device, metric, "min" or "max", bound).
+#: ``ratio_to_limit`` is lower-is-better, ``speed_vs_torch`` higher-is-better.
+TARGETS = (
+    ("tiny", "cpu", "speed_vs_torch", "min", 2.0),
+    ("std", "cpu", "ratio_to_limit", "max", 1.15),
+    ("big", "cpu", "ratio_to_limit", "max", 1.05),
+    ("std", "cuda", "speed_vs_torch", "min", 1.0),
+    ("std-b256", "cuda", "speed_vs_torch", "min", 1.0),
+    ("std-b1024", "cuda", "speed_vs_torch", "min", 1.0),
+    ("big", "cuda", "speed_vs_torch", "min", 0.95),
+    ("big", "cuda", "ratio_to_limit", "max", 1.3),
 )
 TTA_COLUMNS = ("implementation", "device", "seconds", "epochs", "test accuracy", "note")
 
@@ -50,12 +63,14 @@ def row_cells(row: dict[str, Any]) -> list[str]:
     """One result row as table cells."""
     ok = row["status"] == "ok"
     ratio = row.get("ratio_to_limit")
+    vs_torch = row.get("speed_vs_torch")
     return [
         row["workload"],
         row["device"],
         row["label"],
         f"{row['median_seconds']:.3f}" if ok else "—",
         f"{ratio:.2f}×" if ok and ratio is not None else "—",
+        f"{vs_torch:.2f}×" if ok and vs_torch is not None else "—",
         f"{row['samples_per_second']:,.0f}" if ok else "—",
         megabytes(row.get("peak_rss_bytes")) if ok else "—",
         megabytes(row.get("device_memory_bytes")) if ok and row["device"] != "cpu" else "—",
@@ -97,6 +112,7 @@ def text_table(header: tuple[str, ...], rows: list[list[str]]) -> str:
             numeric = name in (
                 "s/epoch",
                 "× limit",
+                "vs PyTorch",
                 "samples/s",
                 "peak RSS",
                 "GPU mem",
@@ -147,6 +163,24 @@ def machine_line(machine: dict[str, Any]) -> str:
     return " · ".join(parts)
 
 
+def target_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """One line per target whose row was measured: the figure, the bound, met or not."""
+    ours = {(r["workload"], r["device"]): r for r in rows if r["impl"] == "mlp"}
+    lines = []
+    for workload, device, metric, kind, bound in TARGETS:
+        value = ours.get((workload, device), {}).get(metric)
+        if value is None:
+            continue
+        met = value >= bound if kind == "min" else value <= bound
+        what = "vs PyTorch" if metric == "speed_vs_torch" else "× limit"
+        sign = "≥" if kind == "min" else "≤"
+        lines.append(
+            f"target {workload} on {device}: {value:.2f} {what} ({sign} {bound:g}): "
+            + ("met" if met else "NOT met")
+        )
+    return lines
+
+
 def summary_text(results: dict[str, Any], markdown: bool = False) -> str:
     """The whole report: header lines, the main table, time to accuracy, mlp-train's RSS."""
     table = markdown_table if markdown else text_table
@@ -157,6 +191,8 @@ def summary_text(results: dict[str, Any], markdown: bool = False) -> str:
         f"warm-up, median; limit: median of {cfg['limit_repeats']}; an epoch during which "
         f"other work used > {cfg['quiet_threshold']:.0%} of the machine is retried "
         f"(up to {cfg['max_extra']} more)",
+        "× limit: epoch time over the matmul-only limit (lower is better); vs PyTorch: "
+        "PyTorch's epoch time over this row's, same workload and device (higher is faster)",
     ]
     short = sorted(
         {
@@ -168,6 +204,9 @@ def summary_text(results: dict[str, Any], markdown: bool = False) -> str:
     for workload, device, steps, full in short:
         lines.append(f"note: {workload} on {device}: epochs cut to {steps} of {full} steps")
     lines += ["", table(COLUMNS, [row_cells(r) for r in results["rows"]])]
+    targets = target_lines(results["rows"])
+    if targets:
+        lines += ["", *targets]
     tta = results.get("time_to_accuracy") or {}
     if tta.get("rows"):
         lines += [

@@ -51,7 +51,12 @@ WORKLOADS: dict[str, Workload] = {
     "tiny": Workload("tiny", (784, 128, 10), 64, "momentum", 0.01),
     "std": Workload("std", (784, 512, 256, 10), 128, "adam", 1e-3),
     "big": Workload("big", (784, 2048, 2048, 10), 512, "adam", 1e-3),
+    # std with larger batches: fewer, larger products per epoch, where a GPU pulls ahead.
+    "std-b256": Workload("std-b256", (784, 512, 256, 10), 256, "adam", 1e-3),
+    "std-b1024": Workload("std-b1024", (784, 512, 256, 10), 1024, "adam", 1e-3),
 }
+#: What ``python -m bench`` runs unless told otherwise.
+DEFAULT_WORKLOADS = ("tiny", "std", "big")
 
 
 def epoch_samples(workload: Workload, steps: int | None = None) -> int:

@@ -100,3 +100,38 @@ def test_report_formats_failed_rows():
            "reason": "torch is not installed"}  # fmt: skip
     cells = report.row_cells(row)
     assert cells[3] == "—" and cells[-1] == "missing: torch is not installed"
+
+
+def test_speed_vs_torch_and_targets():
+    def row(workload, device, impl, seconds, status="ok"):
+        return {"workload": workload, "device": device, "impl": impl, "status": status,
+                "median_seconds": seconds}  # fmt: skip
+
+    rows = [
+        row("std", "cuda", "limit", 0.5),
+        row("std", "cuda", "mlp", 2.0),
+        row("std", "cuda", "torch", 3.0),
+        row("big", "cuda", "mlp", 4.0),
+        row("big", "cuda", "torch", 3.0),
+        row("std", "cpu", "mlp", 1.0),
+        row("std", "cpu", "torch", 9.0, status="failed"),
+    ]
+    rows[3]["ratio_to_limit"] = 1.25
+    cli.compare_to_torch(rows)
+    assert rows[1]["speed_vs_torch"] == pytest.approx(1.5)
+    assert rows[3]["speed_vs_torch"] == pytest.approx(0.75)
+    assert "speed_vs_torch" not in rows[0] and "speed_vs_torch" not in rows[2]
+    assert "speed_vs_torch" not in rows[5]  # its PyTorch row failed: nothing to compare to
+    assert report.target_lines(rows) == [
+        "target std on cuda: 1.50 vs PyTorch (≥ 1): met",
+        "target big on cuda: 0.75 vs PyTorch (≥ 0.95): NOT met",
+        "target big on cuda: 1.25 × limit (≤ 1.3): met",
+    ]
+
+
+def test_batch_size_variants_share_the_std_model():
+    for name, batch in (("std-b256", 256), ("std-b1024", 1024)):
+        variant = WORKLOADS[name]
+        assert variant.sizes == WORKLOADS["std"].sizes and variant.batch_size == batch
+        assert variant.optimizer == "adam"
+    assert cli.build_parser().parse_args([]).workloads == ["tiny", "std", "big"]
