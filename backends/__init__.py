@@ -6,12 +6,13 @@ returns the backend for it. CuPy is imported only when a CUDA backend is asked f
 
 from __future__ import annotations
 
-from .base import ACTIVATIONS, Backend
+from .base import ACTIVATIONS, PRECISIONS, Backend, check_precision
 from .errors import BackendUnavailable
 from .numpy_backend import NumpyBackend
 
 __all__ = [
     "ACTIVATIONS",
+    "PRECISIONS",
     "Backend",
     "BackendUnavailable",
     "NumpyBackend",
@@ -37,17 +38,19 @@ def parse_device(spec: str) -> tuple[str, int]:
     raise ValueError(f"unknown device {spec!r}: use cpu, cuda or cuda:N (N = GPU index)")
 
 
-def get_backend(spec: str | Backend = "cpu", tf32: bool = False) -> Backend:
+def get_backend(spec: str | Backend = "cpu", precision: str = "float32") -> Backend:
     """The backend for a device spec; a ``Backend`` passes through unchanged.
 
-    ``tf32=True`` lets a CUDA backend run float32 matmuls on TF32 tensor cores (the CPU
-    has no such mode and ignores it).
+    ``precision`` sets how float32 matmuls run: ``float32`` (exact), ``tf32`` (TF32 tensor
+    cores) or ``bf16`` (bfloat16 operands, float32 accumulation). A CUDA GPU runs them on
+    its tensor cores; the CPU emulates their rounding, to reproduce a GPU's numerics.
     """
     if isinstance(spec, Backend):
         return spec
+    check_precision(precision)
     kind, index = parse_device(spec)
     if kind == "cpu":
-        return NumpyBackend()
+        return NumpyBackend(precision=precision)
     from .cupy_backend import CupyBackend  # lazy: CPU users never import CuPy
 
-    return CupyBackend(index, tf32=tf32)
+    return CupyBackend(index, precision=precision)

@@ -54,6 +54,18 @@ def adam_scalars(
     return step_size, inv_sqrt_bc2, weight_decay, 1.0
 
 
+#: Matmul precisions, each as the mantissa bits a float32 operand keeps: ``float32`` exact,
+#: ``tf32`` (TF32 tensor cores) and ``bf16`` (bfloat16 operands); products accumulate in
+#: float32 in every case, and float64 matmuls are never reduced.
+PRECISIONS = {"float32": 23, "tf32": 10, "bf16": 7}
+
+
+def check_precision(name: str) -> str:
+    if name not in PRECISIONS:
+        raise ValueError(f"unknown precision {name!r}: choose one of {', '.join(PRECISIONS)}")
+    return name
+
+
 def check_activation(name: str) -> str:
     if name not in ACTIVATIONS:
         raise ValueError(f"unknown activation {name!r}: choose one of {', '.join(ACTIVATIONS)}")
@@ -70,11 +82,13 @@ class Backend:
     #: Block size of the optimizer update; ``None`` updates the whole buffer at once.
     optimizer_block: int | None = None
 
-    def __init__(self) -> None:
+    def __init__(self, precision: str = "float32") -> None:
         self._scratch = BufferCache(self, limit=256)
+        #: Precision of float32 matmuls (see ``PRECISIONS``); everything else stays float32.
+        self.precision = check_precision(precision)
 
     def __repr__(self) -> str:
-        return f"<{type(self).__name__} device={self.device!r}>"
+        return f"<{type(self).__name__} device={self.device!r} precision={self.precision!r}>"
 
     # ------------------------------------------------------------------ memory and transfer
     def asarray(self, a: Any, dtype: Any = None) -> Any:
@@ -134,9 +148,53 @@ class Backend:
     def matmul(
         self, a: Any, b: Any, out: Any = None, transpose_a: bool = False, transpose_b: bool = False
     ) -> Any:
-        """``op(a) @ op(b)``; transposes are views, so BLAS reads them without copies."""
+        """``op(a) @ op(b)``; transposes are views, so BLAS reads them without copies.
+
+        A float32 product runs at the backend's ``precision``: see ``matmul_reduced``.
+        """
         self.check(a, b)
+        if self.precision != "float32" and a.dtype == b.dtype == np.float32:
+            return self.matmul_reduced(a, b, out, transpose_a, transpose_b)
         return self.xp.matmul(a.T if transpose_a else a, b.T if transpose_b else b, out=out)
+
+    def matmul_reduced(self, a: Any, b: Any, out: Any, transpose_a: bool, transpose_b: bool) -> Any:
+        """A float32 product with operands rounded to the precision's mantissa bits.
+
+        This body emulates what tensor cores do (round the inputs, accumulate in float32), so
+        a CPU run reproduces a GPU's reduced-precision numerics; the CUDA backend overrides it
+        with the real thing.
+        """
+        bits = PRECISIONS[self.precision]
+        a = self.round_mantissa(a, bits, out=self.scratch("matmul_a", a.shape, a.dtype))
+        b = self.round_mantissa(b, bits, out=self.scratch("matmul_b", b.shape, b.dtype))
+        return self.xp.matmul(a.T if transpose_a else a, b.T if transpose_b else b, out=out)
+
+    def round_mantissa(self, x: Any, bits: int, out: Any = None) -> Any:
+        """float32 ``x`` rounded to ``bits`` mantissa bits, to nearest, ties to even.
+
+        Overflow rounds to infinity as the narrower format would; NaN stays NaN (the rounding
+        carry alone could turn one into an infinity or a zero).
+        """
+        self.check(x)
+        if x.dtype != np.float32 or not 0 < bits <= 23:
+            raise ValueError(f"round_mantissa takes float32 and 1..23 bits, got {x.dtype}, {bits}")
+        xp = self.xp
+        out = xp.empty_like(x) if out is None else out
+        drop = 23 - bits
+        if drop == 0:
+            xp.copyto(out, x)
+            return out
+        u = x.view(np.uint32)
+        r = out.view(np.uint32)
+        xp.right_shift(u, np.uint32(drop), out=r)  # the lowest kept bit decides ties
+        xp.bitwise_and(r, np.uint32(1), out=r)
+        xp.add(r, np.uint32((1 << drop) - 1 >> 1), out=r)
+        xp.add(r, u, out=r)
+        xp.bitwise_and(r, np.uint32((0xFFFFFFFF >> drop) << drop), out=r)
+        nan = self.scratch("round_nan", x.shape, bool)
+        xp.isnan(x, out=nan)
+        xp.copyto(r, u, where=nan)
+        return out
 
     def bias_add(self, x: Any, bias: Any, out: Any = None) -> Any:
         """``x + bias`` broadcast over rows; pass ``out=x`` to add in place."""

@@ -102,6 +102,14 @@ def _elementwise_specs() -> dict[str, tuple[str, str, str]]:
         "const long long r = i / cols;"
         " out = (T)source[(long long)rows[r] * cols + (i - r * cols)] * scale;",
     )
+    # float32 -> bfloat16 bits, rounded to nearest even; NaN stays a (quiet) NaN.
+    specs["to_bf16"] = (
+        "float32 x",
+        "uint16 y",
+        "const unsigned int u = __float_as_uint(x);"
+        " y = (unsigned short)((u & 0x7fffffffu) > 0x7f800000u"
+        " ? (u >> 16) | 0x40u : (u + 0x7fffu + ((u >> 16) & 1u)) >> 16);",
+    )
     specs["adam"] = (
         "T g, T step_size, T inv_sqrt_bc2, T beta1, T beta2, T eps, T l2, T decay",
         "T p, T m, T v",
@@ -142,19 +150,29 @@ def _kernels() -> dict[str, Any]:
     return kernels
 
 
-def _enable_tf32(cupy: Any, device: Any) -> None:
-    """Let cuBLAS round float32 matmul inputs to TF32 (tensor cores; ~1e-3 relative error).
+# cuBLAS's enum values (library_types.h, cublas_api.h): a stable ABI, checked by the tests.
+CUDA_R_32F = 0
+CUDA_R_16BF = 14
+CUBLAS_COMPUTE_32F = 68
+CUBLAS_GEMM_DEFAULT = -1
+CUBLAS_OP_N, CUBLAS_OP_T = 0, 1
+CUBLAS_POINTER_MODE_HOST = 0
 
-    CuPy reads ``CUPY_TF32`` only before its first float32 matmul, so set the compute type
-    directly when CuPy offers it. It is process-wide, as it is in CuPy itself.
-    """
-    import os
 
-    os.environ["CUPY_TF32"] = "1"
+def _cublas() -> Any:
+    """CuPy's cuBLAS bindings (their module moved between CuPy versions)."""
+    try:
+        from cupy_backends.cuda.libs import cublas
+    except ImportError:
+        from cupy.cuda import cublas
+    return cublas
+
+
+def _linalg_settings(cupy: Any) -> Any:
+    """CuPy's module holding the float32 matmul compute type, or None where it has none."""
     linalg = getattr(getattr(cupy, "_core", None), "_routines_linalg", None)
-    if linalg is not None and hasattr(linalg, "set_compute_type"):
-        with device:
-            linalg.set_compute_type(np.float32, linalg.COMPUTE_TYPE_TF32)
+    needed = ("set_compute_type", "get_compute_type", "COMPUTE_TYPE_TF32")
+    return linalg if linalg is not None and all(hasattr(linalg, n) for n in needed) else None
 
 
 class CupyBackend(Backend):
@@ -162,8 +180,8 @@ class CupyBackend(Backend):
 
     name = "cupy"
 
-    def __init__(self, index: int = 0, tf32: bool = False) -> None:
-        super().__init__()
+    def __init__(self, index: int = 0, precision: str = "float32") -> None:
+        super().__init__(precision)
         cupy = _import_cupy()
         try:
             count = cupy.cuda.runtime.getDeviceCount()
@@ -185,12 +203,9 @@ class CupyBackend(Backend):
         self._device = cupy.cuda.Device(index)
         self._kernels = _kernels()
         self._ones: dict[tuple, Any] = {}
-        self.tf32 = bool(tf32)
-        if self.tf32:
-            _enable_tf32(cupy, self._device)
-
-    def __repr__(self) -> str:
-        return f"<CupyBackend device={self.device!r} tf32={self.tf32}>"
+        self._linalg = _linalg_settings(cupy)
+        self._bf16: dict[str, Any] = {}  # grow-only bfloat16 copies of matmul operands
+        self._one_zero = np.array([1.0, 0.0], np.float32)  # host alpha and beta for cuBLAS
 
     # ------------------------------------------------------------------ memory and transfer
     def asarray(self, a: Any, dtype: Any = None) -> Any:
@@ -227,6 +242,84 @@ class CupyBackend(Backend):
     def activated(self) -> Iterator[None]:
         with self._device:
             yield
+
+    # ------------------------------------------------------------------ reduced-precision matmul
+    def matmul_reduced(self, a: Any, b: Any, out: Any, transpose_a: bool, transpose_b: bool) -> Any:
+        """TF32 or bf16 tensor-core products; the base class's emulation where neither fits."""
+        if self.precision == "bf16" and a.ndim == b.ndim == 2 and a.size and b.size:
+            return self._matmul_bf16(a, b, out, transpose_a, transpose_b)
+        if self.precision == "tf32" and self._linalg is not None:
+            with self._float32_compute_type(self._linalg.COMPUTE_TYPE_TF32):
+                return self.xp.matmul(a.T if transpose_a else a, b.T if transpose_b else b, out=out)
+        return super().matmul_reduced(a, b, out, transpose_a, transpose_b)
+
+    @contextlib.contextmanager
+    def _float32_compute_type(self, compute_type: Any) -> Iterator[None]:
+        """Switch CuPy's float32 matmul compute type for one product: it is process-wide
+        in CuPy, and another backend in this process may want exact float32."""
+        linalg = self._linalg
+        before = linalg.get_compute_type(np.float32)
+        linalg.set_compute_type(np.float32, compute_type)
+        try:
+            yield
+        finally:
+            linalg.set_compute_type(np.float32, before)
+
+    def _to_bf16(self, x: Any, role: str) -> Any:
+        """``x`` as bfloat16 bits (uint16, C-contiguous) in a buffer reused across steps."""
+        buffer = self._bf16.get(role)
+        if buffer is None or buffer.size < x.size:
+            with self._device:
+                buffer = self._bf16[role] = self.xp.empty(x.size, np.uint16)
+        bits = buffer[: x.size].reshape(x.shape)
+        self._kernels["to_bf16"](x, bits)
+        return bits
+
+    def _matmul_bf16(self, a: Any, b: Any, out: Any, transpose_a: bool, transpose_b: bool) -> Any:
+        """bfloat16 operands, float32 accumulation and a float32 result, in one cuBLAS GEMM.
+
+        cuBLAS is column-major: a row-major C = op(A)·op(B) is the column-major
+        Cᵀ = op(B)ᵀ·op(A)ᵀ, and a stored row-major matrix read column-major is its transpose.
+        """
+        m, k = a.shape[::-1] if transpose_a else a.shape
+        k_b, n = b.shape[::-1] if transpose_b else b.shape
+        if k != k_b:
+            raise ValueError(f"matmul: shapes {a.shape} and {b.shape} do not line up")
+        if out is not None and out.shape != (m, n):
+            raise ValueError(f"matmul: out has shape {out.shape}, the product is {(m, n)}")
+        direct = out is not None and out.dtype == np.float32 and out.flags.c_contiguous
+        result = out if direct else self.empty((m, n), np.float32)
+        a16, b16 = self._to_bf16(a, "a"), self._to_bf16(b, "b")
+        cublas = _cublas()
+        alpha = self._one_zero.ctypes.data
+        with self._device:
+            handle = self.xp.cuda.device.get_cublas_handle()
+            cublas.setPointerMode(handle, CUBLAS_POINTER_MODE_HOST)
+            cublas.gemmEx(
+                handle,
+                CUBLAS_OP_T if transpose_b else CUBLAS_OP_N,
+                CUBLAS_OP_T if transpose_a else CUBLAS_OP_N,
+                n,
+                m,
+                k,
+                alpha,
+                b16.data.ptr,
+                CUDA_R_16BF,
+                b.shape[1],
+                a16.data.ptr,
+                CUDA_R_16BF,
+                a.shape[1],
+                alpha + 4,  # beta = 0: the second float
+                result.data.ptr,
+                CUDA_R_32F,
+                n,
+                CUBLAS_COMPUTE_32F,
+                CUBLAS_GEMM_DEFAULT,
+            )
+        if out is None or result is out:
+            return result
+        out[...] = result
+        return out
 
     # ------------------------------------------------------------------ fused ops
     def sum_rows(self, x: Any, out: Any = None) -> Any:

@@ -35,8 +35,8 @@ class NumpyBackend(Backend):
     array_type = np.ndarray
     optimizer_block = OPTIMIZER_BLOCK
 
-    def __init__(self, use_numba: bool | None = None) -> None:
-        super().__init__()
+    def __init__(self, use_numba: bool | None = None, precision: str = "float32") -> None:
+        super().__init__(precision)
         self.kernels = None if use_numba is False else cpu_kernels.load()
         if use_numba and self.kernels is None:
             raise BackendUnavailable(
@@ -44,7 +44,8 @@ class NumpyBackend(Backend):
             )
 
     def __repr__(self) -> str:
-        return f"<NumpyBackend device='cpu' numba={self.kernels is not None}>"
+        numba = self.kernels is not None
+        return f"<NumpyBackend device='cpu' numba={numba} precision={self.precision!r}>"
 
     def to_numpy(self, a: Any) -> np.ndarray:
         self.check(a)

@@ -15,7 +15,7 @@ from typing import Any, NoReturn
 
 import numpy as np
 
-from backends import BackendUnavailable, get_backend, parse_device
+from backends import PRECISIONS, BackendUnavailable, get_backend, parse_device
 
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .data import DATASETS, SPLITS, Dataset, DatasetNotFound, load_dataset
@@ -162,9 +162,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=non_negative_int, default=0)
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     p.add_argument(
+        "--precision",
+        choices=tuple(PRECISIONS),
+        default="float32",
+        help="float32 matmuls: exact, on TF32 tensor cores (~1e-3 relative error), or with "
+        "bfloat16 operands and float32 accumulation (~1e-2); weights, gradients and optimizer "
+        "state stay float32. CUDA runs them on tensor cores; the CPU emulates the rounding",
+    )
+    p.add_argument(
         "--tf32",
-        action="store_true",
-        help="CUDA: run float32 matmuls on TF32 tensor cores (faster, ~1e-3 relative error)",
+        dest="precision",
+        action="store_const",
+        const="tf32",
+        help="the same as --precision tf32",
     )
     g = p.add_argument_group("checkpoints, logs and downloads")
     g.add_argument(
@@ -220,9 +230,14 @@ def run(args: argparse.Namespace, out: Any = None, err: Any = None) -> dict[str,
     """
     out = sys.stdout if out is None else out
     err = sys.stderr if err is None else err
+    if args.precision != "float32" and args.dtype != "float32":
+        raise UsageError(
+            f"--precision {args.precision} reduces float32 matmuls only: "
+            f"drop it, or use --dtype float32"
+        )
     if args.plot is not None:
         check_plot_available()
-    backend = get_backend(args.device, tf32=args.tf32)
+    backend = get_backend(args.device, precision=args.precision)
     checkpoint = load_checkpoint(args.resume) if args.resume else None
     if checkpoint is not None and checkpoint.epoch > args.epochs:
         raise UsageError(

@@ -46,6 +46,25 @@ def backend(request):
     return backend_or_skip(request.param)
 
 
+@pytest.fixture(params=BACKENDS)
+def backend_kind(request) -> str:
+    """A backend's name, for tests that build it themselves (see ``make_backend``)."""
+    return request.param
+
+
+@pytest.fixture
+def make_backend():
+    """``make_backend(kind, precision)``: a fresh backend, skipping CUDA as ``backend`` does."""
+
+    def make(kind: str, precision: str = "float32"):
+        if kind == "cpu-nonumba":
+            return NumpyBackend(use_numba=False, precision=precision)
+        backend_or_skip(kind)
+        return get_backend(kind, precision=precision)
+
+    return make
+
+
 @pytest.fixture
 def cuda_backend():
     return backend_or_skip("cuda")

@@ -21,21 +21,9 @@ ACTS = ["relu", "sigmoid", "tanh"]
 
 @pytest.fixture
 def gpu(cuda_backend):
-    """The CUDA backend with true float32 matmuls.
-
-    TF32 (``tf32=True``) is process-wide in CuPy once any backend turns it on, and would blur
-    float32 parity to ~1e-3; force the default compute type for these tests, then restore it.
-    """
-    linalg = getattr(getattr(cuda_backend.xp, "_core", None), "_routines_linalg", None)
-    if linalg is None or not hasattr(linalg, "get_compute_type"):
-        yield cuda_backend
-        return
-    before = linalg.get_compute_type(np.float32)
-    linalg.set_compute_type(np.float32, getattr(linalg, "COMPUTE_TYPE_DEFAULT", 1))
-    try:
-        yield cuda_backend
-    finally:
-        linalg.set_compute_type(np.float32, before)
+    """The CUDA backend at its default precision: true float32 matmuls."""
+    assert cuda_backend.precision == "float32"
+    return cuda_backend
 
 
 def blobs(n, classes=4, features=20, seed=0):
