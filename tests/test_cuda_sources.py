@@ -13,12 +13,19 @@ import subprocess
 
 import pytest
 
+from backends import cupy_backend
 from backends.cupy_backend import ELEMENTWISE, SOFTMAX_XENT
 
 NVCC = shutil.which("nvcc")
 pytestmark = pytest.mark.skipif(NVCC is None, reason="nvcc (CUDA toolkit) not installed")
 
-_CTYPES = {"int64": "long long", "int32": "int", "float32": "float", "float64": "double"}
+_CTYPES = {
+    "int64": "long long",
+    "int32": "int",
+    "uint16": "unsigned short",
+    "float32": "float",
+    "float64": "double",
+}
 
 
 def _param(decl: str, output: bool) -> tuple[str, str]:
@@ -88,3 +95,12 @@ def test_wrapper_catches_a_broken_kernel(tmp_path):
     broken = elementwise_source("sgd", "float", (inputs, outputs, operation + " p += oops;"))
     with pytest.raises(AssertionError, match="does not compile"):
         compile_cuda(tmp_path, "broken", broken)
+
+
+def test_cuda_enum_values_match_the_toolkit(tmp_path):
+    """The data-type codes handed to cuBLAS's GemmEx are the toolkit's own."""
+    checks = "\n".join(
+        f'static_assert({name} == {getattr(cupy_backend, name)}, "{name}");'
+        for name in ("CUDA_R_32F", "CUDA_R_16BF")
+    )
+    compile_cuda(tmp_path, "enums", f"#include <library_types.h>\n{checks}\n")
