@@ -55,11 +55,22 @@ def write_dataset(
     return folder
 
 
-if __name__ == "__main__":  # python -m mlp.synthetic FOLDER [N_TRAIN N_TEST] (plain IDX: fast)
-    import sys
+def main(argv: list[str] | None = None) -> None:
+    """``python -m mlp.synthetic FOLDER [N_TRAIN N_TEST]``: plain (fast) IDX files."""
+    import argparse
 
-    args = sys.argv[1:]
-    if not args:
-        sys.exit("usage: python -m mlp.synthetic FOLDER [N_TRAIN N_TEST]")
-    counts = [int(a) for a in args[1:3]]
-    print(write_dataset(args[0], *counts, gz=False))
+    p = argparse.ArgumentParser(
+        prog="python -m mlp.synthetic",
+        description="Write a learnable MNIST-shaped dataset as IDX files (for offline runs).",
+    )
+    p.add_argument("folder", type=Path)
+    p.add_argument("n_train", type=int, nargs="?", default=60_000)
+    p.add_argument("n_test", type=int, nargs="?", default=10_000)
+    args = p.parse_args(argv)
+    if args.n_train <= 0 or args.n_test <= 0:
+        p.error("N_TRAIN and N_TEST must be positive")
+    print(write_dataset(args.folder, args.n_train, args.n_test, gz=False))
+
+
+if __name__ == "__main__":
+    main()

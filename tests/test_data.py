@@ -330,3 +330,19 @@ def _reencode(array, code):
     dtype = {0x08: "u1", 0x09: "i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}[code]
     header = bytes([0, 0, code, array.ndim]) + np.asarray(array.shape, ">u4").tobytes()
     return header + array.astype(dtype).tobytes()
+
+
+def test_synthetic_command_writes_a_dataset_and_help_writes_nothing(tmp_path, monkeypatch, capsys):
+    from mlp.data import load_dataset
+    from mlp.synthetic import main
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exc:
+        main(["--help"])
+    assert exc.value.code == 0 and list(tmp_path.iterdir()) == []
+    main([str(tmp_path / "data"), "120", "30"])
+    data = load_dataset("fashion-mnist", tmp_path / "data")
+    assert data.X_train.shape == (120, 784) and data.X_test.shape == (30, 784)
+    with pytest.raises(SystemExit) as exc:
+        main([str(tmp_path / "more"), "0", "5"])
+    assert exc.value.code == 2 and not (tmp_path / "more").exists()
