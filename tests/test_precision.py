@@ -16,8 +16,6 @@ from backends import PRECISIONS, NumpyBackend, get_backend
 from mlp import MLP, Adam
 from mlp.synthetic import make_images
 
-ml_dtypes = pytest.importorskip("ml_dtypes")  # in the test extra: the independent bf16
-
 
 def op(x, transpose):
     return x.T if transpose else x
@@ -31,6 +29,7 @@ def rounded(x: np.ndarray, bits: int) -> np.ndarray:
 
 
 def test_round_mantissa_bf16_is_ml_dtypes_bfloat16():
+    ml_dtypes = pytest.importorskip("ml_dtypes")  # in the test extra: an independent bfloat16
     rng = np.random.default_rng(0)
     bits = rng.integers(0, 2**32, size=500_000, dtype=np.uint64).astype(np.uint32)
     x = bits.view(np.float32)  # normals, subnormals, infinities, NaNs, both signs
