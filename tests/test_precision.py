@@ -74,7 +74,7 @@ def test_reduced_matmul(backend_kind, make_backend, precision, transpose_a, tran
     be = make_backend(kind, precision)
     assert be.precision == precision
     rng = np.random.default_rng(1)
-    m, k, n = 37, 300, 23
+    m, k, n = 40, 304, 24  # multiples of 8: shapes cuBLAS gives to its tensor-core kernels
     a = rng.standard_normal((k, m) if transpose_a else (m, k)).astype(np.float32)
     b = rng.standard_normal((n, k) if transpose_b else (k, n)).astype(np.float32)
     exact = op(a, transpose_a).astype(np.float64) @ op(b, transpose_b)
@@ -86,15 +86,19 @@ def test_reduced_matmul(backend_kind, make_backend, precision, transpose_a, tran
     returned = be.matmul(da, db, out=out, transpose_a=transpose_a, transpose_b=transpose_b)
     assert returned is out and be.is_array(out)
     got = be.to_numpy(out).astype(np.float64)
+    np.testing.assert_array_equal(be.to_numpy(da), a)  # operands untouched
+    np.testing.assert_array_equal(be.to_numpy(db), b)
 
     scale = np.abs(op(a, transpose_a)) @ np.abs(op(b, transpose_b))  # error bounds scale so
     error = np.max(np.abs(got - exact) / scale)
     unit = 2.0**-bits
-    assert 0.01 * unit < error < unit  # rounded: far above float32's ~1e-7, within a unit
-    if not (precision == "tf32" and kind == "cuda"):  # cuBLAS rounds TF32 its own way
-        assert np.max(np.abs(got - expected) / scale) < 1e-6  # the same rounding exactly
-    np.testing.assert_array_equal(be.to_numpy(da), a)  # operands untouched
-    np.testing.assert_array_equal(be.to_numpy(db), b)
+    assert error < unit
+    if precision == "tf32" and kind == "cuda":
+        # cuBLAS's TF32 mode allows tensor cores but may pick a float32 kernel, and rounds
+        # its own way: only the bound holds for certain.
+        return
+    assert error > 0.01 * unit  # rounded: far above float32's ~1e-7
+    assert np.max(np.abs(got - expected) / scale) < 1e-6  # the same rounding exactly
 
 
 def test_reduced_matmul_outputs_and_float64(backend_kind, make_backend):
