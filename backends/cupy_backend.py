@@ -159,6 +159,25 @@ CUBLAS_OP_N, CUBLAS_OP_T = 0, 1
 CUBLAS_POINTER_MODE_HOST = 0
 
 
+def cublas_gemm_arguments(
+    a_shape: tuple[int, int], b_shape: tuple[int, int], transpose_a: bool, transpose_b: bool
+) -> tuple[int, int, int, int, int, int, int, int]:
+    """``(op_b, op_a, m, n, k, ld_b, ld_a, ld_c)``: cuBLAS's GEMM for row-major op(A)·op(B).
+
+    cuBLAS is column-major: a row-major C = op(A)·op(B) is the column-major
+    Cᵀ = op(B)ᵀ·op(A)ᵀ, and a stored row-major matrix, read column-major, is its transpose.
+    So B comes first, each operand keeps its own transpose flag, and every leading
+    dimension is a stored row's length. Raises ``ValueError`` when the shapes do not fit.
+    """
+    rows, inner = a_shape[::-1] if transpose_a else a_shape
+    inner_b, cols = b_shape[::-1] if transpose_b else b_shape
+    if inner != inner_b:
+        raise ValueError(f"matmul: shapes {a_shape} and {b_shape} do not line up")
+    op_b = CUBLAS_OP_T if transpose_b else CUBLAS_OP_N
+    op_a = CUBLAS_OP_T if transpose_a else CUBLAS_OP_N
+    return op_b, op_a, cols, rows, inner, b_shape[1], a_shape[1], cols
+
+
 def _cublas() -> Any:
     """CuPy's cuBLAS bindings (their module moved between CuPy versions)."""
     try:
@@ -276,20 +295,35 @@ class CupyBackend(Backend):
         return bits
 
     def _matmul_bf16(self, a: Any, b: Any, out: Any, transpose_a: bool, transpose_b: bool) -> Any:
-        """bfloat16 operands, float32 accumulation and a float32 result, in one cuBLAS GEMM.
-
-        cuBLAS is column-major: a row-major C = op(A)·op(B) is the column-major
-        Cᵀ = op(B)ᵀ·op(A)ᵀ, and a stored row-major matrix read column-major is its transpose.
-        """
-        m, k = a.shape[::-1] if transpose_a else a.shape
-        k_b, n = b.shape[::-1] if transpose_b else b.shape
-        if k != k_b:
-            raise ValueError(f"matmul: shapes {a.shape} and {b.shape} do not line up")
-        if out is not None and out.shape != (m, n):
-            raise ValueError(f"matmul: out has shape {out.shape}, the product is {(m, n)}")
-        direct = out is not None and out.dtype == np.float32 and out.flags.c_contiguous
-        result = out if direct else self.empty((m, n), np.float32)
+        """bfloat16 operands, float32 accumulation and a float32 result, in one cuBLAS GEMM."""
         a16, b16 = self._to_bf16(a, "a"), self._to_bf16(b, "b")
+        return self.gemm(a16, b16, out, transpose_a, transpose_b, CUDA_R_16BF)
+
+    def gemm(
+        self,
+        a: Any,
+        b: Any,
+        out: Any = None,
+        transpose_a: bool = False,
+        transpose_b: bool = False,
+        input_type: int = CUDA_R_32F,
+    ) -> Any:
+        """float32 ``op(a)·op(b)`` straight through cuBLAS's GemmEx (C-contiguous 2-D operands
+        of ``input_type``: float32 or bfloat16 bits), float32 accumulation and result.
+
+        The bf16 path uses it; for float32 it is the alternative to ``cupy.matmul`` that the
+        op-overhead benchmark (``python -m bench.ops``) times against it.
+        """
+        # m, n are cuBLAS's (column-major) sizes: the row-major result is n × m
+        op_b, op_a, m, n, k, ld_b, ld_a, ld_c = cublas_gemm_arguments(
+            a.shape, b.shape, transpose_a, transpose_b
+        )
+        if not (a.flags.c_contiguous and b.flags.c_contiguous):
+            raise ValueError("gemm takes C-contiguous operands")
+        if out is not None and out.shape != (n, m):
+            raise ValueError(f"matmul: out has shape {out.shape}, the product is {(n, m)}")
+        direct = out is not None and out.dtype == np.float32 and out.flags.c_contiguous
+        result = out if direct else self.empty((n, m), np.float32)
         cublas = _cublas()
         alpha = self._one_zero.ctypes.data
         with self._device:
@@ -297,22 +331,22 @@ class CupyBackend(Backend):
             cublas.setPointerMode(handle, CUBLAS_POINTER_MODE_HOST)
             cublas.gemmEx(
                 handle,
-                CUBLAS_OP_T if transpose_b else CUBLAS_OP_N,
-                CUBLAS_OP_T if transpose_a else CUBLAS_OP_N,
-                n,
+                op_b,
+                op_a,
                 m,
+                n,
                 k,
                 alpha,
-                b16.data.ptr,
-                CUDA_R_16BF,
-                b.shape[1],
-                a16.data.ptr,
-                CUDA_R_16BF,
-                a.shape[1],
+                b.data.ptr,
+                input_type,
+                ld_b,
+                a.data.ptr,
+                input_type,
+                ld_a,
                 alpha + 4,  # beta = 0: the second float
                 result.data.ptr,
                 CUDA_R_32F,
-                n,
+                ld_c,
                 CUBLAS_COMPUTE_32F,
                 CUBLAS_GEMM_DEFAULT,
             )
