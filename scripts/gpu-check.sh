@@ -31,7 +31,7 @@ stage() {  # stage NAME SECONDS COMMAND...: run with a time limit, log to $OUT/N
     $PY -c 'import sys, numpy, cupy; print("python", sys.version.split()[0], "numpy", numpy.__version__, "cupy", cupy.__version__)' 2>&1
 } | tee "$OUT/machine.txt"
 
-stage cuda-tests 135 $PY -m pytest -q -m cuda -p no:cacheprovider --durations=10 tests
+stage cuda-tests 125 $PY -m pytest -q -m cuda -p no:cacheprovider --durations=10 tests
 $PY -m mlp.synthetic "$DATA/images" 60000 10000 >/dev/null
 train="$PY -m mlp.train --data-dir $DATA/images --no-download --seed 0"
 stage train-cuda 20 $train --device cuda --epochs 3
@@ -41,7 +41,8 @@ stage train-cpu 20 $train --device cpu --epochs 2
 for name in train-cuda train-cuda-bf16 train-cpu; do
     echo "== $name" && cat "$OUT/$name.log" && rm -f "$OUT/$name.log"
 done >"$OUT/train.log"
-stage bench 160 $PY -m bench --workloads std,std-b256,std-b1024,big --devices cpu,cuda \
+stage ops 20 $PY -m bench.ops --device cuda
+stage bench 150 $PY -m bench --workloads std,std-b256,std-b1024,big --devices cpu,cuda \
     --peers torch --no-textbook --epochs 3 --cpu-steps 40 --data synthetic \
     --no-time-to-accuracy --no-cli-rss --no-plot --out "$OUT"
 

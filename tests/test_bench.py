@@ -135,3 +135,22 @@ def test_batch_size_variants_share_the_std_model():
         assert variant.sizes == WORKLOADS["std"].sizes and variant.batch_size == batch
         assert variant.optimizer == "adam"
     assert cli.build_parser().parse_args([]).workloads == ["tiny", "std", "big"]
+
+
+def test_op_timings_run_end_to_end(capsys):
+    from bench import ops
+
+    assert ops.main(["--calls", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "µs  matmul x·W" in out and "Adam over 535,818 parameters" in out
+    assert sum(m * n + n for m, n in ((784, 512), (512, 256), (256, 10))) == ops.PARAMETERS
+    with pytest.raises(SystemExit):
+        ops.main(["--calls", "0"])
+
+
+def test_op_timings_on_a_bad_device_say_so_in_one_line(capsys):
+    from bench import ops
+
+    assert ops.main(["--device", "tpu"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("python -m bench.ops: unknown device 'tpu'") and err.count("\n") == 1

@@ -1,0 +1,135 @@
+"""``python -m bench.ops``: the time of one call of each op of a ``std`` training step.
+
+A small MLP step on a GPU is bound by the host's cost per launch, not by the GPU, so the
+question behind a faster step is which calls cost most. Each op runs ``--calls`` times
+back to back on preallocated arrays, then the device is synchronized once: the time per
+call is what one more such call adds to a step. PyTorch's nearest equivalents run the same
+way where PyTorch is installed, as the reference for what a call may cost.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+#: The std workload's first layer, at its batch size: the shapes of one step's largest ops.
+BATCH, FEATURES, HIDDEN, CLASSES = 128, 784, 512, 10
+PARAMETERS = 784 * 512 + 512 + 512 * 256 + 256 + 256 * 10 + 10
+
+
+def per_call_microseconds(call: Callable[[], Any], sync: Callable[[], None], calls: int) -> float:
+    for _ in range(max(3, calls // 10)):  # warm-up: compilation, caches, clocks
+        call()
+    sync()
+    start = time.perf_counter()
+    for _ in range(calls):
+        call()
+    sync()
+    return (time.perf_counter() - start) / calls * 1e6
+
+
+def our_ops(device: str) -> tuple[dict[str, Callable[[], Any]], Callable[[], None]]:
+    """The backend's ops with std's shapes, each a no-argument call."""
+    from backends import get_backend
+
+    be = get_backend(device)
+    rng = np.random.default_rng(0)
+
+    def put(shape: tuple[int, ...], dtype: Any = np.float32) -> Any:
+        return be.asarray(rng.standard_normal(shape).astype(dtype))
+
+    x, w, z = put((BATCH, FEATURES)), put((FEATURES, HIDDEN)), put((BATCH, HIDDEN))
+    bias, y, dw = put((HIDDEN,)), be.empty((BATCH, HIDDEN)), be.empty((FEATURES, HIDDEN))
+    dz = be.empty((BATCH, HIDDEN))
+    logits, grad = put((BATCH, CLASSES)), be.empty((BATCH, CLASSES))
+    labels = be.asarray(rng.integers(0, CLASSES, BATCH).astype(np.int32))
+    totals = be.zeros((2,), np.float64)
+    images = be.asarray(rng.integers(0, 256, (60_000, FEATURES)).astype(np.uint8))
+    rows = be.asarray(rng.permutation(60_000)[:BATCH].astype(np.int64))
+    params, grads = put((PARAMETERS,)), put((PARAMETERS,))
+    m, v = be.zeros((PARAMETERS,)), be.zeros((PARAMETERS,))
+    colsum = be.empty((HIDDEN,))
+    ops: dict[str, Callable[[], Any]] = {
+        "matmul x·W (128×784·784×512)": lambda: be.matmul(x, w, out=y),
+        "matmul dW = xᵀ·dz": lambda: be.matmul(x, z, out=dw, transpose_a=True),
+        "bias + ReLU (128×512)": lambda: be.bias_activation(z, bias, "relu", out=y),
+        "ReLU backward": lambda: be.backprop_activation("relu", z, y, out=dz),
+        "bias gradient (column sums)": lambda: be.sum_rows(z, out=colsum),
+        "softmax cross-entropy (128×10)": lambda: be.softmax_cross_entropy_accumulate(
+            logits, labels, grad, totals
+        ),
+        "gather a batch (uint8 → float32)": lambda: be.gather_rows(
+            images, rows, out=be.scratch("batch", (BATCH, FEATURES), np.float32), scale=1 / 255
+        ),
+        f"Adam over {PARAMETERS:,} parameters": lambda: be.adam_step(
+            params, grads, m, v, step=1, lr=1e-9
+        ),
+    }
+    if hasattr(be, "gemm"):  # CUDA: cuBLAS called directly, against cupy.matmul above
+        ops["direct cuBLAS GemmEx x·W"] = lambda: be.gemm(x, w, y)
+    return ops, be.synchronize
+
+
+def torch_ops(device: str) -> tuple[dict[str, Callable[[], Any]], Callable[[], None]] | None:
+    """PyTorch's nearest equivalents on the same device, or None without PyTorch."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    dev = torch.device("cuda" if device.startswith("cuda") else "cpu")
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        return None
+    g = torch.Generator(device="cpu").manual_seed(0)
+
+    def put(*shape: int) -> Any:
+        return torch.randn(*shape, generator=g).to(dev)
+
+    x, w, z, bias = put(BATCH, FEATURES), put(FEATURES, HIDDEN), put(BATCH, HIDDEN), put(HIDDEN)
+    y, dw = torch.empty(BATCH, HIDDEN, device=dev), torch.empty(FEATURES, HIDDEN, device=dev)
+    params = [put(PARAMETERS).requires_grad_()]
+    params[0].grad = put(PARAMETERS)
+    adam = torch.optim.Adam(params, lr=1e-9)
+    ops = {
+        "torch.mm x·W": lambda: torch.mm(x, w, out=y),
+        "torch.mm dW = xᵀ·dz": lambda: torch.mm(x.t(), z, out=dw),
+        "torch.addmm (bias + x·W)": lambda: torch.addmm(bias, x, w, out=y),
+        "torch.relu": lambda: torch.relu(z),
+        "torch Adam.step (default: foreach)": adam.step,
+    }
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    return ops, sync
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.ops", description=__doc__.split("\n")[0])
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    p.add_argument("--calls", type=int, default=2000, help="calls per op (timed)")
+    args = p.parse_args(argv)
+    if args.calls <= 0:
+        p.error("--calls must be positive")
+    from backends import BackendUnavailable
+
+    try:
+        mine = our_ops(args.device)
+    except (BackendUnavailable, ValueError) as exc:
+        print(f"python -m bench.ops: {exc}", file=sys.stderr)
+        return 1
+    print(f"time per call on {args.device}, {args.calls} calls back to back, one sync at the end")
+    for source in (lambda device: mine, torch_ops):
+        found = source(args.device)
+        if found is None:
+            print(f"  (PyTorch is not available on {args.device})")
+            continue
+        ops, sync = found
+        for name, call in ops.items():
+            print(f"  {per_call_microseconds(call, sync, args.calls):9.1f} µs  {name}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
