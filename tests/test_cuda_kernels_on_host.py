@@ -14,6 +14,7 @@ import subprocess
 
 import numpy as np
 import pytest
+from cuda_types import C_TYPES
 
 from backends import NumpyBackend
 from backends.cupy_backend import ELEMENTWISE
@@ -21,13 +22,6 @@ from backends.cupy_backend import ELEMENTWISE
 CXX = shutil.which("g++") or shutil.which("c++")
 pytestmark = pytest.mark.skipif(CXX is None, reason="no host C++ compiler (g++)")
 
-_CTYPES = {
-    "int64": "long long",
-    "int32": "int",
-    "uint16": "unsigned short",
-    "float32": "float",
-    "float64": "double",
-}
 _PRELUDE = """
 #include <algorithm>
 #include <cmath>
@@ -50,7 +44,7 @@ def _host_function(name: str, ctype: str) -> tuple[str, list[tuple[str, str, boo
         words = decl.split()
         raw = words[0] == "raw"
         type_name, var = words[-2], words[-1]
-        c = _CTYPES.get(type_name, type_name)
+        c = C_TYPES.get(type_name, type_name)
         if raw:
             args.append(f"const {c}* {var}")
         else:

@@ -12,6 +12,7 @@ import shutil
 import subprocess
 
 import pytest
+from cuda_types import C_TYPES
 
 from backends import cupy_backend
 from backends.cupy_backend import ELEMENTWISE, SOFTMAX_XENT
@@ -19,21 +20,13 @@ from backends.cupy_backend import ELEMENTWISE, SOFTMAX_XENT
 NVCC = shutil.which("nvcc")
 pytestmark = pytest.mark.skipif(NVCC is None, reason="nvcc (CUDA toolkit) not installed")
 
-_CTYPES = {
-    "int64": "long long",
-    "int32": "int",
-    "uint16": "unsigned short",
-    "float32": "float",
-    "float64": "double",
-}
-
 
 def _param(decl: str, output: bool) -> tuple[str, str]:
     """One CuPy parameter → (kernel argument, per-element binding)."""
     words = decl.split()
     raw = words[0] == "raw"
     ctype, name = words[-2], words[-1]
-    ctype = _CTYPES.get(ctype, ctype)
+    ctype = C_TYPES.get(ctype, ctype)
     if raw:
         return f"const {ctype}* {name}", ""
     if output:
