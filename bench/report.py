@@ -33,6 +33,8 @@ TARGETS = (
     ("big", "cuda", "ratio_to_limit", "max", 1.3),
 )
 TTA_COLUMNS = ("implementation", "device", "seconds", "epochs", "test accuracy", "note")
+#: Columns of words (left-aligned); every other column holds numbers or dashes.
+TEXT_COLUMNS = ("workload", "device", "implementation", "note")
 
 
 def megabytes(n: int | None) -> str:
@@ -109,17 +111,7 @@ def text_table(header: tuple[str, ...], rows: list[list[str]]) -> str:
     def fmt(cells: list[str] | tuple[str, ...]) -> str:
         out = []
         for cell, width, name in zip(cells, widths, header, strict=True):
-            numeric = name in (
-                "s/epoch",
-                "× limit",
-                "vs PyTorch",
-                "samples/s",
-                "peak RSS",
-                "GPU mem",
-                "seconds",
-                "epochs",
-                "test accuracy",
-            )
+            numeric = name not in TEXT_COLUMNS
             out.append(cell.rjust(width) if numeric else cell.ljust(width))
         return "  ".join(out).rstrip()
 
