@@ -155,6 +155,10 @@ class Backend:
         self.check(a, b)
         if self.precision != "float32" and a.dtype == b.dtype == np.float32:
             return self.matmul_reduced(a, b, out, transpose_a, transpose_b)
+        return self.xp_matmul(a, b, out, transpose_a, transpose_b)
+
+    def xp_matmul(self, a: Any, b: Any, out: Any, transpose_a: bool, transpose_b: bool) -> Any:
+        """The array library's own product, transposes passed as views."""
         return self.xp.matmul(a.T if transpose_a else a, b.T if transpose_b else b, out=out)
 
     def matmul_reduced(self, a: Any, b: Any, out: Any, transpose_a: bool, transpose_b: bool) -> Any:
@@ -167,7 +171,7 @@ class Backend:
         bits = PRECISIONS[self.precision]
         a = self.round_mantissa(a, bits, out=self.scratch("matmul_a", a.shape, a.dtype))
         b = self.round_mantissa(b, bits, out=self.scratch("matmul_b", b.shape, b.dtype))
-        return self.xp.matmul(a.T if transpose_a else a, b.T if transpose_b else b, out=out)
+        return self.xp_matmul(a, b, out, transpose_a, transpose_b)
 
     def round_mantissa(self, x: Any, bits: int, out: Any = None) -> Any:
         """float32 ``x`` rounded to ``bits`` mantissa bits, to nearest, ties to even.

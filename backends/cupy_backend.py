@@ -269,7 +269,7 @@ class CupyBackend(Backend):
             return self._matmul_bf16(a, b, out, transpose_a, transpose_b)
         if self.precision == "tf32" and self._linalg is not None:
             with self._float32_compute_type(self._linalg.COMPUTE_TYPE_TF32):
-                return self.xp.matmul(a.T if transpose_a else a, b.T if transpose_b else b, out=out)
+                return self.xp_matmul(a, b, out, transpose_a, transpose_b)
         return super().matmul_reduced(a, b, out, transpose_a, transpose_b)
 
     @contextlib.contextmanager
