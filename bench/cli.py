@@ -11,6 +11,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from mlp.train import HelpFormatter
+
 from . import report
 from .machine import machine_info, slug
 from .runner import ROOT, run_command, run_task
@@ -75,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Time one training epoch of each workload against the matmul-only limit.",
         epilog="Exit status 1 when a row of this library or the limit fails (or a device named "
         "in --devices is unavailable); peers that fail or are missing are only reported.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     p.add_argument(
         "--workloads",

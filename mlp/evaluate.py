@@ -19,6 +19,7 @@ from .checkpoint import load_checkpoint
 from .data import DATASETS, load_dataset
 from .download import ensure_dataset
 from .train import (
+    DATA_DIR_HELP,
     OneLineParser,
     UsageError,
     _isatty,
@@ -35,7 +36,6 @@ def build_parser() -> argparse.ArgumentParser:
     p = OneLineParser(
         prog=PROG,
         description="Evaluate a saved MLP on a test set.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument(
         "--checkpoint",
@@ -49,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="default: the dataset the checkpoint was trained on",
     )
-    p.add_argument("--data-dir", default=None, help="folder with the IDX files")
+    p.add_argument("--data-dir", default=None, help=DATA_DIR_HELP)
     p.add_argument("--device", type=device_spec, default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument("--no-download", action="store_true", help="never download a missing dataset")
     return p

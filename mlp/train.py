@@ -31,6 +31,11 @@ from .reporting import (
 )
 
 PROG = "mlp-train"
+DATA_DIR_HELP = (
+    "folder with the IDX files (default: the first of $MLP_DATA_DIR, ~/.cache/mlp/DATASET, "
+    "/usr/share/datasets/DATASET, /usr/local/share/datasets/DATASET that has them; else a "
+    "download)"
+)
 
 
 class UsageError(ValueError):
@@ -55,8 +60,34 @@ RUNTIME_ERRORS = (
 )
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """``--help`` shows each default as it would be typed (``512,256``), and none where
+    there is nothing to show (``None``, a flag's ``False``) or the help already says it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if (
+            not action.option_strings
+            or default is None
+            or default is False
+            or default is argparse.SUPPRESS
+            or default == {}
+            or "default" in text
+        ):
+            return text
+        if isinstance(default, list | tuple):
+            default = ",".join(map(str, default))
+        return f"{text} (default: {str(default).replace('%', '%%')})".lstrip()
+
+
 class OneLineParser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line (``prog: error: …``), not usage + error."""
+    """argparse, but a usage error is one line (``prog: error: …``), not usage + error,
+    and ``--help`` lists the defaults."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {one_line(message)} (see {self.prog} --help)\n")
@@ -131,36 +162,49 @@ def build_parser() -> argparse.ArgumentParser:
     p = OneLineParser(
         prog=PROG,
         description="Train a multilayer perceptron on MNIST, Fashion-MNIST or KMNIST.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--device", type=device_spec, default="cpu", help="cpu, cuda or cuda:N")
-    p.add_argument("--dataset", choices=DATASETS, default="fashion-mnist")
-    p.add_argument("--data-dir", default=None, help="folder with the IDX files")
+    p.add_argument("--dataset", choices=DATASETS, default="fashion-mnist", help="what to learn")
+    p.add_argument("--data-dir", default=None, help=DATA_DIR_HELP)
     p.add_argument(
         "--hidden",
         type=hidden_sizes,
-        default=[512, 256],
+        default="512,256",
         help="hidden layer widths, comma-separated",
     )
-    p.add_argument("--activation", choices=("relu", "sigmoid", "tanh"), default="relu")
+    p.add_argument(
+        "--activation", choices=("relu", "sigmoid", "tanh"), default="relu", help="of hidden layers"
+    )
     p.add_argument("--dropout", type=dropout_rate, default=0.0, help="dropout after hidden layers")
-    p.add_argument("--epochs", type=positive_int, default=10)
-    p.add_argument("--batch-size", type=positive_int, default=128)
+    p.add_argument(
+        "--epochs", type=positive_int, default=10, help="passes over the training set, in all"
+    )
+    p.add_argument("--batch-size", type=positive_int, default=128, help="samples per step")
     p.add_argument(
         "--lr",
         type=positive_float,
         default=None,
         help="learning rate (default: 1e-3 for adam/adamw, 0.05 for sgd/momentum)",
     )
-    p.add_argument("--optimizer", choices=tuple(OPTIMIZERS), default="adam")
+    p.add_argument("--optimizer", choices=tuple(OPTIMIZERS), default="adam", help="update rule")
     p.add_argument(
         "--weight-decay",
         type=non_negative_float,
         default=None,
-        help="L2 (sgd, adam) or decoupled (adamw) weight decay",
+        help="L2 (sgd, adam) or decoupled (adamw) weight decay (default: 0; 0.01 for adamw)",
     )
-    p.add_argument("--seed", type=non_negative_int, default=0)
-    p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    p.add_argument(
+        "--seed",
+        type=non_negative_int,
+        default=0,
+        help="initial weights, shuffling and dropout: the same seed repeats a run",
+    )
+    p.add_argument(
+        "--dtype",
+        choices=("float32", "float64"),
+        default="float32",
+        help="of weights and activations (float64: for gradient checks, slower)",
+    )
     p.add_argument(
         "--precision",
         choices=tuple(PRECISIONS),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import os
 import re
@@ -109,6 +110,28 @@ def test_help(env, tmp_path):
     assert result.returncode == 0
     for option in ("--device", "--hidden", "--epochs", "--batch-size", "--lr", "--data-dir"):
         assert option in result.stdout
+    help_text = " ".join(result.stdout.split())  # argparse wraps lines anywhere
+    for default in ("512,256", "10", "128", "adam", "fashion-mnist", "float32"):
+        assert f"(default: {default})" in help_text
+
+
+@pytest.mark.parametrize("module", ["mlp.train", "mlp.evaluate", "bench.cli"])
+def test_help_shows_only_real_defaults(module):
+    """No ``(default: None)``/``False``/``[...]`` noise, and no default said twice."""
+    parser = importlib.import_module(module).build_parser()
+    help_text = " ".join(parser.format_help().split())
+    assert "(default: None)" not in help_text
+    assert "(default: False)" not in help_text
+    assert "(default: [" not in help_text
+    assert "(default: {" not in help_text
+    assert "(default:" in help_text or "default:" in help_text
+    assert not re.search(r"\(default: [^)]*\) \(default:", help_text)
+
+
+def test_hidden_default_is_parsed():
+    from mlp.train import build_parser
+
+    assert build_parser().parse_args([]).hidden == [512, 256]
 
 
 @pytest.mark.parametrize(
