@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from .peers import torch_device, torch_synchronizer
+
 #: The std workload's first layer, at its batch size: the shapes of one step's largest ops.
 BATCH, FEATURES, HIDDEN, CLASSES = 128, 784, 512, 10
 PARAMETERS = 784 * 512 + 512 + 512 * 256 + 256 + 256 * 10 + 10
@@ -33,11 +35,9 @@ def per_call_microseconds(call: Callable[[], Any], sync: Callable[[], None], cal
     return (time.perf_counter() - start) / calls * 1e6
 
 
-def our_ops(device: str) -> tuple[dict[str, Callable[[], Any]], Callable[[], None]]:
-    """The backend's ops with std's shapes, each a no-argument call."""
-    from backends import get_backend
-
-    be = get_backend(device)
+def our_ops(be: Any) -> tuple[dict[str, Callable[[], Any]], Callable[[], None]]:
+    """The backend's ops with std's shapes, each a no-argument call (to be made with the
+    backend's device current: ``be.activated()``)."""
     rng = np.random.default_rng(0)
 
     def put(shape: tuple[int, ...], dtype: Any = np.float32) -> Any:
@@ -81,8 +81,9 @@ def torch_ops(device: str) -> tuple[dict[str, Callable[[], Any]], Callable[[], N
         import torch
     except ImportError:
         return None
-    dev = torch.device("cuda" if device.startswith("cuda") else "cpu")
-    if dev.type == "cuda" and not torch.cuda.is_available():
+    try:
+        dev = torch_device(device)
+    except RuntimeError:  # this PyTorch has no CUDA
         return None
     g = torch.Generator(device="cpu").manual_seed(0)
 
@@ -101,8 +102,7 @@ def torch_ops(device: str) -> tuple[dict[str, Callable[[], Any]], Callable[[], N
         "torch.relu": lambda: torch.relu(z),
         "torch Adam.step (default: foreach)": adam.step,
     }
-    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
-    return ops, sync
+    return ops, torch_synchronizer(dev)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -112,22 +112,23 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.calls <= 0:
         p.error("--calls must be positive")
-    from backends import BackendUnavailable
+    from backends import BackendUnavailable, get_backend
 
     try:
-        mine = our_ops(args.device)
+        be = get_backend(args.device)
     except (BackendUnavailable, ValueError) as exc:
         print(f"python -m bench.ops: {exc}", file=sys.stderr)
         return 1
     print(f"time per call on {args.device}, {args.calls} calls back to back, one sync at the end")
-    for source in (lambda device: mine, torch_ops):
-        found = source(args.device)
-        if found is None:
-            print(f"  (PyTorch is not available on {args.device})")
-            continue
-        ops, sync = found
-        for name, call in ops.items():
-            print(f"  {per_call_microseconds(call, sync, args.calls):9.1f} µs  {name}", flush=True)
+    with be.activated():  # cuda:1 is not the default GPU; PyTorch follows its tensors
+        for found in (our_ops(be), torch_ops(args.device)):
+            if found is None:
+                print(f"  (PyTorch is not available on {args.device})")
+                continue
+            ops, sync = found
+            for name, call in ops.items():
+                us = per_call_microseconds(call, sync, args.calls)
+                print(f"  {us:9.1f} µs  {name}", flush=True)
     return 0
 
 

@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from backends import parse_device
+
 from .machine import cpu_cores
 from .timing import Schedule, run_epochs
 from .workloads import CLASSES, Workload
@@ -45,12 +47,13 @@ def torch_device(device: str) -> Any:
     """The ``torch.device`` for ``cpu``/``cuda[:N]``; ``RuntimeError`` if CUDA is missing."""
     import torch
 
-    if device == "cpu":
+    kind, index = parse_device(device)
+    if kind == "cpu":
         torch.set_num_threads(cpu_cores())
         return torch.device("cpu")
     if not torch.cuda.is_available():
         raise RuntimeError(f"this PyTorch build ({torch.__version__}) sees no CUDA device")
-    return torch.device(device)
+    return torch.device("cuda", index)
 
 
 def torch_epoch(model: Any, optimizer: Any, loss_fn: Any, X: Any, y: Any, batch: int) -> float:
@@ -74,7 +77,9 @@ def torch_epoch(model: Any, optimizer: Any, loss_fn: Any, X: Any, y: Any, batch:
 def torch_synchronizer(device: Any) -> Any:
     import torch
 
-    return torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    if device.type != "cuda":
+        return lambda: None
+    return lambda: torch.cuda.synchronize(device)  # this GPU, not the current one
 
 
 def train_torch(

@@ -7,11 +7,14 @@ each expression allocating its result. It is the yardstick the library has to be
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import time
 from typing import Any
 
 import numpy as np
+
+from backends import parse_device
 
 from .timing import Schedule, run_epochs
 from .workloads import Workload
@@ -102,20 +105,30 @@ class Adam:
             p -= self.lr * m_hat / (self.xp.sqrt(v_hat) + self.eps)
 
 
-def _array_module(device: str) -> tuple[Any, Any]:
-    """``(xp, synchronize)`` for a device: NumPy on the CPU, CuPy on CUDA."""
-    if device == "cpu":
-        return np, lambda: None
+def _array_module(device: str) -> tuple[Any, Any, Any]:
+    """``(xp, synchronize, context)`` for a device: NumPy on the CPU, CuPy on CUDA, where
+    ``context`` makes the named GPU the current one (``cuda:1`` is not the default GPU)."""
+    kind, index = parse_device(device)
+    if kind == "cpu":
+        return np, lambda: None, contextlib.nullcontext()
     import cupy
 
-    return cupy, cupy.cuda.Device().synchronize
+    gpu = cupy.cuda.Device(index)
+    return cupy, gpu.synchronize, gpu
 
 
 def train_textbook(
     workload: Workload, device: str, X: np.ndarray, y: np.ndarray, schedule: Schedule
 ) -> dict[str, Any]:
     """Shuffled epochs, each timed with the device synchronised; loss read once per epoch."""
-    xp, synchronize = _array_module(device)
+    xp, synchronize, on_device = _array_module(device)
+    with on_device:
+        return _train(workload, xp, synchronize, X, y, schedule)
+
+
+def _train(
+    workload: Workload, xp: Any, synchronize: Any, X: np.ndarray, y: np.ndarray, schedule: Schedule
+) -> dict[str, Any]:
     X, y = xp.asarray(X), xp.asarray(y)
     model = TextbookMLP(workload.sizes, xp)
     params = model.params()

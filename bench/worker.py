@@ -14,6 +14,8 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from backends import parse_device
+
 from .memory import peak_rss_bytes, reset_peak_rss
 from .timing import Schedule
 from .workloads import WORKLOADS, training_data
@@ -33,8 +35,10 @@ def _device_memory(spec: dict[str, Any]) -> dict[str, Any]:
         return {}
     import cupy
 
+    with cupy.cuda.Device(parse_device(spec["device"])[1]):  # the pool counts per device
+        held = cupy.get_default_memory_pool().total_bytes()
     return {
-        "device_memory_bytes": int(cupy.get_default_memory_pool().total_bytes()),
+        "device_memory_bytes": int(held),
         "device_memory_kind": "CuPy pool total_bytes",
     }
 
