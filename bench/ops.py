@@ -72,7 +72,21 @@ def our_ops(be: Any) -> tuple[dict[str, Callable[[], Any]], Callable[[], None]]:
     }
     if hasattr(be, "gemm"):  # CUDA: cuBLAS called directly, against cupy.matmul above
         ops["direct cuBLAS GemmEx x·W"] = lambda: be.gemm(x, w, y)
+        ops.update(launch_costs(be))
     return ops, be.synchronize
+
+
+def launch_costs(be: Any) -> dict[str, Callable[[], Any]]:
+    """Kernels that do (almost) nothing: the host's cost of one launch through each CuPy
+    route, the floor under every fused op above (a small step is launch-bound)."""
+    cupy = be.xp
+    copy = cupy.ElementwiseKernel("T x", "T y", "y = x", "mlp_bench_copy")
+    noop = cupy.RawKernel('extern "C" __global__ void mlp_bench_noop() {}', "mlp_bench_noop")
+    one, one_out = be.zeros((1,)), be.empty((1,))
+    return {
+        "launch: ElementwiseKernel, 1 element": lambda: copy(one, one_out),
+        "launch: RawKernel, no arguments": lambda: noop((1,), (1,), ()),
+    }
 
 
 def torch_ops(device: str) -> tuple[dict[str, Callable[[], Any]], Callable[[], None]] | None:
@@ -92,6 +106,7 @@ def torch_ops(device: str) -> tuple[dict[str, Callable[[], Any]], Callable[[], N
 
     x, w, z, bias = put(BATCH, FEATURES), put(FEATURES, HIDDEN), put(BATCH, HIDDEN), put(HIDDEN)
     y, dw = torch.empty(BATCH, HIDDEN, device=dev), torch.empty(FEATURES, HIDDEN, device=dev)
+    one = torch.zeros(1, device=dev)
     params = [put(PARAMETERS).requires_grad_()]
     params[0].grad = put(PARAMETERS)
     adam = torch.optim.Adam(params, lr=1e-9)
@@ -100,6 +115,7 @@ def torch_ops(device: str) -> tuple[dict[str, Callable[[], Any]], Callable[[], N
         "torch.mm dW = xᵀ·dz": lambda: torch.mm(x.t(), z, out=dw),
         "torch.addmm (bias + x·W)": lambda: torch.addmm(bias, x, w, out=y),
         "torch.relu": lambda: torch.relu(z),
+        "torch launch: add_ on 1 element": lambda: one.add_(1.0),
         "torch Adam.step (default: foreach)": adam.step,
     }
     return ops, torch_synchronizer(dev)

@@ -137,12 +137,14 @@ def test_batch_size_variants_share_the_std_model():
     assert cli.build_parser().parse_args([]).workloads == ["tiny", "std", "big"]
 
 
-def test_op_timings_run_end_to_end(capsys):
+def test_op_timings_run_end_to_end(device, capsys):
     from bench import ops
 
-    assert ops.main(["--calls", "3"]) == 0
+    assert ops.main(["--device", device, "--calls", "3"]) == 0
     out = capsys.readouterr().out
     assert "µs  matmul x·W" in out and "Adam over 535,818 parameters" in out
+    if device == "cuda":  # the direct cuBLAS call and the bare launch costs
+        assert "µs  direct cuBLAS GemmEx" in out and "µs  launch: RawKernel" in out
     assert sum(m * n + n for m, n in ((784, 512), (512, 256), (256, 10))) == ops.PARAMETERS
     with pytest.raises(SystemExit):
         ops.main(["--calls", "0"])
