@@ -31,7 +31,39 @@ _BACKWARD = {
     "tanh": "dy * ((T)1 - y * y)",
 }
 
-SOFTMAX_XENT = r"""
+# One row of softmax cross-entropy: a function of its own, so that the tests can build and
+# run its arithmetic on the host (tests/test_cuda_kernels_on_host.py).
+SOFTMAX_XENT_ROW = r"""
+__device__ void mlp_softmax_xent_row(
+    const {T}* z, {T}* g, const int label, const int classes, const {T} scale,
+    double* loss, double* hit)
+{{
+    // g = (softmax(z) - onehot(label)) * scale, where g may alias z; the row's loss and
+    // whether its first largest logit is the label.
+    const {T} z_label = z[label];
+    {T} z_max = z[0];
+    int arg = 0;
+    for (int j = 1; j < classes; ++j) {{
+        if (z[j] > z_max) {{ z_max = z[j]; arg = j; }}
+    }}
+    {T} total = 0;
+    for (int j = 0; j < classes; ++j) {{
+        const {T} e = exp(z[j] - z_max);
+        g[j] = e;
+        total += e;
+    }}
+    const {T} inv = ({T})1 / total;
+    for (int j = 0; j < classes; ++j) {{
+        g[j] = (g[j] * inv - (j == label ? ({T})1 : ({T})0)) * scale;
+    }}
+    *loss = log((double)total) - (double)(z_label - z_max);
+    *hit = (arg == label) ? 1.0 : 0.0;
+}}
+"""
+
+SOFTMAX_XENT = (
+    SOFTMAX_XENT_ROW
+    + r"""
 extern "C" __global__ void mlp_softmax_xent_{T}(
     const {T}* logits, const int* labels, {T}* grad, double* totals,
     const int rows, const int classes, const {T} scale)
@@ -40,27 +72,9 @@ extern "C" __global__ void mlp_softmax_xent_{T}(
     const int r = blockIdx.x * blockDim.x + threadIdx.x;
     double loss = 0.0, hit = 0.0;
     if (r < rows) {{
-        const {T}* z = logits + (long long)r * classes;
-        {T}* g = grad + (long long)r * classes;
-        const int label = labels[r];
-        const {T} z_label = z[label];
-        {T} z_max = z[0];
-        int arg = 0;
-        for (int j = 1; j < classes; ++j) {{
-            if (z[j] > z_max) {{ z_max = z[j]; arg = j; }}
-        }}
-        {T} total = 0;
-        for (int j = 0; j < classes; ++j) {{
-            const {T} e = exp(z[j] - z_max);
-            g[j] = e;
-            total += e;
-        }}
-        const {T} inv = ({T})1 / total;
-        for (int j = 0; j < classes; ++j) {{
-            g[j] = (g[j] * inv - (j == label ? ({T})1 : ({T})0)) * scale;
-        }}
-        loss = log((double)total) - (double)(z_label - z_max);
-        hit = (arg == label) ? 1.0 : 0.0;
+        const long long row_start = (long long)r * classes;
+        mlp_softmax_xent_row(
+            logits + row_start, grad + row_start, labels[r], classes, scale, &loss, &hit);
     }}
     // Sum over the warp, then one atomic per warp: cheap, and no host round trip.
     for (int offset = 16; offset > 0; offset >>= 1) {{
@@ -73,6 +87,7 @@ extern "C" __global__ void mlp_softmax_xent_{T}(
     }}
 }}
 """
+)
 
 _THREADS = 128  # threads per block of the softmax kernel: a multiple of the warp size
 

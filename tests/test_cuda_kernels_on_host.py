@@ -1,8 +1,9 @@
-"""The CUDA elementwise kernels' arithmetic, run on the host: a check that needs no GPU.
+"""The CUDA kernels' arithmetic, run on the host: a check that needs no GPU.
 
-Each kernel's operation (the C code CuPy compiles) is wrapped in a plain C++ loop, built
-with the host compiler and called through ctypes, then compared with the NumPy backend's
-body of the same op. Compiling (``test_cuda_sources``) proves the code is valid CUDA; this
+Each elementwise kernel's operation (the C code CuPy compiles), and the softmax
+cross-entropy kernel's row function, is wrapped in a plain C++ loop, built with the host
+compiler and called through ctypes, then compared with the NumPy backend's body of the
+same op. Compiling (``test_cuda_sources``) proves the code is valid CUDA; this
 proves it computes the right numbers, before any GPU has run it.
 """
 
@@ -17,7 +18,7 @@ import pytest
 from cuda_types import C_TYPES
 
 from backends import NumpyBackend
-from backends.cupy_backend import ELEMENTWISE
+from backends.cupy_backend import ELEMENTWISE, SOFTMAX_XENT_ROW
 
 CXX = shutil.which("g++") or shutil.which("c++")
 pytestmark = pytest.mark.skipif(CXX is None, reason="no host C++ compiler (g++)")
@@ -81,6 +82,47 @@ def host_kernels(tmp_path_factory):
         )
         assert result.returncode == 0, result.stderr
         built[ctype] = (ctypes.CDLL(str(lib)), signatures)
+    return built
+
+
+@pytest.fixture(scope="module")
+def host_softmax(tmp_path_factory):
+    """The softmax cross-entropy kernel's row function, looped over the rows on the host
+    (the warp sum and atomics around it are CUDA-only), for float and double."""
+    folder = tmp_path_factory.mktemp("host_softmax")
+    built = {}
+    for ctype, c_scalar in (("float", ctypes.c_float), ("double", ctypes.c_double)):
+        source = (
+            _PRELUDE
+            + "#define __device__\n"
+            + SOFTMAX_XENT_ROW.format(T=ctype)
+            + f"""
+extern "C" void mlp_softmax_xent_rows(const {ctype}* logits, const int* labels, {ctype}* grad,
+                                      double* totals, int rows, int classes, {ctype} scale) {{
+    for (int r = 0; r < rows; ++r) {{
+        double loss = 0, hit = 0;
+        const long long row_start = (long long)r * classes;
+        mlp_softmax_xent_row(logits + row_start, grad + row_start, labels[r], classes, scale,
+                             &loss, &hit);
+        totals[0] += loss;
+        totals[1] += hit;
+    }}
+}}
+"""
+        )
+        src, lib = folder / f"softmax_{ctype}.cpp", folder / f"softmax_{ctype}.so"
+        src.write_text(source)
+        result = subprocess.run(
+            [CXX, "-O1", "-std=c++17", "-shared", "-fPIC", "-o", str(lib), str(src)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert result.returncode == 0, result.stderr
+        function = ctypes.CDLL(str(lib)).mlp_softmax_xent_rows
+        function.restype = None
+        function.argtypes = [ctypes.c_void_p] * 4 + [ctypes.c_int, ctypes.c_int, c_scalar]
+        built[ctype] = function
     return built
 
 
@@ -207,6 +249,37 @@ def test_sgd_kernels(host_kernels, nesterov):
     be.sgd_step(plain_p, g, None, lr=0.1, weight_decay=0.01)
     got = run_kernel(host_kernels, "sgd", np.float64, p.size, g=g, lr=0.1, weight_decay=0.01, p=p)
     np.testing.assert_allclose(got["p"], plain_p, rtol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("classes", [2, 10, 47])
+@pytest.mark.parametrize("in_place", [False, True])
+def test_softmax_cross_entropy_row(host_softmax, dtype, classes, in_place):
+    rng = np.random.default_rng(5)
+    rows = 300
+    logits = (rng.standard_normal((rows, classes)) * 4).astype(dtype)
+    logits[:20] *= 40  # logits far apart: exp would overflow without the max shift
+    logits[20:24] = 1.5  # ties: the first largest logit is the prediction
+    labels = rng.integers(0, classes, rows).astype(np.int32)
+    labels[20:22] = 0
+    want_grad, want_totals = np.empty_like(logits), np.array([0.5, 2.0])
+    NumpyBackend(use_numba=False).softmax_cross_entropy_accumulate(
+        logits, labels, want_grad, want_totals
+    )
+    got_logits, got_totals = logits.copy(), np.array([0.5, 2.0])  # totals accumulate
+    got_grad = got_logits if in_place else np.full_like(logits, np.nan)
+    function = host_softmax["float" if dtype == np.float32 else "double"]
+    function(
+        got_logits.ctypes.data, labels.ctypes.data, got_grad.ctypes.data,
+        got_totals.ctypes.data, rows, classes, dtype(1 / rows),
+    )  # fmt: skip
+    tol = 1e-6 if dtype == np.float32 else 1e-13
+    np.testing.assert_allclose(got_grad, want_grad, rtol=10 * tol, atol=tol / rows)
+    np.testing.assert_allclose(got_totals[0], want_totals[0], rtol=10 * tol)
+    assert got_totals[1] == want_totals[1]
+    assert 2.0 < want_totals[1] < 2.0 + rows  # some rows right, some wrong: the count matters
+    if not in_place:
+        np.testing.assert_array_equal(got_logits, logits)  # the input is only read
 
 
 def test_every_kernel_has_a_host_test():
