@@ -12,6 +12,7 @@ from __future__ import annotations
 import ctypes
 import shutil
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -32,6 +33,20 @@ static inline unsigned int __float_as_uint(float x) {
     unsigned int u; std::memcpy(&u, &x, sizeof u); return u;
 }
 """
+
+
+def build_library(stem: Path, source: str) -> ctypes.CDLL:
+    """``source`` (C++) built with the host compiler into ``stem.so`` and loaded."""
+    src, lib = stem.with_suffix(".cpp"), stem.with_suffix(".so")
+    src.write_text(source)
+    result = subprocess.run(
+        [CXX, "-O1", "-std=c++17", "-shared", "-fPIC", "-o", str(lib), str(src)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    return ctypes.CDLL(str(lib))
 
 
 def _host_function(name: str, ctype: str) -> tuple[str, list[tuple[str, str, bool]]]:
@@ -71,17 +86,7 @@ def host_kernels(tmp_path_factory):
             source, params = _host_function(name, ctype)
             sources.append(source)
             signatures[name] = params
-        src = folder / f"kernels_{ctype}.cpp"
-        src.write_text("\n".join(sources))
-        lib = folder / f"kernels_{ctype}.so"
-        result = subprocess.run(
-            [CXX, "-O1", "-std=c++17", "-shared", "-fPIC", "-o", str(lib), str(src)],
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert result.returncode == 0, result.stderr
-        built[ctype] = (ctypes.CDLL(str(lib)), signatures)
+        built[ctype] = (build_library(folder / f"kernels_{ctype}", "\n".join(sources)), signatures)
     return built
 
 
@@ -110,16 +115,7 @@ extern "C" void mlp_softmax_xent_rows(const {ctype}* logits, const int* labels, 
 }}
 """
         )
-        src, lib = folder / f"softmax_{ctype}.cpp", folder / f"softmax_{ctype}.so"
-        src.write_text(source)
-        result = subprocess.run(
-            [CXX, "-O1", "-std=c++17", "-shared", "-fPIC", "-o", str(lib), str(src)],
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert result.returncode == 0, result.stderr
-        function = ctypes.CDLL(str(lib)).mlp_softmax_xent_rows
+        function = build_library(folder / f"softmax_{ctype}", source).mlp_softmax_xent_rows
         function.restype = None
         function.argtypes = [ctypes.c_void_p] * 4 + [ctypes.c_int, ctypes.c_int, c_scalar]
         built[ctype] = function
