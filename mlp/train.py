@@ -18,7 +18,7 @@ import numpy as np
 from backends import PRECISIONS, BackendUnavailable, get_backend, parse_device
 
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from .data import DATASETS, SPLITS, Dataset, DatasetNotFound, load_dataset
+from .data import DATASETS, SPLITS, SYSTEM_DIRS, Dataset, DatasetNotFound, load_dataset
 from .download import DownloadError, ensure_dataset
 from .model import MLP, TrainingDiverged
 from .optim import OPTIMIZERS, make_optimizer
@@ -31,10 +31,11 @@ from .reporting import (
 )
 
 PROG = "mlp-train"
+#: The search order of ``mlp.data.candidate_dirs``, its system folders taken from the source.
 DATA_DIR_HELP = (
     "folder with the IDX files (default: the first of $MLP_DATA_DIR, ~/.cache/mlp/DATASET, "
-    "/usr/share/datasets/DATASET, /usr/local/share/datasets/DATASET that has them; else a "
-    "download)"
+    + ", ".join(f"{folder}/DATASET" for folder in SYSTEM_DIRS)
+    + " that has them; else a download)"
 )
 
 
