@@ -109,7 +109,7 @@ def run(args: argparse.Namespace, out: Any = None, err: Any = None) -> dict[str,
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return run_reporting_errors(PROG, lambda: run(args))
+    return run_reporting_errors(PROG, lambda: run(args), out_of_memory="try another --device")
 
 
 if __name__ == "__main__":

@@ -380,9 +380,10 @@ def run(args: argparse.Namespace, out: Any = None, err: Any = None) -> dict[str,
     except TrainingDiverged as exc:
         kept = _kept(save_path, history)
         raise RunStopped(f"{exc}; {kept}") from None
-    except KeyboardInterrupt:
-        kept = _kept(save_path, history)
-        raise KeyboardInterrupt(kept) from None
+    except (KeyboardInterrupt, MemoryError) as exc:
+        # Ctrl-C, or memory gone mid-run (another process took the GPU's): say what was kept
+        kept, detail = _kept(save_path, history), one_line(exc)
+        raise type(exc)(f"{detail}; {kept}" if detail else kept) from None
     finally:
         progress.close()
         if log is not None:
@@ -471,11 +472,14 @@ def _isatty(stream: Any) -> bool:
         return False
 
 
-def run_reporting_errors(prog: str, action: Callable[[], Any], interrupted: str = "") -> int:
+def run_reporting_errors(
+    prog: str, action: Callable[[], Any], interrupted: str = "", out_of_memory: str = ""
+) -> int:
     """Run a command's work; turn a user's mistake or a runtime failure into one line.
 
-    Returns the exit status: 0, 2 for usage errors, 1 for runtime failures, 130 for Ctrl-C
-    (whose message, if any, says what was saved; else ``interrupted``).
+    Returns the exit status: 0, 2 for usage errors, 1 for runtime failures (running out of
+    host or GPU memory among them, with the ``out_of_memory`` hint), 130 for Ctrl-C (whose
+    message, if any, says what was saved; else ``interrupted``).
     """
     try:
         action()
@@ -489,6 +493,11 @@ def run_reporting_errors(prog: str, action: Callable[[], Any], interrupted: str 
     except RUNTIME_ERRORS as exc:
         print(f"{prog}: error: {one_line(exc)}", file=sys.stderr)
         return 1
+    except MemoryError as exc:  # NumPy's and CuPy's (OutOfMemoryError) alike
+        detail = one_line(exc) or "an allocation failed"
+        hint = f"; {out_of_memory}" if out_of_memory else ""
+        print(f"{prog}: error: out of memory: {detail}{hint}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -501,7 +510,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             run(args)
 
-    return run_reporting_errors(PROG, train, interrupted="nothing saved")
+    return run_reporting_errors(
+        PROG,
+        train,
+        interrupted="nothing saved",
+        out_of_memory="a smaller --hidden or --batch-size needs less",
+    )
 
 
 if __name__ == "__main__":

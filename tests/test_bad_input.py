@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -15,6 +16,7 @@ import numpy as np
 import pytest
 
 from mlp import MLP, evaluate, train
+from mlp.checkpoint import load_checkpoint
 from mlp.data import SPLITS, write_idx
 from mlp.synthetic import make_images, write_dataset
 
@@ -331,6 +333,61 @@ def test_eval_on_an_unusable_device(data, checkpoint, capsys, monkeypatch):
     code, out, err = run(evaluate.main, argv, capsys)
     assert code == 1 and out == ""
     assert "pip install 'mlp[cuda12]'" in one_line(err, "mlp-eval")
+
+
+# ----------------------------------------------------------------------------- memory
+OUT_OF_MEMORY_HINT = "; a smaller --hidden or --batch-size needs less"
+
+
+def test_running_out_of_memory_is_one_line(data, device, tmp_path):
+    """A model too big for the device: host memory capped by an address-space limit, the
+    GPU's by CuPy's pool limit. One line, exit status 1, and no checkpoint file at all."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    if device == "cpu":
+        hidden, cap = "100000,100000", 8 << 30  # 80 GB of float64 initial weights
+
+        def limit_memory() -> None:
+            resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+    else:
+        hidden, limit_memory = "8192,8192", None  # 294 MB of float32 weights
+        env["CUPY_GPU_MEMORY_LIMIT"] = str(64 << 20)
+    argv = train_on(data, "--device", device, "--save", tmp_path / "run.npz")
+    argv[argv.index("16")] = hidden
+    result = subprocess.run(
+        [sys.executable, "-m", "mlp", *map(str, argv)],
+        capture_output=True,
+        text=True,
+        env=env,
+        preexec_fn=limit_memory,
+        timeout=300,
+    )
+    assert result.returncode == 1, result.stderr
+    line = one_line(result.stderr)
+    assert line.startswith("out of memory: ") and line.endswith(OUT_OF_MEMORY_HINT), line
+    assert "allocat" in line.lower()  # the allocator's own words: what did not fit
+    assert not (tmp_path / "run.npz").exists()
+
+
+def test_out_of_memory_mid_run_says_what_was_kept(data, tmp_path, capsys, monkeypatch):
+    """Memory gone after two epochs (another process took the GPU's): the line names the
+    checkpoint to resume from, and that checkpoint is intact."""
+    real_save = train.save_checkpoint
+
+    def memory_gone_after_epoch_2(path, *args, epoch, **kwargs):
+        real_save(path, *args, epoch=epoch, **kwargs)
+        if epoch == 2:
+            raise MemoryError("Out of memory allocating 1,048,576 bytes")
+
+    monkeypatch.setattr(train, "save_checkpoint", memory_gone_after_epoch_2)
+    path = tmp_path / "run.npz"
+    argv = train_on(data, "--epochs", "4", "--save", path)
+    code, _, err = run(train.main, argv, capsys)
+    assert code == 1
+    assert one_line(err) == (
+        f"out of memory: Out of memory allocating 1,048,576 bytes; {path} holds epoch 2: "
+        f"continue with --resume {path}{OUT_OF_MEMORY_HINT}"
+    )
+    assert load_checkpoint(path).epoch == 2
 
 
 # ----------------------------------------------------------------------------- real processes
