@@ -90,6 +90,18 @@ class Backend:
     def __repr__(self) -> str:
         return f"<{type(self).__name__} device={self.device!r} precision={self.precision!r}>"
 
+    def hardware(self) -> str:
+        """What does the work, in words: the array library, and the GPU where there is one."""
+        return f"{self.xp.__name__} {self.xp.__version__}"
+
+    def describe(self) -> str:
+        """``device (hardware[, precision])``: the line a run prints, so that its log says
+        which GPU (or library) and which matmul precision produced its numbers."""
+        details = [self.hardware()]
+        if self.precision != "float32":
+            details.append(f"{self.precision} matmuls")
+        return f"{self.device} ({', '.join(details)})"
+
     # ------------------------------------------------------------------ memory and transfer
     def asarray(self, a: Any, dtype: Any = None) -> Any:
         """Return ``a`` as an array of this backend (no copy when it already is one)."""

@@ -241,6 +241,13 @@ class CupyBackend(Backend):
         self._bf16: dict[str, Any] = {}  # grow-only bfloat16 copies of matmul operands
         self._one_zero = np.array([1.0, 0.0], np.float32)  # host alpha and beta for cuBLAS
 
+    def hardware(self) -> str:
+        properties = self.xp.cuda.runtime.getDeviceProperties(self.index)
+        name = properties["name"]
+        name = name.decode(errors="replace") if isinstance(name, bytes) else str(name)
+        memory = properties["totalGlobalMem"] / 2**30
+        return f"{name}, {memory:.0f} GiB, CuPy {self.xp.__version__}"
+
     # ------------------------------------------------------------------ memory and transfer
     def asarray(self, a: Any, dtype: Any = None) -> Any:
         with self._device:

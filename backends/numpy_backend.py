@@ -47,6 +47,10 @@ class NumpyBackend(Backend):
         numba = self.kernels is not None
         return f"<NumpyBackend device='cpu' numba={numba} precision={self.precision!r}>"
 
+    def hardware(self) -> str:
+        kernels = "Numba kernels" if self.kernels is not None else "no Numba kernels"
+        return f"NumPy {np.__version__}, {kernels}"
+
     def to_numpy(self, a: Any) -> np.ndarray:
         self.check(a)
         return a

@@ -98,7 +98,8 @@ def run(args: argparse.Namespace, out: Any = None, err: Any = None) -> dict[str,
     predicted = model.predict(data.X_test)
     classes = model.sizes[-1]
     matrix = confusion_matrix(data.y_test, predicted, classes)
-    print(f"{model} from {args.checkpoint} (epoch {checkpoint.epoch}) on {model.device}", file=out)
+    print(f"{model} from {args.checkpoint} (epoch {checkpoint.epoch})", file=out)
+    print(f"device: {model.backend.describe()}", file=out)
     print(f"{dataset} test set from {data.source}: {len(data.y_test)} images", file=out)
     print(f"test loss: {metrics['loss']:.4f}", file=out)
     print(f"test accuracy: {metrics['accuracy']:.4f}", file=out)

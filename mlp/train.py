@@ -337,6 +337,7 @@ def run(args: argparse.Namespace, out: Any = None, err: Any = None) -> dict[str,
         f"{len(data.X_test)} test images"
     )
     say(f"{model} · {optimizer} · batch {args.batch_size}")
+    say(f"device: {backend.describe()}")
     if checkpoint is not None:
         say(f"resuming {args.resume} after epoch {initial_epoch} of {args.epochs}")
 

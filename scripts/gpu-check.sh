@@ -47,8 +47,8 @@ stage bench 150 $PY -m bench --workloads std,std-b256,std-b1024,big --devices cp
     --no-time-to-accuracy --no-cli-rss --no-plot --out "$OUT"
 
 {
-    echo "epoch lines (seconds, metrics):"
-    awk '/^== /{run=$2} /^epoch/{print "  " run ": " $0}' "$OUT/train.log"
+    echo "training runs (device, then each epoch's metrics and seconds):"
+    awk '/^== /{run=$2} /^(device|epoch)/{print "  " run ": " $0}' "$OUT/train.log"
     grep -h "^target" "$OUT/bench.log"
     echo "gpu-check: $([ "$status" = 0 ] && echo PASSED || echo FAILED); results in $OUT"
 } | tee "$OUT/summary.txt"

@@ -761,3 +761,21 @@ def test_numpy_backend_rejects_foreign_arrays():
         with pytest.raises(TypeError, match=r"backend\.asarray") as info:
             call()
         assert "FakeDeviceArray" in str(info.value)
+
+
+@pytest.mark.parametrize("precision", ["float32", "bf16"])
+def test_describe_names_the_hardware_and_precision(make_backend, backend_kind, precision):
+    """The line a run prints: device, what computes (library, GPU), reduced precision."""
+    backend = make_backend(backend_kind, precision)
+    text = backend.describe()
+    assert text.startswith(f"{backend.device} (") and text.endswith(")")
+    assert text.endswith(", bf16 matmuls)") == (precision == "bf16")
+    if backend_kind == "cuda":
+        import cupy
+
+        name = cupy.cuda.runtime.getDeviceProperties(backend.index)["name"]
+        name = name.decode() if isinstance(name, bytes) else name
+        assert f"({name}, " in text and f" GiB, CuPy {cupy.__version__}" in text
+    else:
+        kernels = "no Numba kernels" if backend.kernels is None else "Numba kernels"
+        assert text.startswith(f"cpu (NumPy {np.__version__}, {kernels}")

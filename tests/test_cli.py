@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -53,6 +54,8 @@ def test_trains_on_a_small_dataset(idx_dataset, env, tmp_path):
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr
     lines = result.stdout.strip().splitlines()
+    device = f"device: cpu (NumPy {np.__version__}, "  # which library ran it
+    assert any(line.startswith(device) for line in lines), result.stdout
     epoch_lines = [line for line in lines if re.match(r"^epoch\s+\d+/3\b", line)]
     assert len(epoch_lines) == 3
     for i, line in enumerate(epoch_lines, start=1):
