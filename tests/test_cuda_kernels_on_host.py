@@ -203,11 +203,21 @@ def test_gather_rows_kernel(host_kernels):
     np.testing.assert_allclose(out.reshape(20, 7), expected, rtol=1e-7)
 
 
+def adam_on_host(host_kernels, dtype, decoupled, p, g, m, v):
+    """One step of the CUDA Adam kernel, with the scalars ``CupyBackend.adam_step`` passes."""
+    from backends.base import adam_scalars
+
+    step_size, inv_sqrt_bc2, l2, decay = adam_scalars(3, 1e-3, 0.9, 0.999, 0.01, decoupled)
+    return run_kernel(
+        host_kernels, "adam", dtype, p.size, g=g, step_size=step_size,
+        inv_sqrt_bc2=inv_sqrt_bc2, beta1=0.9, one_minus_beta1=1.0 - 0.9, beta2=0.999,
+        one_minus_beta2=1.0 - 0.999, eps=1e-8, l2=l2, decay=decay, p=p, m=m, v=v,
+    )  # fmt: skip
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("decoupled", [False, True])
 def test_adam_kernel(host_kernels, dtype, decoupled):
-    from backends.base import adam_scalars
-
     be = NumpyBackend(use_numba=False)
     rng = np.random.default_rng(3)
     p, g = (rng.standard_normal(1000).astype(dtype) for _ in range(2))
@@ -215,17 +225,24 @@ def test_adam_kernel(host_kernels, dtype, decoupled):
     want_p, want_m, want_v = p.copy(), m.copy(), v.copy()
     kw = dict(step=3, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.01)
     be.adam_step(want_p, g, want_m, want_v, decoupled=decoupled, **kw)
-    step_size, inv_sqrt_bc2, l2, decay = adam_scalars(3, 1e-3, 0.9, 0.999, 0.01, decoupled)
-    got = run_kernel(
-        host_kernels, "adam", dtype, p.size, g=g, step_size=step_size,
-        inv_sqrt_bc2=inv_sqrt_bc2, beta1=0.9, beta2=0.999, eps=1e-8, l2=l2, decay=decay,
-        p=p, m=m, v=v,
-    )  # fmt: skip
+    got = adam_on_host(host_kernels, dtype, decoupled, p, g, m, v)
     # float32: m = 0.9 m + 0.1 g cancels to near zero in places, so compare on the inputs' scale
     tol = 1e-6 if dtype == np.float32 else 1e-13
     for name, want in (("p", want_p), ("m", want_m), ("v", want_v)):
         np.testing.assert_allclose(got[name], want, rtol=10 * tol, atol=tol, err_msg=name)
     assert not np.allclose(got["p"], p)  # the step moved the parameters
+
+
+def test_adam_kernel_first_moments_are_exact_in_float32(host_kernels):
+    """From zero state, m = (1-beta1)·g and v = (1-beta2)·g² to float32 rounding: the
+    kernel's 1 - beta must be as exact as the host's (float32 arithmetic is 1.3e-5 off)."""
+    rng = np.random.default_rng(5)
+    p, g = (rng.standard_normal(1000).astype(np.float32) for _ in range(2))
+    zeros = np.zeros(1000, np.float32)
+    got = adam_on_host(host_kernels, np.float32, True, p, g, zeros, zeros)
+    g64 = g.astype(np.float64)
+    np.testing.assert_allclose(got["m"], (1.0 - 0.9) * g64, rtol=3e-7)
+    np.testing.assert_allclose(got["v"], (1.0 - 0.999) * g64 * g64, rtol=3e-7)
 
 
 @pytest.mark.parametrize("nesterov", [False, True])
