@@ -387,7 +387,8 @@ class CupyBackend(Backend):
         key = (x.shape[0], x.dtype.str)
         ones = self._ones.get(key)
         if ones is None:
-            ones = self._ones[key] = self.xp.ones(x.shape[0], dtype=x.dtype)
+            with self._device:
+                ones = self._ones[key] = self.xp.ones(x.shape[0], dtype=x.dtype)
         return self.xp.matmul(ones, x, out=out)
 
     def activation(self, name: str, x: Any, out: Any = None) -> Any:

@@ -60,14 +60,16 @@ class Optimizer:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore buffers saved by ``state_dict`` (after ``bind``); shapes are checked."""
-        for name in self.state_names:
-            value = np.asarray(state[name])
+        values = {name: np.asarray(state[name]) for name in self.state_names}
+        for name, value in values.items():
             if value.shape != self.state[name].shape:
                 raise ValueError(
                     f"optimizer state {name!r} has shape {value.shape}, "
                     f"expected {self.state[name].shape}"
                 )
-            self.state[name][...] = self.backend.asarray(value, dtype=self.state[name].dtype)
+        with self.backend.activated():  # the copies run on the state's GPU, even a second one
+            for name, value in values.items():
+                self.state[name][...] = self.backend.asarray(value, dtype=self.state[name].dtype)
         self.steps = int(state["steps"])
 
     def __repr__(self) -> str:

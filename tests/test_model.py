@@ -146,6 +146,19 @@ def test_load_state_dict_rejects_mismatch_and_leaves_model_unchanged(device, cas
         np.testing.assert_array_equal(value, before[key])
 
 
+def test_optimizer_state_with_a_wrong_shape_changes_nothing(device):
+    """Adam's m fits but v does not: neither is loaded, so no half-restored optimizer."""
+    model = MLP([6, 5, 3], device=device, seed=1)
+    optimizer = Adam()
+    optimizer.bind(model.backend, model.num_parameters, np.float32)
+    saved = optimizer.state_dict()
+    bad = {**saved, "m": saved["m"] + 1.0, "v": np.zeros(saved["v"].size + 1, np.float32)}
+    with pytest.raises(ValueError, match="optimizer state 'v' has shape"):
+        optimizer.load_state_dict(bad)
+    for name, value in optimizer.state_dict().items():
+        np.testing.assert_array_equal(value, saved[name])
+
+
 def test_load_state_dict_message_names_the_problem():
     model = MLP([6, 5, 3])
     good = model.state_dict()
