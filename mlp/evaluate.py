@@ -26,6 +26,7 @@ from .train import (
     check_finite,
     check_labels,
     device_spec,
+    input_file,
     run_reporting_errors,
 )
 
@@ -39,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--checkpoint",
+        type=input_file,
         required=True,
         metavar="RUN.npz",
         help="a checkpoint written by mlp-train --save or model.save",

@@ -90,13 +90,16 @@ class EpochProgress:
 class MetricsLog:
     """``--log metrics.jsonl``: one JSON object per epoch, flushed as it is written.
 
-    A fresh run truncates the file; a resumed run appends, so the log covers the whole run.
+    A fresh run replaces the file, a resumed run appends, so the log covers the whole run;
+    the file is opened at the first epoch's record, so a run that fails before it (a
+    mistake, a diverged first epoch) leaves an earlier log as it was.
     """
 
     def __init__(self, path: str | os.PathLike, device: str, append: bool = False) -> None:
         self.path = Path(path)
         self.device = device
-        self._file = self.path.open("a" if append else "w", encoding="utf-8")
+        self._mode = "a" if append else "w"
+        self._file: IO[str] | None = None
 
     def write(self, record: dict[str, Any]) -> None:
         line = {
@@ -108,19 +111,35 @@ class MetricsLog:
             "test_accuracy": _finite_or_none(record.get("val_accuracy")),
             "device": self.device,
         }
+        if self._file is None:
+            self._file = self.path.open(self._mode, encoding="utf-8")
         self._file.write(json.dumps(line) + "\n")
         self._file.flush()
 
     def close(self) -> None:
-        self._file.close()
+        if self._file is not None:
+            self._file.close()
 
 
-def check_plot_available() -> None:
-    """Raise ``PlotUnavailable`` now, before training, rather than after it."""
+def check_plot_available(path: str | os.PathLike | None = None) -> str:
+    """Before training, not after it: matplotlib is there (else ``PlotUnavailable``) and
+    ``path``'s suffix names a format it writes (else ``ValueError``). Returns the format."""
     try:
         import matplotlib  # noqa: F401
     except ImportError:
         raise PlotUnavailable(f"--plot needs matplotlib: {PLOT_EXTRA}") from None
+    if path is None:
+        return "png"
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    formats = FigureCanvasBase.get_supported_filetypes()
+    suffix = Path(path).suffix.lower().lstrip(".")
+    if suffix not in formats:
+        raise ValueError(
+            f"{path}: the suffix names the image format; use one of "
+            + ", ".join(f".{f}" for f in sorted(formats))
+        )
+    return suffix
 
 
 def plot_history(history: list[dict[str, Any]], path: str | os.PathLike, title: str = "") -> Path:
@@ -128,7 +147,7 @@ def plot_history(history: list[dict[str, Any]], path: str | os.PathLike, title: 
 
     Uses matplotlib's object API with the Agg canvas: no window, no global pyplot state.
     """
-    check_plot_available()
+    image_format = check_plot_available(path)
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -150,7 +169,12 @@ def plot_history(history: list[dict[str, Any]], path: str | os.PathLike, title: 
         ax.xaxis.get_major_locator().set_params(integer=True)
     if title:
         fig.suptitle(title)
-    fig.savefig(path)
+    from .checkpoint import atomic_write  # the old image stays whole until the new one is
+
+    try:
+        atomic_write(path, lambda file: fig.savefig(file, format=image_format))
+    except OSError as exc:
+        raise OSError(f"{path}: cannot write the plot ({exc.strerror or exc})") from None
     return path
 
 

@@ -149,14 +149,45 @@ def device_spec(text: str) -> str:
 def output_file(text: str) -> Path:
     """A file to write: its folder must exist (checked now, not after hours of training)."""
     path = Path(text)
-    if not text or path.is_dir():
-        raise argparse.ArgumentTypeError(f"expected a file name, got {text!r}")
     folder = path.parent
-    if not folder.is_dir():
-        raise argparse.ArgumentTypeError(f"folder {str(folder)!r} does not exist")
-    if not os.access(folder, os.W_OK):
+    try:
+        if not text or path.is_dir():
+            raise argparse.ArgumentTypeError(f"expected a file name, got {text!r}")
+        if not folder.is_dir():
+            raise argparse.ArgumentTypeError(f"folder {str(folder)!r} does not exist")
+    except OSError as exc:  # a folder we may not look into, a name too long, …
+        raise argparse.ArgumentTypeError(f"cannot write {text!r}: {exc.strerror}") from None
+    if not os.access(folder, os.W_OK | os.X_OK):
         raise argparse.ArgumentTypeError(f"folder {str(folder)!r} is not writable")
     return path
+
+
+def input_file(text: str) -> Path:
+    """A file to read: at least a name (whether it exists is the reader's one-line error)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError(f"expected a file name, got {text!r}")
+    return Path(text)
+
+
+def check_distinct_outputs(args: argparse.Namespace) -> None:
+    """Each file the run writes is its own: a plot over the checkpoint, or a log that the
+    next atomic checkpoint save replaces, would lose one of them without a word."""
+    named = [
+        (option, path)
+        for option, path in (
+            ("--save", args.save),
+            ("--resume", args.resume),
+            ("--log", args.log),
+            ("--plot", args.plot),
+        )
+        if path is not None
+    ]
+    seen: dict[str, str] = {}
+    for option, path in named:
+        key = os.path.realpath(path)
+        other = seen.setdefault(key, option)
+        if other != option and {other, option} != {"--save", "--resume"}:
+            raise UsageError(f"{other} and {option} name the same file ({path}): give each its own")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -231,6 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g.add_argument(
         "--resume",
+        type=input_file,
         default=None,
         metavar="RUN.npz",
         help="continue a run from its checkpoint; --epochs stays the total "
@@ -280,16 +312,20 @@ def run(args: argparse.Namespace, out: Any = None, err: Any = None) -> dict[str,
             f"--precision {args.precision} reduces float32 matmuls only: "
             f"drop it, or use --dtype float32"
         )
+    check_distinct_outputs(args)
     if args.plot is not None:
-        check_plot_available()
+        try:
+            check_plot_available(args.plot)
+        except ValueError as exc:
+            raise UsageError(f"--plot {exc}") from None
     backend = get_backend(args.device, precision=args.precision)
-    checkpoint = load_checkpoint(args.resume) if args.resume else None
+    checkpoint = load_checkpoint(args.resume) if args.resume is not None else None
     if checkpoint is not None and checkpoint.epoch > args.epochs:
         raise UsageError(
             f"{args.resume} already holds {checkpoint.epoch} epochs, more than "
             f"--epochs {args.epochs} (--epochs is the total, as when it started)"
         )
-    save_path = args.save if args.save is not None else (Path(args.resume) if args.resume else None)
+    save_path = args.save if args.save is not None else args.resume
     show_bar = not args.quiet
 
     def say(message: str) -> None:
@@ -480,10 +516,13 @@ def run_reporting_errors(
 
     Returns the exit status: 0, 2 for usage errors, 1 for runtime failures (running out of
     host or GPU memory among them, with the ``out_of_memory`` hint), 130 for Ctrl-C (whose
-    message, if any, says what was saved; else ``interrupted``).
+    message, if any, says what was saved; else ``interrupted``). NumPy's floating-point
+    warnings are off: a diverging run overflows before its loss turns NaN, and that is
+    reported as one line (a NaN test loss shows in the output), so they would only add noise.
     """
     try:
-        action()
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            action()
     except KeyboardInterrupt as exc:
         detail = one_line(exc) or interrupted
         print(f"{prog}: interrupted{'; ' + detail if detail else ''}", file=sys.stderr)
@@ -504,16 +543,9 @@ def run_reporting_errors(
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)  # bad values: one line on stderr, exit status 2
-
-    def train() -> None:
-        # A diverging run overflows before its loss turns NaN; that is reported as one
-        # line, so NumPy's floating-point warnings would only add noise.
-        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            run(args)
-
     return run_reporting_errors(
         PROG,
-        train,
+        lambda: run(args),
         interrupted="nothing saved",
         out_of_memory="a smaller --hidden or --batch-size needs less",
     )

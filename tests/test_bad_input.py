@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import re
 import resource
 import shutil
 import subprocess
@@ -335,6 +336,86 @@ def test_eval_on_an_unusable_device(data, checkpoint, capsys, monkeypatch):
     assert "pip install 'mlp[cuda12]'" in one_line(err, "mlp-eval")
 
 
+# ----------------------------------------------------------------------------- output files
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--save", "{f}", "--plot", "{f}"], "--save and --plot name the same file"),
+        (["--save", "{f}", "--log", "{f}"], "--save and --log name the same file"),
+        (["--log", "{f}", "--plot", "{same}"], "--log and --plot name the same file"),
+        (["--resume", "{ckpt}", "--log", "{ckpt}"], "--resume and --log name the same file"),
+        (
+            ["--resume", "{ckpt}", "--save", "{f}", "--plot", "{ckpt}"],
+            "--resume and --plot name the same file",
+        ),
+    ],
+)
+def test_outputs_naming_one_file_are_refused(data, checkpoint, tmp_path, capsys, options, message):
+    """A plot over the checkpoint, or a log that the next checkpoint save replaces, would
+    lose one of them: refused before training, and the files there stay as they were."""
+    target = tmp_path / "out.png"
+    names = {"f": target, "same": f"{tmp_path}/./out.png", "ckpt": checkpoint}
+    before = checkpoint.read_bytes()
+    argv = train_on(data, *(o.format(**names) for o in options))
+    code, out, err = run(train.main, argv, capsys)
+    assert code == 2 and out == ""
+    assert one_line(err).startswith(message) and one_line(err).endswith(": give each its own")
+    assert not target.exists() and checkpoint.read_bytes() == before
+
+
+def test_an_output_name_the_system_refuses_is_one_line(data, tmp_path, capsys):
+    name = tmp_path / ("x" * 300 + ".npz")  # longer than a file name may be
+    code, _, err = run(train.main, train_on(data, "--save", name), capsys)
+    assert code == 2
+    assert one_line(err).endswith("File name too long (see mlp-train --help)")
+
+
+def test_an_empty_resume_name_is_a_usage_error(data, capsys):
+    code, _, err = run(train.main, train_on(data, "--resume", ""), capsys)
+    assert code == 2
+    assert "argument --resume: expected a file name, got ''" in one_line(err)
+
+
+@pytest.mark.parametrize("name", ["curves.xyz", "curves"])
+def test_plot_format_is_checked_before_training(data, tmp_path, capsys, name):
+    pytest.importorskip("matplotlib")
+    code, out, err = run(train.main, train_on(data, "--plot", tmp_path / name), capsys)
+    assert code == 2 and out == ""  # nothing trained
+    line = one_line(err)
+    assert line.startswith(f"--plot {tmp_path / name}: the suffix names the image format")
+    assert ".png" in line and ".svg" in line
+
+
+def test_a_failed_plot_write_keeps_the_old_plot(data, tmp_path, capsys, monkeypatch):
+    """The disk fills up while the new plot is written: the old one stays whole, and the
+    line names the file."""
+    pytest.importorskip("matplotlib")
+    from matplotlib.figure import Figure
+
+    plot = tmp_path / "curves.png"
+    plot.write_bytes(b"the previous run's plot")
+
+    def disk_full(self, file, **kwargs):
+        file.write(b"half a png")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Figure, "savefig", disk_full)
+    code, _, err = run(train.main, train_on(data, "--plot", plot), capsys)
+    assert code == 1
+    assert one_line(err) == f"{plot}: cannot write the plot (No space left on device)"
+    assert plot.read_bytes() == b"the previous run's plot"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["curves.png", "data"]  # no temp file
+
+
+def test_a_run_that_fails_before_its_first_epoch_keeps_an_earlier_log(data, tmp_path, capsys):
+    log = tmp_path / "metrics.jsonl"
+    log.write_text('{"epoch": 1}\n')
+    argv = train_on(data, "--optimizer", "sgd", "--lr", "1e30", "--log", log)
+    code, _, err = run(train.main, argv, capsys)
+    assert code == 1 and "training diverged" in one_line(err)
+    assert log.read_text() == '{"epoch": 1}\n'
+
+
 # ----------------------------------------------------------------------------- memory
 OUT_OF_MEMORY_HINT = "; a smaller --hidden or --batch-size needs less"
 
@@ -391,6 +472,21 @@ def test_out_of_memory_mid_run_says_what_was_kept(data, tmp_path, capsys, monkey
 
 
 # ----------------------------------------------------------------------------- real processes
+def test_eval_of_overflowing_weights_prints_no_numpy_warnings(data, checkpoint, tmp_path):
+    """Finite but huge weights overflow: the loss says so (nan or inf), with no warnings."""
+    model = MLP.load(checkpoint)
+    model.load_state_dict({k: v * np.float32(1e30) for k, v in model.state_dict().items()})
+    huge = model.save(tmp_path / "huge.npz")
+    result = subprocess.run(
+        [sys.executable, "-m", "mlp.evaluate", "--checkpoint", str(huge), "--data-dir", str(data)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert result.returncode == 0 and result.stderr == ""
+    assert re.search(r"^test loss: (nan|inf)$", result.stdout, re.MULTILINE), result.stdout
+
+
 def test_real_processes_print_one_line(data, tmp_path):
     """Through the real entry points: no warnings, no traceback, just the line."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
