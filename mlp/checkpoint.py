@@ -323,6 +323,9 @@ def _check_contents(ckpt: Checkpoint) -> None:
             raise KeyError(", ".join(sorted(absent)))
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(path, f"incomplete checkpoint metadata ({_one_line(exc)})") from None
+    problem = _run_and_history_problem(meta)
+    if problem:
+        raise CheckpointError(path, f"corrupt checkpoint metadata ({problem})")
     expected: dict[str, tuple[int, ...]] = {}
     for i, (fan_in, fan_out) in enumerate(itertools.pairwise(sizes)):
         expected[f"{i}.weight"] = (fan_in, fan_out)
@@ -370,6 +373,31 @@ def _check_contents(ckpt: Checkpoint) -> None:
             )
     if not isinstance(spec.get("steps"), int) or spec["steps"] < 0:
         raise CheckpointError(path, "optimizer step count missing or invalid")
+
+
+#: What a history record may hold (``MLP.fit``'s records), each a number when present.
+_HISTORY_NUMBERS = ("loss", "accuracy", "seconds", "val_loss", "val_accuracy")
+
+
+def _run_and_history_problem(meta: dict[str, Any]) -> str:
+    """What is wrong with the run description or the history (read back on resume and
+    plotted), or ``""``: a hand-edited file fails here, not halfway through a run."""
+    if not isinstance(meta.get("run", {}), dict):
+        return "'run' is not an object"
+    history = meta.get("history", [])
+    if not isinstance(history, list):
+        return "'history' is not a list"
+    for i, record in enumerate(history):
+        if not isinstance(record, dict) or not _is_number(record.get("epoch"), int):
+            return f"history entry {i} is not an epoch's record"
+        for key in _HISTORY_NUMBERS:
+            if key in record and not _is_number(record[key], (int, float)):
+                return f"history entry {i} has a {key} that is not a number"
+    return ""
+
+
+def _is_number(value: Any, kinds: type | tuple[type, ...]) -> bool:
+    return isinstance(value, kinds) and not isinstance(value, bool)
 
 
 def _make_optimizer(spec: dict[str, Any]) -> Optimizer:

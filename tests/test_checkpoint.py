@@ -238,6 +238,28 @@ def test_corrupt_metadata(tmp_path):
         load_checkpoint(edit_meta_path)
 
 
+@pytest.mark.parametrize(
+    ("edit", "problem"),
+    [
+        (lambda m: m.update(run=[1, 2]), "'run' is not an object"),
+        (lambda m: m.update(history=5), "'history' is not a list"),
+        (lambda m: m.update(history=["epoch 1"]), "history entry 0 is not an epoch's record"),
+        (lambda m: m.update(history=[{"epoch": True}]), "history entry 0 is not an epoch's"),
+        (
+            lambda m: m.update(history=[{"epoch": 1, "loss": 0.5}, {"epoch": 2, "loss": "low"}]),
+            "history entry 1 has a loss that is not a number",
+        ),
+    ],
+)
+def test_hand_edited_run_or_history_is_refused_on_load(tmp_path, edit, problem):
+    """Read back on resume and plotted at the end: a bad one must fail at load, not later."""
+    path = trained_model().save(tmp_path / "run.npz", history=[{"epoch": 1, "loss": 0.5}])
+    assert load_checkpoint(path).history == [{"epoch": 1, "loss": 0.5}]
+    edit_meta(path, edit)
+    with pytest.raises(CheckpointError, match=f"corrupt checkpoint metadata \\({problem}"):
+        load_checkpoint(path)
+
+
 def test_weights_that_do_not_fit_the_configuration(tmp_path):
     path = trained_model().save(tmp_path / "run.npz")
     rewrite(path, lambda a: a.update({"param.0.weight": np.zeros((12, 15), np.float32)}))
