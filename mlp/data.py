@@ -94,7 +94,15 @@ def _split_file(folder: Path, stem: str) -> Path | None:
 
 
 def _has_dataset(folder: Path) -> bool:
-    return all(_split_file(folder, stem) for files in SPLITS.values() for stem in files)
+    """All four files are there; a folder that cannot be looked into has none of them."""
+    try:
+        return all(_split_file(folder, stem) for files in SPLITS.values() for stem in files)
+    except OSError:  # no permission to search it, a name too long, …
+        return False
+
+
+#: The four files, as a person would look for them.
+FILE_NAMES = ", ".join(f"{stem}[.gz]" for files in SPLITS.values() for stem in files)
 
 
 def user_cache_dir(dataset: str) -> Path:
@@ -104,24 +112,35 @@ def user_cache_dir(dataset: str) -> Path:
 
 
 def candidate_dirs(dataset: str, data_dir: str | os.PathLike | None = None) -> list[Path]:
-    """Folders searched, in order: ``data_dir``, ``$MLP_DATA_DIR``, the user cache, the system."""
+    """Folders searched, in order: ``data_dir`` (when given, the only one, with its
+    ``<dataset>`` subfolder), else ``$MLP_DATA_DIR``, the user cache, the system folders."""
+    if data_dir is not None:
+        return [Path(data_dir), Path(data_dir) / dataset]
     out: list[Path] = []
-    for root in (data_dir, os.environ.get("MLP_DATA_DIR")):
-        if root:
-            out += [Path(root), Path(root) / dataset]
+    root = os.environ.get("MLP_DATA_DIR")
+    if root:
+        out += [Path(root), Path(root) / dataset]
     out.append(user_cache_dir(dataset))
     out += [d / dataset for d in SYSTEM_DIRS]
     return out
 
 
 def find_dataset(dataset: str, data_dir: str | os.PathLike | None = None) -> Path:
-    """The first folder holding all four files of ``dataset``; else a message saying what to do."""
+    """The first folder holding all four files of ``dataset``; else a message saying what to do.
+
+    A ``data_dir`` that is given is the only place looked: a typo there is an error, not a
+    silent fall-back to another copy of the data (or a download).
+    """
     if dataset not in DATASETS:
         raise ValueError(f"unknown dataset {dataset!r}: choose one of {', '.join(DATASETS)}")
+    if data_dir is not None and not str(data_dir).strip():
+        raise ValueError("the data folder is an empty name: give a folder, or none to search")
     searched = candidate_dirs(dataset, data_dir)
     for folder in searched:
         if _has_dataset(folder):
             return folder
+    if data_dir is not None:
+        raise DatasetNotFound(f"{data_dir}: {_given_folder_problem(Path(data_dir), dataset)}")
     hint = (
         " or `sudo apt install dataset-fashion-mnist` (Debian/Ubuntu)"
         if (dataset == "fashion-mnist")
@@ -130,6 +149,24 @@ def find_dataset(dataset: str, data_dir: str | os.PathLike | None = None) -> Pat
     raise DatasetNotFound(
         f"{dataset} not found (looked in {', '.join(str(d) for d in searched)}): "
         f"put its four IDX files in one of them, pass --data-dir, set MLP_DATA_DIR{hint}"
+    )
+
+
+def _given_folder_problem(folder: Path, dataset: str) -> str:
+    """Why a folder named by the user (``--data-dir``) does not hold the dataset."""
+    leave_out = "or leave --data-dir out to search the usual places (and to download)"
+    try:
+        if not folder.exists():
+            return f"no such folder: fix the path, {leave_out}"
+        if not folder.is_dir():
+            return f"is a file, not a folder: name the folder that holds the IDX files, {leave_out}"
+        if not os.access(folder, os.R_OK | os.X_OK):
+            return f"cannot look into this folder (no permission), {leave_out}"
+    except OSError as exc:
+        return f"cannot look into it ({exc.strerror}), {leave_out}"
+    return (
+        f"no {dataset} here or in {folder / dataset} (all four of {FILE_NAMES}): "
+        f"put them there, {leave_out}"
     )
 
 

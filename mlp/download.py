@@ -203,13 +203,16 @@ def ensure_dataset(
     timeout: float = 60.0,
     announce: Callable[[str], Any] | None = None,
 ) -> Path:
-    """The folder holding ``dataset``: found locally, else downloaded into the user cache.
+    """The folder holding ``dataset``: found locally, else downloaded into the user cache
+    (never when ``data_dir`` names a folder: that folder is the user's answer, right or not).
 
     ``announce`` gets one line before a download starts (a download can take a while).
     """
     try:
         return find_dataset(dataset, data_dir)
     except DatasetNotFound as exc:
+        if data_dir is not None:
+            raise
         if not download:
             raise DatasetNotFound(f"{exc} (downloading is off: --no-download)") from None
     if announce is not None:

@@ -26,7 +26,7 @@ from .train import (
     check_finite,
     check_labels,
     device_spec,
-    input_file,
+    named_path,
     run_reporting_errors,
 )
 
@@ -40,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--checkpoint",
-        type=input_file,
+        type=named_path,
         required=True,
         metavar="RUN.npz",
         help="a checkpoint written by mlp-train --save or model.save",
@@ -51,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="default: the dataset the checkpoint was trained on",
     )
-    p.add_argument("--data-dir", default=None, help=DATA_DIR_HELP)
+    p.add_argument("--data-dir", type=named_path, default=None, help=DATA_DIR_HELP)
     p.add_argument("--device", type=device_spec, default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument("--no-download", action="store_true", help="never download a missing dataset")
     return p

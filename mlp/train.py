@@ -33,7 +33,8 @@ from .reporting import (
 PROG = "mlp-train"
 #: The search order of ``mlp.data.candidate_dirs``, its system folders taken from the source.
 DATA_DIR_HELP = (
-    "folder with the IDX files (default: the first of $MLP_DATA_DIR, ~/.cache/mlp/DATASET, "
+    "folder with the IDX files, or its DATASET subfolder: the only place looked when given "
+    "(default: the first of $MLP_DATA_DIR, ~/.cache/mlp/DATASET, "
     + ", ".join(f"{folder}/DATASET" for folder in SYSTEM_DIRS)
     + " that has them; else a download)"
 )
@@ -162,10 +163,11 @@ def output_file(text: str) -> Path:
     return path
 
 
-def input_file(text: str) -> Path:
-    """A file to read: at least a name (whether it exists is the reader's one-line error)."""
+def named_path(text: str) -> Path:
+    """A file or folder to read: at least a name (whether it is there is the reader's
+    one-line error); an empty one would quietly mean the current folder or nothing."""
     if not text.strip():
-        raise argparse.ArgumentTypeError(f"expected a file name, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected a path, got {text!r}")
     return Path(text)
 
 
@@ -197,7 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--device", type=device_spec, default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument("--dataset", choices=DATASETS, default="fashion-mnist", help="what to learn")
-    p.add_argument("--data-dir", default=None, help=DATA_DIR_HELP)
+    p.add_argument("--data-dir", type=named_path, default=None, help=DATA_DIR_HELP)
     p.add_argument(
         "--hidden",
         type=hidden_sizes,
@@ -262,7 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g.add_argument(
         "--resume",
-        type=input_file,
+        type=named_path,
         default=None,
         metavar="RUN.npz",
         help="continue a run from its checkpoint; --epochs stays the total "

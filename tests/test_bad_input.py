@@ -370,10 +370,11 @@ def test_an_output_name_the_system_refuses_is_one_line(data, tmp_path, capsys):
     assert one_line(err).endswith("File name too long (see mlp-train --help)")
 
 
-def test_an_empty_resume_name_is_a_usage_error(data, capsys):
-    code, _, err = run(train.main, train_on(data, "--resume", ""), capsys)
+@pytest.mark.parametrize("option", ["--resume", "--data-dir"])
+def test_an_empty_path_is_a_usage_error(data, capsys, option):
+    code, _, err = run(train.main, [*train_on(data), option, ""], capsys)
     assert code == 2
-    assert "argument --resume: expected a file name, got ''" in one_line(err)
+    assert f"argument {option}: expected a path, got ''" in one_line(err)
 
 
 @pytest.mark.parametrize("name", ["curves.xyz", "curves"])

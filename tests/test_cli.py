@@ -191,8 +191,12 @@ def test_missing_dataset_exits_1_with_one_line(dataset, env, tmp_path):
         cwd=tmp_path,
     )
     line = assert_one_line_error(result, 1)
-    assert f"{dataset} not found" in line
-    assert str(empty) in line and "--data-dir" in line
+    assert line == (
+        f"mlp-train: error: {empty}: no {dataset} here or in {empty / dataset} (all four of "
+        "train-images-idx3-ubyte[.gz], train-labels-idx1-ubyte[.gz], t10k-images-idx3-ubyte[.gz], "
+        "t10k-labels-idx1-ubyte[.gz]): put them there, or leave --data-dir out to search the "
+        "usual places (and to download)"
+    )
     assert result.stdout == ""
 
 

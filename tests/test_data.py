@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import struct
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,6 +21,7 @@ from mlp.data import (
     read_idx,
     write_idx,
 )
+from mlp.download import ensure_dataset
 from mlp.synthetic import write_dataset
 
 NATIVE_DTYPES = ["u1", "i1", "i2", "i4", "f4", "f8"]
@@ -203,7 +205,6 @@ def test_find_dataset_lookup_order(isolated, monkeypatch):
     monkeypatch.setenv("MLP_DATA_DIR", str(tmp / "env"))
 
     assert find_dataset("mnist", data_dir=explicit) == explicit
-    assert find_dataset("mnist", data_dir=tmp / "explicit-but-empty") == env
     assert find_dataset("mnist") == env
     monkeypatch.delenv("MLP_DATA_DIR")
     assert find_dataset("mnist") == cache
@@ -214,6 +215,49 @@ def test_find_dataset_lookup_order(isolated, monkeypatch):
         f.unlink()
     with pytest.raises(DatasetNotFound):
         find_dataset("mnist")
+
+
+@pytest.mark.parametrize(
+    ("make", "problem"),
+    [
+        (lambda d: d, "no mnist here or in {d}/mnist (all four of train-images-idx3-ubyte[.gz]"),
+        (lambda d: d / "typo", "no such folder: fix the path"),
+        (lambda d: d / "train-images-idx3-ubyte", "is a file, not a folder"),
+        (lambda d: d / "train-images-idx3-ubyte" / "x", "no such folder"),
+    ],
+)
+def test_a_given_folder_without_the_dataset_is_an_error(isolated, monkeypatch, make, problem):
+    """Named but wrong (empty, a typo, a file): an error saying so, never another copy of
+    the dataset found elsewhere, nor a download."""
+    _tiny(isolated / "cache" / "mlp" / "mnist")  # a copy the search would otherwise find
+    _tiny(isolated / "given")
+    (isolated / "given" / "t10k-labels-idx1-ubyte").unlink()  # three files of four
+    given = make(isolated / "given")
+    with pytest.raises(DatasetNotFound) as info:
+        find_dataset("mnist", data_dir=given)
+    message = str(info.value)
+    assert message.startswith(f"{given}: " + problem.format(d=isolated / "given"))
+    assert message.endswith("or leave --data-dir out to search the usual places (and to download)")
+    with pytest.raises(DatasetNotFound):
+        ensure_dataset("mnist", data_dir=given, download=True)  # no download either
+    with pytest.raises(ValueError, match="empty name"):
+        find_dataset("mnist", data_dir="")
+
+
+def test_a_folder_that_cannot_be_searched_is_skipped(isolated, monkeypatch):
+    """$MLP_DATA_DIR names a folder this user may not look into: the search goes on."""
+    cache = _tiny(isolated / "cache" / "mlp" / "mnist")
+    locked = isolated / "locked"
+    real_is_file = Path.is_file
+
+    def is_file(path):
+        if locked in path.parents:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_is_file(path)
+
+    monkeypatch.setattr(Path, "is_file", is_file)
+    monkeypatch.setenv("MLP_DATA_DIR", str(locked))
+    assert find_dataset("mnist") == cache
 
 
 def test_find_dataset_appends_dataset_name(isolated):
@@ -242,10 +286,9 @@ def test_default_user_cache_is_under_home(monkeypatch, tmp_path):
 
 def test_candidate_dirs(isolated, monkeypatch):
     monkeypatch.setenv("MLP_DATA_DIR", "/srv/data")
-    dirs = candidate_dirs("mnist", "/here")
+    assert [str(d) for d in candidate_dirs("mnist", "/here")] == ["/here", "/here/mnist"]
+    dirs = candidate_dirs("mnist")
     assert [str(d) for d in dirs] == [
-        "/here",
-        "/here/mnist",
         "/srv/data",
         "/srv/data/mnist",
         str(isolated / "cache" / "mlp" / "mnist"),
@@ -257,11 +300,10 @@ def test_candidate_dirs(isolated, monkeypatch):
 def test_dataset_not_found_message_lists_the_options(isolated, monkeypatch, dataset):
     monkeypatch.setenv("MLP_DATA_DIR", str(isolated / "envdir"))
     with pytest.raises(DatasetNotFound) as info:
-        find_dataset(dataset, data_dir=isolated / "given")
+        find_dataset(dataset)
     message = str(info.value)
     assert isinstance(info.value, FileNotFoundError)
     for folder in (
-        isolated / "given",
         isolated / "envdir",
         isolated / "cache" / "mlp" / dataset,
         isolated / "system" / dataset,
