@@ -183,6 +183,8 @@ def load_split(folder: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError(f"{label_file}: expected a 1-D array of labels, got {labels.shape}")
     if images.shape[0] != labels.shape[0]:
         raise ValueError(f"{folder}: {images.shape[0]} {split} images but {labels.shape[0]} labels")
+    if images.size == 0:
+        raise ValueError(f"{image_file}: holds no images (its header says {images.shape})")
     return images.reshape(images.shape[0], -1), labels
 
 

@@ -455,6 +455,11 @@ def check_finite(data: Dataset) -> None:
             raise ValueError(f"{data.source}: the {split} images contain NaN or infinity")
 
 
+#: The most classes the output layer is sized for: a label beyond it is a mistake (an ID,
+#: a measurement), which would otherwise surface as running out of memory.
+MAX_CLASSES = 65536
+
+
 def check_labels(data: Dataset, classes: int | None = None) -> None:
     """Labels are whole numbers from 0 (and below ``classes``): else name the labels file."""
     for split, y in (("train", data.y_train), ("test", data.y_test)):
@@ -468,6 +473,11 @@ def check_labels(data: Dataset, classes: int | None = None) -> None:
         low, high = y.min(), y.max()
         if low < 0:
             raise ValueError(f"{where}: labels must be 0 or more, got {low:g}")
+        if classes is None and high >= MAX_CLASSES:
+            raise ValueError(
+                f"{where}: labels go up to {high:g}, but they are class indices 0 to K-1, "
+                f"one output unit each, with K at most {MAX_CLASSES}"
+            )
         if classes is not None and high >= classes:
             raise ValueError(
                 f"{where}: labels go up to {high:g}, but the model has {classes} outputs "

@@ -133,8 +133,13 @@ def test_labels_out_of_range_for_the_output_layer(data, capsys):
             np.array([0, np.nan, 2] * 100, np.float64),
             "{file}: labels must be whole numbers, got float64 values",
         ),
+        (  # an ID column, say: not an output layer of two billion units (out of memory)
+            np.array([0, 2**31 - 1, 2] * 100, np.int32),
+            "{file}: labels go up to 2.14748e+09, but they are class indices 0 to K-1, one "
+            "output unit each, with K at most 65536",
+        ),
     ],
-    ids=["negative", "fractional", "nan"],
+    ids=["negative", "fractional", "nan", "huge"],
 )
 def test_labels_that_are_not_class_indices(data, capsys, labels, message):
     (data / f"{TRAIN_LABELS}.gz").unlink()
@@ -142,6 +147,18 @@ def test_labels_that_are_not_class_indices(data, capsys, labels, message):
     code, _, err = run(train.main, train_on(data), capsys)
     assert code == 1
     assert one_line(err) == message.format(file=data / TRAIN_LABELS)
+
+
+@pytest.mark.parametrize("split", ["train", "test"])
+def test_a_split_without_images(data, capsys, split):
+    images_name, labels_name = SPLITS[split]
+    for name in (images_name, labels_name):
+        (data / f"{name}.gz").unlink()
+    write_idx(data / images_name, np.zeros((0, 28, 28), np.uint8))
+    write_idx(data / labels_name, np.zeros(0, np.uint8))
+    code, _, err = run(train.main, train_on(data), capsys)
+    assert code == 1
+    assert one_line(err) == f"{data / images_name}: holds no images (its header says (0, 28, 28))"
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
