@@ -7,7 +7,9 @@ preallocated buffers, and loss/accuracy are summed on the device and read once p
 
 from __future__ import annotations
 
+import itertools
 import math
+import sys
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -424,6 +426,12 @@ def _check_sizes(sizes: Sequence[int]) -> list[int]:
         raise ValueError(f"layer sizes must be integers, got {sizes!r}") from None
     if len(values) < 2 or any(v <= 0 for v in values) or list(sizes) != values:
         raise ValueError(f"need at least two positive integer layer sizes, got {list(sizes)!r}")
+    parameters = sum(a * b + b for a, b in itertools.pairwise(values))
+    if parameters * 8 > sys.maxsize:  # float64 at initialisation: no array can be that big
+        raise ValueError(
+            f"layer sizes {values} make {parameters:,} parameters: far more than any "
+            "memory holds; use smaller layers"
+        )
     return values
 
 

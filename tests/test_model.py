@@ -496,6 +496,12 @@ def test_bad_sizes(sizes):
         MLP(sizes)
 
 
+def test_sizes_no_memory_could_hold_are_refused_up_front():
+    """Not NumPy's "Maximum allowed dimension exceeded" from deep inside initialisation."""
+    with pytest.raises(ValueError, match=r"make 79,500,000,000,000,000,000,010 parameters: far"):
+        MLP([784, 10**20, 10])
+
+
 @pytest.mark.parametrize(
     "kwargs",
     [
