@@ -215,7 +215,8 @@ def atomic_write(path: str | os.PathLike, write: Any) -> None:
     """
     path = Path(path)
     folder = path.parent if str(path.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    # the name's start identifies a leftover; all of it could make the name too long
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name[:64]}.", suffix=".tmp", dir=folder)
     try:
         with _open_temp(fd) as f:
             write(f)
@@ -275,7 +276,7 @@ def _read_arrays(path: Path) -> dict[str, np.ndarray]:
             raise CheckpointError(path, "empty file (truncated, or never written)")
         if magic.startswith(b"\x93NUMPY"):
             raise CheckpointError(path, "not an mlp checkpoint (a single .npy array)")
-        if not magic.startswith(b"PK"):
+        if not magic.startswith((b"PK\x03\x04", b"PK\x05\x06")):  # a zip file's first record
             raise CheckpointError(path, "not an mlp checkpoint (not an .npz file)")
         with np.load(path, allow_pickle=False) as npz:
             return {key: npz[key] for key in npz.files}  # read all now: CRC errors show here

@@ -154,6 +154,8 @@ def output_file(text: str) -> Path:
     try:
         if not text or path.is_dir():
             raise argparse.ArgumentTypeError(f"expected a file name, got {text!r}")
+        if path.exists() and not path.is_file():  # a device, a pipe: never renamed over
+            raise argparse.ArgumentTypeError(f"{text!r} is not a regular file")
         if not folder.is_dir():
             raise argparse.ArgumentTypeError(f"folder {str(folder)!r} does not exist")
     except OSError as exc:  # a folder we may not look into, a name too long, …

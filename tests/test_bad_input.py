@@ -385,6 +385,12 @@ def test_an_output_name_the_system_refuses_is_one_line(data, tmp_path, capsys):
     code, _, err = run(train.main, train_on(data, "--save", name), capsys)
     assert code == 2
     assert one_line(err).endswith("File name too long (see mlp-train --help)")
+    fifo = tmp_path / "fifo.npz"
+    os.mkfifo(fifo)  # not a regular file: a checkpoint is never renamed over it
+    code, _, err = run(train.main, train_on(data, "--save", fifo), capsys)
+    assert code == 2
+    assert f"argument --save: {str(fifo)!r} is not a regular file" in one_line(err)
+    assert fifo.is_fifo()
 
 
 @pytest.mark.parametrize("option", ["--resume", "--data-dir"])

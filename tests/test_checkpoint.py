@@ -210,6 +210,19 @@ def test_not_a_checkpoint(tmp_path):
         load_checkpoint(npy)
     with pytest.raises(CheckpointError, match="folder"):
         load_checkpoint(tmp_path)
+    two_bytes = tmp_path / "pk.npz"
+    two_bytes.write_bytes(b"PK")  # a zip's first letters, but no zip
+    with pytest.raises(CheckpointError, match=r"not an mlp checkpoint \(not an \.npz file\)"):
+        load_checkpoint(two_bytes)
+
+
+def test_a_long_checkpoint_name_still_saves(tmp_path):
+    """The temporary file beside it takes only the name's start, so any name that may be
+    written may be saved to (255 bytes is the usual limit)."""
+    path = tmp_path / ("r" * 251 + ".npz")
+    trained_model().save(path)
+    assert load_checkpoint(path).epoch == 0
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]
 
 
 @pytest.mark.parametrize(
