@@ -196,8 +196,10 @@ def cublas_gemm_arguments(
     return op_b, op_a, cols, rows, inner, b_shape[1], a_shape[1], cols
 
 
+@functools.cache
 def _cublas() -> Any:
-    """CuPy's cuBLAS bindings (their module moved between CuPy versions)."""
+    """CuPy's cuBLAS bindings (their module moved between CuPy versions); looked up once,
+    not on every bf16 product."""
     try:
         from cupy_backends.cuda.libs import cublas
     except ImportError:
