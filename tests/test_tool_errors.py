@@ -1,0 +1,91 @@
+"""Bad input to the benchmark and the small tools: one line on stderr, never a traceback.
+
+A usage error is ``prog: error: …`` and exit status 2, a runtime failure the same line and 1;
+nothing already written is lost.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_module(*argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """``python -m argv…`` from the repository root, as a user runs it."""
+    full_env = {**os.environ, **(env or {}), "PYTHONPATH": str(ROOT)}
+    return subprocess.run(
+        [sys.executable, "-m", *argv],
+        cwd=ROOT,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def assert_one_line(done: subprocess.CompletedProcess, prog: str, status: int) -> str:
+    """The exit status, and stderr as one ``prog: error:`` line; returns that line."""
+    assert done.returncode == status, done.stderr + done.stdout
+    assert done.stderr.startswith(f"{prog}: error: "), done.stderr
+    assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr, done.stderr
+    return done.stderr
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["mlp.synthetic", "unused-folder", "0", "5"],
+    ],
+)
+def test_usage_errors_are_one_line(argv):
+    done = run_module(*argv)
+    assert_one_line(done, f"python -m {argv[0]}", 2)
+    assert "usage:" not in done.stderr and not (ROOT / "unused-folder").exists()
+
+
+@pytest.mark.parametrize(
+    ("folder", "counts", "status", "says"),
+    [
+        ("", ["5", "5"], 2, "expected a folder name"),
+        ("afile", ["5", "5"], 1, "it is a file, not a folder"),
+        ("afile/sub", ["5", "5"], 1, "Not a directory"),
+        ("data", ["99999999999999999999"], 2, "expected an integer from 1 to 4294967295"),
+        ("data", ["5", "-1"], 2, "argument n_test"),
+    ],
+)
+def test_synthetic_bad_input_is_one_line(
+    tmp_path, monkeypatch, capsys, folder, counts, status, says
+):
+    from mlp import synthetic
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "afile").write_text("kept\n")
+    try:
+        code = synthetic.main([folder, *counts])
+    except SystemExit as exc:
+        code = exc.code
+    err = capsys.readouterr().err
+    assert code == status and says in err, err
+    assert err.startswith("python -m mlp.synthetic: error: ") and err.count("\n") == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]  # nothing written here
+    assert (tmp_path / "afile").read_text() == "kept\n"
+
+
+def test_synthetic_unwritable_folder_is_one_line(tmp_path, monkeypatch, capsys):
+    """As root a chmod stops nothing, so the file system's refusal is simulated."""
+    from mlp import synthetic
+
+    def refuse(path, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(synthetic, "write_idx", refuse)
+    assert synthetic.main([str(tmp_path / "data"), "5", "5"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("python -m mlp.synthetic: error: cannot write the dataset to ")
+    assert err.rstrip().endswith("Permission denied") and err.count("\n") == 1
