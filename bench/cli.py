@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from mlp.train import HelpFormatter
+from mlp.train import OneLineParser
 
 from . import report
 from .machine import machine_info, slug
@@ -72,12 +72,11 @@ def _cpu_steps(text: str) -> dict[str, int]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = OneLineParser(
         prog="python -m bench",
         description="Time one training epoch of each workload against the matmul-only limit.",
         epilog="Exit status 1 when a row of this library or the limit fails (or a device named "
         "in --devices is unavailable); peers that fail or are missing are only reported.",
-        formatter_class=HelpFormatter,
     )
     p.add_argument(
         "--workloads",

@@ -40,13 +40,25 @@ def assert_one_line(done: subprocess.CompletedProcess, prog: str, status: int) -
 @pytest.mark.parametrize(
     "argv",
     [
+        ["bench", "--epochs", "0"],
+        ["mlp.download", "cifar"],
         ["mlp.synthetic", "unused-folder", "0", "5"],
+        ["bench.ops", "--calls", "0"],
+        ["bench.ops", "--device", ""],
+        ["bench.ops", "--device", "tpu"],
     ],
 )
 def test_usage_errors_are_one_line(argv):
     done = run_module(*argv)
     assert_one_line(done, f"python -m {argv[0]}", 2)
     assert "usage:" not in done.stderr and not (ROOT / "unused-folder").exists()
+
+
+def test_bench_help_still_lists_defaults():
+    from bench import cli
+
+    text = cli.build_parser().format_help()
+    assert "(default: 3)" in text and "(default: tiny,std,big)" in text
 
 
 @pytest.mark.parametrize(
