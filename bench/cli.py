@@ -11,7 +11,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from mlp.train import OneLineParser
+from mlp.train import (
+    OneLineParser,
+    bounded,
+    non_negative_int,
+    positive_float,
+    positive_int,
+)
 
 from . import report
 from .machine import machine_info, slug
@@ -32,6 +38,8 @@ PEERS = ("torch", "sklearn")
 IMPLS = ("limit", "mlp", "textbook", *PEERS)
 #: Where the peers run.
 PEER_DEVICES = {"torch": ("cpu", "cuda"), "sklearn": ("cpu",)}
+#: A test accuracy to reach: 0 would be reached before training, above 1 never.
+accuracy = bounded(float, lambda v: 0.0 < v <= 1.0, "an accuracy in (0, 1]")
 
 
 def _choices(kind: str, allowed: Sequence[str], allow_none: bool = False):
@@ -48,12 +56,6 @@ def _choices(kind: str, allowed: Sequence[str], allow_none: bool = False):
         return list(dict.fromkeys(items))
 
     return parse
-
-
-def _positive(text: str) -> int:
-    if not text.isdigit() or int(text) <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return int(text)
 
 
 def _cpu_steps(text: str) -> dict[str, int]:
@@ -101,23 +103,23 @@ def build_parser() -> argparse.ArgumentParser:
         default=True,
         help="include the textbook NumPy (CuPy on cuda) loop",
     )
-    p.add_argument("--epochs", type=_positive, default=3, help="timed epochs per row")
-    p.add_argument("--warmup", type=int, default=1, help="untimed epochs before them")
+    p.add_argument("--epochs", type=positive_int, default=3, help="timed epochs per row")
+    p.add_argument("--warmup", type=non_negative_int, default=1, help="untimed epochs before them")
     p.add_argument(
         "--max-extra",
-        type=int,
+        type=non_negative_int,
         default=3,
         help="extra epochs at most when other work on the machine disturbed some (0: none)",
     )
     p.add_argument(
         "--limit-repeats",
-        type=_positive,
+        type=positive_int,
         default=None,
         help="timed repetitions of the limit (default: max(5, --epochs))",
     )
     p.add_argument(
         "--steps",
-        type=_positive,
+        type=positive_int,
         default=None,
         help="cut every epoch to this many steps (quick runs, smoke tests)",
     )
@@ -152,10 +154,10 @@ def build_parser() -> argparse.ArgumentParser:
         default=True,
         help="seconds until the std model reaches --target on the real test set",
     )
-    p.add_argument("--target", type=float, default=0.89, help="test accuracy to reach")
+    p.add_argument("--target", type=accuracy, default=0.89, help="test accuracy to reach")
     p.add_argument(
         "--max-epochs",
-        type=_positive,
+        type=positive_int,
         default=30,
         help="give up time to accuracy after this many epochs",
     )
@@ -165,7 +167,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=True,
         help="peak RSS of `mlp-train --epochs 1` on the real dataset",
     )
-    p.add_argument("--row-timeout", type=float, default=1800, help="seconds per row at most")
+    p.add_argument(
+        "--row-timeout", type=positive_float, default=1800, help="seconds per row at most"
+    )
     return p
 
 

@@ -101,3 +101,41 @@ def test_synthetic_unwritable_folder_is_one_line(tmp_path, monkeypatch, capsys):
     err = capsys.readouterr().err
     assert err.startswith("python -m mlp.synthetic: error: cannot write the dataset to ")
     assert err.rstrip().endswith("Permission denied") and err.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        ["--warmup", "-1"],
+        ["--row-timeout", "0"],
+        ["--row-timeout", "-1"],
+        ["--row-timeout", "nan"],
+        ["--row-timeout", "inf"],
+        ["--max-extra", "-5"],
+        ["--target", "nan"],
+        ["--target", "2"],
+        ["--target", "0"],
+        ["--epochs", "-3"],
+        ["--limit-repeats", "0"],
+        ["--steps", "x"],
+        ["--max-epochs", "0"],
+        ["--cpu-steps", "big=-1"],
+    ],
+)
+def test_bench_numbers_are_range_checked(bad, capsys):
+    from bench import cli
+
+    with pytest.raises(SystemExit) as exc:
+        cli.build_parser().parse_args(bad)
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and f"argument {bad[0]}: expected" in err, err
+    assert err.startswith("python -m bench: error: ") and err.count("\n") == 1
+
+
+def test_bench_numbers_in_range_are_accepted():
+    from bench import cli
+
+    args = cli.build_parser().parse_args(
+        ["--warmup", "0", "--max-extra", "0", "--target", "1", "--row-timeout", "0.5"]
+    )
+    assert (args.warmup, args.max_extra, args.target, args.row_timeout) == (0, 0, 1.0, 0.5)
