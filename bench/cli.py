@@ -33,6 +33,7 @@ from .workloads import (
     steps_per_epoch,
 )
 
+PROG = "python -m bench"
 DEVICES = ("cpu", "cuda")
 PEERS = ("torch", "sklearn")
 IMPLS = ("limit", "mlp", "textbook", *PEERS)
@@ -75,7 +76,7 @@ def _cpu_steps(text: str) -> dict[str, int]:
 
 def build_parser() -> argparse.ArgumentParser:
     p = OneLineParser(
-        prog="python -m bench",
+        prog=PROG,
         description="Time one training epoch of each workload against the matmul-only limit.",
         epilog="Exit status 1 when a row of this library or the limit fails (or a device named "
         "in --devices is unavailable); peers that fail or are missing are only reported.",
@@ -386,17 +387,44 @@ def _terminate(signum: int, frame: Any) -> None:
     raise SystemExit(128 + signum)  # unwinds through run_task, which kills the running row
 
 
+def out_folder_problem(folder: Path) -> str | None:
+    """Why the results cannot go into ``folder`` (``None``: they can); creates it, so that a
+    bad ``--out`` stops the run before its first row, not after hours of them."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        return "a file has that name; expected a folder"
+    except NotADirectoryError:
+        return "a file is in its path; expected a folder"
+    except OSError as exc:
+        return f"cannot create the folder ({exc.strerror or exc})"
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return "the folder is not writable"
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark; exit status 1 if a row of ours failed (peers only report theirs)."""
     signal.signal(signal.SIGTERM, _terminate)
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    why = out_folder_problem(args.out)
+    if why:
+        parser.error(f"--out {str(args.out)!r}: {why}")
+    return run(args, parser, argv)
+
+
+def run(
+    args: argparse.Namespace, parser: argparse.ArgumentParser, argv: Sequence[str] | None
+) -> int:
+    """Everything after parsing: the rows, then the results on disk and the table."""
     try:
         devices, probes = resolve_devices(args.devices, args.row_timeout)
     except argparse.ArgumentTypeError as exc:
-        build_parser().error(str(exc))
+        parser.error(str(exc))
     real = args.data == "real" or (args.data == "auto" and real_data_available())
     if args.data == "real" and not real_data_available():
-        build_parser().error(f"--data real: {DATASET} is not on disk")
+        parser.error(f"--data real: {DATASET} is not on disk")
     machine = machine_info()
     machine["devices"] = {d: p for d, p in probes.items()}
     machine["load_average_start"] = load_average()
@@ -430,7 +458,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         },
         "workloads": {n: WORKLOADS[n].to_dict() for n in args.workloads},
     }
-    args.out.mkdir(parents=True, exist_ok=True)
     stem = args.out / output_stem(machine, devices, probes)
 
     def save_partial(rows: list[dict[str, Any]]) -> None:

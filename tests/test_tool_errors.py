@@ -139,3 +139,43 @@ def test_bench_numbers_in_range_are_accepted():
         ["--warmup", "0", "--max-extra", "0", "--target", "1", "--row-timeout", "0.5"]
     )
     assert (args.warmup, args.max_extra, args.target, args.row_timeout) == (0, 0, 1.0, 0.5)
+
+
+TINY_BENCH = [
+    "--workloads", "tiny", "--steps", "3", "--epochs", "1", "--warmup", "0", "--peers", "none",
+    "--no-textbook", "--no-time-to-accuracy", "--no-cli-rss", "--no-plot", "--data", "synthetic",
+    "--devices", "cpu",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("out", "says"),
+    [
+        ("afile", "a file has that name"),
+        ("afile/sub", "a file is in its path"),
+        pytest.param(
+            "/proc/mlp-bench-out",
+            "cannot create the folder",
+            marks=pytest.mark.skipif(not Path("/proc").is_dir(), reason="no /proc"),
+        ),
+    ],
+)
+def test_bench_out_that_cannot_hold_results_is_one_line(tmp_path, out, says):
+    (tmp_path / "afile").write_text("kept\n")
+    done = run_module("bench", *TINY_BENCH, "--out", str(tmp_path / out))
+    err = assert_one_line(done, "python -m bench", 2)
+    assert f"--out '{tmp_path / out}': {says}" in err and "[1/" not in err  # no row ran
+    assert (tmp_path / "afile").read_text() == "kept\n"
+
+
+def test_bench_unwritable_out_folder_stops_before_any_row(tmp_path, monkeypatch, capsys):
+    """As root a chmod stops nothing, so the folder's refusal is simulated."""
+    from bench import cli
+
+    monkeypatch.setattr(cli.signal, "signal", lambda *args: None)
+    monkeypatch.setattr(cli.os, "access", lambda path, mode: False)
+    monkeypatch.setattr(cli, "run", lambda *args: pytest.fail("a row ran"))
+    with pytest.raises(SystemExit) as exc:
+        cli.main([*TINY_BENCH, "--out", str(tmp_path / "results")])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and "the folder is not writable" in err and err.count("\n") == 1
