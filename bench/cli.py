@@ -17,6 +17,7 @@ from mlp.train import (
     non_negative_int,
     positive_float,
     positive_int,
+    run_reporting_errors,
 )
 
 from . import report
@@ -404,14 +405,21 @@ def out_folder_problem(folder: Path) -> str | None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the benchmark; exit status 1 if a row of ours failed (peers only report theirs)."""
+    """Run the benchmark; exit status 1 if a row of ours failed (peers only report theirs),
+    or with one line if its results cannot be written."""
     signal.signal(signal.SIGTERM, _terminate)
     parser = build_parser()
     args = parser.parse_args(argv)
     why = out_folder_problem(args.out)
     if why:
         parser.error(f"--out {str(args.out)!r}: {why}")
-    return run(args, parser, argv)
+    status = [0]
+
+    def bench() -> None:
+        status[0] = run(args, parser, argv)
+
+    interrupted = 'the rows done so far are in the results JSON ("complete": false)'
+    return run_reporting_errors(PROG, bench, interrupted=interrupted) or status[0]
 
 
 def run(
@@ -458,7 +466,8 @@ def run(
         },
         "workloads": {n: WORKLOADS[n].to_dict() for n in args.workloads},
     }
-    stem = args.out / output_stem(machine, devices, probes)
+    claim = {**results, "rows": [], "complete": False}
+    stem = report.claim_stem(args.out, output_stem(machine, devices, probes), claim)
 
     def save_partial(rows: list[dict[str, Any]]) -> None:
         """Keep what is done on disk: a run cut short (a time limit) still leaves its rows."""
@@ -474,7 +483,7 @@ def run(
     else:
         results["plot"] = "none (--no-plot)"
     report.write_json(results, stem.with_suffix(".json"))
-    stem.with_suffix(".md").write_text(report.summary_text(results, markdown=True) + "\n")
+    report.write_text(report.summary_text(results, markdown=True) + "\n", stem.with_suffix(".md"))
     print(report.summary_text(results))
     print(f"\nresults: {stem.with_suffix('.json')}")
 

@@ -6,7 +6,9 @@ nothing already written is lost.
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -179,3 +181,88 @@ def test_bench_unwritable_out_folder_stops_before_any_row(tmp_path, monkeypatch,
         cli.main([*TINY_BENCH, "--out", str(tmp_path / "results")])
     err = capsys.readouterr().err
     assert exc.value.code == 2 and "the folder is not writable" in err and err.count("\n") == 1
+
+
+def test_bench_rerun_never_replaces_earlier_results(tmp_path):
+    first = run_module("bench", *TINY_BENCH, "--out", str(tmp_path))
+    assert first.returncode == 0, first.stderr
+    (json_path,) = tmp_path.glob("*.json")
+    kept = json_path.read_text()
+    # a second run the same day whose every row fails (times out) gets its own files
+    failed = run_module("bench", *TINY_BENCH, "--out", str(tmp_path), "--row-timeout", "0.001")
+    assert failed.returncode == 1, failed.stderr
+    second = json_path.with_name(json_path.stem + "-2.json")
+    assert f"results: {second}" in failed.stdout
+    assert json_path.read_text() == kept and json.loads(second.read_text())["complete"] is True
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [json_path.name, second.name, json_path.stem + ".md", second.stem + ".md"]
+    )
+
+
+def test_results_stem_skips_any_taken_name(tmp_path):
+    from bench import report
+
+    (tmp_path / "day-cpu.png").write_bytes(b"a chart")  # a run that left only its chart
+    (tmp_path / "day-cpu-2.md").write_text("a table")
+    stem = report.claim_stem(tmp_path, "day-cpu", {"rows": []})
+    assert stem == tmp_path / "day-cpu-3"
+    assert json.loads(stem.with_suffix(".json").read_text()) == {"rows": []}
+    assert report.claim_stem(tmp_path, "day-cpu", {}) == tmp_path / "day-cpu-4"
+
+
+def disk_full(fd: int) -> None:
+    raise OSError(28, "No space left on device")
+
+
+def test_results_writes_are_atomic(tmp_path, monkeypatch):
+    from bench import report
+
+    path = tmp_path / "results.json"
+    report.write_json({"rows": [1]}, path)
+    monkeypatch.setattr(report.os, "fsync", disk_full)
+    with pytest.raises(OSError, match=re.escape(f"cannot write {path}: No space left on device")):
+        report.write_json({"rows": [1, 2]}, path)
+    assert json.loads(path.read_text()) == {"rows": [1]}  # the earlier file, whole
+    md = tmp_path / "results.md"
+    with pytest.raises(OSError, match=r"cannot write .*results\.md"):
+        report.write_text("| table |\n", md)
+    assert [p.name for p in tmp_path.iterdir()] == ["results.json"]  # no temporary left
+
+
+def test_plot_is_written_atomically(tmp_path, monkeypatch):
+    pytest.importorskip("matplotlib")
+    from bench import report
+
+    path = tmp_path / "chart.png"
+    path.write_bytes(b"an earlier chart")
+    rows = [
+        {"workload": "tiny", "device": "cpu", "impl": impl, "label": impl, "status": "ok",
+         "ratio_to_limit": ratio}
+        for impl, ratio in (("limit", 1.0), ("mlp", 1.5))
+    ]  # fmt: skip
+    machine = {
+        "cpu": {"model": "a CPU", "usable_cores": 2}, "blas": {}, "versions": {},
+        "date": "2026-11-27",
+    }  # fmt: skip
+    monkeypatch.setattr(report.os, "fsync", disk_full)
+    with pytest.raises(OSError, match=r"cannot write .*chart\.png: No space left on device"):
+        report.plot({"rows": rows, "machine": machine}, path)
+    assert path.read_bytes() == b"an earlier chart"
+    assert [p.name for p in tmp_path.iterdir()] == ["chart.png"]
+    monkeypatch.undo()
+    assert report.plot({"rows": rows, "machine": machine}, path) is None
+    assert path.read_bytes().startswith(b"\x89PNG")
+
+
+def test_bench_disk_full_mid_run_is_one_line(tmp_path, monkeypatch, capsys):
+    from bench import cli, report
+
+    monkeypatch.setattr(cli.signal, "signal", lambda *args: None)
+    monkeypatch.setattr(report.os, "fsync", disk_full)  # the first save, after the first row
+    assert cli.main([*TINY_BENCH, "--out", str(tmp_path)]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert err[-1].startswith("python -m bench: error: cannot write ")
+    assert err[-1].endswith(".json: No space left on device")
+    assert not any("Traceback" in line for line in err)
+    (path,) = tmp_path.glob("*.json")  # the claimed file: whole JSON, no rows yet
+    assert json.loads(path.read_text())["complete"] is False
