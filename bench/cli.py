@@ -30,7 +30,7 @@ from .workloads import (
     EPOCH_SAMPLES,
     WORKLOADS,
     epoch_samples,
-    real_data_available,
+    real_data_problem,
     steps_per_epoch,
 )
 
@@ -422,6 +422,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     return run_reporting_errors(PROG, bench, interrupted=interrupted) or status[0]
 
 
+def use_real_data(data: str, parser: argparse.ArgumentParser) -> bool:
+    """Whether the rows train on Fashion-MNIST: ``--data real`` insists (a usage error if it
+    cannot be found), ``auto`` falls back on synthetic data and says why."""
+    if data == "synthetic":
+        return False
+    problem = real_data_problem()
+    if problem and data == "real":
+        parser.error(f"--data real: {problem}")
+    if problem:
+        log(f"note: synthetic data: {problem}")
+    return problem is None
+
+
 def run(
     args: argparse.Namespace, parser: argparse.ArgumentParser, argv: Sequence[str] | None
 ) -> int:
@@ -430,9 +443,7 @@ def run(
         devices, probes = resolve_devices(args.devices, args.row_timeout)
     except argparse.ArgumentTypeError as exc:
         parser.error(str(exc))
-    real = args.data == "real" or (args.data == "auto" and real_data_available())
-    if args.data == "real" and not real_data_available():
-        parser.error(f"--data real: {DATASET} is not on disk")
+    real = use_real_data(args.data, parser)
     machine = machine_info()
     machine["devices"] = {d: p for d, p in probes.items()}
     machine["load_average_start"] = load_average()

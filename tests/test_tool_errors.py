@@ -266,3 +266,39 @@ def test_bench_disk_full_mid_run_is_one_line(tmp_path, monkeypatch, capsys):
     assert not any("Traceback" in line for line in err)
     (path,) = tmp_path.glob("*.json")  # the claimed file: whole JSON, no rows yet
     assert json.loads(path.read_text())["complete"] is False
+
+
+#: A data folder whose search raises (a name longer than any file system allows): as root,
+#: a chmod 000 folder would still be searched.
+UNSEARCHABLE = {"MLP_DATA_DIR": "/" + "x" * 300}
+
+
+def test_bench_data_real_in_an_unsearchable_folder_is_one_line(tmp_path):
+    args = [a for a in TINY_BENCH if a not in ("--data", "synthetic")]
+    done = run_module("bench", *args, "--data", "real", "--out", str(tmp_path), env=UNSEARCHABLE)
+    err = assert_one_line(done, "python -m bench", 2)
+    assert "--data real: cannot search for fashion-mnist" in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_bench_data_auto_falls_back_on_synthetic_when_the_search_fails(tmp_path):
+    args = [a for a in TINY_BENCH if a not in ("--data", "synthetic")]
+    done = run_module("bench", *args, "--out", str(tmp_path), env=UNSEARCHABLE)
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    assert "note: synthetic data: cannot search for fashion-mnist" in done.stderr
+    (path,) = tmp_path.glob("*.json")
+    assert json.loads(path.read_text())["config"]["real_data"] is False
+
+
+def test_real_data_problem_names_an_unreadable_folder(monkeypatch):
+    from bench import workloads
+    from mlp import data
+
+    def unreadable(dataset):
+        raise PermissionError(13, "Permission denied", "/data/fashion-mnist")
+
+    monkeypatch.setattr(data, "find_dataset", unreadable)
+    assert workloads.real_data_problem() == (
+        "cannot search for fashion-mnist ([Errno 13] Permission denied: '/data/fashion-mnist')"
+    )
+    assert workloads.real_data_available() is False
