@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from mlp.synthetic import folder_name
 from mlp.train import (
     OneLineParser,
     bounded,
@@ -140,7 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--out",
-        type=Path,
+        type=folder_name,
         default=ROOT / "bench" / "results",
         help="folder for the JSON, Markdown and PNG results",
     )

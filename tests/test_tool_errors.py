@@ -170,6 +170,16 @@ def test_bench_out_that_cannot_hold_results_is_one_line(tmp_path, out, says):
     assert (tmp_path / "afile").read_text() == "kept\n"
 
 
+def test_bench_empty_out_is_a_usage_error(capsys):
+    from bench import cli
+
+    with pytest.raises(SystemExit) as exc:  # not the current directory, silently
+        cli.build_parser().parse_args(["--out", ""])
+    assert (
+        exc.value.code == 2 and "argument --out: expected a folder name" in capsys.readouterr().err
+    )
+
+
 def test_bench_unwritable_out_folder_stops_before_any_row(tmp_path, monkeypatch, capsys):
     """As root a chmod stops nothing, so the folder's refusal is simulated."""
     from bench import cli
