@@ -11,7 +11,15 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from mlp.train import HelpFormatter
+from mlp.synthetic import folder_name
+from mlp.train import (
+    OneLineParser,
+    bounded,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    run_reporting_errors,
+)
 
 from . import report
 from .machine import machine_info, slug
@@ -23,15 +31,18 @@ from .workloads import (
     EPOCH_SAMPLES,
     WORKLOADS,
     epoch_samples,
-    real_data_available,
+    real_data_problem,
     steps_per_epoch,
 )
 
+PROG = "python -m bench"
 DEVICES = ("cpu", "cuda")
 PEERS = ("torch", "sklearn")
 IMPLS = ("limit", "mlp", "textbook", *PEERS)
 #: Where the peers run.
 PEER_DEVICES = {"torch": ("cpu", "cuda"), "sklearn": ("cpu",)}
+#: A test accuracy to reach: 0 would be reached before training, above 1 never.
+accuracy = bounded(float, lambda v: 0.0 < v <= 1.0, "an accuracy in (0, 1]")
 
 
 def _choices(kind: str, allowed: Sequence[str], allow_none: bool = False):
@@ -50,12 +61,6 @@ def _choices(kind: str, allowed: Sequence[str], allow_none: bool = False):
     return parse
 
 
-def _positive(text: str) -> int:
-    if not text.isdigit() or int(text) <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return int(text)
-
-
 def _cpu_steps(text: str) -> dict[str, int]:
     """``"50"`` → every workload; ``"big=30,std=200"`` → per workload."""
     out: dict[str, int] = {}
@@ -72,12 +77,11 @@ def _cpu_steps(text: str) -> dict[str, int]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m bench",
+    p = OneLineParser(
+        prog=PROG,
         description="Time one training epoch of each workload against the matmul-only limit.",
         epilog="Exit status 1 when a row of this library or the limit fails (or a device named "
         "in --devices is unavailable); peers that fail or are missing are only reported.",
-        formatter_class=HelpFormatter,
     )
     p.add_argument(
         "--workloads",
@@ -102,23 +106,23 @@ def build_parser() -> argparse.ArgumentParser:
         default=True,
         help="include the textbook NumPy (CuPy on cuda) loop",
     )
-    p.add_argument("--epochs", type=_positive, default=3, help="timed epochs per row")
-    p.add_argument("--warmup", type=int, default=1, help="untimed epochs before them")
+    p.add_argument("--epochs", type=positive_int, default=3, help="timed epochs per row")
+    p.add_argument("--warmup", type=non_negative_int, default=1, help="untimed epochs before them")
     p.add_argument(
         "--max-extra",
-        type=int,
+        type=non_negative_int,
         default=3,
         help="extra epochs at most when other work on the machine disturbed some (0: none)",
     )
     p.add_argument(
         "--limit-repeats",
-        type=_positive,
+        type=positive_int,
         default=None,
         help="timed repetitions of the limit (default: max(5, --epochs))",
     )
     p.add_argument(
         "--steps",
-        type=_positive,
+        type=positive_int,
         default=None,
         help="cut every epoch to this many steps (quick runs, smoke tests)",
     )
@@ -137,7 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--out",
-        type=Path,
+        type=folder_name,
         default=ROOT / "bench" / "results",
         help="folder for the JSON, Markdown and PNG results",
     )
@@ -153,10 +157,10 @@ def build_parser() -> argparse.ArgumentParser:
         default=True,
         help="seconds until the std model reaches --target on the real test set",
     )
-    p.add_argument("--target", type=float, default=0.89, help="test accuracy to reach")
+    p.add_argument("--target", type=accuracy, default=0.89, help="test accuracy to reach")
     p.add_argument(
         "--max-epochs",
-        type=_positive,
+        type=positive_int,
         default=30,
         help="give up time to accuracy after this many epochs",
     )
@@ -166,7 +170,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=True,
         help="peak RSS of `mlp-train --epochs 1` on the real dataset",
     )
-    p.add_argument("--row-timeout", type=float, default=1800, help="seconds per row at most")
+    p.add_argument(
+        "--row-timeout", type=positive_float, default=1800, help="seconds per row at most"
+    )
     return p
 
 
@@ -383,17 +389,62 @@ def _terminate(signum: int, frame: Any) -> None:
     raise SystemExit(128 + signum)  # unwinds through run_task, which kills the running row
 
 
+def out_folder_problem(folder: Path) -> str | None:
+    """Why the results cannot go into ``folder`` (``None``: they can); creates it, so that a
+    bad ``--out`` stops the run before its first row, not after hours of them."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        return "a file has that name; expected a folder"
+    except NotADirectoryError:
+        return "a file is in its path; expected a folder"
+    except OSError as exc:
+        return f"cannot create the folder ({exc.strerror or exc})"
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return "the folder is not writable"
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the benchmark; exit status 1 if a row of ours failed (peers only report theirs)."""
+    """Run the benchmark; exit status 1 if a row of ours failed (peers only report theirs),
+    or with one line if its results cannot be written."""
     signal.signal(signal.SIGTERM, _terminate)
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    why = out_folder_problem(args.out)
+    if why:
+        parser.error(f"--out {str(args.out)!r}: {why}")
+    status = [0]
+
+    def bench() -> None:
+        status[0] = run(args, parser, argv)
+
+    interrupted = 'the rows done so far are in the results JSON ("complete": false)'
+    return run_reporting_errors(PROG, bench, interrupted=interrupted) or status[0]
+
+
+def use_real_data(data: str, parser: argparse.ArgumentParser) -> bool:
+    """Whether the rows train on Fashion-MNIST: ``--data real`` insists (a usage error if it
+    cannot be found), ``auto`` falls back on synthetic data and says why."""
+    if data == "synthetic":
+        return False
+    problem = real_data_problem()
+    if problem and data == "real":
+        parser.error(f"--data real: {problem}")
+    if problem:
+        log(f"note: synthetic data: {problem}")
+    return problem is None
+
+
+def run(
+    args: argparse.Namespace, parser: argparse.ArgumentParser, argv: Sequence[str] | None
+) -> int:
+    """Everything after parsing: the rows, then the results on disk and the table."""
     try:
         devices, probes = resolve_devices(args.devices, args.row_timeout)
     except argparse.ArgumentTypeError as exc:
-        build_parser().error(str(exc))
-    real = args.data == "real" or (args.data == "auto" and real_data_available())
-    if args.data == "real" and not real_data_available():
-        build_parser().error(f"--data real: {DATASET} is not on disk")
+        parser.error(str(exc))
+    real = use_real_data(args.data, parser)
     machine = machine_info()
     machine["devices"] = {d: p for d, p in probes.items()}
     machine["load_average_start"] = load_average()
@@ -427,8 +478,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         },
         "workloads": {n: WORKLOADS[n].to_dict() for n in args.workloads},
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    stem = args.out / output_stem(machine, devices, probes)
+    claim = {**results, "rows": [], "complete": False}
+    stem = report.claim_stem(args.out, output_stem(machine, devices, probes), claim)
 
     def save_partial(rows: list[dict[str, Any]]) -> None:
         """Keep what is done on disk: a run cut short (a time limit) still leaves its rows."""
@@ -444,7 +495,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         results["plot"] = "none (--no-plot)"
     report.write_json(results, stem.with_suffix(".json"))
-    stem.with_suffix(".md").write_text(report.summary_text(results, markdown=True) + "\n")
+    report.write_text(report.summary_text(results, markdown=True) + "\n", stem.with_suffix(".md"))
     print(report.summary_text(results))
     print(f"\nresults: {stem.with_suffix('.json')}")
 

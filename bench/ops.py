@@ -9,7 +9,6 @@ way where PyTorch is installed, as the reference for what a call may cost.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from collections.abc import Callable
@@ -19,6 +18,7 @@ import numpy as np
 
 from .peers import torch_device, torch_synchronizer
 
+PROG = "python -m bench.ops"
 #: The std workload's first layer, at its batch size: the shapes of one step's largest ops.
 BATCH, FEATURES, HIDDEN, CLASSES = 128, 784, 512, 10
 PARAMETERS = 784 * 512 + 512 + 512 * 256 + 256 + 256 * 10 + 10
@@ -122,30 +122,31 @@ def torch_ops(device: str) -> tuple[dict[str, Callable[[], Any]], Callable[[], N
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.ops", description=__doc__.split("\n")[0])
-    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
-    p.add_argument("--calls", type=int, default=2000, help="calls per op (timed)")
-    args = p.parse_args(argv)
-    if args.calls <= 0:
-        p.error("--calls must be positive")
-    from backends import BackendUnavailable, get_backend
+    """Time each op; a bad option is one line and exit status 2, a failure one line and 1."""
+    from mlp.train import OneLineParser, device_spec, positive_int, run_reporting_errors
 
-    try:
-        be = get_backend(args.device)
-    except (BackendUnavailable, ValueError) as exc:
-        print(f"python -m bench.ops: {exc}", file=sys.stderr)
-        return 1
-    print(f"time per call on {args.device}, {args.calls} calls back to back, one sync at the end")
+    p = OneLineParser(prog=PROG, description=__doc__.split("\n")[0])
+    p.add_argument("--device", type=device_spec, default="cpu", help="cpu, cuda or cuda:N")
+    p.add_argument("--calls", type=positive_int, default=2000, help="calls per op (timed)")
+    args = p.parse_args(argv)
+    return run_reporting_errors(PROG, lambda: time_ops(args.device, args.calls))
+
+
+def time_ops(device: str, calls: int) -> None:
+    """Print the time per call of our ops, then of PyTorch's, on ``device``."""
+    from backends import get_backend
+
+    be = get_backend(device)
+    print(f"time per call on {device}, {calls} calls back to back, one sync at the end")
     with be.activated():  # cuda:1 is not the default GPU; PyTorch follows its tensors
-        for found in (our_ops(be), torch_ops(args.device)):
+        for found in (our_ops(be), torch_ops(device)):
             if found is None:
-                print(f"  (PyTorch is not available on {args.device})")
+                print(f"  (PyTorch is not available on {device})")
                 continue
             ops, sync = found
             for name, call in ops.items():
-                us = per_call_microseconds(call, sync, args.calls)
+                us = per_call_microseconds(call, sync, calls)
                 print(f"  {us:9.1f} µs  {name}", flush=True)
-    return 0
 
 
 if __name__ == "__main__":

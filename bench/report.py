@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import json
+import os
+import secrets
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
+#: The files one run writes: ``<stem>.json``, ``<stem>.md`` and ``<stem>.png``.
+SUFFIXES = (".json", ".md", ".png")
 #: A row whose slowest timed epoch exceeds its fastest by this factor is flagged as noisy.
 NOISY_SPREAD = 1.3
 COLUMNS = (
@@ -224,8 +231,76 @@ def summary_text(results: dict[str, Any], markdown: bool = False) -> str:
     return "\n".join(lines)
 
 
+def _cannot_write(path: Path, exc: OSError) -> OSError:
+    """The error to report: the file meant (not a temporary one) and the system's reason."""
+    return OSError(f"cannot write {path}: {exc.strerror or exc}")
+
+
+def write_atomically(path: Path, write: Callable[[IO[bytes]], None]) -> None:
+    """Have ``write`` fill a temporary file in ``path``'s folder, then rename it to ``path``.
+
+    A kill or a full disk mid-write leaves the earlier file whole, never a cut-off one; a
+    failure is an ``OSError`` whose message names ``path``.
+    """
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask applies
+        try:
+            with os.fdopen(fd, "wb") as f:
+                write(f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise
+    except OSError as exc:
+        raise _cannot_write(path, exc) from None
+
+
+def write_text(text: str, path: Path) -> None:
+    write_atomically(path, lambda f: f.write(text.encode()))
+
+
 def write_json(results: dict[str, Any], path: Path) -> None:
-    path.write_text(json.dumps(results, indent=1, sort_keys=False) + "\n")
+    write_text(json.dumps(results, indent=1, sort_keys=False) + "\n", path)
+
+
+def claim_stem(folder: Path, name: str, results: dict[str, Any]) -> Path:
+    """``folder/name``, else ``name-2``, ``name-3``…: the first with none of its files on
+    disk, so that a run never replaces an earlier one's results (a same-day rerun).
+
+    The stem is claimed by creating its JSON, exclusively (two runs started together get
+    different stems), holding ``results`` so far; the run's later writes replace it.
+    """
+    for n in itertools.count(1):
+        stem = folder / (name if n == 1 else f"{name}-{n}")
+        if not any(stem.with_suffix(suffix).exists() for suffix in SUFFIXES):
+            with contextlib.suppress(FileExistsError):
+                _create_exclusively(stem.with_suffix(".json"), json.dumps(results, indent=1))
+                return stem
+    raise AssertionError("itertools.count never ends")
+
+
+def _create_exclusively(path: Path, text: str) -> None:
+    """Create ``path`` holding ``text``: ``FileExistsError`` if it exists; after any other
+    failure, nothing is left behind."""
+    try:
+        f = path.open("x", encoding="utf-8")
+    except FileExistsError:
+        raise
+    except OSError as exc:
+        raise _cannot_write(path, exc) from None
+    try:
+        with f:
+            f.write(text + "\n")
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            path.unlink()
+        if isinstance(exc, OSError):
+            raise _cannot_write(path, exc) from None
+        raise
 
 
 def plot(results: dict[str, Any], path: Path) -> str | None:
@@ -280,6 +355,8 @@ def plot(results: dict[str, Any], path: Path) -> str | None:
     half = (len(parts) + 1) // 2
     fig.suptitle(" · ".join(parts[:half]) + "\n" + " · ".join(parts[half:]), fontsize=7)
     fig.tight_layout(rect=(0, 0.1, 1, 1))
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    try:
+        write_atomically(path, lambda f: fig.savefig(f, dpi=90, format="png"))
+    finally:
+        plt.close(fig)
     return None

@@ -14,7 +14,6 @@ TensorFlow Datasets pin). Debian's ``dataset-fashion-mnist`` recompresses the fi
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import logging
 import os
@@ -299,7 +298,9 @@ def _describe(exc: BaseException) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m mlp.download DATASET``: fetch a dataset into the user cache (used by make)."""
-    parser = argparse.ArgumentParser(prog="python -m mlp.download", description=main.__doc__)
+    from .train import OneLineParser  # not at the top: mlp.train imports this module
+
+    parser = OneLineParser(prog="python -m mlp.download", description=main.__doc__)
     parser.add_argument("dataset", choices=DATASETS)
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)

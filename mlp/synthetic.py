@@ -6,12 +6,16 @@ band of rows over a noisy background, so a model can learn it and accuracy means
 
 from __future__ import annotations
 
+import argparse
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
 
 from .data import SPLITS, write_idx
+
+PROG = "python -m mlp.synthetic"
 
 
 def make_images(
@@ -55,22 +59,46 @@ def write_dataset(
     return folder
 
 
-def main(argv: list[str] | None = None) -> None:
-    """``python -m mlp.synthetic FOLDER [N_TRAIN N_TEST]``: plain (fast) IDX files."""
-    import argparse
+#: IDX stores each dimension as an unsigned 32-bit integer.
+MAX_COUNT = 2**32 - 1
 
-    p = argparse.ArgumentParser(
-        prog="python -m mlp.synthetic",
+
+def folder_name(text: str) -> Path:
+    """A folder to write into; an empty name would silently mean the current directory."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("expected a folder name, got ''")
+    return Path(text)
+
+
+def write_command_dataset(folder: Path, n_train: int, n_test: int) -> None:
+    """Write plain IDX files and print the folder; a file system error is one line."""
+    try:
+        print(write_dataset(folder, n_train, n_test, gz=False))
+    except OSError as exc:
+        where = exc.filename or folder
+        why = "it is a file, not a folder" if isinstance(exc, FileExistsError) else exc.strerror
+        raise OSError(f"cannot write the dataset to {str(where)!r}: {why or exc}") from None
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m mlp.synthetic FOLDER [N_TRAIN N_TEST]``: plain (fast) IDX files."""
+    from .train import OneLineParser, bounded, run_reporting_errors
+
+    count = bounded(int, lambda v: 0 < v <= MAX_COUNT, f"an integer from 1 to {MAX_COUNT}")
+    p = OneLineParser(
+        prog=PROG,
         description="Write a learnable MNIST-shaped dataset as IDX files (for offline runs).",
     )
-    p.add_argument("folder", type=Path)
-    p.add_argument("n_train", type=int, nargs="?", default=60_000)
-    p.add_argument("n_test", type=int, nargs="?", default=10_000)
+    p.add_argument("folder", type=folder_name)
+    p.add_argument("n_train", type=count, nargs="?", default=60_000)
+    p.add_argument("n_test", type=count, nargs="?", default=10_000)
     args = p.parse_args(argv)
-    if args.n_train <= 0 or args.n_test <= 0:
-        p.error("N_TRAIN and N_TEST must be positive")
-    print(write_dataset(args.folder, args.n_train, args.n_test, gz=False))
+    return run_reporting_errors(
+        PROG,
+        lambda: write_command_dataset(args.folder, args.n_train, args.n_test),
+        out_of_memory="try smaller N_TRAIN and N_TEST",
+    )
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
