@@ -5,11 +5,10 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
-import os
-import secrets
-from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
+
+from mlp.files import atomic_write, cannot_write
 
 #: The files one run writes: ``<stem>.json``, ``<stem>.md`` and ``<stem>.png``.
 SUFFIXES = (".json", ".md", ".png")
@@ -231,36 +230,8 @@ def summary_text(results: dict[str, Any], markdown: bool = False) -> str:
     return "\n".join(lines)
 
 
-def _cannot_write(path: Path, exc: OSError) -> OSError:
-    """The error to report: the file meant (not a temporary one) and the system's reason."""
-    return OSError(f"cannot write {path}: {exc.strerror or exc}")
-
-
-def write_atomically(path: Path, write: Callable[[IO[bytes]], None]) -> None:
-    """Have ``write`` fill a temporary file in ``path``'s folder, then rename it to ``path``.
-
-    A kill or a full disk mid-write leaves the earlier file whole, never a cut-off one; a
-    failure is an ``OSError`` whose message names ``path``.
-    """
-    tmp = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask applies
-        try:
-            with os.fdopen(fd, "wb") as f:
-                write(f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                tmp.unlink()
-            raise
-    except OSError as exc:
-        raise _cannot_write(path, exc) from None
-
-
 def write_text(text: str, path: Path) -> None:
-    write_atomically(path, lambda f: f.write(text.encode()))
+    atomic_write(path, lambda f: f.write(text.encode()))
 
 
 def write_json(results: dict[str, Any], path: Path) -> None:
@@ -291,7 +262,7 @@ def _create_exclusively(path: Path, text: str) -> None:
     except FileExistsError:
         raise
     except OSError as exc:
-        raise _cannot_write(path, exc) from None
+        raise cannot_write(path, exc) from None
     try:
         with f:
             f.write(text + "\n")
@@ -299,7 +270,7 @@ def _create_exclusively(path: Path, text: str) -> None:
         with contextlib.suppress(OSError):
             path.unlink()
         if isinstance(exc, OSError):
-            raise _cannot_write(path, exc) from None
+            raise cannot_write(path, exc) from None
         raise
 
 
@@ -356,7 +327,7 @@ def plot(results: dict[str, Any], path: Path) -> str | None:
     fig.suptitle(" · ".join(parts[:half]) + "\n" + " · ".join(parts[half:]), fontsize=7)
     fig.tight_layout(rect=(0, 0.1, 1, 1))
     try:
-        write_atomically(path, lambda f: fig.savefig(f, dpi=90, format="png"))
+        atomic_write(path, lambda f: fig.savefig(f, dpi=90, format="png"))
     finally:
         plt.close(fig)
     return None

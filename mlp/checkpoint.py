@@ -18,18 +18,17 @@ over the target, so a crash or SIGKILL during a save leaves the previous checkpo
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import json
 import os
-import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .files import atomic_write
 from .optim import SGD, Adam, AdamW, Optimizer
 
 if TYPE_CHECKING:
@@ -205,48 +204,6 @@ def _meta(
         "history": list(history or []),
         "run": dict(run or {}),
     }
-
-
-def atomic_write(path: str | os.PathLike, write: Any) -> None:
-    """Call ``write(file)`` on a temporary file beside ``path``, fsync it, rename it over ``path``.
-
-    A reader sees the old file or the new one, never a partial one; on an error the
-    temporary file is removed (after SIGKILL a ``.<name>.*.tmp`` may remain, harmless).
-    """
-    path = Path(path)
-    folder = path.parent if str(path.parent) else Path(".")
-    # the name's start identifies a leftover; all of it could make the name too long
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name[:64]}.", suffix=".tmp", dir=folder)
-    try:
-        with _open_temp(fd) as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    _fsync_folder(folder)
-
-
-def _open_temp(fd: int) -> IO[bytes]:
-    """The temporary file as a binary file object (a seam for tests that slow writes down)."""
-    return os.fdopen(fd, "wb")
-
-
-def _fsync_folder(folder: Path) -> None:
-    """Make the rename itself durable (POSIX); not possible, nor needed, everywhere."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 # ---------------------------------------------------------------------------------- loading

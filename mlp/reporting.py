@@ -169,12 +169,9 @@ def plot_history(history: list[dict[str, Any]], path: str | os.PathLike, title: 
         ax.xaxis.get_major_locator().set_params(integer=True)
     if title:
         fig.suptitle(title)
-    from .checkpoint import atomic_write  # the old image stays whole until the new one is
+    from .files import atomic_write  # the old image stays whole until the new one is
 
-    try:
-        atomic_write(path, lambda file: fig.savefig(file, format=image_format))
-    except OSError as exc:
-        raise OSError(f"{path}: cannot write the plot ({exc.strerror or exc})") from None
+    atomic_write(path, lambda file: fig.savefig(file, format=image_format))
     return path
 
 

@@ -426,7 +426,7 @@ def test_a_failed_plot_write_keeps_the_old_plot(data, tmp_path, capsys, monkeypa
     monkeypatch.setattr(Figure, "savefig", disk_full)
     code, _, err = run(train.main, train_on(data, "--plot", plot), capsys)
     assert code == 1
-    assert one_line(err) == f"{plot}: cannot write the plot (No space left on device)"
+    assert one_line(err) == f"cannot write {plot}: No space left on device"
     assert plot.read_bytes() == b"the previous run's plot"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["curves.png", "data"]  # no temp file
 

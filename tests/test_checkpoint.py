@@ -19,12 +19,8 @@ import pytest
 
 from backends import BackendUnavailable, get_backend
 from mlp import MLP, SGD, Adam, AdamW
-from mlp.checkpoint import (
-    FORMAT_VERSION,
-    CheckpointError,
-    atomic_write,
-    load_checkpoint,
-)
+from mlp.checkpoint import FORMAT_VERSION, CheckpointError, load_checkpoint
+from mlp.files import atomic_write
 
 ROOT = Path(__file__).resolve().parents[1]
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)]
@@ -335,7 +331,7 @@ _SAVER = textwrap.dedent(
     """
     import sys, time
     import numpy as np
-    import mlp.checkpoint as ckpt
+    import mlp.files as ckpt
     from mlp import MLP
 
     path, slow = sys.argv[1], sys.argv[2] == "slow"

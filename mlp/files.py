@@ -1,0 +1,63 @@
+"""Writing a file so that nothing is lost: a reader sees the old file or the new one, never
+half of one (checkpoints, plots, benchmark results all go through ``atomic_write``)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO
+
+
+def cannot_write(path: str | os.PathLike, exc: OSError) -> OSError:
+    """The error to report: the file meant (not a temporary one) and the system's reason."""
+    return OSError(f"cannot write {path}: {exc.strerror or exc}")
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], object]) -> None:
+    """Call ``write(file)`` on a temporary file beside ``path``, fsync it, rename it over ``path``.
+
+    On any error the temporary file is removed and ``path`` is as it was (after SIGKILL a
+    ``.<name>.*.tmp`` may remain, harmless); a failing write or rename is an ``OSError``
+    naming ``path``, so a full disk is one clear line.
+    """
+    path = Path(path)
+    folder = path.parent if str(path.parent) else Path(".")
+    # the name's start identifies a leftover; all of it could make the name too long
+    tmp = folder / f".{path.name[:64]}.{os.getpid()}-{secrets.token_hex(4)}.tmp"
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask applies
+        try:
+            with _open_temp(fd) as f:
+                write(f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+    except OSError as exc:
+        raise cannot_write(path, exc) from None
+    _fsync_folder(folder)
+
+
+def _open_temp(fd: int) -> IO[bytes]:
+    """The temporary file as a binary file object (a seam for tests that slow writes down)."""
+    return os.fdopen(fd, "wb")
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make the rename itself durable (POSIX); not possible, nor needed, everywhere."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
