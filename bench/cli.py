@@ -11,10 +11,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from mlp.synthetic import folder_name
 from mlp.train import (
     OneLineParser,
     bounded,
+    named_path,
     non_negative_int,
     positive_float,
     positive_int,
@@ -141,7 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--out",
-        type=folder_name,
+        type=named_path,
         default=ROOT / "bench" / "results",
         help="folder for the JSON, Markdown and PNG results",
     )

@@ -6,7 +6,6 @@ band of rows over a noisy background, so a model can learn it and accuracy means
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from pathlib import Path
@@ -63,13 +62,6 @@ def write_dataset(
 MAX_COUNT = 2**32 - 1
 
 
-def folder_name(text: str) -> Path:
-    """A folder to write into; an empty name would silently mean the current directory."""
-    if not text.strip():
-        raise argparse.ArgumentTypeError("expected a folder name, got ''")
-    return Path(text)
-
-
 def write_command_dataset(folder: Path, n_train: int, n_test: int) -> None:
     """Write plain IDX files and print the folder; a file system error is one line."""
     try:
@@ -82,14 +74,14 @@ def write_command_dataset(folder: Path, n_train: int, n_test: int) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m mlp.synthetic FOLDER [N_TRAIN N_TEST]``: plain (fast) IDX files."""
-    from .train import OneLineParser, bounded, run_reporting_errors
+    from .train import OneLineParser, bounded, named_path, run_reporting_errors
 
     count = bounded(int, lambda v: 0 < v <= MAX_COUNT, f"an integer from 1 to {MAX_COUNT}")
     p = OneLineParser(
         prog=PROG,
         description="Write a learnable MNIST-shaped dataset as IDX files (for offline runs).",
     )
-    p.add_argument("folder", type=folder_name)
+    p.add_argument("folder", type=named_path)
     p.add_argument("n_train", type=count, nargs="?", default=60_000)
     p.add_argument("n_test", type=count, nargs="?", default=10_000)
     args = p.parse_args(argv)

@@ -68,7 +68,7 @@ def test_bench_help_still_lists_defaults():
 @pytest.mark.parametrize(
     ("folder", "counts", "status", "says"),
     [
-        ("", ["5", "5"], 2, "expected a folder name"),
+        ("", ["5", "5"], 2, "expected a path, got ''"),
         ("afile", ["5", "5"], 1, "it is a file, not a folder"),
         ("afile/sub", ["5", "5"], 1, "Not a directory"),
         ("data", ["99999999999999999999"], 2, "expected an integer from 1 to 4294967295"),
@@ -178,7 +178,7 @@ def test_bench_empty_out_is_a_usage_error(capsys):
     with pytest.raises(SystemExit) as exc:  # not the current directory, silently
         cli.build_parser().parse_args(["--out", ""])
     assert (
-        exc.value.code == 2 and "argument --out: expected a folder name" in capsys.readouterr().err
+        exc.value.code == 2 and "argument --out: expected a path, got ''" in capsys.readouterr().err
     )
 
 
