@@ -11,7 +11,7 @@ PY := $(VENV)/bin/python
 EXTRAS := fast,test,dev$(if $(filter cuda%,$(DEVICE)),$(comma)cuda$(CUDA))
 comma := ,
 
-.PHONY: venv data train test lint bench gpu-check clean
+.PHONY: venv data train test lint bench gpu-check gpu-check-data clean
 
 venv: $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 
@@ -46,6 +46,12 @@ bench: $(BENCH_STAMP)
 # For a GPU machine: its own python3 (CuPy, NumPy, pytest already there), nothing installed.
 gpu-check:
 	sh scripts/gpu-check.sh
+
+# Here, before a GPU run: Fashion-MNIST into data/fashion-mnist (ignored by git, 30 MB) for the
+# run to carry, so that gpu-check compares CPU and GPU accuracy on the real test set.
+gpu-check-data: venv data
+	mkdir -p data/fashion-mnist
+	cp "$$($(PY) -c 'from mlp.data import find_dataset; print(find_dataset("fashion-mnist"))')"/*-ubyte* data/fashion-mnist/
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info

@@ -1,7 +1,8 @@
 #!/bin/sh
 # The prepared check for a GPU machine (`make gpu-check`): its own python3, nothing installed,
-# no network, no datasets. Runs the CUDA tests (skips are failures), a short CPU-vs-GPU training
-# run on synthetic Fashion-MNIST-shaped data, and the benchmark; results go under $OUT.
+# no network. Runs the CUDA tests (skips are failures), a short CPU-vs-GPU training run on
+# Fashion-MNIST where the run carried it in data/fashion-mnist (`make gpu-check-data`), else on
+# synthetic data of its shape, and the benchmark; results go under $OUT.
 # Budget: under 6 minutes in all (stage limits add up to 355 s, typical run far less).
 set -u
 cd "$(dirname "$0")/.."
@@ -24,19 +25,29 @@ stage() {  # stage NAME SECONDS COMMAND...: run with a time limit, log to $OUT/N
     [ "$rc" = 0 ] || status=1
 }
 
+REAL=${GPU_CHECK_DATA:-data/fashion-mnist}
+if $PY -c 'import sys; from mlp.data import find_dataset; find_dataset("fashion-mnist", sys.argv[1])' \
+    "$REAL" >/dev/null 2>&1; then
+    IMAGES=$REAL KIND="Fashion-MNIST from $REAL"
+else
+    IMAGES=$DATA/images KIND="synthetic, Fashion-MNIST-shaped ($REAL has no Fashion-MNIST)"
+fi
+
 {
     date -u +"date: %Y-%m-%dT%H:%M:%SZ"
     echo "commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>&1 | sed 's/^/gpu: /'
     $PY -c 'import sys, numpy, cupy; print("python", sys.version.split()[0], "numpy", numpy.__version__, "cupy", cupy.__version__)' 2>&1
+    echo "training data: $KIND"
 } | tee "$OUT/machine.txt"
 
 stage cuda-tests 125 $PY -m pytest -q -m cuda -p no:cacheprovider --durations=10 tests
-$PY -m mlp.synthetic "$DATA/images" 60000 10000 >/dev/null
-train="$PY -m mlp.train --data-dir $DATA/images --no-download --seed 0"
-stage train-cuda 20 $train --device cuda --epochs 3
-stage train-cuda-bf16 20 $train --device cuda --epochs 3 --precision bf16
-stage train-cpu 20 $train --device cpu --epochs 2
+[ "$IMAGES" = "$REAL" ] || $PY -m mlp.synthetic "$DATA/images" 60000 10000 >/dev/null
+# The same seeded run on each device: their test accuracies should agree within noise.
+train="$PY -m mlp.train --data-dir $IMAGES --no-download --seed 0 --epochs 3"
+stage train-cuda 20 $train --device cuda
+stage train-cuda-bf16 20 $train --device cuda --precision bf16
+stage train-cpu 20 $train --device cpu
 # At most 8 files come back from $OUT: the three training logs become one.
 for name in train-cuda train-cuda-bf16 train-cpu; do
     echo "== $name" && cat "$OUT/$name.log" && rm -f "$OUT/$name.log"
@@ -47,8 +58,8 @@ stage bench 150 $PY -m bench --workloads std,std-b256,std-b1024,big --devices cp
     --no-time-to-accuracy --no-cli-rss --no-plot --out "$OUT"
 
 {
-    echo "training runs (device, then each epoch's metrics and seconds):"
-    awk '/^== /{run=$2} /^(device|epoch)/{print "  " run ": " $0}' "$OUT/train.log"
+    echo "training runs on $KIND (device, each epoch's metrics and seconds, final accuracy):"
+    awk '/^== /{run=$2} /^(device|epoch|test accuracy)/{print "  " run ": " $0}' "$OUT/train.log"
     grep -h "^target" "$OUT/bench.log"
     echo "gpu-check: $([ "$status" = 0 ] && echo PASSED || echo FAILED); results in $OUT"
 } | tee "$OUT/summary.txt"
