@@ -21,6 +21,46 @@ ACTIVATIONS = ("identity", "relu", "sigmoid", "tanh")
 OPTIMIZER_BLOCK = 1 << 15
 
 
+def require_shape(op: str, name: str, array: Any, shape: tuple[int, ...]) -> None:
+    """Raise ``ValueError`` unless ``array`` (when given) has ``shape``.
+
+    Fused kernels index raw memory: a wrong shape would read or write past an array (or
+    broadcast a wrong-sized bias silently), so each op checks its operands first; O(1).
+    """
+    if array is not None and tuple(array.shape) != tuple(shape):
+        raise ValueError(f"{op}: {name} has shape {tuple(array.shape)}, expected {tuple(shape)}")
+
+
+def require_same_shape(op: str, **arrays: Any) -> None:
+    """Raise ``ValueError`` unless every given array has the first one's shape."""
+    given = [(name, a) for name, a in arrays.items() if a is not None]
+    first_name, first = given[0]
+    for name, array in given[1:]:
+        if tuple(array.shape) != tuple(first.shape):
+            raise ValueError(
+                f"{op}: {name} has shape {tuple(array.shape)}, but {first_name} has "
+                f"{tuple(first.shape)}"
+            )
+
+
+def check_gather(source: Any, rows: Any, out: Any) -> None:
+    """``gather_rows``' operands: a 2-D source, a 1-D row list, an ``out`` to match."""
+    if source.ndim != 2 or rows.ndim != 1:
+        raise ValueError(
+            f"gather_rows: needs a 2-D source and 1-D rows, got {source.ndim}-D and {rows.ndim}-D"
+        )
+    require_shape("gather_rows", "out", out, (rows.shape[0], source.shape[1]))
+
+
+def check_cross_entropy(logits: Any, labels: Any, grad: Any, totals: Any) -> None:
+    """``softmax_cross_entropy_accumulate``'s operands: 2-D logits, a label per row."""
+    if logits.ndim != 2:
+        raise ValueError(f"softmax cross-entropy: logits must be 2-D, got {logits.ndim}-D")
+    require_shape("softmax cross-entropy", "labels", labels, (logits.shape[0],))
+    require_shape("softmax cross-entropy", "grad", grad, logits.shape)
+    require_shape("softmax cross-entropy", "totals", totals, (2,))
+
+
 class BufferCache:
     """Named work buffers on one backend, allocated on first use for each shape and reused."""
 
@@ -47,6 +87,8 @@ def adam_scalars(
     The update is ``g += l2*p; p *= decay; p -= step_size * m / (sqrt(v)*inv_sqrt_bc2 + eps)``,
     PyTorch's arithmetic; Adam has ``decay = 1``, AdamW ``l2 = 0``.
     """
+    if step < 1:  # the bias corrections divide by 1 - beta**step
+        raise ValueError(f"Adam's step count starts at 1, got {step}")
     step_size = lr / (1.0 - beta1**step)
     inv_sqrt_bc2 = 1.0 / float(np.sqrt(1.0 - beta2**step))
     if decoupled:
@@ -144,6 +186,12 @@ class Backend:
         """Make this backend's device current for the enclosed work."""
         yield
 
+    def check_bias(self, x: Any, bias: Any, out: Any) -> None:
+        """``bias_activation``'s operands: a bias per column of ``x``, ``out`` shaped like it."""
+        self.check(x, bias)
+        require_shape("bias_activation", "bias", bias, (x.shape[-1],))
+        require_shape("bias_activation", "out", out, x.shape)
+
     def is_array(self, a: Any) -> bool:
         return isinstance(a, self.array_type)
 
@@ -235,6 +283,7 @@ class Backend:
     def backprop_relu(self, dy: Any, y: Any, out: Any = None) -> Any:
         """``dy * (y > 0)``: the ReLU output is all the backward needs."""
         self.check(dy, y)
+        require_same_shape("backprop_relu", dy=dy, y=y, out=out)
         mask = self.scratch("relu_mask", y.shape, bool)
         self.xp.greater(y, 0, out=mask)
         return self.xp.multiply(dy, mask, out=out)
@@ -251,6 +300,7 @@ class Backend:
     def backprop_sigmoid(self, dy: Any, y: Any, out: Any = None) -> Any:
         """``dy * y * (1 - y)``."""
         self.check(dy, y)
+        require_same_shape("backprop_sigmoid", dy=dy, y=y, out=out)
         xp = self.xp
         tmp = self.scratch("act_tmp", y.shape, y.dtype)
         xp.subtract(1, y, out=tmp)
@@ -264,6 +314,7 @@ class Backend:
     def backprop_tanh(self, dy: Any, y: Any, out: Any = None) -> Any:
         """``dy * (1 - y**2)``."""
         self.check(dy, y)
+        require_same_shape("backprop_tanh", dy=dy, y=y, out=out)
         xp = self.xp
         tmp = self.scratch("act_tmp", y.shape, y.dtype)
         xp.multiply(y, y, out=tmp)
@@ -290,6 +341,7 @@ class Backend:
 
     def bias_activation(self, x: Any, bias: Any, name: str, out: Any = None) -> Any:
         """``activation(x + bias)``: one pass over memory where the backend can fuse it."""
+        self.check_bias(x, bias, out)
         out = self.bias_add(x, bias, out=out)
         return self.activation(name, out, out=out)
 
@@ -325,6 +377,7 @@ class Backend:
 
         The bias gradient is the column sum of dL/dz; a backend may compute both in one pass.
         """
+        require_shape("backprop_bias_activation", "grad_bias", grad_bias, (dy.shape[-1],))
         dz = self.backprop_activation(name, dy, y, out=out)
         self.sum_rows(dz, out=grad_bias)
         return dz
@@ -337,6 +390,7 @@ class Backend:
         per batch into the preallocated ``out``.
         """
         self.check(source, rows, out)
+        check_gather(source, rows, out)
         xp = self.xp
         if source.dtype == out.dtype:
             xp.take(source, rows, axis=0, out=out)
@@ -358,6 +412,7 @@ class Backend:
         ``grad`` may be ``logits`` itself.
         """
         self.check(logits, labels, grad, totals)
+        check_cross_entropy(logits, labels, grad, totals)
         xp = self.xp
         rows, classes = logits.shape
         row_max = self.scratch("ce_max", (rows, 1), logits.dtype)
@@ -417,6 +472,9 @@ class Backend:
         ``velocity`` is ignored when ``momentum`` is 0; updates ``param`` in place.
         """
         self.check(param, grad)
+        require_same_shape(
+            "sgd_step", param=param, grad=grad, velocity=velocity if momentum else None
+        )
         xp = self.xp
         for block in self._blocks(param.size):
             p, g = param[block], grad[block]
@@ -458,6 +516,7 @@ class Backend:
         several passes stay in cache and memory is streamed once.
         """
         self.check(param, grad, m, v)
+        require_same_shape("adam_step", param=param, grad=grad, m=m, v=v)
         xp = self.xp
         step_size, inv_sqrt_bc2, l2, decay = adam_scalars(
             step, lr, beta1, beta2, weight_decay, decoupled

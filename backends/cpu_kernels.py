@@ -131,6 +131,8 @@ def _build(numba: Any) -> Any:
         hits = 0
         for r in range(rows):
             label = labels[r]
+            if label < 0 or label >= classes:
+                raise ValueError("softmax cross-entropy: a label is outside [0, classes)")
             z_label = logits[r, label]
             z_max = logits[r, 0]
             arg = 0
@@ -153,9 +155,11 @@ def _build(numba: Any) -> Any:
 
     @jit
     def gather_rows(source, rows, out, scale):
-        cols = source.shape[1]
+        n, cols = source.shape
         for r in range(rows.size):
             src = rows[r]
+            if src < 0 or src >= n:
+                raise IndexError("gather_rows: a row index is outside the source")
             for c in range(cols):
                 out[r, c] = source[src, c] * scale
 

@@ -14,7 +14,14 @@ from typing import Any
 
 import numpy as np
 
-from .base import Backend, adam_scalars, check_activation
+from .base import (
+    Backend,
+    adam_scalars,
+    check_activation,
+    check_cross_entropy,
+    check_gather,
+    require_same_shape,
+)
 from .errors import BackendUnavailable
 
 # Each activation as CUDA code: forward from its input ``x``, backward from its output ``y``.
@@ -402,6 +409,7 @@ class CupyBackend(Backend):
 
     def backprop_activation(self, name: str, dy: Any, y: Any, out: Any = None) -> Any:
         self.check(dy, y)
+        require_same_shape("backprop_" + name, dy=dy, y=y, out=out)
         if check_activation(name) == "identity":
             return super().identity(dy, out=out)
         kernel = self._kernels["backprop_" + name]
@@ -426,12 +434,15 @@ class CupyBackend(Backend):
         return self.backprop_activation("tanh", dy, y, out)
 
     def bias_activation(self, x: Any, bias: Any, name: str, out: Any = None) -> Any:
-        self.check(x, bias)
+        self.check_bias(x, bias, out)
         kernel = self._kernels["bias_act_" + check_activation(name)]
         return kernel(x, bias) if out is None else kernel(x, bias, out)
 
     def gather_rows(self, source: Any, rows: Any, out: Any, scale: float = 1.0) -> Any:
+        """As the base class says; row indices are not checked on the device (that would
+        wait for the GPU): ``MLP`` only gathers rows it made itself."""
         self.check(source, rows, out)
+        check_gather(source, rows, out)
         return self._kernels["gather_rows"](
             source, rows, np.int64(source.shape[1]), out.dtype.type(scale), out
         )
@@ -440,6 +451,7 @@ class CupyBackend(Backend):
         self, logits: Any, labels: Any, grad: Any, totals: Any
     ) -> Any:
         self.check(logits, labels, grad, totals)
+        check_cross_entropy(logits, labels, grad, totals)  # label values: MLP checks them once
         rows, classes = logits.shape
         ctype = {"float32": "float", "float64": "double"}.get(logits.dtype.name)
         # The kernel gets bare pointers (unit strides, T*, int*, double*): anything else, e.g.
@@ -475,6 +487,9 @@ class CupyBackend(Backend):
         weight_decay: float = 0.0,
     ) -> None:
         self.check(param, grad)
+        require_same_shape(
+            "sgd_step", param=param, grad=grad, velocity=velocity if momentum else None
+        )
         t = param.dtype.type  # scalars typed like the buffers: float32 math stays float32
         if momentum:
             self.check(velocity)
@@ -499,6 +514,7 @@ class CupyBackend(Backend):
         decoupled: bool = False,
     ) -> None:
         self.check(param, grad, m, v)
+        require_same_shape("adam_step", param=param, grad=grad, m=m, v=v)
         step_size, inv_sqrt_bc2, l2, decay = adam_scalars(
             step, lr, beta1, beta2, weight_decay, decoupled
         )

@@ -13,13 +13,30 @@ from typing import Any
 import numpy as np
 
 from . import cpu_kernels
-from .base import OPTIMIZER_BLOCK, Backend, adam_scalars
+from .base import (
+    OPTIMIZER_BLOCK,
+    Backend,
+    adam_scalars,
+    check_cross_entropy,
+    check_gather,
+    require_same_shape,
+    require_shape,
+)
 from .errors import BackendUnavailable
 
 
 def _tiny(scalar_type: Any) -> Any:
     """The smallest normal number of a float type: the optimizers' flush-to-zero bound."""
     return scalar_type(np.finfo(scalar_type).tiny)
+
+
+def _check_indices(what: str, indices: Any, bound: int) -> None:
+    """Indices in ``[0, bound)`` (on the host, cheap): else a ``ValueError``, not a wrong
+    result (NumPy wraps -1 around) nor a read out of bounds."""
+    if indices.size and (indices.min() < 0 or indices.max() >= bound):
+        raise ValueError(
+            f"{what} indices must be in [0, {bound}), got {indices.min()} to {indices.max()}"
+        )
 
 
 def _contiguous(*arrays: Any) -> bool:
@@ -60,7 +77,7 @@ class NumpyBackend(Backend):
         k = self.kernels
         if k is None or name != "relu" or out is None:
             return super().bias_activation(x, bias, name, out=out)
-        self.check(x, bias, out)
+        self.check_bias(x, bias, out)
         if not _contiguous(x, bias, out):
             return super().bias_activation(x, bias, name, out=out)
         if out is not x:
@@ -73,6 +90,7 @@ class NumpyBackend(Backend):
         if k is None or out is None:
             return super().backprop_relu(dy, y, out=out)
         self.check(dy, y, out)
+        require_same_shape("backprop_relu", dy=dy, y=y, out=out)
         if not _contiguous(dy, y, out):
             return super().backprop_relu(dy, y, out=out)
         if out is not dy:
@@ -87,6 +105,8 @@ class NumpyBackend(Backend):
         if k is None or name != "relu" or out is None:
             return super().backprop_bias_activation(name, dy, y, grad_bias, out=out)
         self.check(dy, y, grad_bias, out)
+        require_same_shape("backprop_bias_activation", dy=dy, y=y, out=out)
+        require_shape("backprop_bias_activation", "grad_bias", grad_bias, (dy.shape[-1],))
         if not _contiguous(dy, y, out):
             return super().backprop_bias_activation(name, dy, y, grad_bias, out=out)
         if out is not dy:
@@ -96,18 +116,22 @@ class NumpyBackend(Backend):
 
     def gather_rows(self, source: Any, rows: Any, out: Any, scale: float = 1.0) -> Any:
         self.check(source, rows, out)
+        check_gather(source, rows, out)
         k = self.kernels
         if k is None or out.dtype.kind != "f":
+            _check_indices("gather_rows: row", rows, source.shape[0])  # -1 would wrap around
             return super().gather_rows(source, rows, out, scale)
-        k.gather_rows(source, rows, out, out.dtype.type(scale))
+        k.gather_rows(source, rows, out, out.dtype.type(scale))  # checks each row it reads
         return out
 
     def softmax_cross_entropy_accumulate(
         self, logits: Any, labels: Any, grad: Any, totals: Any
     ) -> Any:
         self.check(logits, labels, grad, totals)
+        check_cross_entropy(logits, labels, grad, totals)
         k = self.kernels
         if k is None:
+            _check_indices("softmax cross-entropy: label", labels, logits.shape[1])
             return super().softmax_cross_entropy_accumulate(logits, labels, grad, totals)
         k.softmax_xent(logits, labels, grad, totals, logits.dtype.type(1.0 / logits.shape[0]))
         return grad
@@ -123,6 +147,9 @@ class NumpyBackend(Backend):
         weight_decay: float = 0.0,
     ) -> None:
         self.check(param, grad)
+        require_same_shape(
+            "sgd_step", param=param, grad=grad, velocity=velocity if momentum else None
+        )
         k = self.kernels
         if k is None or not _contiguous(param, grad):
             return super().sgd_step(param, grad, velocity, lr, momentum, nesterov, weight_decay)
@@ -159,6 +186,7 @@ class NumpyBackend(Backend):
         decoupled: bool = False,
     ) -> None:
         self.check(param, grad, m, v)
+        require_same_shape("adam_step", param=param, grad=grad, m=m, v=v)
         k = self.kernels
         if k is None or not _contiguous(param, grad, m, v):
             return super().adam_step(

@@ -779,3 +779,83 @@ def test_describe_names_the_hardware_and_precision(make_backend, backend_kind, p
     else:
         kernels = "no Numba kernels" if backend.kernels is None else "Numba kernels"
         assert text.startswith(f"cpu (NumPy {np.__version__}, {kernels}")
+
+
+# ---------------------------------------------------------------------- operands that do not fit
+def _mismatched_calls(be):
+    """Calls whose operands do not fit: fused kernels would read or write past an array."""
+    a = be.asarray(np.ones((4, 3), np.float32))
+    flat = be.asarray(np.ones(12, np.float32))
+    short = be.asarray(np.ones(5, np.float32))
+    rows = be.asarray(np.array([0, 1], np.int64))
+    labels = be.asarray(np.zeros(4, np.int32))
+    totals = be.zeros((2,), np.float64)
+    return {
+        "bias of another width": lambda: be.bias_activation(
+            a, be.asarray(np.ones(5, np.float32)), "relu", out=a
+        ),
+        "bias of width 1": lambda: be.bias_activation(
+            a, be.asarray(np.ones(1, np.float32)), "relu", out=a
+        ),
+        "relu backward, y smaller": lambda: be.backprop_relu(
+            a, be.asarray(np.ones((2, 3), np.float32)), out=a
+        ),
+        "bias gradient of another width": lambda: be.backprop_bias_activation(
+            "relu", a, a, short, out=a
+        ),
+        "gather into a smaller out": lambda: be.gather_rows(
+            a, be.asarray(np.arange(4)), be.empty((2, 3), np.float32)
+        ),
+        "gather into another width": lambda: be.gather_rows(a, rows, be.empty((2, 5), np.float32)),
+        "a label column per row short": lambda: be.softmax_cross_entropy_accumulate(
+            a, labels[:3], a, totals
+        ),
+        "sgd, gradient short": lambda: be.sgd_step(flat, short, None, 0.1),
+        "momentum, velocity short": lambda: be.sgd_step(flat, flat, short, 0.1, momentum=0.9),
+        "adam, v short": lambda: be.adam_step(flat, flat, flat, short, 1, 0.1),
+    }
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "bias of another width",
+        "bias of width 1",
+        "relu backward, y smaller",
+        "bias gradient of another width",
+        "gather into a smaller out",
+        "gather into another width",
+        "a label column per row short",
+        "sgd, gradient short",
+        "momentum, velocity short",
+        "adam, v short",
+    ],
+)
+def test_operands_that_do_not_fit_are_refused(backend, case):
+    with pytest.raises(ValueError, match="has shape"):
+        _mismatched_calls(backend)[case]()
+
+
+@pytest.mark.parametrize("kind", ["cpu", "cpu-nonumba"])
+def test_cpu_checks_row_indices_and_labels(make_backend, kind):
+    """On the host the values are checked too (free inside the Numba loops): no read out of
+    bounds, no -1 wrapping around to the last row or class. (On a GPU that would need a
+    sync; MLP checks its labels once, at upload.)"""
+    be = make_backend(kind)
+    source = np.arange(12, dtype=np.float32).reshape(4, 3)
+    out = np.empty((2, 3), np.float32)
+    for bad_rows in ([0, 4], [-1, 0]):
+        with pytest.raises((IndexError, ValueError), match="row"):
+            be.gather_rows(source, np.array(bad_rows, np.int64), out)
+    logits = np.zeros((3, 4), np.float32)
+    for bad_labels in ([0, 1, 4], [0, -1, 2]):
+        with pytest.raises(ValueError, match="label"):
+            be.softmax_cross_entropy_accumulate(
+                logits, np.array(bad_labels, np.int32), logits.copy(), np.zeros(2)
+            )
+
+
+def test_adam_step_counts_from_one(backend):
+    flat = backend.asarray(np.ones(4, np.float32))
+    with pytest.raises(ValueError, match="starts at 1"):
+        backend.adam_step(flat, flat, flat, flat, 0, 0.1)
