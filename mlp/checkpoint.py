@@ -117,10 +117,17 @@ class Checkpoint:
             if key != "seed" and (stored := self.config.get(key)) != wanted
         ]
         spec = self.meta.get("optimizer")
-        if optimizer is not None and spec is not None and spec["name"] != type(optimizer).__name__:
-            differences.append(
-                f"optimizer {spec['name']} in the file but {type(optimizer).__name__} here"
-            )
+        if optimizer is not None and spec is not None:
+            name, stored = spec["name"], _make_optimizer(spec).state_names
+            if name != type(optimizer).__name__:
+                differences.append(
+                    f"optimizer {name} in the file but {type(optimizer).__name__} here"
+                )
+            elif set(stored) != set(optimizer.state_names):  # only SGD's state varies
+                differences.append(
+                    f"optimizer {name} {_with_state(stored)} in the file but "
+                    f"{_with_state(optimizer.state_names)} here"
+                )
         if differences:
             raise CheckpointError(self.path, "does not match this model: " + "; ".join(differences))
 
@@ -356,6 +363,11 @@ def _run_and_history_problem(meta: dict[str, Any]) -> str:
 
 def _is_number(value: Any, kinds: type | tuple[type, ...]) -> bool:
     return isinstance(value, kinds) and not isinstance(value, bool)
+
+
+def _with_state(state_names: tuple[str, ...]) -> str:
+    """SGD's state is its momentum's velocity, or nothing."""
+    return "with momentum" if state_names else "without momentum"
 
 
 def _make_optimizer(spec: dict[str, Any]) -> Optimizer:

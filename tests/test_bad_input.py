@@ -308,6 +308,22 @@ def test_resume_with_another_seed_or_optimizer(data, checkpoint, capsys):
     )
 
 
+@pytest.mark.parametrize(
+    ("saved", "resumed", "difference"),
+    [("sgd", "momentum", "without momentum in the file but with"), ("momentum", "sgd", "with")],
+)
+def test_resume_sgd_with_and_without_momentum(data, tmp_path, capsys, saved, resumed, difference):
+    """The same class, other state: refused (it was a KeyError, or momentum silently lost)."""
+    path = tmp_path / f"{saved}.npz"
+    assert run(train.main, train_on(data, "--optimizer", saved, "--save", path), capsys)[0] == 0
+    argv = train_on(data, "--optimizer", resumed, "--resume", path, "--epochs", "2")
+    code, _, err = run(train.main, argv, capsys)
+    assert code == 1
+    assert one_line(err).startswith(
+        f"{path}: does not match this model: optimizer SGD {difference}"
+    )
+
+
 def test_resume_past_the_total_is_a_usage_error(data, tmp_path, capsys):
     path = tmp_path / "run3.npz"
     assert run(train.main, train_on(data, "--save", path, "--epochs", "3"), capsys)[0] == 0
