@@ -220,7 +220,7 @@ def test_find_dataset_lookup_order(isolated, monkeypatch):
 @pytest.mark.parametrize(
     ("make", "problem"),
     [
-        (lambda d: d, "no mnist here or in {d}/mnist (all four of train-images-idx3-ubyte[.gz]"),
+        (lambda d: d, "{d} lacks t10k-labels-idx1-ubyte[.gz] of mnist: put them there"),
         (lambda d: d / "typo", "no such folder: fix the path"),
         (lambda d: d / "train-images-idx3-ubyte", "is a file, not a folder"),
         (lambda d: d / "train-images-idx3-ubyte" / "x", "no such folder"),
