@@ -38,16 +38,22 @@ def parse_device(spec: str) -> tuple[str, int]:
     raise ValueError(f"unknown device {spec!r}: use cpu, cuda or cuda:N (N = GPU index)")
 
 
-def get_backend(spec: str | Backend = "cpu", precision: str = "float32") -> Backend:
+def get_backend(spec: str | Backend = "cpu", precision: str | None = None) -> Backend:
     """The backend for a device spec; a ``Backend`` passes through unchanged.
 
-    ``precision`` sets how float32 matmuls run: ``float32`` (exact), ``tf32`` (TF32 tensor
-    cores) or ``bf16`` (bfloat16 operands, float32 accumulation). A CUDA GPU runs them on
-    its tensor cores; the CPU emulates their rounding, to reproduce a GPU's numerics.
+    ``precision`` sets how float32 matmuls run: ``float32`` (exact, the default), ``tf32``
+    (TF32 tensor cores) or ``bf16`` (bfloat16 operands, float32 accumulation). A CUDA GPU
+    runs them on its tensor cores; the CPU emulates their rounding, to reproduce a GPU's
+    numerics. With a ``Backend``, a precision other than its own is an error, not ignored.
     """
     if isinstance(spec, Backend):
+        if precision is not None and check_precision(precision) != spec.precision:
+            raise ValueError(
+                f"this backend computes matmuls in {spec.precision}, not {precision}: "
+                f"make another with get_backend({spec.device!r}, precision={precision!r})"
+            )
         return spec
-    check_precision(precision)
+    precision = check_precision(precision or "float32")
     kind, index = parse_device(spec)
     if kind == "cpu":
         return NumpyBackend(precision=precision)

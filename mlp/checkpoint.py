@@ -143,7 +143,7 @@ class Checkpoint:
             optimizer = self.build_optimizer()
         model.load_state_dict(self.params)
         if optimizer is not None:
-            optimizer.bind(model.backend, model.num_parameters, model.dtype)
+            optimizer.bind(model.backend, model.num_parameters, model.dtype, model=model)
             if spec is not None:
                 optimizer.load_state_dict({**self.optimizer_state, "steps": spec["steps"]})
             model.optimizer = optimizer

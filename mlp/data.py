@@ -211,6 +211,8 @@ def load_dataset(
 def write_idx(path: str | os.PathLike, array: np.ndarray) -> None:
     """Write ``array`` as an IDX file (gzipped when the name ends in ``.gz``)."""
     array = np.asarray(array)
+    if array.ndim == 0:
+        raise ValueError("IDX stores arrays of one or more dimensions, got a scalar")
     codes = {dt.newbyteorder("="): code for code, dt in _IDX_TYPES.items()}
     code = codes.get(array.dtype.newbyteorder("="))
     if code is None:

@@ -11,7 +11,7 @@ import itertools
 import math
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -20,7 +20,7 @@ from backends import Backend, get_backend
 from backends.base import BufferCache, check_activation
 
 from .layers import Dropout, Layer, Linear, init_weight
-from .optim import Adam, Optimizer
+from .optim import Adam, Optimizer, real_number
 
 #: Rows per chunk when predicting or evaluating: large enough for BLAS, small enough for memory.
 EVAL_BATCH = 4096
@@ -30,11 +30,11 @@ _DTYPES = ("float32", "float64")
 
 
 class TrainingDiverged(RuntimeError):
-    """The training loss became NaN or infinite."""
+    """The training loss (or, after the epoch's last step, a weight) became NaN or infinite."""
 
-    def __init__(self, epoch: int, loss: float) -> None:
+    def __init__(self, epoch: int, loss: float, what: str = "the loss") -> None:
         super().__init__(
-            f"training diverged: the loss became {loss} in epoch {epoch}; "
+            f"training diverged: {what} became {loss} in epoch {epoch}; "
             "lower the learning rate or check the inputs"
         )
         self.epoch = epoch
@@ -66,11 +66,9 @@ class MLP:
         self.output_activation = (
             None if output_activation is None else check_activation(output_activation)
         )
-        if str(dtype) not in _DTYPES:
-            raise ValueError(f"unsupported dtype {dtype!r}: choose float32 or float64")
-        self.dtype = np.dtype(dtype)
-        self.seed = int(seed)
-        self.dropout = float(dropout)
+        self.dtype = _model_dtype(dtype)
+        self.seed = _non_negative_int("seed", seed)
+        self.dropout = real_number("dropout probability", dropout)
         if not 0.0 <= self.dropout < 1.0:  # a negative rate was silently ignored
             raise ValueError(f"dropout probability must be in [0, 1), got {dropout}")
         self.init = _init_scheme(init, self.activation)
@@ -120,8 +118,13 @@ class MLP:
         return self.backend.device
 
     def to(self, device: str | Backend) -> MLP:
-        """Move parameters, gradients and optimizer state to ``device``; returns ``self``."""
-        backend = get_backend(device)
+        """Move parameters, gradients and optimizer state to ``device``; returns ``self``.
+
+        A device name keeps the matmul precision (``bf16`` stays ``bf16``); pass a backend
+        (``get_backend(device, precision=...)``) to change it.
+        """
+        keep = None if isinstance(device, Backend) else self.backend.precision
+        backend = get_backend(device, precision=keep)
         grads = self.backend.to_numpy(self.grads)
         with backend.activated():  # writes land on the new device, even on a second GPU
             self._bind(backend, self.backend.to_numpy(self.params))
@@ -144,6 +147,8 @@ class MLP:
         for i, layer in enumerate(self.linears):
             expected[f"{i}.weight"] = (layer.in_features, layer.out_features)
             expected[f"{i}.bias"] = (layer.out_features,)
+        if not isinstance(state, Mapping):
+            raise TypeError(f"expected a dict of arrays (see state_dict()), got {type(state)}")
         missing = sorted(set(expected) - set(state))
         unexpected = sorted(set(state) - set(expected))
         if missing or unexpected:
@@ -157,8 +162,12 @@ class MLP:
             )
             if value.shape != shape:
                 raise ValueError(f"{key} has shape {value.shape}, expected {shape}")
+            if value.dtype.kind not in "fiu":
+                raise ValueError(f"{key} must hold real numbers, got dtype {value.dtype}")
+            with np.errstate(over="ignore"):
+                value = value.astype(self.dtype)  # checked as stored: 1e39 is inf in float32
             if not np.all(np.isfinite(value)):
-                raise ValueError(f"{key} contains NaN or infinity")
+                raise ValueError(f"{key} contains NaN or infinity (as {self.dtype})")
             values[key] = value
         with self.backend.activated():
             for i, layer in enumerate(self.linears):
@@ -204,7 +213,10 @@ class MLP:
         if not be.is_array(X):
             if type(X).__module__.startswith("cupy"):
                 be.check(X)  # a GPU array handed to a CPU model: say how to fix it
-            X = np.asarray(X)
+            try:
+                X = np.asarray(X)
+            except ValueError as exc:  # rows of different lengths, say
+                raise ValueError(f"inputs are not a numeric table: {exc}") from None
         if X.ndim != 2 or X.shape[1] != self.sizes[0]:
             raise ValueError(
                 f"expected inputs of shape (n, {self.sizes[0]}), got {tuple(X.shape)}: "
@@ -216,9 +228,10 @@ class MLP:
             return be.asarray(X), UINT8_SCALE
         if X.dtype.kind not in "fiub":
             raise ValueError(f"inputs must be numeric, got dtype {X.dtype}")
-        X = be.asarray(X, dtype=self.dtype)
+        with np.errstate(over="ignore"):
+            X = be.asarray(X, dtype=self.dtype)
         if not be.all_finite(X):  # once per call, not per batch
-            raise ValueError("inputs contain NaN or infinity")
+            raise ValueError(f"inputs contain NaN or infinity (as {self.dtype})")
         return X, 1.0
 
     def _device_labels(self, y: Any, rows: int) -> Any:
@@ -280,7 +293,10 @@ class MLP:
             return out
 
     def predict_proba(self, X: Any) -> np.ndarray:
-        """Class probabilities as a NumPy array (softmax of the logits)."""
+        """Class probabilities as a NumPy array: the softmax of the logits, or, for an
+        inference model built with ``output_activation``, that activation's outputs."""
+        if self.output_activation is None and self.sizes[-1] == 1:
+            raise ValueError(_ONE_OUTPUT)
         with self.backend.activated():
             out = self.forward(X)
             if self.output_activation is None:
@@ -301,6 +317,8 @@ class MLP:
             raise ValueError(
                 "softmax cross-entropy needs raw logits: build the model without output_activation"
             )
+        if self.sizes[-1] == 1:
+            raise ValueError(_ONE_OUTPUT)
 
     def _evaluate_device(self, X: Any, scale: float, y: Any) -> tuple[float, float]:
         totals = self.backend.zeros((2,), np.float64)
@@ -363,12 +381,11 @@ class MLP:
         self._check_trainable()
         epochs = _positive_int("epochs", epochs)
         batch_size = _positive_int("batch_size", batch_size)
-        if not 0 <= initial_epoch <= epochs:
+        initial_epoch = _non_negative_int("initial_epoch", initial_epoch)
+        if initial_epoch > epochs:
             raise ValueError(f"initial_epoch must be in [0, {epochs}], got {initial_epoch}")
-        seed = self.seed if seed is None else int(seed)
-        optimizer = optimizer or self.optimizer or Adam()
-        optimizer.bind(self.backend, self.num_parameters, self.dtype)
-        self.optimizer = optimizer
+        seed = self.seed if seed is None else _non_negative_int("seed", seed)
+        _check_fit_options(optimizer, validation_data, shuffle, callback, on_batch)
         be = self.backend
         history: list[dict[str, Any]] = []
         with be.activated():
@@ -378,6 +395,10 @@ class MLP:
             if validation_data is not None:
                 X_val, val_scale = self._device_inputs(validation_data[0])
                 y_val = self._device_labels(validation_data[1], X_val.shape[0])
+            # only now, with every argument checked: a failed call leaves the model as it was
+            optimizer = optimizer or self.optimizer or Adam()
+            optimizer.bind(self.backend, self.num_parameters, self.dtype, model=self)
+            self.optimizer = optimizer
             in_order = self._rows(n)
             dropouts = [layer for layer in self.layers if isinstance(layer, Dropout)]
             for epoch in range(initial_epoch, epochs):
@@ -409,6 +430,8 @@ class MLP:
                 }
                 if not math.isfinite(record["loss"]):
                     raise TrainingDiverged(epoch + 1, record["loss"])
+                if not be.all_finite(self.params):  # the last step's update is not in the loss
+                    raise TrainingDiverged(epoch + 1, math.nan, what="a weight")
                 if validation_data is not None:
                     record["val_loss"], record["val_accuracy"] = self._evaluate_device(
                         X_val, val_scale, y_val
@@ -419,7 +442,16 @@ class MLP:
         return history
 
 
+_ONE_OUTPUT = (
+    "a softmax over one output is always 1: use two outputs for two classes (or, for an "
+    "inference model, output_activation='sigmoid')"
+)
+
+
 def _check_sizes(sizes: Sequence[int]) -> list[int]:
+    ordered = isinstance(sizes, (list, tuple, np.ndarray))  # a set has no order to keep
+    if not ordered or any(isinstance(s, (bool, np.bool_)) for s in sizes):
+        raise ValueError(f"layer sizes must be a list of integers, got {sizes!r}")
     try:
         values = [int(s) for s in sizes]
     except (TypeError, ValueError):
@@ -441,6 +473,39 @@ def _init_scheme(init: str, activation: str) -> str:
     if init not in ("he", "xavier"):
         raise ValueError(f"unknown init {init!r}: choose auto, he or xavier")
     return init
+
+
+def _model_dtype(dtype: Any) -> np.dtype:
+    try:
+        name = np.dtype(dtype).name
+    except TypeError:
+        name = None
+    if name not in _DTYPES:
+        raise ValueError(f"unsupported dtype {dtype!r}: choose float32 or float64")
+    return np.dtype(name)
+
+
+def _non_negative_int(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+        raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+    return int(value)
+
+
+def _check_fit_options(
+    optimizer: Any, validation_data: Any, shuffle: Any, callback: Any, on_batch: Any
+) -> None:
+    """``fit``'s other arguments, before any work: a wrong one fails now, not an epoch in."""
+    if optimizer is not None and not isinstance(optimizer, Optimizer):
+        raise TypeError(f"optimizer must be an optimizer such as Adam(lr=1e-3), got {optimizer!r}")
+    if validation_data is not None and not (
+        isinstance(validation_data, (tuple, list)) and len(validation_data) == 2
+    ):
+        raise ValueError("validation_data must be a pair (X_val, y_val)")
+    if not isinstance(shuffle, (bool, np.bool_)):
+        raise TypeError(f"shuffle must be True or False, got {shuffle!r}")
+    for name, hook in (("callback", callback), ("on_batch", on_batch)):
+        if hook is not None and not callable(hook):
+            raise TypeError(f"{name} must be a function, got {hook!r}")
 
 
 def _positive_int(name: str, value: Any) -> int:

@@ -6,11 +6,21 @@ memory (one fused kernel on the GPU) instead of a loop over layers.
 
 from __future__ import annotations
 
+import math
+import weakref
 from typing import Any
 
 import numpy as np
 
 from backends import Backend
+
+
+def real_number(name: str, value: Any) -> float:
+    """``value`` as a finite float; a string, a bool, NaN or infinity is a mistake."""
+    numeric = isinstance(value, (int, float, np.integer, np.floating))
+    if isinstance(value, (bool, np.bool_)) or not numeric or not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    return float(value)
 
 
 class Optimizer:
@@ -20,15 +30,28 @@ class Optimizer:
     state_names: tuple[str, ...] = ()
 
     def __init__(self, lr: float) -> None:
-        if not lr > 0:
+        self.lr = real_number("learning rate", lr)
+        if not self.lr > 0:
             raise ValueError(f"learning rate must be positive, got {lr}")
-        self.lr = float(lr)
         self.steps = 0
         self.state: dict[str, Any] = {}
         self.backend: Backend | None = None
+        self._model: Any = None  # weak reference to the model it trains
 
-    def bind(self, backend: Backend, size: int, dtype: Any) -> None:
-        """Allocate zeroed state for ``size`` parameters (kept if it already matches)."""
+    def bind(self, backend: Backend, size: int, dtype: Any, model: Any = None) -> None:
+        """Allocate zeroed state for ``size`` parameters (kept if it already matches).
+
+        ``model`` is the model this optimizer trains: its moments belong to that model's
+        weights, so another model is refused rather than handed them (or reset silently).
+        """
+        owner = self._model() if self._model is not None else None
+        if model is not None and owner is not None and owner is not model:
+            raise ValueError(
+                f"this {type(self).__name__} already trains another model: give each model "
+                f"its own optimizer, e.g. {type(self).__name__}(lr={self.lr:g})"
+            )
+        if model is not None:
+            self._model = weakref.ref(model)
         if self.backend is backend and all(
             self.state.get(n) is not None and self.state[n].size == size for n in self.state_names
         ):
@@ -78,7 +101,7 @@ class Optimizer:
 
 
 def _non_negative(name: str, value: float) -> float:
-    if not 0.0 <= float(value) < float("inf"):
+    if not real_number(name, value) >= 0.0:
         raise ValueError(f"{name} must be a non-negative number, got {value}")
     return float(value)
 
@@ -94,7 +117,7 @@ class SGD(Optimizer):
         weight_decay: float = 0.0,
     ) -> None:
         super().__init__(lr)
-        if not 0.0 <= momentum < 1.0:
+        if not 0.0 <= real_number("momentum", momentum) < 1.0:
             raise ValueError(f"momentum must be in [0, 1), got {momentum}")
         if nesterov and not momentum:
             raise ValueError("Nesterov momentum needs momentum > 0")
@@ -137,7 +160,10 @@ class Adam(Optimizer):
         weight_decay: float = 0.0,
     ) -> None:
         super().__init__(lr)
-        beta1, beta2 = (float(b) for b in betas)
+        try:
+            beta1, beta2 = (real_number("betas", b) for b in betas)
+        except (TypeError, ValueError):
+            raise ValueError(f"betas must be a pair of numbers in [0, 1), got {betas!r}") from None
         if not (0.0 <= beta1 < 1.0 and 0.0 <= beta2 < 1.0):
             raise ValueError(f"betas must be in [0, 1), got {betas}")
         self.betas = (beta1, beta2)

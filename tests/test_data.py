@@ -388,3 +388,10 @@ def test_synthetic_command_writes_a_dataset_and_help_writes_nothing(tmp_path, mo
     with pytest.raises(SystemExit) as exc:
         main([str(tmp_path / "more"), "0", "5"])
     assert exc.value.code == 2 and not (tmp_path / "more").exists()
+
+
+def test_write_idx_refuses_a_scalar(tmp_path):
+    """IDX has no 0-d arrays: writing one would leave a file read_idx rejects."""
+    with pytest.raises(ValueError, match="one or more dimensions"):
+        write_idx(tmp_path / "x-idx1-ubyte", np.array(5, np.uint8))
+    assert not (tmp_path / "x-idx1-ubyte").exists()

@@ -654,3 +654,141 @@ def test_optimizer_load_state_dict_checks_shapes():
     state["m"] = np.zeros(model.num_parameters + 1)
     with pytest.raises(ValueError, match="'m'"):
         opt.load_state_dict(state)
+
+
+# ---------------------------------------------------------------------- a library user's mistakes
+def _small_problem(rows=20):
+    rng = np.random.default_rng(0)
+    return rng.standard_normal((rows, 6)).astype(np.float32), rng.integers(0, 3, rows)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: Adam(lr=float("inf")),
+        lambda: SGD(lr=float("nan")),
+        lambda: Adam(lr="0.1"),
+        lambda: SGD(lr=0.1, momentum="0.9"),
+        lambda: Adam(betas=0.9),
+        lambda: Adam(betas=(0.9,)),
+        lambda: AdamW(weight_decay=float("inf")),
+    ],
+)
+def test_optimizer_settings_that_are_not_finite_numbers(make):
+    with pytest.raises(ValueError, match=r"finite number|betas must be a pair"):
+        make()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"initial_epoch": 0.5}, ValueError, "initial_epoch must be a non-negative integer"),
+        ({"initial_epoch": True}, ValueError, "initial_epoch must be a non-negative integer"),
+        ({"seed": -1}, ValueError, "seed must be a non-negative integer"),
+        ({"seed": 1.5}, ValueError, "seed must be a non-negative integer"),
+        ({"optimizer": "adam"}, TypeError, "optimizer must be an optimizer such as Adam"),
+        ({"optimizer": Adam}, TypeError, "optimizer must be an optimizer such as Adam"),
+        ({"validation_data": ()}, ValueError, r"validation_data must be a pair"),
+        ({"shuffle": "no"}, TypeError, "shuffle must be True or False"),
+        ({"callback": 5}, TypeError, "callback must be a function"),
+        ({"X": np.zeros((20, 5))}, ValueError, r"expected inputs of shape \(n, 6\)"),
+    ],
+)
+def test_a_fit_that_fails_its_checks_changes_nothing(kwargs, error, message):
+    """Checked before any work: weights, the optimizer and its state stay as they were."""
+    X, y = _small_problem()
+    model = MLP([6, 5, 3], seed=1)
+    first = Adam()
+    model.fit(X, y, epochs=1, batch_size=8, optimizer=first)
+    before, moments = model.state_dict(), first.state_dict()
+    call = {"X": X, "y": y, "epochs": 2, "batch_size": 8, "optimizer": SGD(lr=0.1), **kwargs}
+    with pytest.raises(error, match=message):
+        model.fit(**call)
+    assert model.optimizer is first
+    for key, value in model.state_dict().items():
+        np.testing.assert_array_equal(value, before[key])
+    for key, value in first.state_dict().items():
+        np.testing.assert_array_equal(value, moments[key])
+
+
+def test_one_optimizer_cannot_train_two_models():
+    X, y = _small_problem()
+    a, b = MLP([6, 5, 3], seed=1), MLP([6, 4, 3], seed=2)
+    optimizer = Adam()
+    a.fit(X, y, epochs=1, batch_size=8, optimizer=optimizer)
+    steps = optimizer.steps
+    with pytest.raises(ValueError, match="already trains another model: give each model its own"):
+        b.fit(X, y, epochs=1, batch_size=8, optimizer=optimizer)
+    assert optimizer.steps == steps and b.optimizer is None
+    a.fit(X, y, epochs=2, initial_epoch=1, batch_size=8, optimizer=optimizer)  # its own model
+    assert optimizer.steps == 2 * steps
+
+
+def test_weights_that_overflow_on_the_last_step_stop_the_fit():
+    """One step per epoch: the epoch's loss comes from the weights before the update, so
+    only a look at the weights catches an update that overflowed them."""
+    from mlp import TrainingDiverged
+
+    X, y = _small_problem()
+    model = MLP([6, 5, 3], seed=1)
+    with pytest.raises(TrainingDiverged, match="a weight became nan in epoch 1"):
+        model.fit(X * 1e10, y, epochs=3, batch_size=32, optimizer=SGD(lr=1e30))
+
+
+def test_weights_are_checked_as_stored():
+    model = MLP([6, 5, 3])
+    state = model.state_dict()
+    with pytest.raises(ValueError, match=r"0\.weight contains NaN or infinity \(as float32\)"):
+        model.load_state_dict({**state, "0.weight": np.full((6, 5), 1e39)})
+    with pytest.raises(ValueError, match="must hold real numbers"):
+        model.load_state_dict({**state, "0.bias": np.zeros(5, complex)})
+    with pytest.raises(TypeError, match="expected a dict of arrays"):
+        model.load_state_dict(None)
+
+
+def test_one_output_has_no_softmax():
+    X, _ = _small_problem()
+    model = MLP([6, 1])
+    with pytest.raises(ValueError, match="use two outputs for two classes"):
+        model.fit(X, np.zeros(20, int), epochs=1)
+    with pytest.raises(ValueError, match="use two outputs for two classes"):
+        model.predict_proba(X)
+    assert MLP([6, 1], output_activation="sigmoid").predict_proba(X).shape == (20, 1)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"sizes": {6, 3}}, "layer sizes must be a list of integers"),
+        ({"sizes": [True, 3]}, "layer sizes must be a list of integers"),
+        ({"seed": 1.7}, "seed must be a non-negative integer"),
+        ({"seed": -1}, "seed must be a non-negative integer"),
+        ({"dropout": "0.1"}, "dropout probability must be a finite number"),
+        ({"dtype": "float16"}, "unsupported dtype"),
+    ],
+)
+def test_model_settings_that_are_mistakes(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        MLP(**{"sizes": [6, 3], **kwargs})
+
+
+def test_dtypes_may_be_given_as_numpy_types():
+    assert MLP([6, 3], dtype=np.float64).dtype == np.float64
+
+
+def test_ragged_inputs_say_so():
+    with pytest.raises(ValueError, match="inputs are not a numeric table"):
+        MLP([2, 3]).predict([[1.0, 2.0], [1.0]])
+
+
+def test_moving_keeps_the_matmul_precision():
+    from backends import get_backend
+
+    model = MLP([6, 3], device=get_backend("cpu", precision="bf16"))
+    assert model.to("cpu").backend.precision == "bf16"
+    float32 = get_backend("cpu")
+    assert model.to(float32).backend.precision == "float32"
+    with pytest.raises(ValueError, match="computes matmuls in float32, not bf16"):
+        get_backend(float32, precision="bf16")
+    with pytest.raises(ValueError, match="unknown precision"):
+        get_backend(float32, precision="junk")
