@@ -287,7 +287,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=output_file,
         default=None,
         metavar="METRICS.jsonl",
-        help="append one JSON line of metrics per epoch",
+        help="one JSON line of metrics per epoch (a fresh run replaces the file, a resumed run "
+        "appends)",
     )
     g.add_argument(
         "--plot",
