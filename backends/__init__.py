@@ -53,7 +53,7 @@ def get_backend(spec: str | Backend = "cpu", precision: str | None = None) -> Ba
                 f"make another with get_backend({spec.device!r}, precision={precision!r})"
             )
         return spec
-    precision = check_precision(precision or "float32")
+    precision = check_precision("float32" if precision is None else precision)
     kind, index = parse_device(spec)
     if kind == "cpu":
         return NumpyBackend(precision=precision)

@@ -159,7 +159,7 @@ def _build(numba: Any) -> Any:
         for r in range(rows.size):
             src = rows[r]
             if src < 0 or src >= n:
-                raise IndexError("gather_rows: a row index is outside the source")
+                raise ValueError("gather_rows: a row index is outside the source")
             for c in range(cols):
                 out[r, c] = source[src, c] * scale
 

@@ -118,7 +118,8 @@ class NumpyBackend(Backend):
         self.check(source, rows, out)
         check_gather(source, rows, out)
         k = self.kernels
-        if k is None or out.dtype.kind != "f":
+        exact = out.dtype.kind in "iu" and scale == 1.0  # integer batches: the labels
+        if k is None or not (out.dtype.kind == "f" or exact):
             _check_indices("gather_rows: row", rows, source.shape[0])  # -1 would wrap around
             return super().gather_rows(source, rows, out, scale)
         k.gather_rows(source, rows, out, out.dtype.type(scale))  # checks each row it reads

@@ -414,13 +414,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     why = out_folder_problem(args.out)
     if why:
         parser.error(f"--out {str(args.out)!r}: {why}")
-    status = [0]
-
-    def bench() -> None:
-        status[0] = run(args, parser, argv)
-
-    interrupted = 'the rows done so far are in the results JSON ("complete": false)'
-    return run_reporting_errors(PROG, bench, interrupted=interrupted) or status[0]
+    interrupted = 'rows done so far, if any, are in the results JSON ("complete": false)'
+    return run_reporting_errors(PROG, lambda: run(args, parser, argv), interrupted=interrupted)
 
 
 def use_real_data(data: str, parser: argparse.ArgumentParser) -> bool:

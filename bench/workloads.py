@@ -80,26 +80,15 @@ def steps_per_epoch(workload: Workload, samples: int) -> int:
 
 
 def real_data_problem() -> str | None:
-    """Why Fashion-MNIST cannot be used (``None``: it is on disk where ``mlp.data`` looks).
-
-    A folder that cannot be searched (``$MLP_DATA_DIR`` unreadable, a name too long) stops
-    ``mlp.data``'s search with an ``OSError``; for the benchmark that means no real data,
-    said in one line, not a traceback.
-    """
+    """Why Fashion-MNIST cannot be used (``None``: it is on disk where ``mlp.data`` looks;
+    a folder it cannot search, it skips)."""
     from mlp.data import DatasetNotFound, find_dataset
 
     try:
         find_dataset(DATASET)
     except DatasetNotFound:
         return f"{DATASET} is not on disk (see README: make data)"
-    except OSError as exc:
-        return f"cannot search for {DATASET} ({' '.join(str(exc).split())})"
     return None
-
-
-def real_data_available() -> bool:
-    """Whether Fashion-MNIST is on disk where ``mlp.data`` looks for it."""
-    return real_data_problem() is None
 
 
 def synthetic_data(samples: int = EPOCH_SAMPLES, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

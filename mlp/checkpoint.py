@@ -118,7 +118,7 @@ class Checkpoint:
         ]
         spec = self.meta.get("optimizer")
         if optimizer is not None and spec is not None:
-            name, stored = spec["name"], _make_optimizer(spec).state_names
+            name, stored = spec["name"], tuple(sorted(self.optimizer_state))  # checked at load
             if name != type(optimizer).__name__:
                 differences.append(
                     f"optimizer {name} in the file but {type(optimizer).__name__} here"
@@ -138,6 +138,8 @@ class Checkpoint:
         as it was. Returns the optimizer, bound to the model's device with its state loaded.
         """
         self.check_matches(model, optimizer)
+        if optimizer is not None:
+            optimizer.check_model(model)
         spec = self.meta.get("optimizer")
         if optimizer is None and spec is not None:
             optimizer = self.build_optimizer()

@@ -162,16 +162,16 @@ def _given_folder_problem(folder: Path, dataset: str) -> str:
             return f"is a file, not a folder: name the folder that holds the IDX files, {leave_out}"
         if not os.access(folder, os.R_OK | os.X_OK):
             return f"cannot look into this folder (no permission), {leave_out}"
+        stems = [stem for files in SPLITS.values() for stem in files]
+        for where in (folder, folder / dataset):
+            missing = [stem for stem in stems if _split_file(where, stem) is None]
+            if len(missing) < len(stems):  # some of the files are here: name the others
+                return (
+                    f"{where} lacks {', '.join(f'{stem}[.gz]' for stem in missing)} of "
+                    f"{dataset}: put them there, {leave_out}"
+                )
     except OSError as exc:
         return f"cannot look into it ({exc.strerror}), {leave_out}"
-    stems = [stem for files in SPLITS.values() for stem in files]
-    for where in (folder, folder / dataset):
-        missing = [stem for stem in stems if _split_file(where, stem) is None]
-        if len(missing) < len(stems):  # some of the files are here: name the others
-            return (
-                f"{where} lacks {', '.join(f'{stem}[.gz]' for stem in missing)} of {dataset}: "
-                f"put them there, {leave_out}"
-            )
     return (
         f"no {dataset} here or in {folder / dataset} (all four of {FILE_NAMES}): "
         f"put them there, {leave_out}"

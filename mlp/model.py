@@ -33,8 +33,9 @@ class TrainingDiverged(RuntimeError):
     """The training loss (or, after the epoch's last step, a weight) became NaN or infinite."""
 
     def __init__(self, epoch: int, loss: float, what: str = "the loss") -> None:
+        shown = loss if what == "the loss" else "NaN or infinite"
         super().__init__(
-            f"training diverged: {what} became {loss} in epoch {epoch}; "
+            f"training diverged: {what} became {shown} in epoch {epoch}; "
             "lower the learning rate or check the inputs"
         )
         self.epoch = epoch
@@ -476,8 +477,8 @@ def _init_scheme(init: str, activation: str) -> str:
 
 
 def _model_dtype(dtype: Any) -> np.dtype:
-    try:
-        name = np.dtype(dtype).name
+    try:  # np.dtype(None) is float64: None is no answer
+        name = None if dtype is None else np.dtype(dtype).name
     except TypeError:
         name = None
     if name not in _DTYPES:

@@ -44,13 +44,8 @@ class Optimizer:
         ``model`` is the model this optimizer trains: its moments belong to that model's
         weights, so another model is refused rather than handed them (or reset silently).
         """
-        owner = self._model() if self._model is not None else None
-        if model is not None and owner is not None and owner is not model:
-            raise ValueError(
-                f"this {type(self).__name__} already trains another model: give each model "
-                f"its own optimizer, e.g. {type(self).__name__}(lr={self.lr:g})"
-            )
         if model is not None:
+            self.check_model(model)
             self._model = weakref.ref(model)
         if self.backend is backend and all(
             self.state.get(n) is not None and self.state[n].size == size for n in self.state_names
@@ -59,6 +54,15 @@ class Optimizer:
         self.backend = backend
         self.state = {name: backend.zeros((size,), dtype) for name in self.state_names}
         self.steps = 0
+
+    def check_model(self, model: Any) -> None:
+        """Raise ``ValueError`` when this optimizer's moments belong to another model."""
+        owner = self._model() if self._model is not None else None
+        if owner is not None and owner is not model:
+            raise ValueError(
+                f"this {type(self).__name__} already trains another model: give each model "
+                f"its own optimizer, e.g. {type(self).__name__}(lr={self.lr:g})"
+            )
 
     def to(self, backend: Backend) -> None:
         """Move the state buffers to another backend, values kept."""

@@ -422,10 +422,11 @@ def run(args: argparse.Namespace, out: Any = None, err: Any = None) -> dict[str,
     except TrainingDiverged as exc:
         kept = _kept(save_path, history)
         raise RunStopped(f"{exc}; {kept}") from None
-    except (KeyboardInterrupt, MemoryError) as exc:
-        # Ctrl-C, or memory gone mid-run (another process took the GPU's): say what was kept
-        kept, detail = _kept(save_path, history), one_line(exc)
-        raise type(exc)(f"{detail}; {kept}" if detail else kept) from None
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt(_kept(save_path, history)) from None
+    except MemoryError as exc:  # memory gone mid-run (another process took the GPU's, say)
+        # a plain MemoryError: NumPy's and CuPy's subclasses take other arguments than a text
+        raise MemoryError(f"{one_line(exc)}; {_kept(save_path, history)}") from None
     finally:
         progress.close()
         if log is not None:
@@ -529,15 +530,16 @@ def run_reporting_errors(
 ) -> int:
     """Run a command's work; turn a user's mistake or a runtime failure into one line.
 
-    Returns the exit status: 0, 2 for usage errors, 1 for runtime failures (running out of
-    host or GPU memory among them, with the ``out_of_memory`` hint), 130 for Ctrl-C (whose
-    message, if any, says what was saved; else ``interrupted``). NumPy's floating-point
-    warnings are off: a diverging run overflows before its loss turns NaN, and that is
-    reported as one line (a NaN test loss shows in the output), so they would only add noise.
+    Returns the exit status: the action's own when it returns an int, else 0; 2 for usage
+    errors, 1 for runtime failures (running out of host or GPU memory among them, with the
+    ``out_of_memory`` hint), 130 for Ctrl-C (whose message, if any, says what was saved; else
+    ``interrupted``). NumPy's floating-point warnings are off: a diverging run overflows
+    before its loss turns NaN, and that is reported as one line (a NaN test loss shows in the
+    output), so they would only add noise.
     """
     try:
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            action()
+            result = action()
     except KeyboardInterrupt as exc:
         detail = one_line(exc) or interrupted
         print(f"{prog}: interrupted{'; ' + detail if detail else ''}", file=sys.stderr)
@@ -553,7 +555,7 @@ def run_reporting_errors(
         hint = f"; {out_of_memory}" if out_of_memory else ""
         print(f"{prog}: error: out of memory: {detail}{hint}", file=sys.stderr)
         return 1
-    return 0
+    return result if isinstance(result, int) else 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -298,6 +298,17 @@ def test_optimizer_state_of_the_wrong_size(tmp_path):
         load_checkpoint(path)
 
 
+def test_restoring_with_another_models_optimizer_changes_nothing(tmp_path):
+    source = trained_model()
+    path = source.save(tmp_path / "run.npz", optimizer=source.optimizer)
+    other = MLP([12, 16, 4], seed=9)
+    before = other.state_dict()
+    with pytest.raises(ValueError, match="already trains another model"):
+        load_checkpoint(path).restore(other, source.optimizer)
+    for key, value in other.state_dict().items():
+        np.testing.assert_array_equal(value, before[key])
+
+
 def test_other_architecture_is_refused_and_nothing_is_loaded(tmp_path):
     path = trained_model().save(tmp_path / "run.npz")
     other = MLP([12, 16, 4], activation="tanh", seed=5)

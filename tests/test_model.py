@@ -731,7 +731,7 @@ def test_weights_that_overflow_on_the_last_step_stop_the_fit():
 
     X, y = _small_problem()
     model = MLP([6, 5, 3], seed=1)
-    with pytest.raises(TrainingDiverged, match="a weight became nan in epoch 1"):
+    with pytest.raises(TrainingDiverged, match="a weight became NaN or infinite in epoch 1"):
         model.fit(X * 1e10, y, epochs=3, batch_size=32, optimizer=SGD(lr=1e30))
 
 
@@ -765,6 +765,7 @@ def test_one_output_has_no_softmax():
         ({"seed": -1}, "seed must be a non-negative integer"),
         ({"dropout": "0.1"}, "dropout probability must be a finite number"),
         ({"dtype": "float16"}, "unsupported dtype"),
+        ({"dtype": None}, "unsupported dtype"),
     ],
 )
 def test_model_settings_that_are_mistakes(kwargs, message):
@@ -792,3 +793,5 @@ def test_moving_keeps_the_matmul_precision():
         get_backend(float32, precision="bf16")
     with pytest.raises(ValueError, match="unknown precision"):
         get_backend(float32, precision="junk")
+    with pytest.raises(ValueError, match="unknown precision"):
+        get_backend("cpu", precision="")

@@ -278,19 +278,3 @@ def test_bench_disk_full_mid_run_is_one_line(tmp_path, monkeypatch, capsys):
     assert not any("Traceback" in line for line in err)
     (path,) = tmp_path.glob("*.json")  # the claimed file: whole JSON, no rows yet
     assert json.loads(path.read_text())["complete"] is False
-
-
-def test_real_data_problem_names_an_unreadable_folder(monkeypatch):
-    """mlp.data skips a folder it cannot search; should a search still raise, the
-    benchmark says so in one line rather than a traceback."""
-    from bench import workloads
-    from mlp import data
-
-    def unreadable(dataset):
-        raise PermissionError(13, "Permission denied", "/data/fashion-mnist")
-
-    monkeypatch.setattr(data, "find_dataset", unreadable)
-    assert workloads.real_data_problem() == (
-        "cannot search for fashion-mnist ([Errno 13] Permission denied: '/data/fashion-mnist')"
-    )
-    assert workloads.real_data_available() is False
