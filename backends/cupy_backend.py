@@ -459,10 +459,8 @@ class CupyBackend(Backend):
         if (
             ctype is None
             or labels.dtype != np.int32
-            or labels.shape != (rows,)
             or grad.dtype != logits.dtype
             or totals.dtype != np.float64
-            or grad.shape != logits.shape
             or not all(a.flags.c_contiguous for a in (logits, labels, grad, totals))
         ):
             return super().softmax_cross_entropy_accumulate(logits, labels, grad, totals)

@@ -22,6 +22,7 @@ import itertools
 import json
 import os
 import zipfile
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -118,12 +119,12 @@ class Checkpoint:
         ]
         spec = self.meta.get("optimizer")
         if optimizer is not None and spec is not None:
-            name, stored = spec["name"], tuple(sorted(self.optimizer_state))  # checked at load
+            name, stored = spec["name"], set(self.optimizer_state)  # checked at load
             if name != type(optimizer).__name__:
                 differences.append(
                     f"optimizer {name} in the file but {type(optimizer).__name__} here"
                 )
-            elif set(stored) != set(optimizer.state_names):  # only SGD's state varies
+            elif stored != set(optimizer.state_names):  # only SGD's state varies
                 differences.append(
                     f"optimizer {name} {_with_state(stored)} in the file but "
                     f"{_with_state(optimizer.state_names)} here"
@@ -367,7 +368,7 @@ def _is_number(value: Any, kinds: type | tuple[type, ...]) -> bool:
     return isinstance(value, kinds) and not isinstance(value, bool)
 
 
-def _with_state(state_names: tuple[str, ...]) -> str:
+def _with_state(state_names: Collection[str]) -> str:
     """SGD's state is its momentum's velocity, or nothing."""
     return "with momentum" if state_names else "without momentum"
 

@@ -486,10 +486,16 @@ def _model_dtype(dtype: Any) -> np.dtype:
     return np.dtype(name)
 
 
-def _non_negative_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
-        raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+def _whole_number(name: str, value: Any, minimum: int) -> int:
+    """``value`` as an int of at least ``minimum``; a bool, a float or a string is a mistake."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        kind = "positive" if minimum == 1 else "non-negative"
+        raise ValueError(f"{name} must be a {kind} integer, got {value!r}")
     return int(value)
+
+
+def _non_negative_int(name: str, value: Any) -> int:
+    return _whole_number(name, value, 0)
 
 
 def _check_fit_options(
@@ -510,6 +516,4 @@ def _check_fit_options(
 
 
 def _positive_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
+    return _whole_number(name, value, 1)
