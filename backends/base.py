@@ -9,7 +9,7 @@ array accepts ``out=`` so a training step can run without allocating.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -43,13 +43,26 @@ def require_same_shape(op: str, **arrays: Any) -> None:
             )
 
 
-def check_gather(source: Any, rows: Any, out: Any) -> None:
-    """``gather_rows``' operands: a 2-D source, a 1-D row list, an ``out`` to match."""
+def check_gather(source: Any, rows: Any, out: Any, start: Any = None) -> None:
+    """``gather_rows``' operands: a 2-D source, a 1-D row list, an ``out`` to match.
+
+    With ``start`` (a one-element index on the device) ``out`` takes the rows from there on,
+    so the row list only has to be long enough (its reading position is checked where the
+    backend can read ``start`` without waiting for a GPU).
+    """
     if source.ndim != 2 or rows.ndim != 1:
         raise ValueError(
             f"gather_rows: needs a 2-D source and 1-D rows, got {source.ndim}-D and {rows.ndim}-D"
         )
-    require_shape("gather_rows", "out", out, (rows.shape[0], source.shape[1]))
+    if start is None:
+        require_shape("gather_rows", "out", out, (rows.shape[0], source.shape[1]))
+        return
+    require_shape("gather_rows", "start", start, (1,))
+    if out.ndim != 2 or out.shape[1] != source.shape[1] or out.shape[0] > rows.shape[0]:
+        raise ValueError(
+            f"gather_rows: out has shape {tuple(out.shape)}, expected at most "
+            f"{rows.shape[0]} rows of {source.shape[1]}"
+        )
 
 
 def check_cross_entropy(logits: Any, labels: Any, grad: Any, totals: Any) -> None:
@@ -77,6 +90,16 @@ class BufferCache:
                 self._buffers.clear()  # shapes keep changing: start afresh, never grow unbounded
             out = self._buffers[key] = self.backend.empty(shape, dtype)
         return out
+
+    def arrays(self) -> tuple:
+        """Every buffer held now (a recorded step keeps them alive: see ``Backend.capture``)."""
+        return tuple(self._buffers.values())
+
+
+def host_int(value: Any) -> int:
+    """A count or position given as an int or as a one-element array, read on the host (a
+    GPU backend reads such arrays on the device instead: here it would wait for the GPU)."""
+    return int(value[0]) if hasattr(value, "shape") else value
 
 
 def adam_scalars(
@@ -181,6 +204,18 @@ class Backend:
     def synchronize(self) -> None:
         """Wait until all queued work on the device has finished (a no-op on the CPU)."""
 
+    def capture(self, step: Callable[[], Any], keep: Any = ()) -> Callable[[], None] | None:
+        """A recording of ``step``'s device work that replays with one launch, or ``None``.
+
+        A small training step on a GPU is bound by the host's cost of launching each op, so
+        the CUDA backend records the step once as a CUDA graph. Every replay repeats exactly
+        the recorded work on the same memory: ``step`` must read whatever changes between
+        steps from device arrays (see ``MLP.fit``), and ``keep`` holds the arrays the
+        recording uses so that none is freed while it lives. Here, with no graphs, ``None``:
+        the caller runs ``step`` itself.
+        """
+        return None
+
     @contextlib.contextmanager
     def activated(self) -> Iterator[None]:
         """Make this backend's device current for the enclosed work."""
@@ -264,6 +299,11 @@ class Backend:
         """``x + bias`` broadcast over rows; pass ``out=x`` to add in place."""
         self.check(x, bias)
         return self.xp.add(x, bias, out=out)
+
+    def add(self, a: Any, b: Any, out: Any = None) -> Any:
+        """Elementwise ``a + b`` (broadcasting); ``out=a`` adds in place."""
+        self.check(a, b)
+        return self.xp.add(a, b, out=out)
 
     def multiply(self, a: Any, b: Any, out: Any = None) -> Any:
         """Elementwise ``a * b`` (broadcasting); ``out=a`` multiplies in place."""
@@ -383,14 +423,22 @@ class Backend:
         return dz
 
     # ------------------------------------------------------------------ data
-    def gather_rows(self, source: Any, rows: Any, out: Any, scale: float = 1.0) -> Any:
+    def gather_rows(
+        self, source: Any, rows: Any, out: Any, scale: float = 1.0, start: Any = None
+    ) -> Any:
         """``out = source[rows] * scale`` converted to ``out.dtype``: batches from a compact set.
 
         ``source`` may be uint8 (images kept compact on the device); the conversion happens
-        per batch into the preallocated ``out``.
+        per batch into the preallocated ``out``. With ``start``, a one-element integer array,
+        ``out`` takes ``len(out)`` rows of ``rows`` from position ``start[0]``: a training
+        step reads its batch's place from the device, so one recorded step serves them all.
         """
         self.check(source, rows, out)
-        check_gather(source, rows, out)
+        check_gather(source, rows, out, start)
+        if start is not None:
+            first = host_int(start)
+            rows = rows[first : first + out.shape[0]]
+            check_gather(source, rows, out)
         xp = self.xp
         if source.dtype == out.dtype:
             xp.take(source, rows, axis=0, out=out)
@@ -501,7 +549,7 @@ class Backend:
         grad: Any,
         m: Any,
         v: Any,
-        step: int,
+        step: Any,
         lr: float,
         beta1: float = 0.9,
         beta2: float = 0.999,
@@ -512,14 +560,15 @@ class Backend:
         """Adam (``decoupled=False``: L2 added to the gradient) or AdamW (decay on the weights).
 
         Same arithmetic as PyTorch: ``p -= lr/bc1 * m / (sqrt(v)/sqrt(bc2) + eps)``.
-        Updates ``param``, ``m`` and ``v`` in place, block by block so that each block's
-        several passes stay in cache and memory is streamed once.
+        ``step`` (from 1) is an int or a one-element integer array on the device, which a
+        recorded training step advances itself. Updates ``param``, ``m`` and ``v`` in place,
+        block by block so that each block's several passes stay in cache.
         """
         self.check(param, grad, m, v)
         require_same_shape("adam_step", param=param, grad=grad, m=m, v=v)
         xp = self.xp
         step_size, inv_sqrt_bc2, l2, decay = adam_scalars(
-            step, lr, beta1, beta2, weight_decay, decoupled
+            host_int(step), lr, beta1, beta2, weight_decay, decoupled
         )
         for block in self._blocks(param.size):
             p, g, mb, vb = param[block], grad[block], m[block], v[block]

@@ -8,8 +8,10 @@ process (``functools.cache``) and compiled by CuPy on first use, then cached on 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import functools
-from collections.abc import Iterator
+import os
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -21,6 +23,7 @@ from .base import (
     check_cross_entropy,
     check_gather,
     require_same_shape,
+    require_shape,
 )
 from .errors import BackendUnavailable
 
@@ -118,11 +121,12 @@ def _elementwise_specs() -> dict[str, tuple[str, str, str]]:
         specs["bias_act_" + name] = ("T z, T b", "T y", f"const T x = z + b; y = {expr};")
     for name, expr in _BACKWARD.items():
         specs["backprop_" + name] = ("T dy, T y", "T dx", f"dx = {expr};")
+    # Row r of the batch is rows[start[0] + r]: a recorded step reads its place on the device.
     specs["gather_rows"] = (
-        "raw S source, raw I rows, int64 cols, T scale",
+        "raw S source, raw I rows, raw int64 start, int64 cols, T scale",
         "T out",
         "const long long r = i / cols;"
-        " out = (T)source[(long long)rows[r] * cols + (i - r * cols)] * scale;",
+        " out = (T)source[(long long)rows[start[0] + r] * cols + (i - r * cols)] * scale;",
     )
     # float32 -> bfloat16 bits, rounded to nearest even; NaN stays a (quiet) NaN.
     specs["to_bf16"] = (
@@ -134,14 +138,28 @@ def _elementwise_specs() -> dict[str, tuple[str, str, str]]:
     )
     # 1 - beta comes from the host, worked out in double: (T)1 - beta in float32 is 1.3e-5
     # off for beta2 = 0.999, a bias in v that the CPU and PyTorch do not have.
-    specs["adam"] = (
-        "T g, T step_size, T inv_sqrt_bc2, T beta1, T one_minus_beta1, T beta2,"
-        " T one_minus_beta2, T eps, T l2, T decay",
-        "T p, T m, T v",
+    adam_update = (
         "const T grad = g + l2 * p;"
         " m = beta1 * m + one_minus_beta1 * grad;"
         " v = beta2 * v + one_minus_beta2 * grad * grad;"
-        " p = p * decay - step_size * m / (sqrt(v) * inv_sqrt_bc2 + eps);",
+        " p = p * decay - step_size * m / (sqrt(v) * inv_sqrt_bc2 + eps);"
+    )
+    adam_constants = "T beta1, T one_minus_beta1, T beta2, T one_minus_beta2, T eps, T l2, T decay"
+    specs["adam"] = (
+        f"T g, T step_size, T inv_sqrt_bc2, {adam_constants}",
+        "T p, T m, T v",
+        adam_update,
+    )
+    # The same update with the step count read on the device (a recorded step advances it):
+    # the bias corrections in double, as ``adam_scalars`` works them out on the host.
+    specs["adam_counted"] = (
+        f"T g, raw int64 step, float64 lr, float64 beta1_exact, float64 beta2_exact,"
+        f" {adam_constants}",
+        "T p, T m, T v",
+        "const double t = (double)step[0];"
+        " const T step_size = (T)(lr / (1.0 - pow(beta1_exact, t)));"
+        " const T inv_sqrt_bc2 = (T)(1.0 / sqrt(1.0 - pow(beta2_exact, t)));"
+        f" {adam_update}",
     )
     specs["sgd"] = ("T g, T lr, T weight_decay", "T p", "p -= lr * (g + weight_decay * p);")
     specs["sgd_momentum"] = (
@@ -179,6 +197,7 @@ def _kernels() -> dict[str, Any]:
 CUDA_R_32F = 0
 CUDA_R_16BF = 14
 CUBLAS_COMPUTE_32F = 68
+CUBLAS_COMPUTE_32F_FAST_TF32 = 77
 CUBLAS_GEMM_DEFAULT = -1
 CUBLAS_OP_N, CUBLAS_OP_T = 0, 1
 CUBLAS_POINTER_MODE_HOST = 0
@@ -212,6 +231,79 @@ def _cublas() -> Any:
     except ImportError:
         from cupy.cuda import cublas
     return cublas
+
+
+@functools.cache
+def _cublas_library() -> Any:
+    """cuBLAS itself, the copy CuPy loaded, called through ctypes; None where not found.
+
+    CuPy's cuBLAS bindings refuse to run while a stream is captured into a CUDA graph (its
+    issue #6290), although cuBLAS's GEMM can be captured. Calling the library directly lets
+    a whole training step be recorded. Look it up only once CuPy has made a cuBLAS handle.
+    """
+    try:
+        with open("/proc/self/maps") as maps:
+            paths = {line.split()[-1] for line in maps if "/libcublas.so" in line}
+    except OSError:  # not Linux
+        return None
+    if len(paths) != 1:
+        return None
+    try:
+        library = ctypes.CDLL(paths.pop())
+    except OSError:
+        return None
+    pointer, integer = ctypes.c_void_p, ctypes.c_int
+    signatures = {
+        "cublasSetStream_v2": [pointer, pointer],
+        "cublasSetPointerMode_v2": [pointer, integer],
+        # handle, op_a, op_b, m, n, k, alpha, A, A type, lda, B, B type, ldb, beta, C, C type,
+        # ldc, compute type, algorithm
+        "cublasGemmEx": [pointer] + [integer] * 5 + [pointer, pointer, integer, integer]
+        + [pointer, integer, integer, pointer, pointer, integer, integer, integer, integer],
+    }  # fmt: skip
+    for name, argtypes in signatures.items():
+        function = getattr(library, name, None)
+        if function is None:
+            return None
+        function.argtypes, function.restype = argtypes, ctypes.c_int
+    return library
+
+
+def _check_cublas(what: str, status: int) -> None:
+    if status != 0:
+        raise RuntimeError(f"cuBLAS {what} failed with status {status}")
+
+
+def _refuse_allocation(size: int) -> Any:
+    """The allocator while a step is recorded: memory taken then would be handed back to
+    the pool when the step ends, and reused while the recording still writes to it."""
+    raise MemoryError(f"an op allocated {size} bytes while a training step was recorded")
+
+
+def _gemm_fits(a: Any, b: Any, out: Any) -> bool:
+    """Whether ``gemm`` takes these operands as they are: non-empty float32 C-contiguous
+    matrices (and a float32 C-contiguous ``out`` where one is given)."""
+    return (
+        a.ndim == b.ndim == 2
+        and a.dtype == b.dtype == np.float32
+        and a.size > 0
+        and b.size > 0
+        and a.flags.c_contiguous
+        and b.flags.c_contiguous
+        and (out is None or (out.dtype == np.float32 and out.flags.c_contiguous))
+    )
+
+
+class _Recording:
+    """A captured training step: each call replays it on the current stream. It holds the
+    arrays the step uses, so that none is freed (and reused) while the graph can run."""
+
+    def __init__(self, graph: Any, held: tuple) -> None:
+        self._graph = graph
+        self._held = held
+
+    def __call__(self) -> None:
+        self._graph.launch()
 
 
 def _linalg_settings(cupy: Any) -> Any:
@@ -252,6 +344,11 @@ class CupyBackend(Backend):
         self._linalg = _linalg_settings(cupy)
         self._bf16: dict[str, Any] = {}  # grow-only bfloat16 copies of matmul operands
         self._one_zero = np.array([1.0, 0.0], np.float32)  # host alpha and beta for cuBLAS
+        with self._device:
+            self._zero_index = cupy.zeros(1, np.int64)  # gather_rows' start when none is given
+        self._capture_stream: Any = None
+        #: Why the last ``capture`` gave no recording (None after one that did).
+        self.capture_failure: str | None = None
 
     def hardware(self) -> str:
         properties = self.xp.cuda.runtime.getDeviceProperties(self.index)
@@ -296,11 +393,52 @@ class CupyBackend(Backend):
         with self._device:
             yield
 
+    def capture(self, step: Callable[[], Any], keep: Any = ()) -> Callable[[], None] | None:
+        """``step`` recorded as a CUDA graph, replayed by one launch on the current stream.
+
+        Recording runs nothing: it takes place on a stream of its own, with an allocator
+        that refuses (an op that allocates cannot be replayed safely), and cuBLAS called
+        directly. Where anything refuses, the reason is kept in ``capture_failure`` and the
+        answer is ``None``: the caller runs its steps one op at a time, as before.
+        ``MLP_NO_CUDA_GRAPH=1`` turns recording off.
+        """
+        self.capture_failure = None
+        if os.environ.get("MLP_NO_CUDA_GRAPH", "") not in ("", "0"):
+            self.capture_failure = "MLP_NO_CUDA_GRAPH is set"
+            return None
+        cupy = self.xp
+        failure: BaseException | None = None
+        graph = None
+        with self._device:
+            if self._capture_stream is None:
+                self._capture_stream = cupy.cuda.Stream(non_blocking=True)
+            stream = self._capture_stream
+            with stream:
+                stream.begin_capture()
+                try:
+                    with cupy.cuda.using_allocator(_refuse_allocation):
+                        step()
+                except Exception as exc:  # anything that cannot be recorded: run eagerly
+                    failure = exc
+                try:
+                    graph = stream.end_capture()
+                except Exception as exc:  # the capture was invalidated
+                    failure = failure or exc
+        if failure is not None or graph is None:
+            self.capture_failure = f"{type(failure).__name__}: {failure}"
+            return None
+        owned = (self._zero_index, tuple(self._bf16.values()), tuple(self._ones.values()))
+        return _Recording(graph, (keep, owned))
+
     # ------------------------------------------------------------------ reduced-precision matmul
     def matmul_reduced(self, a: Any, b: Any, out: Any, transpose_a: bool, transpose_b: bool) -> Any:
         """TF32 or bf16 tensor-core products; the base class's emulation where neither fits."""
         if self.precision == "bf16" and a.ndim == b.ndim == 2 and a.size and b.size:
             return self._matmul_bf16(a, b, out, transpose_a, transpose_b)
+        if self.precision == "tf32" and _gemm_fits(a, b, out):
+            return self.gemm(
+                a, b, out, transpose_a, transpose_b, compute_type=CUBLAS_COMPUTE_32F_FAST_TF32
+            )
         if self.precision == "tf32" and self._linalg is not None:
             with self._float32_compute_type(self._linalg.COMPUTE_TYPE_TF32):
                 return self.xp_matmul(a, b, out, transpose_a, transpose_b)
@@ -333,6 +471,13 @@ class CupyBackend(Backend):
         a16, b16 = self._to_bf16(a, "a"), self._to_bf16(b, "b")
         return self.gemm(a16, b16, out, transpose_a, transpose_b, CUDA_R_16BF)
 
+    def xp_matmul(self, a: Any, b: Any, out: Any, transpose_a: bool, transpose_b: bool) -> Any:
+        """float32 products through ``gemm`` (cuBLAS called directly, so that a training step
+        can be recorded as a CUDA graph); any other through ``cupy.matmul``."""
+        if _gemm_fits(a, b, out):
+            return self.gemm(a, b, out, transpose_a, transpose_b)
+        return super().xp_matmul(a, b, out, transpose_a, transpose_b)
+
     def gemm(
         self,
         a: Any,
@@ -341,12 +486,14 @@ class CupyBackend(Backend):
         transpose_a: bool = False,
         transpose_b: bool = False,
         input_type: int = CUDA_R_32F,
+        compute_type: int = CUBLAS_COMPUTE_32F,
     ) -> Any:
         """float32 ``op(a)·op(b)`` straight through cuBLAS's GemmEx (C-contiguous 2-D operands
         of ``input_type``: float32 or bfloat16 bits), float32 accumulation and result.
 
-        The bf16 path uses it; for float32 it is the alternative to ``cupy.matmul`` that the
-        op-overhead benchmark (``python -m bench.ops``) times against it.
+        Every float32 product takes this path. It calls the cuBLAS that CuPy loaded through
+        ctypes, on the current stream, which also works while a stream is being captured;
+        where that library cannot be found, CuPy's own binding (which cannot be captured).
         """
         # m, n are cuBLAS's (column-major) sizes: the row-major result is n × m
         op_b, op_a, m, n, k, ld_b, ld_a, ld_c = cublas_gemm_arguments(
@@ -358,32 +505,42 @@ class CupyBackend(Backend):
             raise ValueError(f"matmul: out has shape {out.shape}, the product is {(n, m)}")
         direct = out is not None and out.dtype == np.float32 and out.flags.c_contiguous
         result = out if direct else self.empty((n, m), np.float32)
-        cublas = _cublas()
         alpha = self._one_zero.ctypes.data
+        arguments = (
+            op_b,
+            op_a,
+            m,
+            n,
+            k,
+            alpha,
+            b.data.ptr,
+            input_type,
+            ld_b,
+            a.data.ptr,
+            input_type,
+            ld_a,
+            alpha + 4,  # beta = 0: the second float
+            result.data.ptr,
+            CUDA_R_32F,
+            ld_c,
+            compute_type,
+            CUBLAS_GEMM_DEFAULT,
+        )
         with self._device:
             handle = self.xp.cuda.device.get_cublas_handle()
-            cublas.setPointerMode(handle, CUBLAS_POINTER_MODE_HOST)
-            cublas.gemmEx(
-                handle,
-                op_b,
-                op_a,
-                m,
-                n,
-                k,
-                alpha,
-                b.data.ptr,
-                input_type,
-                ld_b,
-                a.data.ptr,
-                input_type,
-                ld_a,
-                alpha + 4,  # beta = 0: the second float
-                result.data.ptr,
-                CUDA_R_32F,
-                ld_c,
-                CUBLAS_COMPUTE_32F,
-                CUBLAS_GEMM_DEFAULT,
-            )
+            library = _cublas_library()
+            if library is None:
+                cublas = _cublas()
+                cublas.setPointerMode(handle, CUBLAS_POINTER_MODE_HOST)
+                cublas.gemmEx(handle, *arguments)
+            else:
+                stream = self.xp.cuda.get_current_stream().ptr
+                _check_cublas("SetStream", library.cublasSetStream_v2(handle, stream))
+                _check_cublas(
+                    "SetPointerMode",
+                    library.cublasSetPointerMode_v2(handle, CUBLAS_POINTER_MODE_HOST),
+                )
+                _check_cublas("GemmEx", library.cublasGemmEx(handle, *arguments))
         if out is None or result is out:
             return result
         out[...] = result
@@ -391,13 +548,17 @@ class CupyBackend(Backend):
 
     # ------------------------------------------------------------------ fused ops
     def sum_rows(self, x: Any, out: Any = None) -> Any:
-        """Column sums as a GEMV with a ones vector: cuBLAS beats a generic reduction here."""
+        """Column sums as a product with a row of ones: cuBLAS beats a generic reduction."""
         self.check(x)
         key = (x.shape[0], x.dtype.str)
         ones = self._ones.get(key)
         if ones is None:
             with self._device:
                 ones = self._ones[key] = self.xp.ones(x.shape[0], dtype=x.dtype)
+        row = None if out is None or out.ndim != 1 else out.reshape(1, -1)  # a view of out
+        if x.ndim == 2 and (out is None or row is not None) and _gemm_fits(ones[None], x, row):
+            product = self.gemm(ones[None], x, row)
+            return product.reshape(-1) if out is None else out
         return self.xp.matmul(ones, x, out=out)
 
     def activation(self, name: str, x: Any, out: Any = None) -> Any:
@@ -438,13 +599,19 @@ class CupyBackend(Backend):
         kernel = self._kernels["bias_act_" + check_activation(name)]
         return kernel(x, bias) if out is None else kernel(x, bias, out)
 
-    def gather_rows(self, source: Any, rows: Any, out: Any, scale: float = 1.0) -> Any:
-        """As the base class says; row indices are not checked on the device (that would
-        wait for the GPU): ``MLP`` only gathers rows it made itself."""
+    def gather_rows(
+        self, source: Any, rows: Any, out: Any, scale: float = 1.0, start: Any = None
+    ) -> Any:
+        """As the base class says; row indices and ``start`` are not checked on the device
+        (that would wait for the GPU): ``MLP`` only gathers rows it made itself."""
         self.check(source, rows, out)
-        check_gather(source, rows, out)
+        check_gather(source, rows, out, start)
+        if start is None:
+            start = self._zero_index
+        elif not self.is_array(start) or start.dtype != np.int64:
+            raise ValueError("gather_rows: start must be a one-element int64 array on the GPU")
         return self._kernels["gather_rows"](
-            source, rows, np.int64(source.shape[1]), out.dtype.type(scale), out
+            source, rows, start, np.int64(source.shape[1]), out.dtype.type(scale), out
         )
 
     def softmax_cross_entropy_accumulate(
@@ -503,7 +670,7 @@ class CupyBackend(Backend):
         grad: Any,
         m: Any,
         v: Any,
-        step: int,
+        step: Any,
         lr: float,
         beta1: float = 0.9,
         beta2: float = 0.999,
@@ -513,22 +680,21 @@ class CupyBackend(Backend):
     ) -> None:
         self.check(param, grad, m, v)
         require_same_shape("adam_step", param=param, grad=grad, m=m, v=v)
+        counted = hasattr(step, "shape")  # a count on the device: read there, not here
+        if counted:
+            self.check(step)
+            require_shape("adam_step", "step", step, (1,))
+            if step.dtype != np.int64:
+                raise ValueError("adam_step: a step count on the GPU must be int64")
         step_size, inv_sqrt_bc2, l2, decay = adam_scalars(
-            step, lr, beta1, beta2, weight_decay, decoupled
+            1 if counted else step, lr, beta1, beta2, weight_decay, decoupled
         )
         t = param.dtype.type
-        self._kernels["adam"](
-            grad,
-            t(step_size),
-            t(inv_sqrt_bc2),
-            t(beta1),
-            t(1.0 - beta1),
-            t(beta2),
-            t(1.0 - beta2),
-            t(eps),
-            t(l2),
-            t(decay),
-            param,
-            m,
-            v,
-        )
+        constants = (t(beta1), t(1.0 - beta1), t(beta2), t(1.0 - beta2), t(eps), t(l2), t(decay))
+        if counted:
+            d = np.float64
+            self._kernels["adam_counted"](
+                grad, step, d(lr), d(beta1), d(beta2), *constants, param, m, v
+            )
+        else:
+            self._kernels["adam"](grad, t(step_size), t(inv_sqrt_bc2), *constants, param, m, v)

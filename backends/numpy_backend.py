@@ -19,6 +19,7 @@ from .base import (
     adam_scalars,
     check_cross_entropy,
     check_gather,
+    host_int,
     require_same_shape,
     require_shape,
 )
@@ -114,9 +115,15 @@ class NumpyBackend(Backend):
         k.relu_backward_bias_(out, y, grad_bias)
         return out
 
-    def gather_rows(self, source: Any, rows: Any, out: Any, scale: float = 1.0) -> Any:
+    def gather_rows(
+        self, source: Any, rows: Any, out: Any, scale: float = 1.0, start: Any = None
+    ) -> Any:
         self.check(source, rows, out)
-        check_gather(source, rows, out)
+        check_gather(source, rows, out, start)
+        if start is not None:  # host memory: read the position here, and check it
+            first = host_int(start)
+            rows = rows[max(first, 0) : first + out.shape[0]]
+            check_gather(source, rows, out)
         k = self.kernels
         exact = out.dtype.kind in "iu" and scale == 1.0  # integer batches: the labels
         if k is None or not (out.dtype.kind == "f" or exact):
@@ -178,7 +185,7 @@ class NumpyBackend(Backend):
         grad: Any,
         m: Any,
         v: Any,
-        step: int,
+        step: Any,
         lr: float,
         beta1: float = 0.9,
         beta2: float = 0.999,
@@ -195,7 +202,7 @@ class NumpyBackend(Backend):
             )
         t = param.dtype.type
         step_size, inv_sqrt_bc2, l2, decay = adam_scalars(
-            step, lr, beta1, beta2, weight_decay, decoupled
+            host_int(step), lr, beta1, beta2, weight_decay, decoupled
         )
         k.adam(
             param,

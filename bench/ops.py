@@ -70,8 +70,8 @@ def our_ops(be: Any) -> tuple[dict[str, Callable[[], Any]], Callable[[], None]]:
             params, grads, m, v, step=1, lr=1e-9
         ),
     }
-    if hasattr(be, "gemm"):  # CUDA: cuBLAS called directly, against cupy.matmul above
-        ops["direct cuBLAS GemmEx x·W"] = lambda: be.gemm(x, w, y)
+    if hasattr(be, "gemm"):  # CUDA: CuPy's own route, against cuBLAS called directly above
+        ops["cupy.matmul x·W (CuPy's cuBLAS binding)"] = lambda: be.xp.matmul(x, w, out=y)
         ops.update(launch_costs(be))
     return ops, be.synchronize
 

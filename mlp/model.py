@@ -21,6 +21,7 @@ from backends.base import BufferCache, check_activation
 
 from .layers import Dropout, Layer, Linear, init_weight
 from .optim import Adam, Optimizer, real_number
+from .steps import TrainingSteps
 
 #: Rows per chunk when predicting or evaluating: large enough for BLAS, small enough for memory.
 EVAL_BATCH = 4096
@@ -400,29 +401,25 @@ class MLP:
             optimizer = optimizer or self.optimizer or Adam()
             optimizer.bind(self.backend, self.num_parameters, self.dtype, model=self)
             self.optimizer = optimizer
-            in_order = self._rows(n)
             dropouts = [layer for layer in self.layers if isinstance(layer, Dropout)]
+            steps = TrainingSteps(
+                self, X, labels, scale, batch_size, optimizer, record=not dropouts
+            )
             for epoch in range(initial_epoch, epochs):
                 start_time = time.perf_counter()
-                order = in_order
-                if shuffle:  # drawn on the host so every device sees the same order
-                    order = be.asarray(np.random.default_rng([seed, epoch]).permutation(n))
+                # drawn on the host so every device sees the same order
+                order = np.random.default_rng([seed, epoch]).permutation(n) if shuffle else None
+                steps.start_epoch(order)
                 if dropouts:
                     dropout_rng = be.random_generator([seed, epoch, 1])
                     for layer in dropouts:
                         layer.generator = dropout_rng
-                totals = be.zeros((2,), np.float64)
                 for step, start in enumerate(range(0, n, batch_size)):
-                    rows = order[start : start + batch_size]
-                    xb = self._batch("x", X, rows, scale, self.sizes[0], self.dtype)
-                    yb = self._batch("y", labels, rows, 1.0, 1, np.int32)
-                    logits = self._forward(xb, training=True)
-                    grad = be.softmax_cross_entropy_accumulate(logits, yb[:, 0], logits, totals)
-                    self._backward(grad)
-                    optimizer.step(self.params, self.grads)
+                    steps.run(min(batch_size, n - start))
+                    optimizer.steps += 1  # the device's count moved with the step
                     if on_batch is not None:
                         on_batch(step)
-                loss_sum, correct = be.to_numpy(totals)  # the one read of the epoch
+                loss_sum, correct = be.to_numpy(steps.totals)  # the one read of the epoch
                 record: dict[str, Any] = {
                     "epoch": epoch + 1,
                     "loss": float(loss_sum / n),

@@ -70,10 +70,14 @@ class Optimizer:
         self.backend = backend
 
     def step(self, params: Any, grads: Any) -> None:
+        """One update; the step count goes up first (Adam's bias corrections start at 1)."""
         self.steps += 1
-        self._update(params, grads)
+        self.update(params, grads, self.steps)
 
-    def _update(self, params: Any, grads: Any) -> None:
+    def update(self, params: Any, grads: Any, step: Any) -> None:
+        """One update as step number ``step``: an int, or a one-element int64 array on the
+        device that the caller advances (a recorded training step counts on by itself, with
+        no host value to pass). The caller keeps ``steps`` up to date."""
         raise NotImplementedError
 
     def hyperparameters(self) -> dict[str, Any]:
@@ -130,7 +134,7 @@ class SGD(Optimizer):
         self.weight_decay = _non_negative("weight_decay", weight_decay)
         self.state_names = ("velocity",) if momentum else ()
 
-    def _update(self, params: Any, grads: Any) -> None:
+    def update(self, params: Any, grads: Any, step: Any) -> None:
         self.backend.sgd_step(
             params,
             grads,
@@ -174,13 +178,13 @@ class Adam(Optimizer):
         self.eps = _non_negative("eps", eps)
         self.weight_decay = _non_negative("weight_decay", weight_decay)
 
-    def _update(self, params: Any, grads: Any) -> None:
+    def update(self, params: Any, grads: Any, step: Any) -> None:
         self.backend.adam_step(
             params,
             grads,
             self.state["m"],
             self.state["v"],
-            self.steps,
+            step,
             self.lr,
             beta1=self.betas[0],
             beta2=self.betas[1],

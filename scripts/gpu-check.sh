@@ -3,7 +3,7 @@
 # no network. Runs the CUDA tests (skips are failures), a short CPU-vs-GPU training run on
 # Fashion-MNIST where the run carried it in data/fashion-mnist (`make gpu-check-data`), else on
 # synthetic data of its shape, and the benchmark; results go under $OUT.
-# Budget: under 6 minutes in all (stage limits add up to 355 s, typical run far less).
+# Budget: under 6 minutes in all (stage limits add up to 375 s, typical run far less).
 set -u
 cd "$(dirname "$0")/.."
 OUT=${OUT:-bench/results/gpu-check}
@@ -47,9 +47,11 @@ stage cuda-tests 125 $PY -m pytest -q -m cuda -p no:cacheprovider --durations=10
 train="$PY -m mlp.train --data-dir $IMAGES --no-download --seed 0 --epochs 3"
 stage train-cuda 20 $train --device cuda
 stage train-cuda-bf16 20 $train --device cuda --precision bf16
+# The same, each step run op by op instead of replayed from its recording (CUDA graph).
+stage train-cuda-op-by-op 20 env MLP_NO_CUDA_GRAPH=1 $train --device cuda
 stage train-cpu 20 $train --device cpu
-# At most 8 files come back from $OUT: the three training logs become one.
-for name in train-cuda train-cuda-bf16 train-cpu; do
+# At most 8 files come back from $OUT: the training logs become one.
+for name in train-cuda train-cuda-bf16 train-cuda-op-by-op train-cpu; do
     echo "== $name" && cat "$OUT/$name.log" && rm -f "$OUT/$name.log"
 done >"$OUT/train.log"
 stage ops 20 $PY -m bench.ops --device cuda

@@ -426,6 +426,31 @@ def test_gather_rows_uint8_scaled(backend, dtype, row_dtype):
     np.testing.assert_array_equal(backend.to_numpy(dev(backend, source)), source)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.int32])
+def test_gather_rows_from_a_start_on_the_device(backend, dtype):
+    """With ``start`` (how a training step reads its batch's place in the epoch's order),
+    ``out`` takes len(out) rows of ``rows`` from position start[0] on."""
+    rng = np.random.default_rng(16)
+    source = rng.integers(0, 256, size=(40, 5)).astype(dtype)
+    order = dev(backend, rng.permutation(40).astype(np.int64))
+    out = backend.empty((8, 5), dtype)
+    for first in (0, 8, 32):
+        start = dev(backend, np.array([first], np.int64))
+        assert backend.gather_rows(dev(backend, source), order, out, start=start) is out
+        want = source[backend.to_numpy(order)[first : first + 8]]
+        np.testing.assert_array_equal(backend.to_numpy(out), want)
+    with pytest.raises(ValueError, match="at most 40 rows"):  # more rows than the order has
+        backend.gather_rows(dev(backend, source), order, backend.empty((41, 5), dtype), start=start)
+
+
+def test_gather_rows_start_past_the_end_is_an_error_on_the_cpu(backend):
+    if backend.name == "cupy":
+        pytest.skip("the GPU reads start on the device: MLP passes only positions it made")
+    source, order = np.ones((10, 3), np.float32), np.arange(10, dtype=np.int64)
+    with pytest.raises(ValueError, match="out has shape"):
+        backend.gather_rows(source, order, np.empty((4, 3), np.float32), start=np.array([8]))
+
+
 @pytest.mark.parametrize("scale", [1.0, 0.5])
 def test_gather_rows_same_dtype(backend, scale):
     rng = np.random.default_rng(15)
@@ -855,6 +880,31 @@ def test_cpu_checks_row_indices_and_labels(make_backend, kind):
             be.softmax_cross_entropy_accumulate(
                 logits, np.array(bad_labels, np.int32), logits.copy(), np.zeros(2)
             )
+
+
+@pytest.mark.parametrize("decoupled", [False, True])
+def test_adam_step_count_may_live_on_the_device(backend, decoupled):
+    """A one-element int64 array as the step count (a recorded step advances it on the
+    device) gives the same update as the count passed as an int."""
+    rng = np.random.default_rng(17)
+    p, g = rng.standard_normal(300).astype(np.float32), rng.standard_normal(300).astype(np.float32)
+    m, v = rng.standard_normal(300).astype(np.float32) * 0.1, rng.random(300).astype(np.float32)
+    results = []
+    for step in (7, dev(backend, np.array([7], np.int64))):
+        arrays = [dev(backend, a.copy()) for a in (p, g, m, v)]
+        backend.adam_step(*arrays, step, 1e-3, weight_decay=0.01, decoupled=decoupled)
+        results.append([backend.to_numpy(a) for a in arrays])
+    for name, a, b in zip("pgmv", *results, strict=True):
+        np.testing.assert_array_equal(a, b, err_msg=name)
+    assert not np.array_equal(results[0][0], p)
+
+
+def test_add_in_place(backend):
+    counter = dev(backend, np.array([0, 5], np.int64))
+    by = dev(backend, np.array([128, 1], np.int64))
+    assert backend.add(counter, by, out=counter) is counter
+    backend.add(counter, by, out=counter)
+    np.testing.assert_array_equal(backend.to_numpy(counter), [256, 7])
 
 
 def test_adam_step_counts_from_one(backend):

@@ -28,7 +28,8 @@ _PRELUDE = """
 #include <algorithm>
 #include <cmath>
 #include <cstring>
-using std::exp; using std::log; using std::max; using std::min; using std::sqrt; using std::tanh;
+using std::exp; using std::log; using std::max; using std::min; using std::pow; using std::sqrt;
+using std::tanh;
 static inline unsigned int __float_as_uint(float x) {
     unsigned int u; std::memcpy(&u, &x, sizeof u); return u;
 }
@@ -191,15 +192,17 @@ def test_activation_kernels(host_kernels, dtype, activation):
     )
 
 
-def test_gather_rows_kernel(host_kernels):
+@pytest.mark.parametrize("start", [0, 13])
+def test_gather_rows_kernel(host_kernels, start):
+    """Row r of the batch is rows[start + r]: a recorded step reads its batch's place."""
     rng = np.random.default_rng(2)
     source = rng.integers(0, 256, size=(50, 7), dtype=np.uint8)
-    rows = rng.permutation(50)[:20].astype(np.int64)
+    rows = rng.permutation(50).astype(np.int64)
     out = run_kernel(
         host_kernels, "gather_rows", np.float32, 20 * 7,
-        source=source, rows=rows, cols=7, scale=1 / 255, out=0,
+        source=source, rows=rows, start=np.array([start]), cols=7, scale=1 / 255, out=0,
     )["out"]  # fmt: skip
-    expected = source[rows].astype(np.float32) * np.float32(1 / 255)
+    expected = source[rows[start : start + 20]].astype(np.float32) * np.float32(1 / 255)
     np.testing.assert_allclose(out.reshape(20, 7), expected, rtol=1e-7)
 
 
@@ -243,6 +246,34 @@ def test_adam_kernel_first_moments_are_exact_in_float32(host_kernels):
     g64 = g.astype(np.float64)
     np.testing.assert_allclose(got["m"], (1.0 - 0.9) * g64, rtol=3e-7)
     np.testing.assert_allclose(got["v"], (1.0 - 0.999) * g64 * g64, rtol=3e-7)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("decoupled", [False, True])
+@pytest.mark.parametrize("step", [1, 3, 5000])
+def test_adam_counted_kernel_matches_the_host_scalars(host_kernels, dtype, decoupled, step):
+    """The kernel that reads the step count on the device works out the bias corrections
+    as the host does: its update is the plain kernel's, bit for bit."""
+    from backends.base import adam_scalars
+
+    rng = np.random.default_rng(6)
+    p, g = (rng.standard_normal(1000).astype(dtype) for _ in range(2))
+    m, v = rng.standard_normal(1000).astype(dtype) * 0.1, rng.random(1000).astype(dtype) * 0.01
+    lr, b1, b2, wd = 1e-3, 0.9, 0.999, 0.01
+    step_size, inv_sqrt_bc2, l2, decay = adam_scalars(step, lr, b1, b2, wd, decoupled)
+    common = dict(beta1=b1, one_minus_beta1=1.0 - b1, beta2=b2, one_minus_beta2=1.0 - b2,
+                  eps=1e-8, l2=l2, decay=decay, g=g, p=p, m=m, v=v)  # fmt: skip
+    plain = run_kernel(
+        host_kernels, "adam", dtype, p.size, step_size=step_size, inv_sqrt_bc2=inv_sqrt_bc2,
+        **common,
+    )  # fmt: skip
+    counted = run_kernel(
+        host_kernels, "adam_counted", dtype, p.size, step=np.array([step]), lr=lr,
+        beta1_exact=b1, beta2_exact=b2, **common,
+    )  # fmt: skip
+    for name in ("p", "m", "v"):
+        np.testing.assert_array_equal(counted[name], plain[name], err_msg=name)
+    assert not np.array_equal(counted["p"], p)
 
 
 @pytest.mark.parametrize("nesterov", [False, True])
@@ -298,6 +329,6 @@ def test_softmax_cross_entropy_row(host_softmax, dtype, classes, in_place):
 def test_every_kernel_has_a_host_test():
     """A new kernel must get a test here too: this list names what the tests above run."""
     activations = ["identity", "relu", "sigmoid", "tanh"]
-    tested = {"to_bf16", "gather_rows", "adam", "sgd", "sgd_momentum"}
+    tested = {"to_bf16", "gather_rows", "adam", "adam_counted", "sgd", "sgd_momentum"}
     tested |= {f"{kind}_{a}" for kind in ("act", "bias_act", "backprop") for a in activations}
     assert set(ELEMENTWISE) == tested
