@@ -149,7 +149,14 @@ def versions() -> dict[str, str]:
 
 
 def git_commit() -> dict[str, Any]:
-    """The commit measured, and whether tracked files differed from it."""
+    """The commit measured, and whether tracked files differed from it.
+
+    ``MLP_COMMIT`` names it instead for a copy of the tree whose git metadata is older than
+    its files (as on a lent GPU machine): there git's answer would be the wrong commit.
+    """
+    given = os.environ.get("MLP_COMMIT", "").strip()
+    if given:
+        return {"commit": given, "dirty": False, "from": "MLP_COMMIT"}
     commit = _run(["git", "rev-parse", "HEAD"])
     if commit is None:
         return {}

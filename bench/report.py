@@ -53,6 +53,8 @@ def note(row: dict[str, Any]) -> str:
     notes = []
     if row.get("impl") == "limit" and row.get("gflops"):
         notes.append(f"{row['gflops']:,.0f} GFLOP/s")
+    if row.get("impl") == "limit" and row.get("recorded"):
+        notes.append("CUDA graph")
     if row.get("threads"):
         notes.append(f"{row['threads']} threads")
     if row.get("dtype") and row["dtype"] != "float32":

@@ -35,7 +35,8 @@ fi
 
 {
     date -u +"date: %Y-%m-%dT%H:%M:%SZ"
-    echo "commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+    # MLP_COMMIT: the tree's commit where this copy's git metadata is older than its files
+    echo "commit: ${MLP_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}"
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>&1 | sed 's/^/gpu: /'
     $PY -c 'import sys, numpy, cupy; print("python", sys.version.split()[0], "numpy", numpy.__version__, "cupy", cupy.__version__)' 2>&1
     echo "training data: $KIND"

@@ -50,8 +50,21 @@ def test_bench_runs_end_to_end(tmp_path):
         assert row["ratio_to_limit"] > 0 and row["limit_seconds"] > 0
         assert row["peak_rss_bytes"] > 0
     assert rows["limit"]["ratio_to_limit"] == 1.0
+    assert rows["limit"]["recorded"] is False  # the CPU runs its products one by one
     assert len(rows["mlp"]["epoch_seconds"]) == 1
     assert path.with_suffix(".md").exists() and not path.with_suffix(".png").exists()
+
+
+@pytest.mark.cuda
+def test_the_limit_is_recorded_on_a_gpu(cuda_backend):
+    """On a GPU the limit's products replay as a CUDA graph, as fit's step does, so both
+    are timed without the host's launch costs."""
+    from bench.limit import measure_limit
+    from bench.timing import Schedule
+    from bench.workloads import WORKLOADS
+
+    out = measure_limit(WORKLOADS["tiny"], "cuda", 1000, Schedule(warmup=1, epochs=2))
+    assert out["recorded"] is True and out["median_seconds"] > 0
 
 
 def test_missing_peer_is_reported(monkeypatch):

@@ -267,9 +267,15 @@ def test_adam_counted_kernel_matches_the_host_scalars(host_kernels, dtype, decou
         host_kernels, "adam", dtype, p.size, step_size=step_size, inv_sqrt_bc2=inv_sqrt_bc2,
         **common,
     )  # fmt: skip
+    corrections = run_kernel(
+        host_kernels, "adam_corrections", dtype, 1, step=np.array([step]), lr=lr, beta1=b1,
+        beta2=b2, step_size=0, inv_sqrt_bc2=0,
+    )  # fmt: skip
+    assert corrections["step_size"][0] == dtype(step_size)
+    assert corrections["inv_sqrt_bc2"][0] == dtype(inv_sqrt_bc2)
+    pair = np.concatenate([corrections["step_size"], corrections["inv_sqrt_bc2"]])
     counted = run_kernel(
-        host_kernels, "adam_counted", dtype, p.size, step=np.array([step]), lr=lr,
-        beta1_exact=b1, beta2_exact=b2, **common,
+        host_kernels, "adam_counted", dtype, p.size, corrections=pair, **common
     )  # fmt: skip
     for name in ("p", "m", "v"):
         np.testing.assert_array_equal(counted[name], plain[name], err_msg=name)
@@ -329,6 +335,7 @@ def test_softmax_cross_entropy_row(host_softmax, dtype, classes, in_place):
 def test_every_kernel_has_a_host_test():
     """A new kernel must get a test here too: this list names what the tests above run."""
     activations = ["identity", "relu", "sigmoid", "tanh"]
-    tested = {"to_bf16", "gather_rows", "adam", "adam_counted", "sgd", "sgd_momentum"}
+    tested = {"to_bf16", "gather_rows", "adam", "adam_corrections", "adam_counted"}
+    tested |= {"sgd", "sgd_momentum"}
     tested |= {f"{kind}_{a}" for kind in ("act", "bias_act", "backprop") for a in activations}
     assert set(ELEMENTWISE) == tested
