@@ -156,7 +156,7 @@ def git_commit() -> dict[str, Any]:
     """
     given = os.environ.get("MLP_COMMIT", "").strip()
     if given:
-        return {"commit": given, "dirty": False, "from": "MLP_COMMIT"}
+        return {"commit": given, "dirty": None, "from": "MLP_COMMIT"}  # dirty: unknown
     commit = _run(["git", "rev-parse", "HEAD"])
     if commit is None:
         return {}

@@ -19,7 +19,8 @@ from .optim import Optimizer
 
 
 class TrainingSteps:
-    """The device state of one ``fit`` and its step, recorded once per batch size in use.
+    """The device state of one ``fit`` and its step. The full-batch step is recorded once
+    (again when the optimizer's settings change); a short last batch runs op by op.
 
     ``record`` is False for models whose step draws random numbers (dropout): a recording
     would hold one epoch's generator.

@@ -172,3 +172,14 @@ def test_op_timings_on_a_bad_device_say_so_in_one_line(capsys):
     err = capsys.readouterr().err
     assert "python -m bench.ops: error: argument --device: unknown device 'tpu'" in err
     assert err.count("\n") == 1
+
+
+def test_a_given_commit_names_a_copied_tree(monkeypatch):
+    """A lent GPU machine's copy of the tree carries older git metadata: MLP_COMMIT says
+    which commit its files are, and the results do not call it modified."""
+    from bench.machine import git_commit
+
+    monkeypatch.setenv("MLP_COMMIT", "b0b4c2e")
+    assert git_commit() == {"commit": "b0b4c2e", "dirty": None, "from": "MLP_COMMIT"}
+    monkeypatch.delenv("MLP_COMMIT")
+    assert git_commit().get("from") is None
