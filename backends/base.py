@@ -102,6 +102,19 @@ def host_int(value: Any) -> int:
     return int(value[0]) if hasattr(value, "shape") else value
 
 
+def rows_at(rows: Any, start: Any, out: Any) -> Any:
+    """The ``len(out)`` entries of ``rows`` from position ``start[0]``, read on the host; a
+    position that leaves too few (or a negative one) is a ``ValueError``, not a short slice."""
+    first, count = host_int(start), out.shape[0]
+    available = rows.shape[0] - first if 0 <= first <= rows.shape[0] else 0
+    if available < count:
+        raise ValueError(
+            f"gather_rows: out has shape {tuple(out.shape)}, but {available} rows follow "
+            f"position {first}"
+        )
+    return rows[first : first + count]
+
+
 def adam_scalars(
     step: int, lr: float, beta1: float, beta2: float, weight_decay: float, decoupled: bool
 ) -> tuple[float, float, float, float]:
@@ -436,9 +449,7 @@ class Backend:
         self.check(source, rows, out)
         check_gather(source, rows, out, start)
         if start is not None:
-            first = host_int(start)
-            rows = rows[first : first + out.shape[0]]
-            check_gather(source, rows, out)
+            rows = rows_at(rows, start, out)
         xp = self.xp
         if source.dtype == out.dtype:
             xp.take(source, rows, axis=0, out=out)

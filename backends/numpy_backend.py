@@ -22,6 +22,7 @@ from .base import (
     host_int,
     require_same_shape,
     require_shape,
+    rows_at,
 )
 from .errors import BackendUnavailable
 
@@ -121,9 +122,7 @@ class NumpyBackend(Backend):
         self.check(source, rows, out)
         check_gather(source, rows, out, start)
         if start is not None:  # host memory: read the position here, and check it
-            first = host_int(start)
-            rows = rows[max(first, 0) : first + out.shape[0]]
-            check_gather(source, rows, out)
+            rows = rows_at(rows, start, out)
         k = self.kernels
         exact = out.dtype.kind in "iu" and scale == 1.0  # integer batches: the labels
         if k is None or not (out.dtype.kind == "f" or exact):

@@ -449,6 +449,8 @@ def test_gather_rows_start_past_the_end_is_an_error_on_the_cpu(backend):
     source, order = np.ones((10, 3), np.float32), np.arange(10, dtype=np.int64)
     with pytest.raises(ValueError, match="out has shape"):
         backend.gather_rows(source, order, np.empty((4, 3), np.float32), start=np.array([8]))
+    with pytest.raises(ValueError, match="out has shape"):  # not rows[-8:-4]
+        backend.gather_rows(source, order, np.empty((4, 3), np.float32), start=np.array([-8]))
 
 
 @pytest.mark.parametrize("scale", [1.0, 0.5])
