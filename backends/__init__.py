@@ -6,9 +6,10 @@ returns the backend for it. CuPy is imported only when a CUDA backend is asked f
 
 from __future__ import annotations
 
-from .base import ACTIVATIONS, PRECISIONS, Backend, check_precision
+from .base import Backend
 from .errors import BackendUnavailable
 from .numpy_backend import NumpyBackend
+from .operands import ACTIVATIONS, PRECISIONS, check_precision
 
 __all__ = [
     "ACTIVATIONS",
@@ -57,6 +58,6 @@ def get_backend(spec: str | Backend = "cpu", precision: str | None = None) -> Ba
     kind, index = parse_device(spec)
     if kind == "cpu":
         return NumpyBackend(precision=precision)
-    from .cupy_backend import CupyBackend  # lazy: CPU users never import CuPy
+    from .cuda import CupyBackend  # lazy: CPU users never import CuPy
 
     return CupyBackend(index, precision=precision)

@@ -11,15 +11,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from mlp.train import (
-    OneLineParser,
-    bounded,
-    named_path,
-    non_negative_int,
-    positive_float,
-    positive_int,
-    run_reporting_errors,
-)
+from mlp import checks
+from mlp.cli.common import OneLineParser, checked, named_path, report_errors
+from mlp.errors import InvalidArgument
 
 from . import report
 from .machine import machine_info, slug
@@ -41,8 +35,14 @@ PEERS = ("torch", "sklearn")
 IMPLS = ("limit", "mlp", "textbook", *PEERS)
 #: Where the peers run.
 PEER_DEVICES = {"torch": ("cpu", "cuda"), "sklearn": ("cpu",)}
-#: A test accuracy to reach: 0 would be reached before training, above 1 never.
-accuracy = bounded(float, lambda v: 0.0 < v <= 1.0, "an accuracy in (0, 1]")
+
+
+def accuracy_target(name: str, value: object) -> float:
+    """A test accuracy to reach: 0 would be reached before training, above 1 never."""
+    number = checks.finite_number(name, value)
+    if not 0.0 < number <= 1.0:
+        raise InvalidArgument(f"{name} must be an accuracy in (0, 1], got {value!r}")
+    return number
 
 
 def _choices(kind: str, allowed: Sequence[str], allow_none: bool = False):
@@ -106,23 +106,33 @@ def build_parser() -> argparse.ArgumentParser:
         default=True,
         help="include the textbook NumPy (CuPy on cuda) loop",
     )
-    p.add_argument("--epochs", type=positive_int, default=3, help="timed epochs per row")
-    p.add_argument("--warmup", type=non_negative_int, default=1, help="untimed epochs before them")
+    p.add_argument(
+        "--epochs",
+        type=checked(checks.positive_int, "timed epochs"),
+        default=3,
+        help="timed epochs per row",
+    )
+    p.add_argument(
+        "--warmup",
+        type=checked(checks.whole_number, "warm-up epochs"),
+        default=1,
+        help="untimed epochs before them",
+    )
     p.add_argument(
         "--max-extra",
-        type=non_negative_int,
+        type=checked(checks.whole_number, "extra epochs"),
         default=3,
         help="extra epochs at most when other work on the machine disturbed some (0: none)",
     )
     p.add_argument(
         "--limit-repeats",
-        type=positive_int,
+        type=checked(checks.positive_int, "limit repeats"),
         default=None,
         help="timed repetitions of the limit (default: max(5, --epochs))",
     )
     p.add_argument(
         "--steps",
-        type=positive_int,
+        type=checked(checks.positive_int, "steps"),
         default=None,
         help="cut every epoch to this many steps (quick runs, smoke tests)",
     )
@@ -157,10 +167,15 @@ def build_parser() -> argparse.ArgumentParser:
         default=True,
         help="seconds until the std model reaches --target on the real test set",
     )
-    p.add_argument("--target", type=accuracy, default=0.89, help="test accuracy to reach")
+    p.add_argument(
+        "--target",
+        type=checked(accuracy_target, "target", float),
+        default=0.89,
+        help="test accuracy to reach",
+    )
     p.add_argument(
         "--max-epochs",
-        type=positive_int,
+        type=checked(checks.positive_int, "max epochs"),
         default=30,
         help="give up time to accuracy after this many epochs",
     )
@@ -171,7 +186,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="peak RSS of `mlp-train --epochs 1` on the real dataset",
     )
     p.add_argument(
-        "--row-timeout", type=positive_float, default=1800, help="seconds per row at most"
+        "--row-timeout",
+        type=checked(checks.positive_number, "row timeout", float),
+        default=1800,
+        help="seconds per row at most",
     )
     return p
 
@@ -415,7 +433,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if why:
         parser.error(f"--out {str(args.out)!r}: {why}")
     interrupted = 'rows done so far, if any, are in the results JSON ("complete": false)'
-    return run_reporting_errors(PROG, lambda: run(args, parser, argv), interrupted=interrupted)
+    return report_errors(PROG, lambda: run(args, parser, argv), interrupted=interrupted)
 
 
 def use_real_data(data: str, parser: argparse.ArgumentParser) -> bool:

@@ -66,8 +66,8 @@ def our_ops(be: Any) -> tuple[dict[str, Callable[[], Any]], Callable[[], None]]:
         "gather a batch (uint8 → float32)": lambda: be.gather_rows(
             images, rows, out=be.scratch("batch", (BATCH, FEATURES), np.float32), scale=1 / 255
         ),
-        f"Adam over {PARAMETERS:,} parameters": lambda: be.adam_step(
-            params, grads, m, v, step=1, lr=1e-9
+        f"Adam over {PARAMETERS:,} parameters": lambda: be.adam_update(
+            params, grads, m, v, count=1, lr=1e-9
         ),
     }
     if hasattr(be, "gemm"):  # CUDA: CuPy's own route, against cuBLAS called directly above
@@ -123,13 +123,19 @@ def torch_ops(device: str) -> tuple[dict[str, Callable[[], Any]], Callable[[], N
 
 def main(argv: list[str] | None = None) -> int:
     """Time each op; a bad option is one line and exit status 2, a failure one line and 1."""
-    from mlp.train import OneLineParser, device_spec, positive_int, run_reporting_errors
+    from mlp import checks
+    from mlp.cli.common import OneLineParser, checked, device_spec, report_errors
 
     p = OneLineParser(prog=PROG, description=__doc__.split("\n")[0])
     p.add_argument("--device", type=device_spec, default="cpu", help="cpu, cuda or cuda:N")
-    p.add_argument("--calls", type=positive_int, default=2000, help="calls per op (timed)")
+    p.add_argument(
+        "--calls",
+        type=checked(checks.positive_int, "calls"),
+        default=2000,
+        help="calls per op (timed)",
+    )
     args = p.parse_args(argv)
-    return run_reporting_errors(PROG, lambda: time_ops(args.device, args.calls))
+    return report_errors(PROG, lambda: time_ops(args.device, args.calls))
 
 
 def time_ops(device: str, calls: int) -> None:

@@ -4,9 +4,11 @@
 >>> model = MLP([784, 512, 256, 10], device="cpu")
 """
 
+from .errors import MLPError, TrainingDiverged
 from .layers import Activation, Dropout, Layer, Linear, ReLU, Sigmoid, Tanh
-from .model import MLP, TrainingDiverged
+from .model import MLP
 from .optim import SGD, Adam, AdamW, Optimizer
+from .version import VERSION as __version__
 
 __all__ = [
     "MLP",
@@ -17,10 +19,11 @@ __all__ = [
     "Dropout",
     "Layer",
     "Linear",
+    "MLPError",
     "Optimizer",
     "ReLU",
     "Sigmoid",
     "Tanh",
     "TrainingDiverged",
+    "__version__",
 ]
-__version__ = "0.1.0"

@@ -29,25 +29,20 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .errors import CheckpointError
 from .files import atomic_write
 from .optim import SGD, Adam, AdamW, Optimizer
+from .version import VERSION
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the model calls this module to save and load itself; never the reverse
     from .model import MLP
 
 FORMAT = "mlp-checkpoint"
 FORMAT_VERSION = 1
 _META = "__meta__"
 _OPTIMIZERS: dict[str, type[Optimizer]] = {"SGD": SGD, "Adam": Adam, "AdamW": AdamW}
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be used: unreadable, corrupt, of another format or model."""
-
-    def __init__(self, path: str | os.PathLike, problem: str) -> None:
-        super().__init__(f"{path}: {problem}")
-        self.path = Path(path)
-        self.problem = problem
+#: The model's settings the metadata stores (``MLP.config()``), each an ``MLP`` argument.
+MODEL_SETTINGS = ("sizes", "activation", "dtype", "seed", "dropout", "init", "output_activation")
 
 
 @dataclass
@@ -81,29 +76,10 @@ class Checkpoint:
         """Whatever the trainer stored about the run (dataset, batch size, …)."""
         return dict(self.meta.get("run", {}))
 
-    def build_model(self, device: Any = "cpu") -> MLP:
-        """A model with the stored configuration and weights on ``device``."""
-        from backends import get_backend
-
-        from .model import MLP
-
-        backend = get_backend(device)  # an unavailable device is its own, clearer error
-        cfg = self.config
-        try:
-            model = MLP(
-                cfg["sizes"],
-                activation=cfg["activation"],
-                device=backend,
-                dtype=cfg["dtype"],
-                seed=cfg["seed"],
-                dropout=cfg["dropout"],
-                init=cfg["init"],
-                output_activation=cfg["output_activation"],
-            )
-        except (TypeError, ValueError) as exc:
-            raise CheckpointError(self.path, f"invalid model configuration ({exc})") from None
-        model.load_state_dict(self.params)
-        return model
+    @property
+    def model_settings(self) -> dict[str, Any]:
+        """The stored model's ``MLP`` arguments (all present: checked at load)."""
+        return {key: self.config[key] for key in MODEL_SETTINGS}
 
     def build_optimizer(self) -> Optimizer | None:
         """The stored optimizer with its hyperparameters (state is loaded by ``restore``)."""
@@ -194,12 +170,10 @@ def _meta(
     history: list[dict[str, Any]] | None,
     run: dict[str, Any] | None,
 ) -> dict[str, Any]:
-    from . import __version__
-
     return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
-        "mlp_version": __version__,
+        "mlp_version": VERSION,
         "model": model.config(),
         "optimizer": optimizer,
         "epoch": int(epoch),
@@ -286,7 +260,7 @@ def _check_contents(ckpt: Checkpoint) -> None:
         dtype = np.dtype(cfg["dtype"])
         int(meta["epoch"])
         int(meta["rng"]["seed"])
-        absent = {"activation", "seed", "dropout", "init", "output_activation"} - set(cfg)
+        absent = set(MODEL_SETTINGS) - set(cfg)
         if absent:
             raise KeyError(", ".join(sorted(absent)))
     except (KeyError, TypeError, ValueError) as exc:
@@ -382,17 +356,3 @@ def _make_optimizer(spec: dict[str, Any]) -> Optimizer:
 
 def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
-
-
-# ---------------------------------------------------------------------------------- models
-def save_model(path: str | os.PathLike, model: MLP, **kwargs: Any) -> Path:
-    """``model.save(path)``: the weights, configuration and (if trained) optimizer state."""
-    return save_checkpoint(path, model, **kwargs)
-
-
-def load_model(path: str | os.PathLike, device: Any = "cpu") -> MLP:
-    """``MLP.load(path, device)``: the model on ``device``, its optimizer state restored."""
-    checkpoint = load_checkpoint(path)
-    model = checkpoint.build_model(device)
-    checkpoint.restore(model)
-    return model

@@ -10,18 +10,20 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
+from .errors import CannotWrite
 
-def cannot_write(path: str | os.PathLike, exc: OSError) -> OSError:
+
+def cannot_write(path: str | os.PathLike, exc: OSError) -> CannotWrite:
     """The error to report: the file meant (not a temporary one) and the system's reason."""
-    return OSError(f"cannot write {path}: {exc.strerror or exc}")
+    return CannotWrite(f"cannot write {path}: {exc.strerror or exc}")
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], object]) -> None:
     """Call ``write(file)`` on a temporary file beside ``path``, fsync it, rename it over ``path``.
 
     On any error the temporary file is removed and ``path`` is as it was (after SIGKILL a
-    ``.<name>.*.tmp`` may remain, harmless); a failing write or rename is an ``OSError``
-    naming ``path``, so a full disk is one clear line.
+    ``.<name>.*.tmp`` may remain, harmless); a failing write or rename is a ``CannotWrite``
+    (an ``OSError``) naming ``path``, so a full disk is one clear line.
     """
     path = Path(path)
     folder = path.parent if str(path.parent) else Path(".")

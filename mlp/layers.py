@@ -2,17 +2,21 @@
 
 A layer keeps its output buffers per batch size, so a training step reuses the same memory
 every time instead of allocating. ``forward`` returns a buffer the layer owns: it is valid
-until the layer's next forward with the same batch size.
+until the layer's next forward with the same batch size. A caller that must not share
+those buffers (inference, from many threads at once) computes with a ``replica``.
 """
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import numpy as np
 
 from backends import Backend
-from backends.base import BufferCache, check_activation
+from backends.buffers import BufferCache
+
+from . import checks
 
 
 class Layer:
@@ -27,6 +31,12 @@ class Layer:
 
     def buffer(self, name: str, shape: tuple, dtype: Any) -> Any:
         return self._buffers.get(name, shape, dtype)
+
+    def replica(self) -> Layer:
+        """This layer with the same parameters, but buffers (and saved inputs) of its own."""
+        twin = copy.copy(self)
+        twin.bind(self.backend)
+        return twin
 
     def forward(self, x: Any, training: bool = False) -> Any:
         raise NotImplementedError
@@ -46,7 +56,7 @@ class Linear(Layer):
     def __init__(self, in_features: int, out_features: int, activation: str = "identity") -> None:
         self.in_features = int(in_features)
         self.out_features = int(out_features)
-        self.activation = check_activation(activation)
+        self.activation = checks.activation(activation)
         self.weight: Any = None
         self.bias: Any = None
         self.grad_weight: Any = None
@@ -118,9 +128,7 @@ class Dropout(Layer):
     """
 
     def __init__(self, p: float = 0.5) -> None:
-        if not 0.0 <= p < 1.0:
-            raise ValueError(f"dropout probability must be in [0, 1), got {p}")
-        self.p = float(p)
+        self.p = checks.fraction("dropout probability", p)
         self.generator: Any = None
         self._mask: Any = None
 
@@ -141,15 +149,17 @@ class Dropout(Layer):
         return self.backend.multiply(dy, self._mask, out=dy)
 
 
-def init_weight(rng: np.random.Generator, fan_in: int, fan_out: int, scheme: str) -> np.ndarray:
-    """He (normal, for ReLU) or Xavier/Glorot (uniform, for sigmoid/tanh) initial weights.
+def he_normal(rng: np.random.Generator, fan_in: int, fan_out: int) -> np.ndarray:
+    """He initialisation, for ReLU: normal with variance 2 / fan_in."""
+    return rng.normal(0.0, np.sqrt(2.0 / fan_in), size=(fan_in, fan_out))
 
-    Drawn on the host in float64 from a seeded NumPy generator, so every device starts
-    from exactly the same weights for the same seed.
-    """
-    if scheme == "he":
-        return rng.normal(0.0, np.sqrt(2.0 / fan_in), size=(fan_in, fan_out))
-    if scheme == "xavier":
-        limit = np.sqrt(6.0 / (fan_in + fan_out))
-        return rng.uniform(-limit, limit, size=(fan_in, fan_out))
-    raise ValueError(f"unknown init {scheme!r}: choose he or xavier")
+
+def xavier_uniform(rng: np.random.Generator, fan_in: int, fan_out: int) -> np.ndarray:
+    """Xavier/Glorot initialisation, for sigmoid and tanh: uniform in ±sqrt(6 / (in + out))."""
+    limit = np.sqrt(6.0 / (fan_in + fan_out))
+    return rng.uniform(-limit, limit, size=(fan_in, fan_out))
+
+
+#: Initial weights by scheme, drawn on the host in float64 from a seeded NumPy generator, so
+#: every device starts from exactly the same weights for the same seed.
+INITIALIZERS = {"he": he_normal, "xavier": xavier_uniform}

@@ -1,46 +1,36 @@
-"""The multilayer perceptron: layers, one flat parameter buffer, a training loop built for speed.
+"""The multilayer perceptron: its layers, one flat parameter buffer, the forward and backward
+passes, and inference. Training lives in ``mlp/training.py``; the file format in
+``mlp/checkpoint.py``.
 
-The training step never allocates, never copies between host and device, and never waits
-for the device: the data is uploaded once per fit, batches are gathered on the device into
-preallocated buffers, and loss/accuracy are summed on the device and read once per epoch.
+Inference (``forward``, ``predict``, ``evaluate``) computes with layer replicas and buffers
+of its own call, so that threads may call it at once on one model.
 """
 
 from __future__ import annotations
 
-import itertools
-import math
-import sys
-import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from backends import Backend, get_backend
-from backends.base import BufferCache, check_activation
+from backends.buffers import BufferCache
 
-from .layers import Dropout, Layer, Linear, init_weight
-from .optim import Adam, Optimizer, real_number
-from .steps import TrainingSteps
+from . import checks, training
+from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from .errors import CheckpointError, DataError, InvalidArgument
+from .layers import INITIALIZERS, Dropout, Layer, Linear
+from .optim import Optimizer
 
 #: Rows per chunk when predicting or evaluating: large enough for BLAS, small enough for memory.
 EVAL_BATCH = 4096
 #: uint8 inputs are pixel intensities: scaled by this to [0, 1] as they are loaded.
 UINT8_SCALE = 1.0 / 255.0
-_DTYPES = ("float32", "float64")
 
-
-class TrainingDiverged(RuntimeError):
-    """The training loss (or, after the epoch's last step, a weight) became NaN or infinite."""
-
-    def __init__(self, epoch: int, loss: float, what: str = "the loss") -> None:
-        shown = loss if what == "the loss" else "NaN or infinite"
-        super().__init__(
-            f"training diverged: {what} became {shown} in epoch {epoch}; "
-            "lower the learning rate or check the inputs"
-        )
-        self.epoch = epoch
-        self.loss = loss
+_ONE_OUTPUT = (
+    "a softmax over one output is always 1: use two outputs for two classes (or, for an "
+    "inference model, output_activation='sigmoid')"
+)
 
 
 class MLP:
@@ -63,17 +53,15 @@ class MLP:
         init: str = "auto",
         output_activation: str | None = None,
     ) -> None:
-        self.sizes = _check_sizes(sizes)
-        self.activation = check_activation(activation)
+        self.sizes = checks.layer_sizes(sizes)
+        self.activation = checks.activation(activation)
         self.output_activation = (
-            None if output_activation is None else check_activation(output_activation)
+            None if output_activation is None else checks.activation(output_activation)
         )
-        self.dtype = _model_dtype(dtype)
-        self.seed = _non_negative_int("seed", seed)
-        self.dropout = real_number("dropout probability", dropout)
-        if not 0.0 <= self.dropout < 1.0:  # a negative rate was silently ignored
-            raise ValueError(f"dropout probability must be in [0, 1), got {dropout}")
-        self.init = _init_scheme(init, self.activation)
+        self.dtype = checks.model_dtype(dtype)
+        self.seed = checks.whole_number("seed", seed)
+        self.dropout = checks.fraction("dropout probability", dropout)
+        self.init = checks.init_scheme(init, self.activation)
         self.optimizer: Optimizer | None = None
 
         last = len(self.sizes) - 2
@@ -94,7 +82,7 @@ class MLP:
         offset = 0
         for layer in self.linears:
             n_weight = layer.in_features * layer.out_features
-            weight = init_weight(rng, layer.in_features, layer.out_features, self.init)
+            weight = INITIALIZERS[self.init](rng, layer.in_features, layer.out_features)
             flat[offset : offset + n_weight] = weight.ravel()
             offset += layer.size  # biases start at zero
         return flat
@@ -104,7 +92,6 @@ class MLP:
         self.backend = backend
         self.params = backend.asarray(host_params, dtype=self.dtype)
         self.grads = backend.zeros((self.num_parameters,), self.dtype)
-        self._buffers = BufferCache(backend)
         for layer in self.layers:
             layer.bind(backend)
         offset = 0
@@ -113,7 +100,6 @@ class MLP:
                 self.params[offset : offset + layer.size], self.grads[offset : offset + layer.size]
             )
             offset += layer.size
-        self._row_index: Any = None
 
     @property
     def device(self) -> str:
@@ -154,7 +140,9 @@ class MLP:
         missing = sorted(set(expected) - set(state))
         unexpected = sorted(set(state) - set(expected))
         if missing or unexpected:
-            raise ValueError(f"state dict mismatch: missing {missing}, unexpected {unexpected}")
+            raise InvalidArgument(
+                f"state dict mismatch: missing {missing}, unexpected {unexpected}"
+            )
         values = {}
         for key, shape in expected.items():
             value = np.asarray(
@@ -163,13 +151,13 @@ class MLP:
                 else self.backend.to_numpy(state[key])
             )
             if value.shape != shape:
-                raise ValueError(f"{key} has shape {value.shape}, expected {shape}")
+                raise InvalidArgument(f"{key} has shape {value.shape}, expected {shape}")
             if value.dtype.kind not in "fiu":
-                raise ValueError(f"{key} must hold real numbers, got dtype {value.dtype}")
+                raise InvalidArgument(f"{key} must hold real numbers, got dtype {value.dtype}")
             with np.errstate(over="ignore"):
                 value = value.astype(self.dtype)  # checked as stored: 1e39 is inf in float32
             if not np.all(np.isfinite(value)):
-                raise ValueError(f"{key} contains NaN or infinity (as {self.dtype})")
+                raise InvalidArgument(f"{key} contains NaN or infinity (as {self.dtype})")
             values[key] = value
         with self.backend.activated():
             for i, layer in enumerate(self.linears):
@@ -177,7 +165,7 @@ class MLP:
                 layer.bias[...] = self.backend.asarray(values[f"{i}.bias"], dtype=self.dtype)
 
     def config(self) -> dict[str, Any]:
-        """What it takes to build the same model again."""
+        """What it takes to build the same model again: ``MLP(**model.config())``."""
         return {
             "sizes": list(self.sizes),
             "activation": self.activation,
@@ -189,17 +177,26 @@ class MLP:
         }
 
     def save(self, path: Any, **kwargs: Any) -> Any:
-        """Write an atomic ``.npz`` checkpoint: weights, config, optimizer state."""
-        from .checkpoint import save_model
-
-        return save_model(path, self, **kwargs)
+        """Write an atomic ``.npz`` checkpoint: weights, config, optimizer state (the format
+        and the keyword arguments: ``mlp.checkpoint.save_checkpoint``)."""
+        return save_checkpoint(path, self, **kwargs)
 
     @classmethod
     def load(cls, path: Any, device: str | Backend = "cpu") -> MLP:
-        """Rebuild a saved model on ``device`` (any device, whatever it was saved from)."""
-        from .checkpoint import load_model
+        """Rebuild a saved model on ``device`` (any device, whatever it was saved from), with
+        its optimizer and that optimizer's state."""
+        return cls.from_checkpoint(load_checkpoint(path), device)
 
-        return load_model(path, device=device)
+    @classmethod
+    def from_checkpoint(cls, checkpoint: Checkpoint, device: str | Backend = "cpu") -> MLP:
+        """The model a checkpoint holds, on ``device``, its optimizer restored."""
+        backend = get_backend(device)  # an unavailable device is its own, clearer error
+        try:
+            model = cls(**checkpoint.model_settings, device=backend)
+        except (TypeError, ValueError) as exc:
+            raise CheckpointError(checkpoint.path, f"invalid model configuration ({exc})") from None
+        checkpoint.restore(model)
+        return model
 
     def __repr__(self) -> str:
         widths = "-".join(str(s) for s in self.sizes)
@@ -208,97 +205,83 @@ class MLP:
             f"dtype={self.dtype.name!r}, parameters={self.num_parameters})"
         )
 
-    # ------------------------------------------------------------------ input handling
-    def _device_inputs(self, X: Any) -> tuple[Any, float]:
-        """Upload inputs once: uint8 stays compact (scaled per batch), floats become ``dtype``."""
+    # ------------------------------------------------------------------ data entering the model
+    def device_inputs(self, X: Any) -> tuple[Any, float]:
+        """Inputs checked and uploaded once: uint8 stays compact (scaled per batch), floats
+        become ``dtype``. Returns the device array and the scale its batches take."""
         be = self.backend
         if not be.is_array(X):
             if type(X).__module__.startswith("cupy"):
-                be.check(X)  # a GPU array handed to a CPU model: say how to fix it
-            try:
-                X = np.asarray(X)
-            except ValueError as exc:  # rows of different lengths, say
-                raise ValueError(f"inputs are not a numeric table: {exc}") from None
-        if X.ndim != 2 or X.shape[1] != self.sizes[0]:
-            raise ValueError(
-                f"expected inputs of shape (n, {self.sizes[0]}), got {tuple(X.shape)}: "
-                f"the model's first layer takes {self.sizes[0]} features"
-            )
-        if X.shape[0] == 0:
-            raise ValueError("no input rows")
+                be.check_device(X)  # a GPU array handed to a CPU model: say how to fix it
+            X = checks.as_table(X)
+        checks.inputs(X, self.sizes[0])
         if X.dtype == np.uint8:
             return be.asarray(X), UINT8_SCALE
-        if X.dtype.kind not in "fiub":
-            raise ValueError(f"inputs must be numeric, got dtype {X.dtype}")
         with np.errstate(over="ignore"):
             X = be.asarray(X, dtype=self.dtype)
         if not be.all_finite(X):  # once per call, not per batch
-            raise ValueError(f"inputs contain NaN or infinity (as {self.dtype})")
+            raise DataError(f"inputs contain NaN or infinity (as {self.dtype})")
         return X, 1.0
 
-    def _device_labels(self, y: Any, rows: int) -> Any:
+    def device_labels(self, y: Any, rows: int) -> Any:
         """Labels as an (n, 1) int32 column on the device, checked against the output layer."""
         be = self.backend
         y = be.to_numpy(y) if be.is_array(y) else np.asarray(y)
-        if y.ndim != 1 or y.shape[0] != rows:
-            raise ValueError(f"expected {rows} labels in a 1-D array, got shape {y.shape}")
-        whole = y.dtype.kind in "iu" or (
-            y.dtype.kind == "f" and np.all(np.isfinite(y)) and np.all(y == np.round(y))
-        )
-        if not whole:
-            raise ValueError(f"labels must be integers, got dtype {y.dtype}")
-        classes = self.sizes[-1]
-        if y.size and (y.min() < 0 or y.max() >= classes):
-            raise ValueError(
-                f"labels must be in [0, {classes - 1}] for a {classes}-output model, "
-                f"got values from {y.min()} to {y.max()}"
+        return be.asarray(checks.class_labels(y, rows, self.sizes[-1]))
+
+    def check_trainable(self) -> None:
+        if self.output_activation is not None:
+            raise InvalidArgument(
+                "softmax cross-entropy needs raw logits: build the model without output_activation"
             )
-        return be.asarray(y.astype(np.int32).reshape(-1, 1))
+        if self.sizes[-1] == 1:
+            raise InvalidArgument(_ONE_OUTPUT)
 
-    def _rows(self, n: int) -> Any:
-        """Device index vector 0..n-1 (cached): in-order batches are gathered like shuffled ones."""
-        if self._row_index is None or self._row_index.shape[0] < n:
-            self._row_index = self.backend.asarray(np.arange(n, dtype=np.int64))
-        return self._row_index[:n]
-
-    def _batch(
-        self, name: str, source: Any, rows: Any, scale: float, width: int, dtype: Any
-    ) -> Any:
-        out = self._buffers.get(name, (rows.shape[0], width), dtype)
-        return self.backend.gather_rows(source, rows, out, scale)
-
-    # ------------------------------------------------------------------ passes
-    def _forward(self, x: Any, training: bool = False) -> Any:
+    # ------------------------------------------------------------------ the passes
+    def forward_pass(self, x: Any, training: bool = False) -> Any:
+        """The outputs for a batch ``x`` already on the device, through the model's own layers
+        (their buffers hold what the backward pass needs): the training step's forward."""
         for layer in self.layers:
             x = layer.forward(x, training)
         return x
 
-    def _backward(self, grad: Any) -> None:
+    def backward_pass(self, grad: Any) -> None:
+        """Gradients of the last forward pass into ``self.grads``, from dL/d(outputs)."""
         for i in range(len(self.layers) - 1, -1, -1):
             grad = self.layers[i].backward(grad, need_dx=i > 0)
 
-    def _chunks(self, X: Any, scale: float, batch_size: int = EVAL_BATCH):
-        """Yield ``(slice, input batch)`` over all rows, converted on the device."""
+    def _inference(self, X: Any, scale: float, each: Callable[[slice, Any], Any]) -> None:
+        """Call ``each(rows, outputs)`` chunk by chunk over ``X`` (on the device), computed by
+        layer replicas into buffers of this call alone: concurrent callers share nothing."""
+        layers = [layer.replica() for layer in self.layers]
+        buffers = BufferCache(self.backend)
         n = X.shape[0]
-        rows = self._rows(n)
-        for start in range(0, n, batch_size):
-            part = slice(start, min(start + batch_size, n))
-            yield part, self._batch("x", X, rows[part], scale, self.sizes[0], self.dtype)
+        order = self.backend.asarray(np.arange(n, dtype=np.int64))
+        for start in range(0, n, EVAL_BATCH):
+            rows = slice(start, min(start + EVAL_BATCH, n))
+            x = buffers.get("x", (rows.stop - start, self.sizes[0]), self.dtype)
+            x = self.backend.gather_rows(X, order[rows], x, scale)
+            for layer in layers:
+                x = layer.forward(x)
+            each(rows, x)
 
     def forward(self, X: Any) -> Any:
         """Outputs (logits, or ``output_activation`` values) for ``X``, on the model's device."""
         with self.backend.activated():
-            X, scale = self._device_inputs(X)
+            X, scale = self.device_inputs(X)
             out = self.backend.empty((X.shape[0], self.sizes[-1]), self.dtype)
-            for part, xb in self._chunks(X, scale):
-                out[part] = self._forward(xb)
+
+            def keep(rows: slice, outputs: Any) -> None:
+                out[rows] = outputs
+
+            self._inference(X, scale, keep)
             return out
 
     def predict_proba(self, X: Any) -> np.ndarray:
         """Class probabilities as a NumPy array: the softmax of the logits, or, for an
         inference model built with ``output_activation``, that activation's outputs."""
         if self.output_activation is None and self.sizes[-1] == 1:
-            raise ValueError(_ONE_OUTPUT)
+            raise InvalidArgument(_ONE_OUTPUT)
         with self.backend.activated():
             out = self.forward(X)
             if self.output_activation is None:
@@ -314,48 +297,44 @@ class MLP:
                 return (self.backend.to_numpy(out)[:, 0] > threshold).astype(np.int64)
             return self.backend.to_numpy(self.backend.argmax(out))
 
-    def _check_trainable(self) -> None:
-        if self.output_activation is not None:
-            raise ValueError(
-                "softmax cross-entropy needs raw logits: build the model without output_activation"
-            )
-        if self.sizes[-1] == 1:
-            raise ValueError(_ONE_OUTPUT)
-
-    def _evaluate_device(self, X: Any, scale: float, y: Any) -> tuple[float, float]:
+    def evaluate_on_device(self, X: Any, scale: float, labels: Any) -> tuple[float, float]:
+        """Mean cross-entropy and accuracy of inputs and labels already on the device."""
         totals = self.backend.zeros((2,), np.float64)
-        for part, xb in self._chunks(X, scale):
-            logits = self._forward(xb)
-            self.backend.softmax_cross_entropy_accumulate(logits, y[part, 0], logits, totals)
+
+        def accumulate(rows: slice, logits: Any) -> None:
+            self.backend.softmax_cross_entropy_accumulate(logits, labels[rows, 0], logits, totals)
+
+        self._inference(X, scale, accumulate)
         loss_sum, correct = self.backend.to_numpy(totals)
         return float(loss_sum / X.shape[0]), float(correct / X.shape[0])
 
     def evaluate(self, X: Any, y: Any) -> dict[str, float]:
         """Mean cross-entropy and accuracy on ``(X, y)``."""
-        self._check_trainable()
+        self.check_trainable()
         with self.backend.activated():
-            X, scale = self._device_inputs(X)
-            loss, accuracy = self._evaluate_device(X, scale, self._device_labels(y, X.shape[0]))
+            X, scale = self.device_inputs(X)
+            labels = self.device_labels(y, X.shape[0])
+            loss, accuracy = self.evaluate_on_device(X, scale, labels)
             return {"loss": loss, "accuracy": accuracy}
 
     def loss_and_gradients(self, X: Any, y: Any) -> tuple[float, dict[str, np.ndarray]]:
         """Mean softmax cross-entropy over all of ``(X, y)`` and its gradients (dropout off)."""
-        self._check_trainable()
-        with self.backend.activated():
-            X, scale = self._device_inputs(X)
-            labels = self._device_labels(y, X.shape[0])
-            xb = self._batch("x", X, self._rows(X.shape[0]), scale, self.sizes[0], self.dtype)
-            totals = self.backend.zeros((2,), np.float64)
-            logits = self._forward(xb)
-            grad = self.backend.softmax_cross_entropy_accumulate(
-                logits, labels[:, 0], logits, totals
-            )
-            self._backward(grad)
+        self.check_trainable()
+        be = self.backend
+        with be.activated():
+            X, scale = self.device_inputs(X)
+            labels = self.device_labels(y, X.shape[0])
+            order = be.asarray(np.arange(X.shape[0], dtype=np.int64))
+            x = be.gather_rows(X, order, be.empty((X.shape[0], self.sizes[0]), self.dtype), scale)
+            totals = be.zeros((2,), np.float64)
+            logits = self.forward_pass(x)
+            grad = be.softmax_cross_entropy_accumulate(logits, labels[:, 0], logits, totals)
+            self.backward_pass(grad)
             grads = {}
             for i, layer in enumerate(self.linears):
-                grads[f"{i}.weight"] = self.backend.to_numpy(layer.grad_weight).copy()
-                grads[f"{i}.bias"] = self.backend.to_numpy(layer.grad_bias).copy()
-            return float(self.backend.to_numpy(totals)[0]) / X.shape[0], grads
+                grads[f"{i}.weight"] = be.to_numpy(layer.grad_weight).copy()
+                grads[f"{i}.bias"] = be.to_numpy(layer.grad_bias).copy()
+            return float(be.to_numpy(totals)[0]) / X.shape[0], grads
 
     # ------------------------------------------------------------------ training
     def fit(
@@ -372,7 +351,7 @@ class MLP:
         callback: Callable[[dict[str, Any]], Any] | None = None,
         on_batch: Callable[[int], Any] | None = None,
     ) -> list[dict[str, Any]]:
-        """Train with mini-batches; returns one record per epoch.
+        """Train with mini-batches; returns one record per epoch (``mlp/training.py``).
 
         Each record holds ``epoch``, ``loss`` and ``accuracy`` (on the training batches),
         ``seconds`` (training time of the epoch), and ``val_loss``/``val_accuracy`` with
@@ -380,137 +359,17 @@ class MLP:
         so training resumed at ``initial_epoch`` follows the same path as an unbroken run.
         ``callback`` gets each record; ``on_batch`` gets the batch index (host-side only).
         """
-        self._check_trainable()
-        epochs = _positive_int("epochs", epochs)
-        batch_size = _positive_int("batch_size", batch_size)
-        initial_epoch = _non_negative_int("initial_epoch", initial_epoch)
-        if initial_epoch > epochs:
-            raise ValueError(f"initial_epoch must be in [0, {epochs}], got {initial_epoch}")
-        seed = self.seed if seed is None else _non_negative_int("seed", seed)
-        _check_fit_options(optimizer, validation_data, shuffle, callback, on_batch)
-        be = self.backend
-        history: list[dict[str, Any]] = []
-        with be.activated():
-            X, scale = self._device_inputs(X)
-            n = X.shape[0]
-            labels = self._device_labels(y, n)
-            if validation_data is not None:
-                X_val, val_scale = self._device_inputs(validation_data[0])
-                y_val = self._device_labels(validation_data[1], X_val.shape[0])
-            # only now, with every argument checked: a failed call leaves the model as it was
-            optimizer = optimizer or self.optimizer or Adam()
-            optimizer.bind(self.backend, self.num_parameters, self.dtype, model=self)
-            self.optimizer = optimizer
-            dropouts = [layer for layer in self.layers if isinstance(layer, Dropout)]
-            steps = TrainingSteps(
-                self, X, labels, scale, batch_size, optimizer, record=not dropouts
-            )
-            for epoch in range(initial_epoch, epochs):
-                start_time = time.perf_counter()
-                # drawn on the host so every device sees the same order
-                order = np.random.default_rng([seed, epoch]).permutation(n) if shuffle else None
-                steps.start_epoch(order)
-                if dropouts:
-                    dropout_rng = be.random_generator([seed, epoch, 1])
-                    for layer in dropouts:
-                        layer.generator = dropout_rng
-                for step, start in enumerate(range(0, n, batch_size)):
-                    steps.run(min(batch_size, n - start))
-                    optimizer.steps += 1  # the device's count moved with the step
-                    if on_batch is not None:
-                        on_batch(step)
-                loss_sum, correct = be.to_numpy(steps.totals)  # the one read of the epoch
-                record: dict[str, Any] = {
-                    "epoch": epoch + 1,
-                    "loss": float(loss_sum / n),
-                    "accuracy": float(correct / n),
-                    "seconds": time.perf_counter() - start_time,
-                }
-                if not math.isfinite(record["loss"]):
-                    raise TrainingDiverged(epoch + 1, record["loss"])
-                if not be.all_finite(self.params):  # the last step's update is not in the loss
-                    raise TrainingDiverged(epoch + 1, math.nan, what="a weight")
-                if validation_data is not None:
-                    record["val_loss"], record["val_accuracy"] = self._evaluate_device(
-                        X_val, val_scale, y_val
-                    )
-                history.append(record)
-                if callback is not None:
-                    callback(record)
-        return history
-
-
-_ONE_OUTPUT = (
-    "a softmax over one output is always 1: use two outputs for two classes (or, for an "
-    "inference model, output_activation='sigmoid')"
-)
-
-
-def _check_sizes(sizes: Sequence[int]) -> list[int]:
-    ordered = isinstance(sizes, (list, tuple, np.ndarray))  # a set has no order to keep
-    if not ordered or any(isinstance(s, (bool, np.bool_)) for s in sizes):
-        raise ValueError(f"layer sizes must be a list of integers, got {sizes!r}")
-    try:
-        values = [int(s) for s in sizes]
-    except (TypeError, ValueError):
-        raise ValueError(f"layer sizes must be integers, got {sizes!r}") from None
-    if len(values) < 2 or any(v <= 0 for v in values) or list(sizes) != values:
-        raise ValueError(f"need at least two positive integer layer sizes, got {list(sizes)!r}")
-    parameters = sum(a * b + b for a, b in itertools.pairwise(values))
-    if parameters * 8 > sys.maxsize:  # float64 at initialisation: no array can be that big
-        raise ValueError(
-            f"layer sizes {values} make {parameters:,} parameters: far more than any "
-            "memory holds; use smaller layers"
+        return training.fit(
+            self,
+            X,
+            y,
+            epochs=epochs,
+            batch_size=batch_size,
+            optimizer=optimizer,
+            validation_data=validation_data,
+            shuffle=shuffle,
+            seed=seed,
+            initial_epoch=initial_epoch,
+            callback=callback,
+            on_batch=on_batch,
         )
-    return values
-
-
-def _init_scheme(init: str, activation: str) -> str:
-    if init == "auto":
-        return "he" if activation == "relu" else "xavier"
-    if init not in ("he", "xavier"):
-        raise ValueError(f"unknown init {init!r}: choose auto, he or xavier")
-    return init
-
-
-def _model_dtype(dtype: Any) -> np.dtype:
-    try:  # np.dtype(None) is float64: None is no answer
-        name = None if dtype is None else np.dtype(dtype).name
-    except TypeError:
-        name = None
-    if name not in _DTYPES:
-        raise ValueError(f"unsupported dtype {dtype!r}: choose float32 or float64")
-    return np.dtype(name)
-
-
-def _whole_number(name: str, value: Any, minimum: int) -> int:
-    """``value`` as an int of at least ``minimum``; a bool, a float or a string is a mistake."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        kind = "positive" if minimum == 1 else "non-negative"
-        raise ValueError(f"{name} must be a {kind} integer, got {value!r}")
-    return int(value)
-
-
-def _non_negative_int(name: str, value: Any) -> int:
-    return _whole_number(name, value, 0)
-
-
-def _check_fit_options(
-    optimizer: Any, validation_data: Any, shuffle: Any, callback: Any, on_batch: Any
-) -> None:
-    """``fit``'s other arguments, before any work: a wrong one fails now, not an epoch in."""
-    if optimizer is not None and not isinstance(optimizer, Optimizer):
-        raise TypeError(f"optimizer must be an optimizer such as Adam(lr=1e-3), got {optimizer!r}")
-    if validation_data is not None and not (
-        isinstance(validation_data, (tuple, list)) and len(validation_data) == 2
-    ):
-        raise ValueError("validation_data must be a pair (X_val, y_val)")
-    if not isinstance(shuffle, (bool, np.bool_)):
-        raise TypeError(f"shuffle must be True or False, got {shuffle!r}")
-    for name, hook in (("callback", callback), ("on_batch", on_batch)):
-        if hook is not None and not callable(hook):
-            raise TypeError(f"{name} must be a function, got {hook!r}")
-
-
-def _positive_int(name: str, value: Any) -> int:
-    return _whole_number(name, value, 1)

@@ -1,42 +1,42 @@
-"""Optimizers over the model's flat parameter buffer: one backend call per step.
+"""Optimizers over the model's flat parameter buffer: one backend call per update.
 
 Because every parameter is a view into one flat buffer, an update is a single pass over
-memory (one fused kernel on the GPU) instead of a loop over layers.
+memory (one fused kernel on the GPU) instead of a loop over layers. An optimizer owns its
+state: the moment buffers, and the count of updates it has applied (Adam's t), which lives
+on the device so that a recorded training step advances it with no value from the host.
 """
 
 from __future__ import annotations
 
-import math
 import weakref
 from typing import Any
 
 import numpy as np
 
 from backends import Backend
+from backends.buffers import DeviceCounter
 
-
-def real_number(name: str, value: Any) -> float:
-    """``value`` as a finite float; a string, a bool, NaN or infinity is a mistake."""
-    numeric = isinstance(value, (int, float, np.integer, np.floating))
-    if isinstance(value, (bool, np.bool_)) or not numeric or not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number, got {value!r}")
-    return float(value)
+from . import checks
+from .errors import InvalidArgument
 
 
 class Optimizer:
-    """Base class: hyperparameters, flat state buffers, and moving that state between devices."""
+    """Base class: hyperparameters, flat state buffers, the update count, moving between devices."""
 
     #: names of the flat state buffers, each shaped like the parameters
     state_names: tuple[str, ...] = ()
 
     def __init__(self, lr: float) -> None:
-        self.lr = real_number("learning rate", lr)
-        if not self.lr > 0:
-            raise ValueError(f"learning rate must be positive, got {lr}")
-        self.steps = 0
+        self.lr = checks.positive_number("learning rate", lr)
         self.state: dict[str, Any] = {}
         self.backend: Backend | None = None
+        self._updates: DeviceCounter | None = None
         self._model: Any = None  # weak reference to the model it trains
+
+    @property
+    def steps(self) -> int:
+        """Updates applied so far, one per training step (read from the device: it waits)."""
+        return 0 if self._updates is None else self._updates.read()
 
     def bind(self, backend: Backend, size: int, dtype: Any, model: Any = None) -> None:
         """Allocate zeroed state for ``size`` parameters (kept if it already matches).
@@ -53,38 +53,43 @@ class Optimizer:
             return
         self.backend = backend
         self.state = {name: backend.zeros((size,), dtype) for name in self.state_names}
-        self.steps = 0
+        self._updates = DeviceCounter(backend)
 
     def check_model(self, model: Any) -> None:
         """Raise ``ValueError`` when this optimizer's moments belong to another model."""
         owner = self._model() if self._model is not None else None
         if owner is not None and owner is not model:
-            raise ValueError(
+            raise InvalidArgument(
                 f"this {type(self).__name__} already trains another model: give each model "
                 f"its own optimizer, e.g. {type(self).__name__}(lr={self.lr:g})"
             )
 
     def to(self, backend: Backend) -> None:
-        """Move the state buffers to another backend, values kept."""
+        """Move the state buffers and the count to another backend, values kept."""
+        steps = self.steps
         self.state = {k: backend.asarray(self.backend.to_numpy(v)) for k, v in self.state.items()}
         self.backend = backend
+        self._updates = DeviceCounter(backend, value=steps)
 
-    def step(self, params: Any, grads: Any) -> None:
-        """One update; the step count goes up first (Adam's bias corrections start at 1)."""
-        self.steps += 1
-        self.update(params, grads, self.steps)
+    def update(self, params: Any, grads: Any) -> None:
+        """One update of ``params`` from ``grads`` (after ``bind``), counted on the device."""
+        self._updates.advance()
+        self._apply(params, grads, self._updates.array)
 
-    def update(self, params: Any, grads: Any, step: Any) -> None:
-        """One update as step number ``step``: an int, or a one-element int64 array on the
-        device that the caller advances (a recorded training step counts on by itself, with
-        no host value to pass). The caller keeps ``steps`` up to date."""
+    def _apply(self, params: Any, grads: Any, count: Any) -> None:
+        """The update rule; ``count`` (a one-element device array) says which update this is."""
         raise NotImplementedError
 
     def hyperparameters(self) -> dict[str, Any]:
         raise NotImplementedError
 
+    def arrays(self) -> tuple:
+        """Every device array an update uses (a recorded step keeps them alive)."""
+        counter = () if self._updates is None else self._updates.arrays()
+        return (*self.state.values(), *counter)
+
     def state_dict(self) -> dict[str, Any]:
-        """Host copies of the state, plus the step count and hyperparameters."""
+        """Host copies of the state, plus the update count as ``steps``."""
         out: dict[str, Any] = {k: self.backend.to_numpy(v).copy() for k, v in self.state.items()}
         out["steps"] = self.steps
         return out
@@ -94,24 +99,18 @@ class Optimizer:
         values = {name: np.asarray(state[name]) for name in self.state_names}
         for name, value in values.items():
             if value.shape != self.state[name].shape:
-                raise ValueError(
+                raise InvalidArgument(
                     f"optimizer state {name!r} has shape {value.shape}, "
                     f"expected {self.state[name].shape}"
                 )
         with self.backend.activated():  # the copies run on the state's GPU, even a second one
             for name, value in values.items():
                 self.state[name][...] = self.backend.asarray(value, dtype=self.state[name].dtype)
-        self.steps = int(state["steps"])
+        self._updates.set(int(state["steps"]))
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.hyperparameters().items())
         return f"{type(self).__name__}({args})"
-
-
-def _non_negative(name: str, value: float) -> float:
-    if not real_number(name, value) >= 0.0:
-        raise ValueError(f"{name} must be a non-negative number, got {value}")
-    return float(value)
 
 
 class SGD(Optimizer):
@@ -125,17 +124,15 @@ class SGD(Optimizer):
         weight_decay: float = 0.0,
     ) -> None:
         super().__init__(lr)
-        if not 0.0 <= real_number("momentum", momentum) < 1.0:
-            raise ValueError(f"momentum must be in [0, 1), got {momentum}")
+        self.momentum = checks.fraction("momentum", momentum)
         if nesterov and not momentum:
-            raise ValueError("Nesterov momentum needs momentum > 0")
-        self.momentum = float(momentum)
+            raise InvalidArgument("Nesterov momentum needs momentum > 0")
         self.nesterov = bool(nesterov)
-        self.weight_decay = _non_negative("weight_decay", weight_decay)
+        self.weight_decay = checks.non_negative_number("weight_decay", weight_decay)
         self.state_names = ("velocity",) if momentum else ()
 
-    def update(self, params: Any, grads: Any, step: Any) -> None:
-        self.backend.sgd_step(
+    def _apply(self, params: Any, grads: Any, count: Any) -> None:
+        self.backend.sgd_update(
             params,
             grads,
             self.state.get("velocity"),
@@ -169,22 +166,22 @@ class Adam(Optimizer):
     ) -> None:
         super().__init__(lr)
         try:
-            beta1, beta2 = (real_number("betas", b) for b in betas)
+            beta1, beta2 = (checks.fraction("betas", b) for b in betas)
         except (TypeError, ValueError):
-            raise ValueError(f"betas must be a pair of numbers in [0, 1), got {betas!r}") from None
-        if not (0.0 <= beta1 < 1.0 and 0.0 <= beta2 < 1.0):
-            raise ValueError(f"betas must be in [0, 1), got {betas}")
+            raise InvalidArgument(
+                f"betas must be a pair of numbers in [0, 1), got {betas!r}"
+            ) from None
         self.betas = (beta1, beta2)
-        self.eps = _non_negative("eps", eps)
-        self.weight_decay = _non_negative("weight_decay", weight_decay)
+        self.eps = checks.non_negative_number("eps", eps)
+        self.weight_decay = checks.non_negative_number("weight_decay", weight_decay)
 
-    def update(self, params: Any, grads: Any, step: Any) -> None:
-        self.backend.adam_step(
+    def _apply(self, params: Any, grads: Any, count: Any) -> None:
+        self.backend.adam_update(
             params,
             grads,
             self.state["m"],
             self.state["v"],
-            step,
+            count,
             self.lr,
             beta1=self.betas[0],
             beta2=self.betas[1],
@@ -217,14 +214,15 @@ class AdamW(Adam):
         super().__init__(lr, betas, eps, weight_decay)
 
 
+#: Optimizers by name, as the command line and ``make_optimizer`` take them.
 OPTIMIZERS = {"sgd": SGD, "momentum": SGD, "adam": Adam, "adamw": AdamW}
 
 
 def make_optimizer(name: str, lr: float | None = None, **kwargs: Any) -> Optimizer:
-    """Build an optimizer by CLI name; ``momentum`` is SGD with Nesterov momentum 0.9."""
+    """An optimizer by name; ``momentum`` is SGD with Nesterov momentum 0.9."""
     key = name.lower()
     if key not in OPTIMIZERS:
-        raise ValueError(f"unknown optimizer {name!r}: choose one of {', '.join(OPTIMIZERS)}")
+        raise InvalidArgument(f"unknown optimizer {name!r}: choose one of {', '.join(OPTIMIZERS)}")
     if key == "momentum":
         kwargs = {"momentum": 0.9, "nesterov": True, **kwargs}
     if lr is not None:

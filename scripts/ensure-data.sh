@@ -17,5 +17,5 @@ if [ "$DATASET" = fashion-mnist ] && command -v apt-get >/dev/null 2>&1; then
 fi
 # Not installable from Debian here (or not Fashion-MNIST): download it from the official
 # mirrors into the user cache, SHA-256 checked. Offline, this prints what to do instead.
-"$PY" -m mlp.download "$DATASET" >/dev/null && exit 0
+"$PY" -m mlp.cli.download "$DATASET" >/dev/null && exit 0
 exit 1

@@ -43,9 +43,9 @@ fi
 } | tee "$OUT/machine.txt"
 
 stage cuda-tests 125 $PY -m pytest -q -m cuda -p no:cacheprovider --durations=10 tests
-[ "$IMAGES" = "$REAL" ] || $PY -m mlp.synthetic "$DATA/images" 60000 10000 >/dev/null
+[ "$IMAGES" = "$REAL" ] || $PY -m mlp.cli.synthetic "$DATA/images" 60000 10000 >/dev/null
 # The same seeded run on each device: their test accuracies should agree within noise.
-train="$PY -m mlp.train --data-dir $IMAGES --no-download --seed 0 --epochs 3"
+train="$PY -m mlp --data-dir $IMAGES --no-download --seed 0 --epochs 3"
 stage train-cuda 20 $train --device cuda
 stage train-cuda-bf16 20 $train --device cuda --precision bf16
 # The same, each step run op by op instead of replayed from its recording (CUDA graph).

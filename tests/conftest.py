@@ -11,7 +11,7 @@ import os
 import pytest
 
 from backends import BackendUnavailable, NumpyBackend, get_backend
-from mlp.synthetic import write_dataset
+from mlp.data.synthetic import write_dataset
 
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)]
 #: Backends: the CPU with its Numba kernels (when installed), the CPU without them, and CUDA.

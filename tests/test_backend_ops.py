@@ -6,6 +6,7 @@ CuPy (whose fused kernels replace many of the base class's bodies).
 
 from __future__ import annotations
 
+import functools
 import sys
 
 import numpy as np
@@ -13,7 +14,7 @@ import pytest
 
 import backends
 from backends import ACTIVATIONS, BackendUnavailable, NumpyBackend, get_backend, parse_device
-from backends.base import OPTIMIZER_BLOCK
+from backends.xp_backend import OPTIMIZER_BLOCK
 
 DTYPES = [np.float32, np.float64]
 TOL = {
@@ -196,7 +197,7 @@ def test_activation_forward(backend, name, dtype):
     rng = np.random.default_rng(6)
     x = rng.uniform(-6, 6, size=(11, 13))
     expected = ref_forward(name, x)
-    direct = getattr(backend, name)
+    direct = functools.partial(backend.activation, name)
 
     dx = dev(backend, x, dtype)
     np.testing.assert_allclose(host(backend, direct(dx)), expected, **tol(dtype))
@@ -236,7 +237,7 @@ def test_activation_backward_analytic(backend, name, dtype):
     d_y = dev(backend, y, dtype)
     # the backward needs only the forward's output
     d_dy = dev(backend, dy, dtype)
-    direct = getattr(backend, "backprop_" + name)
+    direct = functools.partial(backend.backprop_activation, name)
     np.testing.assert_allclose(host(backend, direct(d_dy, d_y)), expected, **tol(dtype))
     np.testing.assert_allclose(
         host(backend, backend.backprop_activation(name, d_dy, d_y)), expected, **tol(dtype)
@@ -263,7 +264,7 @@ def test_activation_backward_finite_difference(backend, name):
     x = away_from_zero(rng, (7, 10))
     dy = rng.standard_normal(x.shape)
     h = 1e-5
-    f = getattr(backend, name)
+    f = functools.partial(backend.activation, name)
     y = f(dev(backend, x, np.float64))
     plus = host(backend, f(dev(backend, x + h, np.float64)))
     minus = host(backend, f(dev(backend, x - h, np.float64)))
@@ -563,7 +564,7 @@ def test_sgd_step(backend, dtype, momentum, nesterov, weight_decay):
     param = dev(backend, p0)
     velocity = backend.zeros((OPT_SIZE,), dtype) if momentum else None
     for g in grads:
-        backend.sgd_step(
+        backend.sgd_update(
             param,
             dev(backend, g),
             velocity,
@@ -599,7 +600,7 @@ def test_adam_step(backend, dtype, weight_decay, decoupled, betas, eps):
     param = dev(backend, p0)
     m, v = backend.zeros((OPT_SIZE,), dtype), backend.zeros((OPT_SIZE,), dtype)
     for step, g in enumerate(grads, start=1):
-        backend.adam_step(
+        backend.adam_update(
             param,
             dev(backend, g),
             m,
@@ -627,7 +628,9 @@ def test_adam_l2_and_decoupled_decay_differ(backend):
     for decoupled in (False, True):
         p = dev(backend, p0)
         m, v = backend.zeros((1000,), np.float64), backend.zeros((1000,), np.float64)
-        backend.adam_step(p, dev(backend, g), m, v, 1, 0.01, weight_decay=0.5, decoupled=decoupled)
+        backend.adam_update(
+            p, dev(backend, g), m, v, 1, 0.01, weight_decay=0.5, decoupled=decoupled
+        )
         results.append(host(backend, p))
     assert not np.allclose(results[0], results[1])
 
@@ -718,11 +721,7 @@ def test_get_backend_cuda_gives_a_backend_or_says_why(spec):
 
 
 def test_missing_cupy_names_the_extra(monkeypatch):
-    import backends.cupy_backend as cupy_backend
-
     monkeypatch.setitem(sys.modules, "cupy", None)  # `import cupy` now raises ImportError
-    if hasattr(cupy_backend._kernels, "cache_clear"):
-        cupy_backend._kernels.cache_clear()
     for spec in ("cuda", "cuda:1", "cupy"):
         with pytest.raises(BackendUnavailable) as info:
             get_backend(spec)
@@ -741,13 +740,13 @@ def _ops_with_foreign(backend, foreign, own):
         lambda: backend.bias_add(foreign, own[0]),
         lambda: backend.multiply(own, foreign),
         lambda: backend.sum_rows(foreign),
-        lambda: backend.relu(foreign),
+        lambda: backend.activation("relu", foreign),
         lambda: backend.activation("tanh", foreign),
         lambda: backend.backprop_activation("sigmoid", foreign, own),
         lambda: backend.bias_activation(foreign, own[0], "relu"),
         lambda: backend.softmax(foreign),
-        lambda: backend.sgd_step(own.reshape(-1), foreign, None, 0.1),
-        lambda: backend.adam_step(
+        lambda: backend.sgd_update(own.reshape(-1), foreign, None, 0.1),
+        lambda: backend.adam_update(
             own.reshape(-1), foreign, own.reshape(-1).copy(), own.reshape(-1).copy(), 1, 0.1
         ),
     ]
@@ -824,8 +823,8 @@ def _mismatched_calls(be):
         "bias of width 1": lambda: be.bias_activation(
             a, be.asarray(np.ones(1, np.float32)), "relu", out=a
         ),
-        "relu backward, y smaller": lambda: be.backprop_relu(
-            a, be.asarray(np.ones((2, 3), np.float32)), out=a
+        "relu backward, y smaller": lambda: be.backprop_activation(
+            "relu", a, be.asarray(np.ones((2, 3), np.float32)), out=a
         ),
         "bias gradient of another width": lambda: be.backprop_bias_activation(
             "relu", a, a, short, out=a
@@ -837,9 +836,9 @@ def _mismatched_calls(be):
         "a label column per row short": lambda: be.softmax_cross_entropy_accumulate(
             a, labels[:3], a, totals
         ),
-        "sgd, gradient short": lambda: be.sgd_step(flat, short, None, 0.1),
-        "momentum, velocity short": lambda: be.sgd_step(flat, flat, short, 0.1, momentum=0.9),
-        "adam, v short": lambda: be.adam_step(flat, flat, flat, short, 1, 0.1),
+        "sgd, gradient short": lambda: be.sgd_update(flat, short, None, 0.1),
+        "momentum, velocity short": lambda: be.sgd_update(flat, flat, short, 0.1, momentum=0.9),
+        "adam, v short": lambda: be.adam_update(flat, flat, flat, short, 1, 0.1),
     }
 
 
@@ -894,7 +893,7 @@ def test_adam_step_count_may_live_on_the_device(backend, decoupled):
     results = []
     for step in (7, dev(backend, np.array([7], np.int64))):
         arrays = [dev(backend, a.copy()) for a in (p, g, m, v)]
-        backend.adam_step(*arrays, step, 1e-3, weight_decay=0.01, decoupled=decoupled)
+        backend.adam_update(*arrays, step, 1e-3, weight_decay=0.01, decoupled=decoupled)
         results.append([backend.to_numpy(a) for a in arrays])
     for name, a, b in zip("pgmv", *results, strict=True):
         np.testing.assert_array_equal(a, b, err_msg=name)
@@ -912,4 +911,4 @@ def test_add_in_place(backend):
 def test_adam_step_counts_from_one(backend):
     flat = backend.asarray(np.ones(4, np.float32))
     with pytest.raises(ValueError, match="starts at 1"):
-        backend.adam_step(flat, flat, flat, flat, 0, 0.1)
+        backend.adam_update(flat, flat, flat, flat, 0, 0.1)

@@ -16,10 +16,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mlp import MLP, evaluate, train
+from mlp import MLP
 from mlp.checkpoint import load_checkpoint
+from mlp.cli import evaluate, train
 from mlp.data import SPLITS, write_idx
-from mlp.synthetic import make_images, write_dataset
+from mlp.data.synthetic import make_images, write_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN_IMAGES, TRAIN_LABELS = SPLITS["train"]
@@ -117,7 +118,8 @@ def test_labels_out_of_range_for_the_output_layer(data, capsys):
     code, _, err = run(train.main, train_on(data), capsys)
     assert code == 1
     assert one_line(err) == (
-        f"{data / TEST_LABELS}.gz: labels go up to 12, but the model has 10 outputs (labels 0 to 9)"
+        f"{data / TEST_LABELS}.gz: labels go up to 12, but the training labels make 10 classes "
+        "(labels 0 to 9)"
     )
 
 
@@ -169,7 +171,7 @@ def test_nan_or_infinity_in_the_inputs(data, capsys, bad):
     write_idx(data / TRAIN_IMAGES, images)  # a float IDX file (type 0x0D)
     code, _, err = run(train.main, train_on(data), capsys)
     assert code == 1
-    assert one_line(err) == f"{data}: the train images contain NaN or infinity"
+    assert one_line(err) == f"{data / TRAIN_IMAGES}: the train images contain NaN or infinity"
 
 
 def test_nan_in_library_inputs():
@@ -189,10 +191,11 @@ def test_wrong_feature_count_at_predict_names_both_shapes():
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--epochs", "0"], "argument --epochs: expected a positive integer, got '0'"),
-        (["--epochs", "-3"], "argument --epochs: expected a positive integer, got '-3'"),
-        (["--batch-size", "0"], "argument --batch-size: expected a positive integer, got '0'"),
-        (["--batch-size", "-8"], "argument --batch-size: expected a positive integer, got '-8'"),
+        (["--epochs", "0"], "argument --epochs: epochs must be a positive integer, got 0"),
+        (["--epochs", "-3"], "argument --epochs: epochs must be a positive integer, got -3"),
+        (["--epochs", "x"], "argument --epochs: epochs must be a positive integer, got 'x'"),
+        (["--batch-size", "0"], "argument --batch-size: batch size must be a positive integer"),
+        (["--batch-size", "-8"], "argument --batch-size: batch size must be a positive integer"),
         (
             ["--hidden", "512,,x"],
             "argument --hidden: expected comma-separated positive "
@@ -200,9 +203,14 @@ def test_wrong_feature_count_at_predict_names_both_shapes():
         ),
         (["--activation", "swish"], "argument --activation: invalid choice: 'swish'"),
         (["--device", "tpu"], "argument --device: unknown device 'tpu': use cpu, cuda or cuda:N"),
-        (["--lr", "nan"], "argument --lr: expected a positive number, got 'nan'"),
-        (["--seed", "-1"], "argument --seed: expected an integer >= 0, got '-1'"),
-        (["--weight-decay", "-1"], "argument --weight-decay: expected a number >= 0, got '-1'"),
+        (["--lr", "nan"], "argument --lr: learning rate must be a finite number, got nan"),
+        (["--lr", "0"], "argument --lr: learning rate must be positive, got 0.0"),
+        (["--seed", "-1"], "argument --seed: seed must be a non-negative integer, got -1"),
+        (
+            ["--weight-decay", "-1"],
+            "argument --weight-decay: weight decay must be a non-negative number, got -1.0",
+        ),
+        (["--dropout", "1"], "argument --dropout: dropout probability must be in [0, 1), got 1.0"),
         (
             ["--save", "/no/such/folder/run.npz"],
             "argument --save: folder '/no/such/folder' does not exist",
@@ -519,7 +527,15 @@ def test_eval_of_overflowing_weights_prints_no_numpy_warnings(data, checkpoint, 
     model.load_state_dict({k: v * np.float32(1e30) for k, v in model.state_dict().items()})
     huge = model.save(tmp_path / "huge.npz")
     result = subprocess.run(
-        [sys.executable, "-m", "mlp.evaluate", "--checkpoint", str(huge), "--data-dir", str(data)],
+        [
+            sys.executable,
+            "-m",
+            "mlp.cli.evaluate",
+            "--checkpoint",
+            str(huge),
+            "--data-dir",
+            str(data),
+        ],
         capture_output=True,
         text=True,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
@@ -546,7 +562,7 @@ def test_real_processes_print_one_line(data, tmp_path):
     line = one_line(diverge.stderr)
     assert line.startswith("training diverged: the loss became") and "in epoch 1" in line
     evaluation = subprocess.run(
-        [sys.executable, "-m", "mlp.evaluate", "--checkpoint", str(tmp_path / "x.npz")],
+        [sys.executable, "-m", "mlp.cli.evaluate", "--checkpoint", str(tmp_path / "x.npz")],
         capture_output=True,
         text=True,
         env=env,

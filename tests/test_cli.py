@@ -1,4 +1,4 @@
-"""``python -m mlp.train`` as a user runs it: exit statuses, output lines, one-line errors."""
+"""``python -m mlp`` (mlp-train) as a user runs it: exit statuses, output lines, one-line errors."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ def env(tmp_path):
 
 def cli(*args, env, cwd):
     return subprocess.run(
-        [sys.executable, "-m", "mlp.train", *map(str, args)],
+        [sys.executable, "-m", "mlp", *map(str, args)],
         capture_output=True,
         text=True,
         env=env,
@@ -118,7 +118,7 @@ def test_help(env, tmp_path):
         assert f"(default: {default})" in help_text
 
 
-@pytest.mark.parametrize("module", ["mlp.train", "mlp.evaluate", "bench.cli"])
+@pytest.mark.parametrize("module", ["mlp.cli.train", "mlp.cli.evaluate", "bench.cli"])
 def test_help_shows_only_real_defaults(module):
     """No ``(default: None)``/``False``/``[...]`` noise, and no default said twice."""
     parser = importlib.import_module(module).build_parser()
@@ -132,7 +132,7 @@ def test_help_shows_only_real_defaults(module):
 
 
 def test_hidden_default_is_parsed():
-    from mlp.train import build_parser
+    from mlp.cli.train import build_parser
 
     assert build_parser().parse_args([]).hidden == [512, 256]
 

@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mlp import evaluate, train
 from mlp.checkpoint import load_checkpoint
-from mlp.reporting import EpochProgress
-from mlp.synthetic import write_dataset
+from mlp.cli import evaluate, train
+from mlp.cli.reporting import EpochProgress
+from mlp.data.synthetic import write_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -16,9 +16,9 @@ hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from mlp import train  # noqa: E402
+from mlp.cli import train  # noqa: E402
 from mlp.data import SPLITS  # noqa: E402
-from mlp.synthetic import write_dataset  # noqa: E402
+from mlp.data.synthetic import write_dataset  # noqa: E402
 
 TEST_LABELS = SPLITS["test"][1]
 

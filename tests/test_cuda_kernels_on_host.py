@@ -19,7 +19,7 @@ import pytest
 from cuda_types import C_TYPES
 
 from backends import NumpyBackend
-from backends.cupy_backend import ELEMENTWISE, SOFTMAX_XENT_ROW
+from backends.cuda.kernels import ELEMENTWISE, SOFTMAX_XENT_ROW
 
 CXX = shutil.which("g++") or shutil.which("c++")
 pytestmark = pytest.mark.skipif(CXX is None, reason="no host C++ compiler (g++)")
@@ -208,7 +208,7 @@ def test_gather_rows_kernel(host_kernels, start):
 
 def adam_on_host(host_kernels, dtype, decoupled, p, g, m, v):
     """One step of the CUDA Adam kernel, with the scalars ``CupyBackend.adam_step`` passes."""
-    from backends.base import adam_scalars
+    from backends.xp_backend import adam_scalars
 
     step_size, inv_sqrt_bc2, l2, decay = adam_scalars(3, 1e-3, 0.9, 0.999, 0.01, decoupled)
     return run_kernel(
@@ -226,8 +226,8 @@ def test_adam_kernel(host_kernels, dtype, decoupled):
     p, g = (rng.standard_normal(1000).astype(dtype) for _ in range(2))
     m, v = rng.standard_normal(1000).astype(dtype) * 0.1, rng.random(1000).astype(dtype) * 0.01
     want_p, want_m, want_v = p.copy(), m.copy(), v.copy()
-    kw = dict(step=3, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.01)
-    be.adam_step(want_p, g, want_m, want_v, decoupled=decoupled, **kw)
+    kw = dict(count=3, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.01)
+    be.adam_update(want_p, g, want_m, want_v, decoupled=decoupled, **kw)
     got = adam_on_host(host_kernels, dtype, decoupled, p, g, m, v)
     # float32: m = 0.9 m + 0.1 g cancels to near zero in places, so compare on the inputs' scale
     tol = 1e-6 if dtype == np.float32 else 1e-13
@@ -254,7 +254,7 @@ def test_adam_kernel_first_moments_are_exact_in_float32(host_kernels):
 def test_adam_counted_kernel_matches_the_host_scalars(host_kernels, dtype, decoupled, step):
     """The kernel that reads the step count on the device works out the bias corrections
     as the host does: its update is the plain kernel's, bit for bit."""
-    from backends.base import adam_scalars
+    from backends.xp_backend import adam_scalars
 
     rng = np.random.default_rng(6)
     p, g = (rng.standard_normal(1000).astype(dtype) for _ in range(2))
@@ -268,7 +268,7 @@ def test_adam_counted_kernel_matches_the_host_scalars(host_kernels, dtype, decou
         **common,
     )  # fmt: skip
     corrections = run_kernel(
-        host_kernels, "adam_corrections", dtype, 1, step=np.array([step]), lr=lr, beta1=b1,
+        host_kernels, "adam_corrections", dtype, 1, count=np.array([step]), lr=lr, beta1=b1,
         beta2=b2, step_size=0, inv_sqrt_bc2=0,
     )  # fmt: skip
     assert corrections["step_size"][0] == dtype(step_size)
@@ -288,7 +288,7 @@ def test_sgd_kernels(host_kernels, nesterov):
     rng = np.random.default_rng(4)
     p, g, velocity = (rng.standard_normal(1000) for _ in range(3))
     want_p, want_v = p.copy(), velocity.copy()
-    be.sgd_step(want_p, g, want_v, lr=0.1, momentum=0.9, nesterov=nesterov, weight_decay=0.01)
+    be.sgd_update(want_p, g, want_v, lr=0.1, momentum=0.9, nesterov=nesterov, weight_decay=0.01)
     got = run_kernel(
         host_kernels, "sgd_momentum", np.float64, p.size, g=g, lr=0.1, momentum=0.9,
         weight_decay=0.01, nesterov=int(nesterov), p=p, velocity=velocity,
@@ -296,7 +296,7 @@ def test_sgd_kernels(host_kernels, nesterov):
     np.testing.assert_allclose(got["p"], want_p, rtol=1e-12)
     np.testing.assert_allclose(got["velocity"], want_v, rtol=1e-12)
     plain_p = p.copy()
-    be.sgd_step(plain_p, g, None, lr=0.1, weight_decay=0.01)
+    be.sgd_update(plain_p, g, None, lr=0.1, weight_decay=0.01)
     got = run_kernel(host_kernels, "sgd", np.float64, p.size, g=g, lr=0.1, weight_decay=0.01, p=p)
     np.testing.assert_allclose(got["p"], plain_p, rtol=1e-12)
 

@@ -14,8 +14,8 @@ import subprocess
 import pytest
 from cuda_types import C_TYPES
 
-from backends import cupy_backend
-from backends.cupy_backend import ELEMENTWISE, SOFTMAX_XENT
+from backends.cuda import cublas
+from backends.cuda.kernels import ELEMENTWISE, SOFTMAX_XENT
 
 NVCC = shutil.which("nvcc")
 pytestmark = pytest.mark.skipif(NVCC is None, reason="nvcc (CUDA toolkit) not installed")
@@ -93,7 +93,7 @@ def test_wrapper_catches_a_broken_kernel(tmp_path):
 def test_cuda_enum_values_match_the_toolkit(tmp_path):
     """The data-type codes handed to cuBLAS's GemmEx are the toolkit's own."""
     checks = "\n".join(
-        f'static_assert({name} == {getattr(cupy_backend, name)}, "{name}");'
+        f'static_assert({name} == {getattr(cublas, name)}, "{name}");'
         for name in ("CUDA_R_32F", "CUDA_R_16BF")
     )
     compile_cuda(tmp_path, "enums", f"#include <library_types.h>\n{checks}\n")

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import mlp.data
+import mlp.data.datasets
 from mlp.data import (
     DatasetNotFound,
     candidate_dirs,
@@ -21,8 +21,8 @@ from mlp.data import (
     read_idx,
     write_idx,
 )
-from mlp.download import ensure_dataset
-from mlp.synthetic import write_dataset
+from mlp.data.download import ensure_dataset
+from mlp.data.synthetic import write_dataset
 
 NATIVE_DTYPES = ["u1", "i1", "i2", "i4", "f4", "f8"]
 
@@ -188,7 +188,7 @@ def isolated(tmp_path, monkeypatch):
     """Nothing outside tmp_path is searched: cache, $MLP_DATA_DIR and system folders."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.delenv("MLP_DATA_DIR", raising=False)
-    monkeypatch.setattr(mlp.data, "SYSTEM_DIRS", (tmp_path / "system",))
+    monkeypatch.setattr(mlp.data.datasets, "SYSTEM_DIRS", (tmp_path / "system",))
     return tmp_path
 
 
@@ -281,7 +281,7 @@ def test_find_dataset_plain_and_gz_mixed(isolated):
 def test_default_user_cache_is_under_home(monkeypatch, tmp_path):
     monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
     monkeypatch.setenv("HOME", str(tmp_path))
-    assert mlp.data.user_cache_dir("mnist") == tmp_path / ".cache" / "mlp" / "mnist"
+    assert mlp.data.datasets.user_cache_dir("mnist") == tmp_path / ".cache" / "mlp" / "mnist"
 
 
 def test_candidate_dirs(isolated, monkeypatch):
@@ -375,8 +375,8 @@ def _reencode(array, code):
 
 
 def test_synthetic_command_writes_a_dataset_and_help_writes_nothing(tmp_path, monkeypatch, capsys):
+    from mlp.cli.synthetic import main
     from mlp.data import load_dataset
-    from mlp.synthetic import main
 
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit) as exc:

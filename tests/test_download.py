@@ -19,9 +19,9 @@ import pytest
 
 pytest.importorskip("pooch", reason="downloads use pooch (pip install pooch)")
 
-from mlp import download
+from mlp.cli import download
 from mlp.data import SPLITS, write_idx
-from mlp.download import (
+from mlp.data.download import (
     FILES,
     MIRRORS_ENV,
     REGISTRY,
@@ -33,7 +33,7 @@ from mlp.download import (
     mirrors_for,
     pinned_digests,
 )
-from mlp.synthetic import make_images
+from mlp.data.synthetic import make_images
 
 
 def dataset_files(n_train=300, n_test=100) -> dict[str, bytes]:
@@ -289,7 +289,7 @@ def test_module_entry_point_offline(cache, capsys, monkeypatch):
     )
     assert download.main(["kmnist", "--quiet"]) == 1
     err = capsys.readouterr().err
-    assert err.startswith("mlp.download: error: could not download kmnist")
+    assert err.startswith("python -m mlp.cli.download: error: could not download kmnist")
     assert err.count("\n") == 1
 
 
@@ -306,7 +306,7 @@ def test_write_idx_files_match_served_bytes(tmp_path):
 
 # ----------------------------------------------------------------------------- mlp-train
 def cli(argv, capsys):
-    from mlp import train
+    from mlp.cli import train
 
     try:
         code = train.main([str(a) for a in argv])
@@ -337,7 +337,7 @@ def test_mlp_train_downloads_a_missing_dataset(cache, server, capsys, monkeypatc
 def test_mlp_train_offline(cache, capsys, monkeypatch):
     monkeypatch.setenv(MIRRORS_ENV, closed_port_url())
     monkeypatch.setattr(
-        "mlp.train.ensure_dataset", lambda *a, **k: ensure_dataset(*a, **{**k, "retries": 0})
+        "mlp.cli.common.ensure_dataset", lambda *a, **k: ensure_dataset(*a, **{**k, "retries": 0})
     )
     code, out, err = cli(TRAIN, capsys)
     assert code == 1 and out == ""

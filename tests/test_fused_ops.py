@@ -77,9 +77,9 @@ def test_numba_optimizers_flush_subnormal_state_to_zero(optimizer):
     state = np.full(64, 1.0005 * tiny, np.float32)  # one more decay step: subnormal
     if optimizer == "adam":
         v = np.full(64, 1.0005 * tiny, np.float32)
-        backend.adam_step(p, g, state, v, step=10, lr=1e-3)
+        backend.adam_update(p, g, state, v, count=10, lr=1e-3)
         assert not np.any((v != 0) & (np.abs(v) < tiny))
     else:
-        backend.sgd_step(p, g, state, lr=0.1, momentum=0.25)
+        backend.sgd_update(p, g, state, lr=0.1, momentum=0.25)
     assert np.all(state == 0)
     assert np.all(np.isfinite(p))

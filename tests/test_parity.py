@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from mlp import MLP, SGD, Adam, AdamW
-from mlp.synthetic import make_images
+from mlp.data.synthetic import make_images
 
 pytestmark = pytest.mark.cuda
 

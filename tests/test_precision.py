@@ -12,9 +12,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from backends import PRECISIONS, NumpyBackend, cupy_backend, get_backend
+from backends import PRECISIONS, NumpyBackend, get_backend
+from backends.cuda import cublas
 from mlp import MLP, Adam
-from mlp.synthetic import make_images
+from mlp.data.synthetic import make_images
 
 
 def op(x, transpose):
@@ -159,11 +160,9 @@ def column_major_gemm(op_a, op_b, m, n, k, a_flat, lda, b_flat, ldb, ldc):
     def matrix(flat, ld, rows, cols):
         return np.array([[flat[i + j * ld] for j in range(cols)] for i in range(rows)])
 
-    A = matrix(a_flat, lda, *((m, k) if op_a == cupy_backend.CUBLAS_OP_N else (k, m)))
-    B = matrix(b_flat, ldb, *((k, n) if op_b == cupy_backend.CUBLAS_OP_N else (n, k)))
-    C = (A if op_a == cupy_backend.CUBLAS_OP_N else A.T) @ (
-        B if op_b == cupy_backend.CUBLAS_OP_N else B.T
-    )
+    A = matrix(a_flat, lda, *((m, k) if op_a == cublas.CUBLAS_OP_N else (k, m)))
+    B = matrix(b_flat, ldb, *((k, n) if op_b == cublas.CUBLAS_OP_N else (n, k)))
+    C = (A if op_a == cublas.CUBLAS_OP_N else A.T) @ (B if op_b == cublas.CUBLAS_OP_N else B.T)
     c_flat = np.zeros(ldc * n)
     for i in range(m):
         for j in range(n):
@@ -178,7 +177,7 @@ def test_gemm_arguments_compute_the_row_major_product(transpose_a, transpose_b):
     rows, inner, cols = 5, 4, 3
     a = rng.standard_normal((inner, rows) if transpose_a else (rows, inner))
     b = rng.standard_normal((cols, inner) if transpose_b else (inner, cols))
-    op_b, op_a, m, n, k, ldb, lda, ldc = cupy_backend.cublas_gemm_arguments(
+    op_b, op_a, m, n, k, ldb, lda, ldc = cublas.cublas_gemm_arguments(
         a.shape, b.shape, transpose_a, transpose_b
     )
     # cuBLAS gets B's buffer first, then A's: each a C-order (row-major) buffer
@@ -186,7 +185,7 @@ def test_gemm_arguments_compute_the_row_major_product(transpose_a, transpose_b):
     expected = (a.T if transpose_a else a) @ (b.T if transpose_b else b)
     np.testing.assert_allclose(c_flat.reshape(rows, cols), expected, rtol=1e-12)
     with pytest.raises(ValueError, match="do not line up"):
-        cupy_backend.cublas_gemm_arguments((rows, inner), (inner + 1, cols), False, False)
+        cublas.cublas_gemm_arguments((rows, inner), (inner + 1, cols), False, False)
 
 
 @pytest.mark.cuda

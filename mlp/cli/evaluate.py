@@ -15,19 +15,17 @@ from typing import Any
 
 import numpy as np
 
-from .checkpoint import load_checkpoint
-from .data import DATASETS, load_dataset
-from .download import ensure_dataset
-from .train import (
+from ..checkpoint import load_checkpoint
+from ..data import DATASETS
+from ..model import MLP
+from .common import (
     DATA_DIR_HELP,
     OneLineParser,
     UsageError,
-    _isatty,
-    check_finite,
-    check_labels,
     device_spec,
     named_path,
-    run_reporting_errors,
+    read_dataset,
+    report_errors,
 )
 
 PROG = "mlp-eval"
@@ -84,21 +82,12 @@ def run(args: argparse.Namespace, out: Any = None, err: Any = None) -> dict[str,
             f"{args.checkpoint}: an inference-only model (output activation "
             f"{checkpoint.config['output_activation']}) has no loss to evaluate"
         )
-    model = checkpoint.build_model(args.device)
+    model = MLP.from_checkpoint(checkpoint, args.device)
     dataset = args.dataset or checkpoint.run.get("dataset") or "fashion-mnist"
-    folder = ensure_dataset(
-        dataset,
-        args.data_dir,
-        download=not args.no_download,
-        progress=_isatty(err),
-        announce=lambda line: print(line, file=err, flush=True),
-    )
-    data = load_dataset(dataset, folder)
-    check_finite(data)
-    check_labels(data, model.sizes[-1])  # the test labels fit the output layer
+    classes = model.sizes[-1]
+    data = read_dataset(dataset, args, err, classes=classes)  # the test labels fit the model
     metrics = model.evaluate(data.X_test, data.y_test)  # checks the feature count
     predicted = model.predict(data.X_test)
-    classes = model.sizes[-1]
     matrix = confusion_matrix(data.y_test, predicted, classes)
     print(f"{model} from {args.checkpoint} (epoch {checkpoint.epoch})", file=out)
     print(f"device: {model.backend.describe()}", file=out)
@@ -112,7 +101,7 @@ def run(args: argparse.Namespace, out: Any = None, err: Any = None) -> dict[str,
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return run_reporting_errors(PROG, lambda: run(args), out_of_memory="try another --device")
+    return report_errors(PROG, lambda: run(args), out_of_memory="try another --device")
 
 
 if __name__ == "__main__":

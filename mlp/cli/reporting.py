@@ -12,10 +12,14 @@ import os
 from pathlib import Path
 from typing import IO, Any
 
+from ..errors import InvalidArgument, MLPError
+from ..files import atomic_write, cannot_write
+from .common import is_terminal
+
 PLOT_EXTRA = "pip install 'mlp[plot]' (or pip install matplotlib)"
 
 
-class PlotUnavailable(RuntimeError):
+class PlotUnavailable(MLPError, RuntimeError):
     """``--plot`` was asked for but matplotlib is not installed."""
 
 
@@ -37,7 +41,7 @@ class EpochProgress:
     ) -> None:
         self.samples, self.batch_size, self.epochs = samples, batch_size, epochs
         self.stream = stream
-        self._tqdm = _tqdm() if enabled and (force or _isatty(stream)) else None
+        self._tqdm = _tqdm() if enabled and (force or is_terminal(stream)) else None
         self._bar: Any = None
         self._epoch = 0
         self._last_loss: float | None = None
@@ -111,10 +115,13 @@ class MetricsLog:
             "test_accuracy": _finite_or_none(record.get("val_accuracy")),
             "device": self.device,
         }
-        if self._file is None:
-            self._file = self.path.open(self._mode, encoding="utf-8")
-        self._file.write(json.dumps(line) + "\n")
-        self._file.flush()
+        try:
+            if self._file is None:
+                self._file = self.path.open(self._mode, encoding="utf-8")
+            self._file.write(json.dumps(line) + "\n")
+            self._file.flush()
+        except OSError as exc:
+            raise cannot_write(self.path, exc) from None
 
     def close(self) -> None:
         if self._file is not None:
@@ -123,7 +130,7 @@ class MetricsLog:
 
 def check_plot_available(path: str | os.PathLike | None = None) -> str:
     """Before training, not after it: matplotlib is there (else ``PlotUnavailable``) and
-    ``path``'s suffix names a format it writes (else ``ValueError``). Returns the format."""
+    ``path``'s suffix names a format it writes (else ``InvalidArgument``). Returns it."""
     try:
         import matplotlib  # noqa: F401
     except ImportError:
@@ -135,7 +142,7 @@ def check_plot_available(path: str | os.PathLike | None = None) -> str:
     formats = FigureCanvasBase.get_supported_filetypes()
     suffix = Path(path).suffix.lower().lstrip(".")
     if suffix not in formats:
-        raise ValueError(
+        raise InvalidArgument(
             f"{path}: the suffix names the image format; use one of "
             + ", ".join(f".{f}" for f in sorted(formats))
         )
@@ -169,8 +176,6 @@ def plot_history(history: list[dict[str, Any]], path: str | os.PathLike, title: 
         ax.xaxis.get_major_locator().set_params(integer=True)
     if title:
         fig.suptitle(title)
-    from .files import atomic_write  # the old image stays whole until the new one is
-
     atomic_write(path, lambda file: fig.savefig(file, format=image_format))
     return path
 
@@ -181,13 +186,6 @@ def _tqdm() -> Any:
     except ImportError:
         return None
     return tqdm
-
-
-def _isatty(stream: IO[str]) -> bool:
-    try:
-        return stream.isatty()
-    except (AttributeError, ValueError):
-        return False
 
 
 def _finite_or_none(value: Any) -> float | None:

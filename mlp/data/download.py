@@ -23,7 +23,8 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .data import DATASETS, SPLITS, DatasetNotFound, find_dataset, user_cache_dir
+from ..errors import DatasetNotFound, DownloadError, InvalidArgument
+from .datasets import DATASETS, SPLITS, find_dataset, user_cache_dir
 
 #: Environment variable: comma-separated base URLs used instead of the official mirrors
 #: (``{dataset}`` in a URL is replaced by the dataset's name). Digests are still checked.
@@ -74,10 +75,6 @@ def pinned_digests(dataset: str) -> dict[str, str]:
     """File name → SHA-256 for ``dataset``, from the registry's sha256sum-style text."""
     lines = REGISTRY[dataset][1].split("\n")
     return {name: digest for digest, name in (line.split() for line in lines if line.strip())}
-
-
-class DownloadError(RuntimeError):
-    """No mirror delivered a file with the pinned digest (or downloading is impossible here)."""
 
 
 def mirrors_for(dataset: str, mirrors: Sequence[str] | None = None) -> list[str]:
@@ -174,7 +171,7 @@ def fetch_dataset(
 ) -> Path:
     """Download ``dataset``'s four files (verified) into ``folder`` (default: the user cache)."""
     if dataset not in REGISTRY:
-        raise ValueError(f"unknown dataset {dataset!r}: choose one of {', '.join(DATASETS)}")
+        raise InvalidArgument(f"unknown dataset {dataset!r}: choose one of {', '.join(DATASETS)}")
     folder = Path(folder) if folder is not None else user_cache_dir(dataset)
     try:
         return fetch_files(
@@ -294,24 +291,3 @@ def _describe(exc: BaseException) -> str:
     if "ConnectionError" in name or "ConnectTimeout" in name:
         return "cannot connect (offline?)"
     return f"{name}: {text}"[:200]
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m mlp.download DATASET``: fetch a dataset into the user cache (used by make)."""
-    from .train import OneLineParser  # not at the top: mlp.train imports this module
-
-    parser = OneLineParser(prog="python -m mlp.download", description=main.__doc__)
-    parser.add_argument("dataset", choices=DATASETS)
-    parser.add_argument("--quiet", action="store_true")
-    args = parser.parse_args(argv)
-    try:
-        folder = ensure_dataset(args.dataset, progress=not args.quiet and sys.stderr.isatty())
-    except (DownloadError, DatasetNotFound, OSError) as exc:
-        print(f"mlp.download: error: {exc}", file=sys.stderr)
-        return 1
-    print(folder)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,20 +1,22 @@
-"""MNIST-family datasets in the IDX format: reading files and finding them on disk.
+"""MNIST-family datasets on disk: where they are looked for, and reading and checking them.
 
 MNIST, Fashion-MNIST and KMNIST share one layout: ``train-images-idx3-ubyte``,
 ``train-labels-idx1-ubyte``, ``t10k-images-idx3-ubyte``, ``t10k-labels-idx1-ubyte``, each
-plain or gzipped. Images are returned as uint8 rows of 784 pixels (compact: the model
-scales them on the device), labels as uint8.
+plain or gzipped (``mlp/data/idx.py``). Images are returned as uint8 rows of 784 pixels
+(compact: the model scales them on the device), labels as uint8. The files are checked as
+they are read, so that a problem names the file it is in.
 """
 
 from __future__ import annotations
 
-import gzip
 import os
-import zlib
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
+
+from ..errors import DataError, DatasetNotFound, InvalidArgument
+from .idx import read_idx
 
 DATASETS = ("fashion-mnist", "mnist", "kmnist")
 SPLITS = {
@@ -23,20 +25,9 @@ SPLITS = {
 }
 #: Where Debian's dataset packages (``apt install dataset-fashion-mnist``) put the files.
 SYSTEM_DIRS = (Path("/usr/share/datasets"), Path("/usr/local/share/datasets"))
-
-# IDX type byte → NumPy dtype (multi-byte values are big-endian).
-_IDX_TYPES = {
-    0x08: np.dtype("u1"),
-    0x09: np.dtype("i1"),
-    0x0B: np.dtype(">i2"),
-    0x0C: np.dtype(">i4"),
-    0x0D: np.dtype(">f4"),
-    0x0E: np.dtype(">f8"),
-}
-
-
-class DatasetNotFound(FileNotFoundError):
-    """No folder holds all four files of the dataset."""
+#: The most classes a label file may make: a label beyond is a mistake (an ID, a
+#: measurement), which would otherwise surface as running out of memory.
+MAX_CLASSES = 65536
 
 
 class Dataset(NamedTuple):
@@ -45,45 +36,6 @@ class Dataset(NamedTuple):
     X_test: np.ndarray
     y_test: np.ndarray
     source: Path
-
-
-def parse_idx(data: bytes, name: str = "<bytes>") -> np.ndarray:
-    """Decode the bytes of one IDX file; any malformed input raises ``ValueError``."""
-    if len(data) < 4 or data[0] != 0 or data[1] != 0:
-        raise ValueError(f"{name}: not an IDX file (bad magic number)")
-    dtype = _IDX_TYPES.get(data[2])
-    if dtype is None:
-        raise ValueError(f"{name}: not an IDX file (unknown type byte 0x{data[2]:02x})")
-    ndim = data[3]
-    header = 4 + 4 * ndim
-    if ndim == 0 or len(data) < header:
-        raise ValueError(f"{name}: truncated IDX header")
-    shape = tuple(int(d) for d in np.frombuffer(data, ">u4", count=ndim, offset=4))
-    expected = int(np.prod(shape, dtype=object)) * dtype.itemsize
-    if len(data) - header != expected:
-        raise ValueError(
-            f"{name}: holds {len(data) - header} bytes of data but its header {shape} "
-            f"needs {expected} (truncated or corrupt file)"
-        )
-    try:
-        values = np.frombuffer(data, dtype, offset=header).reshape(shape)
-    except ValueError as exc:  # more dimensions than NumPy supports: still name the file
-        raise ValueError(f"{name}: unsupported IDX array ({exc})") from None
-    return values.astype(dtype.newbyteorder("="), copy=False)
-
-
-def read_idx(path: str | os.PathLike) -> np.ndarray:
-    """Read an IDX file, plain or ``.gz``; errors name the file."""
-    path = Path(path)
-    try:
-        raw = path.read_bytes()
-        if raw[:2] == b"\x1f\x8b":  # gzip magic, whatever the extension
-            raw = gzip.decompress(raw)
-    except (OSError, EOFError, zlib.error) as exc:
-        if isinstance(exc, FileNotFoundError):
-            raise
-        raise ValueError(f"{path}: cannot read ({exc})") from None
-    return parse_idx(raw, str(path))
 
 
 def _split_file(folder: Path, stem: str) -> Path | None:
@@ -132,9 +84,9 @@ def find_dataset(dataset: str, data_dir: str | os.PathLike | None = None) -> Pat
     silent fall-back to another copy of the data (or a download).
     """
     if dataset not in DATASETS:
-        raise ValueError(f"unknown dataset {dataset!r}: choose one of {', '.join(DATASETS)}")
+        raise InvalidArgument(f"unknown dataset {dataset!r}: choose one of {', '.join(DATASETS)}")
     if data_dir is not None and not str(data_dir).strip():
-        raise ValueError("the data folder is an empty name: give a folder, or none to search")
+        raise InvalidArgument("the data folder is an empty name: give a folder, or none to search")
     searched = candidate_dirs(dataset, data_dir)
     for folder in searched:
         if _has_dataset(folder):
@@ -179,46 +131,61 @@ def _given_folder_problem(folder: Path, dataset: str) -> str:
 
 
 def load_split(folder: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
-    """Images as (n, rows*cols) uint8 and labels as (n,) uint8 for ``"train"`` or ``"test"``."""
+    """Images as (n, rows*cols) uint8 and labels as (n,) uint8 for ``"train"`` or ``"test"``.
+
+    Float images must be finite, labels whole numbers from 0 (and below ``MAX_CLASSES``).
+    """
     image_stem, label_stem = SPLITS[split]
     image_file, label_file = _split_file(folder, image_stem), _split_file(folder, label_stem)
     images, labels = read_idx(image_file), read_idx(label_file)
     if images.ndim != 3:
-        raise ValueError(
+        raise DataError(
             f"{image_file}: expected images of shape (n, rows, cols), got {images.shape}"
         )
     if labels.ndim != 1:
-        raise ValueError(f"{label_file}: expected a 1-D array of labels, got {labels.shape}")
+        raise DataError(f"{label_file}: expected a 1-D array of labels, got {labels.shape}")
     if images.shape[0] != labels.shape[0]:
-        raise ValueError(f"{folder}: {images.shape[0]} {split} images but {labels.shape[0]} labels")
+        raise DataError(f"{folder}: {images.shape[0]} {split} images but {labels.shape[0]} labels")
     if images.size == 0:
-        raise ValueError(f"{image_file}: holds no images (its header says {images.shape})")
+        raise DataError(f"{image_file}: holds no images (its header says {images.shape})")
+    if images.dtype.kind == "f" and not np.all(np.isfinite(images)):
+        raise DataError(f"{image_file}: the {split} images contain NaN or infinity")
+    if labels.dtype.kind == "f" and not (
+        np.all(np.isfinite(labels)) and np.all(labels == np.round(labels))
+    ):
+        raise DataError(f"{label_file}: labels must be whole numbers, got {labels.dtype} values")
+    if labels.min() < 0:
+        raise DataError(f"{label_file}: labels must be 0 or more, got {labels.min():g}")
+    if labels.max() >= MAX_CLASSES:
+        raise DataError(
+            f"{label_file}: labels go up to {labels.max():g}, but they are class indices 0 to "
+            f"K-1, one output unit each, with K at most {MAX_CLASSES}"
+        )
     return images.reshape(images.shape[0], -1), labels
 
 
 def load_dataset(
-    dataset: str = "fashion-mnist", data_dir: str | os.PathLike | None = None
+    dataset: str = "fashion-mnist",
+    data_dir: str | os.PathLike | None = None,
+    classes: int | None = None,
 ) -> Dataset:
-    """Find and read a dataset: ``X_train, y_train, X_test, y_test, source``."""
+    """Find and read a dataset: ``X_train, y_train, X_test, y_test, source``.
+
+    The test labels must be below ``classes``, the outputs of the model to be evaluated;
+    without it, within the classes the training labels make.
+    """
     folder = find_dataset(dataset, data_dir)
     X_train, y_train = load_split(folder, "train")
     X_test, y_test = load_split(folder, "test")
     if X_train.shape[1] != X_test.shape[1]:
-        raise ValueError(f"{folder}: train and test images differ in size")
+        raise DataError(f"{folder}: train and test images differ in size")
+    limit = f"the model has {classes} outputs"
+    if classes is None:
+        classes = int(y_train.max()) + 1
+        limit = f"the training labels make {classes} classes"
+    if y_test.max() >= classes:
+        raise DataError(
+            f"{_split_file(folder, SPLITS['test'][1])}: labels go up to {y_test.max():g}, "
+            f"but {limit} (labels 0 to {classes - 1})"
+        )
     return Dataset(X_train, y_train, X_test, y_test, folder)
-
-
-def write_idx(path: str | os.PathLike, array: np.ndarray) -> None:
-    """Write ``array`` as an IDX file (gzipped when the name ends in ``.gz``)."""
-    array = np.asarray(array)
-    if array.ndim == 0:
-        raise ValueError("IDX stores arrays of one or more dimensions, got a scalar")
-    codes = {dt.newbyteorder("="): code for code, dt in _IDX_TYPES.items()}
-    code = codes.get(array.dtype.newbyteorder("="))
-    if code is None:
-        raise ValueError(f"IDX cannot store dtype {array.dtype}")
-    big_endian = array.astype(_IDX_TYPES[code], copy=False)
-    header = bytes([0, 0, code, array.ndim]) + np.asarray(array.shape, ">u4").tobytes()
-    payload = header + big_endian.tobytes()
-    path = Path(path)
-    path.write_bytes(gzip.compress(payload, mtime=0) if path.suffix == ".gz" else payload)

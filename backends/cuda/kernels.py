@@ -1,0 +1,169 @@
+"""The fused CUDA kernels: their sources, kept as data, and their CuPy builds.
+
+Sources are plain strings so that the tests can compile them with nvcc and run their
+arithmetic with the host's C++ compiler (``tests/backends/cuda``): a typo or a wrong
+formula fails on a machine without a GPU. ``build`` turns them into CuPy kernels once per
+process; CuPy compiles each on its first launch and caches it on disk.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+# Each activation as CUDA code: forward from its input ``x``, backward from its output ``y``.
+_FORWARD = {
+    "identity": "x",
+    "relu": "max(x, (T)0)",
+    "sigmoid": "(T)1 / ((T)1 + exp(-x))",
+    "tanh": "tanh(x)",
+}
+_BACKWARD = {
+    "identity": "dy",
+    "relu": "y > (T)0 ? dy : (T)0",
+    "sigmoid": "dy * y * ((T)1 - y)",
+    "tanh": "dy * ((T)1 - y * y)",
+}
+
+# One row of softmax cross-entropy: a function of its own, so that the tests can build and
+# run its arithmetic on the host (tests/test_cuda_kernels_on_host.py).
+SOFTMAX_XENT_ROW = r"""
+__device__ void mlp_softmax_xent_row(
+    const {T}* z, {T}* g, const int label, const int classes, const {T} scale,
+    double* loss, double* hit)
+{{
+    // g = (softmax(z) - onehot(label)) * scale, where g may alias z; the row's loss and
+    // whether its first largest logit is the label.
+    const {T} z_label = z[label];
+    {T} z_max = z[0];
+    int arg = 0;
+    for (int j = 1; j < classes; ++j) {{
+        if (z[j] > z_max) {{ z_max = z[j]; arg = j; }}
+    }}
+    {T} total = 0;
+    for (int j = 0; j < classes; ++j) {{
+        const {T} e = exp(z[j] - z_max);
+        g[j] = e;
+        total += e;
+    }}
+    const {T} inv = ({T})1 / total;
+    for (int j = 0; j < classes; ++j) {{
+        g[j] = (g[j] * inv - (j == label ? ({T})1 : ({T})0)) * scale;
+    }}
+    *loss = log((double)total) - (double)(z_label - z_max);
+    *hit = (arg == label) ? 1.0 : 0.0;
+}}
+"""
+
+SOFTMAX_XENT = (
+    SOFTMAX_XENT_ROW
+    + r"""
+extern "C" __global__ void mlp_softmax_xent_{T}(
+    const {T}* logits, const int* labels, {T}* grad, double* totals,
+    const int rows, const int classes, const {T} scale)
+{{
+    // One thread per row (classes are few); grad may alias logits.
+    const int r = blockIdx.x * blockDim.x + threadIdx.x;
+    double loss = 0.0, hit = 0.0;
+    if (r < rows) {{
+        const long long row_start = (long long)r * classes;
+        mlp_softmax_xent_row(
+            logits + row_start, grad + row_start, labels[r], classes, scale, &loss, &hit);
+    }}
+    // Sum over the warp, then one atomic per warp: cheap, and no host round trip.
+    for (int offset = 16; offset > 0; offset >>= 1) {{
+        loss += __shfl_down_sync(0xffffffff, loss, offset);
+        hit += __shfl_down_sync(0xffffffff, hit, offset);
+    }}
+    if ((threadIdx.x & 31) == 0) {{
+        atomicAdd(&totals[0], loss);
+        atomicAdd(&totals[1], hit);
+    }}
+}}
+"""
+)
+
+THREADS = 128  # threads per block of the softmax kernel: a multiple of the warp size
+
+
+def _elementwise_specs() -> dict[str, tuple[str, str, str]]:
+    """Every elementwise kernel as CuPy's (inputs, outputs, operation) strings, by name."""
+    specs: dict[str, tuple[str, str, str]] = {}
+    for name, expr in _FORWARD.items():
+        specs["act_" + name] = ("T x", "T y", f"y = {expr};")
+        specs["bias_act_" + name] = ("T z, T b", "T y", f"const T x = z + b; y = {expr};")
+    for name, expr in _BACKWARD.items():
+        specs["backprop_" + name] = ("T dy, T y", "T dx", f"dx = {expr};")
+    # Row r of the batch is rows[start[0] + r]: a recorded step reads its place on the device.
+    specs["gather_rows"] = (
+        "raw S source, raw I rows, raw int64 start, int64 cols, T scale",
+        "T out",
+        "const long long r = i / cols;"
+        " out = (T)source[(long long)rows[start[0] + r] * cols + (i - r * cols)] * scale;",
+    )
+    # float32 -> bfloat16 bits, rounded to nearest even; NaN stays a (quiet) NaN.
+    specs["to_bf16"] = (
+        "float32 x",
+        "uint16 y",
+        "const unsigned int u = __float_as_uint(x);"
+        " y = (unsigned short)((u & 0x7fffffffu) > 0x7f800000u"
+        " ? (u >> 16) | 0x40u : (u + 0x7fffu + ((u >> 16) & 1u)) >> 16);",
+    )
+    # 1 - beta comes from the host, worked out in double: (T)1 - beta in float32 is 1.3e-5
+    # off for beta2 = 0.999, a bias in v that the CPU and PyTorch do not have.
+    adam_update = (
+        "const T grad = g + l2 * p;"
+        " m = beta1 * m + one_minus_beta1 * grad;"
+        " v = beta2 * v + one_minus_beta2 * grad * grad;"
+        " p = p * decay - step_size * m / (sqrt(v) * inv_sqrt_bc2 + eps);"
+    )
+    adam_constants = "T beta1, T one_minus_beta1, T beta2, T one_minus_beta2, T eps, T l2, T decay"
+    specs["adam"] = (
+        f"T g, T step_size, T inv_sqrt_bc2, {adam_constants}",
+        "T p, T m, T v",
+        adam_update,
+    )
+    # With the update count on the device (a recorded step advances it), one thread works out
+    # the bias corrections from it, in double as ``adam_scalars`` does on the host, and the
+    # update reads them: two pow() per element cost big's 5.8M-parameter step 50 µs.
+    specs["adam_corrections"] = (
+        "raw int64 count, float64 lr, float64 beta1, float64 beta2",
+        "T step_size, T inv_sqrt_bc2",
+        "const double t = (double)count[0];"
+        " step_size = (T)(lr / (1.0 - pow(beta1, t)));"
+        " inv_sqrt_bc2 = (T)(1.0 / sqrt(1.0 - pow(beta2, t)));",
+    )
+    specs["adam_counted"] = (
+        f"T g, raw T corrections, {adam_constants}",
+        "T p, T m, T v",
+        f"const T step_size = corrections[0]; const T inv_sqrt_bc2 = corrections[1]; {adam_update}",
+    )
+    specs["sgd"] = ("T g, T lr, T weight_decay", "T p", "p -= lr * (g + weight_decay * p);")
+    specs["sgd_momentum"] = (
+        "T g, T lr, T momentum, T weight_decay, int32 nesterov",
+        "T p, T velocity",
+        "T d = g + weight_decay * p;"
+        " velocity = momentum * velocity + d;"
+        " d = nesterov ? d + momentum * velocity : velocity;"
+        " p -= lr * d;",
+    )
+    return specs
+
+
+#: Elementwise kernels as source strings: built into CuPy kernels by ``_kernels`` and
+#: compiled with nvcc by the tests, so a typo shows up even on a machine without a GPU.
+ELEMENTWISE = _elementwise_specs()
+
+
+@functools.cache
+def build(cupy: Any) -> dict[str, Any]:
+    """Every fused kernel, by name, as a CuPy kernel (built once per process)."""
+    kernels: dict[str, Any] = {
+        name: cupy.ElementwiseKernel(inputs, outputs, operation, f"mlp_{name}")
+        for name, (inputs, outputs, operation) in ELEMENTWISE.items()
+    }
+    for ctype in ("float", "double"):
+        kernels["softmax_xent_" + ctype] = cupy.RawKernel(
+            SOFTMAX_XENT.format(T=ctype), f"mlp_softmax_xent_{ctype}"
+        )
+    return kernels

@@ -1,0 +1,180 @@
+"""Every check of a value a caller hands the library, in one place.
+
+A value is checked once, where it enters: a model's settings when it is built, an
+optimizer's when it is made, ``fit``'s arguments and data before any work. The command
+line parses its options with these same functions (``mlp/cli/common.py``), so a rule and
+its message are written once. A mistake raises ``InvalidArgument`` or ``DataError`` (both
+``ValueError``) or, for a value of the wrong type, ``TypeError``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from backends import ACTIVATIONS
+
+from .errors import DataError, InvalidArgument
+
+#: Model dtypes: float32 (the default, fast) and float64 (for gradient checks).
+DTYPES = ("float32", "float64")
+#: Initial-weight schemes; ``auto`` is He for ReLU, Xavier for the others.
+INITS = ("auto", "he", "xavier")
+
+
+# ---------------------------------------------------------------------------------- numbers
+def whole_number(name: str, value: Any, minimum: int = 0) -> int:
+    """``value`` as an int of at least ``minimum``; a bool, a float or a string is a mistake."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        kind = "positive" if minimum == 1 else "non-negative" if minimum == 0 else f">= {minimum}"
+        raise InvalidArgument(f"{name} must be a {kind} integer, got {value!r}")
+    return int(value)
+
+
+def positive_int(name: str, value: Any) -> int:
+    return whole_number(name, value, 1)
+
+
+def finite_number(name: str, value: Any) -> float:
+    """``value`` as a finite float; a string, a bool, NaN, infinity (or a number too large
+    for a float) is a mistake."""
+    numeric = isinstance(value, (int, float, np.integer, np.floating))
+    if isinstance(value, (bool, np.bool_)) or not numeric:
+        raise InvalidArgument(f"{name} must be a finite number, got {value!r}")
+    try:
+        number = float(value)
+    except OverflowError:  # an int beyond any float
+        number = math.inf
+    if not math.isfinite(number):
+        raise InvalidArgument(f"{name} must be a finite number, got {value!r}")
+    return number
+
+
+def positive_number(name: str, value: Any) -> float:
+    number = finite_number(name, value)
+    if not number > 0:
+        raise InvalidArgument(f"{name} must be positive, got {value!r}")
+    return number
+
+
+def non_negative_number(name: str, value: Any) -> float:
+    number = finite_number(name, value)
+    if not number >= 0:
+        raise InvalidArgument(f"{name} must be a non-negative number, got {value!r}")
+    return number
+
+
+def fraction(name: str, value: Any) -> float:
+    """A number in [0, 1): a dropout probability, a momentum, one of Adam's betas."""
+    number = finite_number(name, value)
+    if not 0.0 <= number < 1.0:
+        raise InvalidArgument(f"{name} must be in [0, 1), got {value!r}")
+    return number
+
+
+# ---------------------------------------------------------------------------------- models
+def layer_sizes(sizes: Sequence[int]) -> list[int]:
+    """At least two positive integer widths, in order; parameters some memory could hold."""
+    ordered = isinstance(sizes, (list, tuple, np.ndarray))  # a set has no order to keep
+    if not ordered or any(isinstance(s, (bool, np.bool_)) for s in sizes):
+        raise InvalidArgument(f"layer sizes must be a list of integers, got {sizes!r}")
+    try:
+        values = [int(s) for s in sizes]
+    except (TypeError, ValueError):
+        raise InvalidArgument(f"layer sizes must be integers, got {sizes!r}") from None
+    if len(values) < 2 or any(v <= 0 for v in values) or list(sizes) != values:
+        raise InvalidArgument(
+            f"need at least two positive integer layer sizes, got {list(sizes)!r}"
+        )
+    parameters = sum(a * b + b for a, b in itertools.pairwise(values))
+    if parameters * 8 > sys.maxsize:  # float64 at initialisation: no array can be that big
+        raise InvalidArgument(
+            f"layer sizes {values} make {parameters:,} parameters: far more than any "
+            "memory holds; use smaller layers"
+        )
+    return values
+
+
+def activation(name: Any) -> str:
+    if name not in ACTIVATIONS:
+        raise InvalidArgument(
+            f"unknown activation {name!r}: choose one of {', '.join(ACTIVATIONS)}"
+        )
+    return name
+
+
+def init_scheme(init: Any, activation_name: str) -> str:
+    """``he``, ``xavier``, or ``auto``: He for ReLU, Xavier for sigmoid and tanh."""
+    if init not in INITS:
+        raise InvalidArgument(f"unknown init {init!r}: choose one of {', '.join(INITS)}")
+    if init == "auto":
+        return "he" if activation_name == "relu" else "xavier"
+    return init
+
+
+def model_dtype(dtype: Any) -> np.dtype:
+    try:  # np.dtype(None) is float64: None is no answer
+        name = None if dtype is None else np.dtype(dtype).name
+    except TypeError:
+        name = None
+    if name not in DTYPES:
+        raise InvalidArgument(f"unsupported dtype {dtype!r}: choose float32 or float64")
+    return np.dtype(name)
+
+
+# ---------------------------------------------------------------------------------- data
+def as_table(X: Any) -> np.ndarray:
+    """A host array from any array-like; rows of different lengths are a mistake."""
+    try:
+        return np.asarray(X)
+    except ValueError as exc:
+        raise DataError(f"inputs are not a numeric table: {exc}") from None
+
+
+def inputs(X: Any, features: int) -> None:
+    """A numeric table of at least one row and ``features`` columns (host or device)."""
+    if X.ndim != 2 or X.shape[1] != features:
+        raise DataError(
+            f"expected inputs of shape (n, {features}), got {tuple(X.shape)}: "
+            f"the model's first layer takes {features} features"
+        )
+    if X.shape[0] == 0:
+        raise DataError("no input rows")
+    if X.dtype.kind not in "fiub":
+        raise DataError(f"inputs must be numeric, got dtype {X.dtype}")
+
+
+def class_labels(y: np.ndarray, rows: int, classes: int) -> np.ndarray:
+    """Integer labels in [0, classes), one per row, as an (n, 1) int32 column."""
+    if y.ndim != 1 or y.shape[0] != rows:
+        raise DataError(f"expected {rows} labels in a 1-D array, got shape {y.shape}")
+    whole = y.dtype.kind in "iu" or (
+        y.dtype.kind == "f" and np.all(np.isfinite(y)) and np.all(y == np.round(y))
+    )
+    if not whole:
+        raise DataError(f"labels must be integers, got dtype {y.dtype}")
+    if y.size and (y.min() < 0 or y.max() >= classes):
+        raise DataError(
+            f"labels must be in [0, {classes - 1}] for a {classes}-output model, "
+            f"got values from {y.min()} to {y.max()}"
+        )
+    return y.astype(np.int32).reshape(-1, 1)
+
+
+# ---------------------------------------------------------------------------------- fit
+def fit_options(validation_data: Any, shuffle: Any, callback: Any, on_batch: Any) -> None:
+    """``fit``'s other arguments, before any work: a wrong one fails now, not an epoch in."""
+    if validation_data is not None and not (
+        isinstance(validation_data, (tuple, list)) and len(validation_data) == 2
+    ):
+        raise InvalidArgument("validation_data must be a pair (X_val, y_val)")
+    if not isinstance(shuffle, (bool, np.bool_)):
+        raise TypeError(f"shuffle must be True or False, got {shuffle!r}")
+    for name, hook in (("callback", callback), ("on_batch", on_batch)):
+        if hook is not None and not callable(hook):
+            raise TypeError(f"{name} must be a function, got {hook!r}")

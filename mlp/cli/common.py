@@ -1,0 +1,203 @@
+"""What every command shares: its parser, its argument types, and one-line error reporting.
+
+A command's options are parsed by the library's own checks (``mlp/checks.py``), so a rule
+and its message are written once. At run time the library's errors (``mlp.errors``) and
+the backends' ``BackendUnavailable`` become one line on stderr; anything else is a bug and
+keeps its traceback. Exit status: 2 for a usage error, 1 for a runtime failure, 130 for
+Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NoReturn
+
+import numpy as np
+
+from backends import BackendUnavailable, parse_device
+
+from ..data import SYSTEM_DIRS, Dataset, ensure_dataset, load_dataset
+from ..errors import InvalidArgument, MLPError
+
+#: The search order of ``mlp.data.candidate_dirs``, its system folders taken from the source.
+DATA_DIR_HELP = (
+    "folder with the IDX files, or its DATASET subfolder: the only place looked when given "
+    "(default: the first of $MLP_DATA_DIR, ~/.cache/mlp/DATASET, "
+    + ", ".join(f"{folder}/DATASET" for folder in SYSTEM_DIRS)
+    + " that has them; else a download)"
+)
+
+
+class UsageError(MLPError, ValueError):
+    """A bad command-line value, or options that do not go together (exit status 2)."""
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """``--help`` shows each default as it would be typed (``512,256``), and none where
+    there is nothing to show (``None``, a flag's ``False``) or the help already says it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if (
+            not action.option_strings
+            or default is None
+            or default is False
+            or default is argparse.SUPPRESS
+            or default == {}
+            or "default" in text
+        ):
+            return text
+        if isinstance(default, list | tuple):
+            default = ",".join(map(str, default))
+        return f"{text} (default: {str(default).replace('%', '%%')})".lstrip()
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (``prog: error: …``), not usage + error,
+    and ``--help`` lists the defaults."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {one_line(message)} (see {self.prog} --help)\n")
+
+
+def one_line(message: Any) -> str:
+    return " ".join(str(message).split())
+
+
+# ---------------------------------------------------------------------------------- arguments
+def checked(
+    check: Callable[[str, Any], Any], name: str, convert: Callable[[str], Any] = int
+) -> Callable[[str], Any]:
+    """An argparse type: ``convert`` the text, then apply the library's ``check(name, value)``.
+
+    Text that does not convert goes to the check as it is, which refuses it with its own
+    message (``epochs must be a positive integer, got 'x'``), so each rule reads the same
+    on the command line as from Python.
+    """
+
+    def parse(text: str) -> Any:
+        try:
+            value = convert(text)
+        except ValueError:
+            value = text
+        try:
+            return check(name, value)
+        except InvalidArgument as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    return parse
+
+
+def hidden_sizes(text: str) -> list[int]:
+    """``"512,256"`` → ``[512, 256]``; ``""`` or ``"none"`` → no hidden layer."""
+    if text.strip().lower() in ("", "none"):
+        return []
+    parts = text.split(",")
+    if not all(p.strip().isdigit() and int(p) > 0 for p in parts):
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated positive integers such as 512,256, got {text!r}"
+        )
+    return [int(p) for p in parts]
+
+
+def device_spec(text: str) -> str:
+    try:
+        kind, index = parse_device(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return "cpu" if kind == "cpu" else f"cuda:{index}"
+
+
+def output_file(text: str) -> Path:
+    """A file to write: its folder must exist (checked now, not after hours of training)."""
+    path = Path(text)
+    folder = path.parent
+    try:
+        if not text or path.is_dir():
+            raise argparse.ArgumentTypeError(f"expected a file name, got {text!r}")
+        if path.exists() and not path.is_file():  # a device, a pipe: never renamed over
+            raise argparse.ArgumentTypeError(f"{text!r} is not a regular file")
+        if not folder.is_dir():
+            raise argparse.ArgumentTypeError(f"folder {str(folder)!r} does not exist")
+    except OSError as exc:  # a folder we may not look into, a name too long, …
+        raise argparse.ArgumentTypeError(f"cannot write {text!r}: {exc.strerror}") from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise argparse.ArgumentTypeError(f"folder {str(folder)!r} is not writable")
+    return path
+
+
+def named_path(text: str) -> Path:
+    """A file or folder to read: at least a name (whether it is there is the reader's
+    one-line error); an empty one would quietly mean the current folder or nothing."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError(f"expected a path, got {text!r}")
+    return Path(text)
+
+
+def read_dataset(
+    dataset: str,
+    args: argparse.Namespace,
+    err: Any,
+    quiet: bool = False,
+    classes: int | None = None,
+) -> Dataset:
+    """``dataset`` as ``--data-dir`` and ``--no-download`` say: found, else downloaded (a
+    line says so first, and a bar shows on a terminal unless ``quiet``)."""
+    folder = ensure_dataset(
+        dataset,
+        args.data_dir,
+        download=not args.no_download,
+        progress=not quiet and is_terminal(err),
+        announce=None if quiet else lambda line: print(line, file=err, flush=True),
+    )
+    return load_dataset(dataset, folder, classes=classes)
+
+
+def is_terminal(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False
+
+
+# ---------------------------------------------------------------------------------- running
+def report_errors(
+    prog: str, action: Callable[[], Any], interrupted: str = "", out_of_memory: str = ""
+) -> int:
+    """Run a command's work; turn a user's mistake or a runtime failure into one line.
+
+    Returns the exit status: the action's own when it returns an int, else 0; 2 for usage
+    errors, 1 for the library's errors and for running out of host or GPU memory (with the
+    ``out_of_memory`` hint), 130 for Ctrl-C (whose message, if any, says what was saved;
+    else ``interrupted``). NumPy's floating-point warnings are off: a diverging run
+    overflows before its loss turns NaN, and that is reported as one line (a NaN test loss
+    shows in the output), so they would only add noise.
+    """
+    try:
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            result = action()
+    except KeyboardInterrupt as exc:
+        detail = one_line(exc) or interrupted
+        print(f"{prog}: interrupted{'; ' + detail if detail else ''}", file=sys.stderr)
+        return 130
+    except UsageError as exc:
+        print(f"{prog}: error: {one_line(exc)}", file=sys.stderr)
+        return 2
+    except (MLPError, BackendUnavailable) as exc:
+        print(f"{prog}: error: {one_line(exc)}", file=sys.stderr)
+        return 1
+    except MemoryError as exc:  # NumPy's and CuPy's (OutOfMemoryError) alike
+        detail = one_line(exc) or "an allocation failed"
+        hint = f"; {out_of_memory}" if out_of_memory else ""
+        print(f"{prog}: error: out of memory: {detail}{hint}", file=sys.stderr)
+        return 1
+    return result if isinstance(result, int) else 0

@@ -1,0 +1,400 @@
+"""``mlp-train``: train an MLP on an MNIST-family dataset from the command line.
+
+Usage errors exit with status 2 and runtime failures with status 1, each with one line on
+stderr that says what to do; a traceback is only for bugs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from backends import PRECISIONS, get_backend
+
+from .. import checks
+from ..checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from ..data import DATASETS, Dataset
+from ..errors import CheckpointError, InvalidArgument, MLPError, TrainingDiverged
+from ..model import MLP
+from ..optim import OPTIMIZERS, Optimizer, make_optimizer
+from .common import (
+    DATA_DIR_HELP,
+    OneLineParser,
+    UsageError,
+    checked,
+    device_spec,
+    hidden_sizes,
+    named_path,
+    one_line,
+    output_file,
+    read_dataset,
+    report_errors,
+)
+from .reporting import EpochProgress, MetricsLog, check_plot_available, plot_history
+
+PROG = "mlp-train"
+
+
+class RunStopped(MLPError, RuntimeError):
+    """Training stopped early (diverged); the message says what was kept."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = OneLineParser(
+        prog=PROG,
+        description="Train a multilayer perceptron on MNIST, Fashion-MNIST or KMNIST.",
+    )
+    p.add_argument("--device", type=device_spec, default="cpu", help="cpu, cuda or cuda:N")
+    p.add_argument("--dataset", choices=DATASETS, default="fashion-mnist", help="what to learn")
+    p.add_argument("--data-dir", type=named_path, default=None, help=DATA_DIR_HELP)
+    p.add_argument(
+        "--hidden",
+        type=hidden_sizes,
+        default="512,256",
+        help="hidden layer widths, comma-separated",
+    )
+    p.add_argument(
+        "--activation", choices=("relu", "sigmoid", "tanh"), default="relu", help="of hidden layers"
+    )
+    p.add_argument(
+        "--dropout",
+        type=checked(checks.fraction, "dropout probability", float),
+        default=0.0,
+        help="dropout after hidden layers",
+    )
+    p.add_argument(
+        "--epochs",
+        type=checked(checks.positive_int, "epochs"),
+        default=10,
+        help="passes over the training set, in all",
+    )
+    p.add_argument(
+        "--batch-size",
+        type=checked(checks.positive_int, "batch size"),
+        default=128,
+        help="samples per step",
+    )
+    p.add_argument(
+        "--lr",
+        type=checked(checks.positive_number, "learning rate", float),
+        default=None,
+        help="learning rate (default: 1e-3 for adam/adamw, 0.05 for sgd/momentum)",
+    )
+    p.add_argument("--optimizer", choices=tuple(OPTIMIZERS), default="adam", help="update rule")
+    p.add_argument(
+        "--weight-decay",
+        type=checked(checks.non_negative_number, "weight decay", float),
+        default=None,
+        help="L2 (sgd, adam) or decoupled (adamw) weight decay (default: 0; 0.01 for adamw)",
+    )
+    p.add_argument(
+        "--seed",
+        type=checked(checks.whole_number, "seed"),
+        default=0,
+        help="initial weights, shuffling and dropout: the same seed repeats a run",
+    )
+    p.add_argument(
+        "--dtype",
+        choices=checks.DTYPES,
+        default="float32",
+        help="of weights and activations (float64: for gradient checks, slower)",
+    )
+    p.add_argument(
+        "--precision",
+        choices=tuple(PRECISIONS),
+        default="float32",
+        help="float32 matmuls: exact, on TF32 tensor cores (~1e-3 relative error), or with "
+        "bfloat16 operands and float32 accumulation (~1e-2); weights, gradients and optimizer "
+        "state stay float32. CUDA runs them on tensor cores; the CPU emulates the rounding",
+    )
+    p.add_argument(
+        "--tf32",
+        dest="precision",
+        action="store_const",
+        const="tf32",
+        help="the same as --precision tf32",
+    )
+    g = p.add_argument_group("checkpoints, logs and downloads")
+    g.add_argument(
+        "--save",
+        type=output_file,
+        default=None,
+        metavar="RUN.npz",
+        help="write a checkpoint after every epoch (atomically) and at the end",
+    )
+    g.add_argument(
+        "--resume",
+        type=named_path,
+        default=None,
+        metavar="RUN.npz",
+        help="continue a run from its checkpoint; --epochs stays the total "
+        "(checkpoints go back into this file unless --save says otherwise)",
+    )
+    g.add_argument(
+        "--no-download",
+        action="store_true",
+        help="never download a missing dataset (fail with what to do instead)",
+    )
+    g.add_argument(
+        "--quiet",
+        action="store_true",
+        help="no progress bar and no per-epoch lines; just the final accuracy",
+    )
+    g.add_argument(
+        "--log",
+        type=output_file,
+        default=None,
+        metavar="METRICS.jsonl",
+        help="one JSON line of metrics per epoch (a fresh run replaces the file, a resumed run "
+        "appends)",
+    )
+    g.add_argument(
+        "--plot",
+        type=output_file,
+        default=None,
+        metavar="CURVES.png",
+        help="draw loss and accuracy curves at the end (needs the 'plot' extra)",
+    )
+    return p
+
+
+# ---------------------------------------------------------------------------------- before
+def check_options(args: argparse.Namespace) -> None:
+    """Options that do not go together, or that cannot work here: refused in a second, not
+    after the dataset loads or the first epoch."""
+    if args.precision != "float32" and args.dtype != "float32":
+        raise UsageError(
+            f"--precision {args.precision} reduces float32 matmuls only: "
+            f"drop it, or use --dtype float32"
+        )
+    check_distinct_outputs(args)
+    if args.plot is not None:
+        try:
+            check_plot_available(args.plot)
+        except InvalidArgument as exc:
+            raise UsageError(f"--plot {exc}") from None
+
+
+def check_distinct_outputs(args: argparse.Namespace) -> None:
+    """Each file the run writes is its own: a plot over the checkpoint, or a log that the
+    next atomic checkpoint save replaces, would lose one of them without a word."""
+    named = [
+        (option, path)
+        for option, path in (
+            ("--save", args.save),
+            ("--resume", args.resume),
+            ("--log", args.log),
+            ("--plot", args.plot),
+        )
+        if path is not None
+    ]
+    seen: dict[str, str] = {}
+    for option, path in named:
+        key = os.path.realpath(path)
+        other = seen.setdefault(key, option)
+        if other != option and {other, option} != {"--save", "--resume"}:
+            raise UsageError(f"{other} and {option} name the same file ({path}): give each its own")
+
+
+def resumed_checkpoint(args: argparse.Namespace) -> Checkpoint | None:
+    """The ``--resume`` checkpoint, read and checked in full, or ``None``."""
+    if args.resume is None:
+        return None
+    checkpoint = load_checkpoint(args.resume)
+    if checkpoint.epoch > args.epochs:
+        raise UsageError(
+            f"{args.resume} already holds {checkpoint.epoch} epochs, more than "
+            f"--epochs {args.epochs} (--epochs is the total, as when it started)"
+        )
+    differences = []
+    if checkpoint.seed != args.seed:
+        differences.append(f"--seed {checkpoint.seed} in the file but {args.seed} here")
+    dataset = checkpoint.run.get("dataset")
+    if dataset is not None and dataset != args.dataset:
+        differences.append(f"--dataset {dataset} in the file but {args.dataset} here")
+    if differences:  # weights and optimizer are compared by ``restore``
+        raise CheckpointError(checkpoint.path, "is another run: " + "; ".join(differences))
+    return checkpoint
+
+
+def default_lr(optimizer: str) -> float:
+    return 1e-3 if optimizer in ("adam", "adamw") else 0.05
+
+
+def build_optimizer(args: argparse.Namespace) -> Optimizer:
+    extra = {} if args.weight_decay is None else {"weight_decay": args.weight_decay}
+    return make_optimizer(args.optimizer, lr=args.lr or default_lr(args.optimizer), **extra)
+
+
+# ---------------------------------------------------------------------------------- the run
+def run(args: argparse.Namespace, out: Any = None, err: Any = None) -> dict[str, float]:
+    """Train as the arguments say, printing per-epoch metrics; returns the final test metrics."""
+    out = sys.stdout if out is None else out
+    err = sys.stderr if err is None else err
+
+    def say(message: str) -> None:
+        if not args.quiet:
+            print(message, file=out, flush=True)
+
+    check_options(args)
+    backend = get_backend(args.device, precision=args.precision)
+    checkpoint = resumed_checkpoint(args)
+    data = read_dataset(args.dataset, args, err, quiet=args.quiet)
+    sizes = [data.X_train.shape[1], *args.hidden, int(data.y_train.max()) + 1]
+    model = MLP(
+        sizes,
+        activation=args.activation,
+        device=backend,
+        dtype=args.dtype,
+        seed=args.seed,
+        dropout=args.dropout,
+    )
+    optimizer = build_optimizer(args)
+    history: list[dict[str, Any]] = []
+    initial_epoch = 0
+    if checkpoint is not None:
+        checkpoint.restore(model, optimizer)
+        initial_epoch, history = checkpoint.epoch, checkpoint.history
+
+    say(
+        f"{args.dataset} from {data.source}: {len(data.X_train)} train / "
+        f"{len(data.X_test)} test images"
+    )
+    say(f"{model} · {optimizer} · batch {args.batch_size}")
+    say(f"device: {backend.describe()}")
+    if checkpoint is not None:
+        say(f"resuming {args.resume} after epoch {initial_epoch} of {args.epochs}")
+
+    outputs = Outputs(args, model, optimizer, history, len(data.X_train), out, err)
+    train(args, model, optimizer, data, initial_epoch, outputs)
+    finished_before = args.resume is not None and initial_epoch == args.epochs
+    if outputs.save_path is not None and finished_before and outputs.save_path != args.resume:
+        outputs.save(args.epochs)  # nothing trained, but --save names another file: copy there
+    final = model.evaluate(data.X_test, data.y_test)
+    if args.plot is not None:
+        widths = "-".join(str(w) for w in model.sizes)
+        plot_history(history, args.plot, title=f"{args.dataset} · MLP {widths} · {args.optimizer}")
+        say(f"curves: {args.plot}")
+    print(f"test accuracy: {final['accuracy']:.4f}", file=out, flush=True)
+    return final
+
+
+def train(
+    args: argparse.Namespace,
+    model: MLP,
+    optimizer: Optimizer,
+    data: Dataset,
+    initial_epoch: int,
+    outputs: Outputs,
+) -> None:
+    """``fit`` as the options say; a run that stops says which checkpoint it left."""
+    try:
+        model.fit(
+            data.X_train,
+            data.y_train,
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            optimizer=optimizer,
+            validation_data=(data.X_test, data.y_test),
+            seed=args.seed,
+            initial_epoch=initial_epoch,
+            callback=outputs.end_epoch,
+            on_batch=outputs.progress.batch,
+        )
+    except TrainingDiverged as exc:
+        raise RunStopped(f"{exc}; {outputs.kept()}") from None
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt(outputs.kept()) from None
+    except MemoryError as exc:  # memory gone mid-run (another process took the GPU's, say)
+        # a plain MemoryError: NumPy's and CuPy's subclasses take other arguments than a text
+        raise MemoryError(f"{one_line(exc)}; {outputs.kept()}") from None
+    finally:
+        outputs.close()
+
+
+class Outputs:
+    """What a run leaves as each epoch ends: the history, a checkpoint, a log line, the
+    progress bar and the epoch's line; and, should it stop, the line saying what was kept."""
+
+    def __init__(
+        self,
+        args: argparse.Namespace,
+        model: MLP,
+        optimizer: Optimizer,
+        history: list[dict[str, Any]],
+        samples: int,
+        out: Any,
+        err: Any,
+    ) -> None:
+        self.args, self.model, self.optimizer, self.history = args, model, optimizer, history
+        self.out = out
+        self.save_path: Path | None = args.save if args.save is not None else args.resume
+        self.progress = EpochProgress(
+            samples, args.batch_size, args.epochs, err, enabled=not args.quiet
+        )
+        resumed = args.resume is not None
+        self.log = MetricsLog(args.log, model.device, append=resumed) if args.log else None
+        self.run_info = {
+            "dataset": args.dataset,
+            "batch_size": args.batch_size,
+            "epochs": args.epochs,
+            "optimizer": args.optimizer,
+        }
+
+    def end_epoch(self, record: dict[str, Any]) -> None:
+        self.progress.end(record)
+        self.history.append(record)
+        if self.save_path is not None:  # only finite epochs get here: a NaN never overwrites
+            self.save(record["epoch"])
+        if not self.args.quiet:
+            print(
+                f"epoch {record['epoch']:>3}/{self.args.epochs}  "
+                f"train loss {record['loss']:.4f}  test loss {record['val_loss']:.4f}  "
+                f"test accuracy {record['val_accuracy']:.4f}  {record['seconds']:.2f} s",
+                file=self.out,
+                flush=True,
+            )
+        if self.log is not None:
+            self.log.write(record)
+
+    def save(self, epoch: int) -> None:
+        save_checkpoint(
+            self.save_path,
+            self.model,
+            self.optimizer,
+            epoch=epoch,
+            seed=self.args.seed,
+            history=self.history,
+            run=self.run_info,
+        )
+
+    def close(self) -> None:
+        self.progress.close()
+        if self.log is not None:
+            self.log.close()
+
+    def kept(self) -> str:
+        if self.save_path is None:
+            return "no checkpoint was written (use --save to keep one)"
+        if not self.history:
+            return f"no epoch finished, so nothing was saved to {self.save_path}"
+        epoch = self.history[-1]["epoch"]
+        return f"{self.save_path} holds epoch {epoch}: continue with --resume {self.save_path}"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)  # bad values: one line on stderr, exit status 2
+    return report_errors(
+        PROG,
+        lambda: run(args),
+        interrupted="nothing saved",
+        out_of_memory="a smaller --hidden or --batch-size needs less",
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
