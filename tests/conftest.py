@@ -6,30 +6,15 @@ that skip becomes a failure, so a GPU run can never pass by skipping.
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
-from backends import BackendUnavailable, NumpyBackend, get_backend
+from backends import NumpyBackend, get_backend
 from mlp.data.synthetic import write_dataset
+from tests.helpers import backend_or_skip
 
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)]
 #: Backends: the CPU with its Numba kernels (when installed), the CPU without them, and CUDA.
 BACKENDS = ["cpu", "cpu-nonumba", pytest.param("cuda", marks=pytest.mark.cuda)]
-
-
-def require_gpu() -> bool:
-    return os.environ.get("MLP_REQUIRE_GPU", "") not in ("", "0")
-
-
-def backend_or_skip(spec: str):
-    """The backend for ``spec``; a missing GPU skips (or fails under MLP_REQUIRE_GPU=1)."""
-    try:
-        return get_backend(spec)
-    except BackendUnavailable as exc:
-        if require_gpu():
-            pytest.fail(f"MLP_REQUIRE_GPU=1 but {spec} is unavailable: {exc}")
-        pytest.skip(f"{spec} unavailable: {exc}")
 
 
 @pytest.fixture(params=DEVICES)

@@ -1,14 +1,12 @@
-"""Backprop through Linear(activation) + Dropout, with the mask held fixed, vs finite differences.
-
-Sigmoid and tanh compute their derivative from their output, so dropout must leave that
-output intact: scaling it in place gave wrong hidden-layer gradients.
-"""
+"""Layers on their own: dropout forward and backward (gradients through it against finite
+differences), and its probability checked."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
+from backends import NumpyBackend
 from mlp import Dropout, Linear
 
 
@@ -27,6 +25,35 @@ def _loss(backend, activation, W, b, x, r, seed=3):
     dropout.generator = backend.random_generator(seed)
     out = dropout.forward(linear.forward(backend.asarray(x), training=True), training=True)
     return float(np.sum(backend.to_numpy(out) * r)), linear, dropout
+
+
+def test_dropout_layer_forward_and_backward():
+    backend = NumpyBackend()
+    layer = Dropout(0.5)
+    layer.bind(backend)
+    layer.generator = backend.random_generator(0)
+    x = np.random.default_rng(1).uniform(1.0, 2.0, size=(200, 100)).astype(np.float32)
+    original = x.copy()
+    y = layer.forward(x.copy(), training=True)
+    kept = y != 0
+    assert 0.45 < kept.mean() < 0.55
+    np.testing.assert_allclose(y[kept], 2.0 * original[kept], rtol=1e-6)
+    dy = np.ones_like(x)
+    dx = layer.backward(dy)
+    np.testing.assert_array_equal(dx != 0, kept)  # the same units are dropped going back
+    np.testing.assert_allclose(dx[kept], 2.0)
+
+    z = original.copy()
+    assert layer.forward(z, training=False) is z
+    np.testing.assert_array_equal(z, original)
+    g = np.ones_like(x)
+    np.testing.assert_array_equal(layer.backward(g), 1.0)  # no mask after an eval forward
+
+
+@pytest.mark.parametrize("p", [1.0, -0.5, 1.5])
+def test_dropout_probability_checked(p):
+    with pytest.raises(ValueError):
+        Dropout(p)
 
 
 @pytest.mark.parametrize("activation", ["relu", "sigmoid", "tanh"])

@@ -21,18 +21,9 @@ from backends import BackendUnavailable, get_backend
 from mlp import MLP, SGD, Adam, AdamW
 from mlp.checkpoint import FORMAT_VERSION, CheckpointError, load_checkpoint
 from mlp.files import atomic_write
+from tests.helpers import ROOT, backend_or_skip
 
-ROOT = Path(__file__).resolve().parents[1]
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)]
-
-
-def backend_or_skip(spec: str):
-    try:
-        return get_backend(spec)
-    except BackendUnavailable as exc:
-        if os.environ.get("MLP_REQUIRE_GPU", "") not in ("", "0"):
-            pytest.fail(f"MLP_REQUIRE_GPU=1 but {spec} is unavailable: {exc}")
-        pytest.skip(f"{spec} unavailable: {exc}")
 
 
 def toy_data(n=256, features=12, classes=4, seed=0):
@@ -72,6 +63,48 @@ def edit_meta(path: Path, change) -> None:
         arrays["__meta__"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
 
     rewrite(path, edit)
+
+
+# ----------------------------------------------------------------------------- never pickle
+class _Boom:
+    def __reduce__(self):
+        return (Path.touch, (Path(os.environ["MLP_TEST_MARKER"]),))
+
+
+_SAVER = textwrap.dedent(
+    """
+    import sys, time
+    import numpy as np
+    import mlp.files as ckpt
+    from mlp import MLP
+
+    path, slow = sys.argv[1], sys.argv[2] == "slow"
+    model = MLP([784, 1024, 512, 10], seed=0)  # ~1.3 M parameters: ~5 MB per save
+    model.save(path, epoch=0)
+    if slow:  # every write of the temporary file takes a while: a kill lands mid-write
+        real_open = ckpt._open_temp
+
+        class Slow:
+            def __init__(self, f):
+                self.f = f
+            def write(self, data):
+                time.sleep(0.02)
+                return self.f.write(data)
+            def __getattr__(self, name):
+                return getattr(self.f, name)
+            def __enter__(self):
+                return self
+            def __exit__(self, *exc):
+                return self.f.__exit__(*exc)
+
+        ckpt._open_temp = lambda fd: Slow(real_open(fd))
+    print("ready", flush=True)
+    epoch = 0
+    while True:
+        epoch += 1
+        model.save(path, epoch=epoch)
+    """
+)
 
 
 # ----------------------------------------------------------------------------- round trips
@@ -142,12 +175,6 @@ def test_load_on_unavailable_device_says_so(tmp_path):
     path = trained_model().save(tmp_path / "run.npz")
     with pytest.raises(BackendUnavailable, match=r"cuda|CUDA|CuPy"):
         MLP.load(path, device="cuda")
-
-
-# ----------------------------------------------------------------------------- never pickle
-class _Boom:
-    def __reduce__(self):
-        return (Path.touch, (Path(os.environ["MLP_TEST_MARKER"]),))
 
 
 def test_loading_never_unpickles(tmp_path, monkeypatch):
@@ -336,42 +363,6 @@ def test_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
         atomic_write(path, crash)
     assert load_checkpoint(path).epoch == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run.npz"]
-
-
-_SAVER = textwrap.dedent(
-    """
-    import sys, time
-    import numpy as np
-    import mlp.files as ckpt
-    from mlp import MLP
-
-    path, slow = sys.argv[1], sys.argv[2] == "slow"
-    model = MLP([784, 1024, 512, 10], seed=0)  # ~1.3 M parameters: ~5 MB per save
-    model.save(path, epoch=0)
-    if slow:  # every write of the temporary file takes a while: a kill lands mid-write
-        real_open = ckpt._open_temp
-
-        class Slow:
-            def __init__(self, f):
-                self.f = f
-            def write(self, data):
-                time.sleep(0.02)
-                return self.f.write(data)
-            def __getattr__(self, name):
-                return getattr(self.f, name)
-            def __enter__(self):
-                return self
-            def __exit__(self, *exc):
-                return self.f.__exit__(*exc)
-
-        ckpt._open_temp = lambda fd: Slow(real_open(fd))
-    print("ready", flush=True)
-    epoch = 0
-    while True:
-        epoch += 1
-        model.save(path, epoch=epoch)
-    """
-)
 
 
 @pytest.mark.parametrize("mode", ["slow", "fast"])

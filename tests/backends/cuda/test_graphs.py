@@ -4,20 +4,20 @@ On a GPU, ``fit`` records its step once and replays it for every full batch. Eac
 trains the same seeded model twice, recorded and with ``MLP_NO_CUDA_GRAPH=1``, and compares:
 a replay that read a stale batch, a stale step count or an old learning rate would drift
 from the op-by-op run at once. Each also checks that a recording was made, so that a run
-which silently fell back to op by op cannot pass.
-"""
+which silently fell back to op by op cannot pass."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import backend_or_skip
 
 from backends import get_backend
 from mlp import MLP
 from mlp.optim import SGD, Adam, AdamW
+from tests.helpers import backend_or_skip
 
 pytestmark = pytest.mark.cuda
+
 
 OPTIMIZERS = {
     "adam": lambda: Adam(lr=2e-3, weight_decay=1e-4),

@@ -3,8 +3,7 @@
 Every test here needs CUDA (they skip without it; ``MLP_REQUIRE_GPU=1`` makes that a
 failure). Each backend op of the CUDA backend is checked against the float64 reference in
 ``test_backend_ops`` already (the ``backend`` fixture runs it on CuPy); these tests check
-that whole models agree across devices.
-"""
+that whole models agree across devices."""
 
 from __future__ import annotations
 
@@ -15,6 +14,7 @@ from mlp import MLP, SGD, Adam, AdamW
 from mlp.data.synthetic import make_images
 
 pytestmark = pytest.mark.cuda
+
 
 ACTS = ["relu", "sigmoid", "tanh"]
 
@@ -163,3 +163,17 @@ def test_to_cuda_and_back(gpu):
     model.to("cpu")
     assert isinstance(model.params, np.ndarray)
     assert any(not np.array_equal(model.state_dict()[k], params[k]) for k in params)
+
+
+@pytest.mark.cuda
+def test_bf16_first_epoch_cpu_and_gpu_agree(make_backend):
+    images, labels = make_images(512, seed=5)
+    X = images.reshape(len(images), -1)
+    histories = []
+    for kind in ("cpu", "cuda"):
+        model = MLP([784, 32, 10], device=make_backend(kind, "bf16"), seed=0)
+        histories.append(
+            model.fit(X, labels, epochs=1, batch_size=32, optimizer=Adam(lr=1e-3), seed=0)
+        )
+    (cpu,), (cuda,) = histories
+    assert cuda["loss"] == pytest.approx(cpu["loss"], rel=2e-3)

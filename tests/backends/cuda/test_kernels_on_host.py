@@ -4,8 +4,7 @@ Each elementwise kernel's operation (the C code CuPy compiles), and the softmax
 cross-entropy kernel's row function, is wrapped in a plain C++ loop, built with the host
 compiler and called through ctypes, then compared with the NumPy backend's body of the
 same op. Compiling (``test_cuda_sources``) proves the code is valid CUDA; this
-proves it computes the right numbers, before any GPU has run it.
-"""
+proves it computes the right numbers, before any GPU has run it."""
 
 from __future__ import annotations
 
@@ -16,13 +15,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from cuda_types import C_TYPES
 
 from backends import NumpyBackend
 from backends.cuda.kernels import ELEMENTWISE, SOFTMAX_XENT_ROW
+from tests.backends.cuda.cuda_types import C_TYPES
 
 CXX = shutil.which("g++") or shutil.which("c++")
+
+
 pytestmark = pytest.mark.skipif(CXX is None, reason="no host C++ compiler (g++)")
+
 
 _PRELUDE = """
 #include <algorithm>
@@ -161,6 +163,18 @@ def float32_bit_patterns(n: int, seed: int = 0) -> np.ndarray:
     return np.concatenate([edges, bits]).view(np.float32)
 
 
+def adam_on_host(host_kernels, dtype, decoupled, p, g, m, v):
+    """One step of the CUDA Adam kernel, with the scalars ``CupyBackend.adam_step`` passes."""
+    from backends.xp_backend import adam_scalars
+
+    step_size, inv_sqrt_bc2, l2, decay = adam_scalars(3, 1e-3, 0.9, 0.999, 0.01, decoupled)
+    return run_kernel(
+        host_kernels, "adam", dtype, p.size, g=g, step_size=step_size,
+        inv_sqrt_bc2=inv_sqrt_bc2, beta1=0.9, one_minus_beta1=1.0 - 0.9, beta2=0.999,
+        one_minus_beta2=1.0 - 0.999, eps=1e-8, l2=l2, decay=decay, p=p, m=m, v=v,
+    )  # fmt: skip
+
+
 def test_to_bf16_rounds_like_the_cpu_emulation(host_kernels):
     x = float32_bit_patterns(200_000)
     bits = run_kernel(host_kernels, "to_bf16", np.float32, x.size, x=x, y=0)["y"]
@@ -204,18 +218,6 @@ def test_gather_rows_kernel(host_kernels, start):
     )["out"]  # fmt: skip
     expected = source[rows[start : start + 20]].astype(np.float32) * np.float32(1 / 255)
     np.testing.assert_allclose(out.reshape(20, 7), expected, rtol=1e-7)
-
-
-def adam_on_host(host_kernels, dtype, decoupled, p, g, m, v):
-    """One step of the CUDA Adam kernel, with the scalars ``CupyBackend.adam_step`` passes."""
-    from backends.xp_backend import adam_scalars
-
-    step_size, inv_sqrt_bc2, l2, decay = adam_scalars(3, 1e-3, 0.9, 0.999, 0.01, decoupled)
-    return run_kernel(
-        host_kernels, "adam", dtype, p.size, g=g, step_size=step_size,
-        inv_sqrt_bc2=inv_sqrt_bc2, beta1=0.9, one_minus_beta1=1.0 - 0.9, beta2=0.999,
-        one_minus_beta2=1.0 - 0.999, eps=1e-8, l2=l2, decay=decay, p=p, m=m, v=v,
-    )  # fmt: skip
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

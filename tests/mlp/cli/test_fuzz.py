@@ -9,34 +9,14 @@ import io
 import shutil
 from pathlib import Path
 
-import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-hypothesis = pytest.importorskip("hypothesis")
-
-from hypothesis import HealthCheck, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
-
-from mlp.cli import train  # noqa: E402
-from mlp.data import SPLITS  # noqa: E402
-from mlp.data.synthetic import write_dataset  # noqa: E402
+from mlp.cli import train
+from mlp.data import SPLITS
+from tests.helpers import one_line, train_on
 
 TEST_LABELS = SPLITS["test"][1]
-
-
-@pytest.fixture(scope="module")
-def good(tmp_path_factory) -> Path:
-    return write_dataset(tmp_path_factory.mktemp("good") / "data", n_train=300, n_test=100)
-
-
-def train_on(data, *extra) -> list[str]:
-    return ["--data-dir", data, "--no-download", "--hidden", "16", "--epochs", "1", *extra]
-
-
-def one_line(err: str) -> str:
-    assert "Traceback" not in err
-    assert err.endswith("\n") and err.count("\n") == 1, err
-    assert err.startswith("mlp-train: error: ")
-    return err[len("mlp-train: error: ") : -1]
 
 
 @st.composite

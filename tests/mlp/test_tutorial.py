@@ -1,5 +1,7 @@
 """The seed tutorial's own example on every backend: z = W·x + b, a sigmoid, forward(X, W1, ...)."""
 
+from __future__ import annotations
+
 import numpy as np
 
 from mlp import MLP

@@ -1,23 +1,20 @@
 """Smoke test of the benchmark: it runs end to end on a few steps and writes its JSON.
 
 A benchmark is not a test: nothing here checks a timing, only that the bench runs and
-that its results have the expected structure. Needs neither PyTorch nor scikit-learn.
-"""
+that its results have the expected structure. Needs neither PyTorch nor scikit-learn."""
 
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from bench import cli, report
 from bench.limit import epoch_flops
 from bench.workloads import WORKLOADS, batch_sizes, epoch_samples, synthetic_data
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.helpers import ROOT
 
 
 def test_bench_runs_end_to_end(tmp_path):

@@ -3,8 +3,7 @@
 CuPy compiles kernels only on a GPU, so on a CPU machine a typo in a kernel would wait
 for the next GPU run. Here each elementwise kernel is wrapped the way CuPy wraps it
 (inputs by value, outputs by reference, ``raw`` arguments as pointers, ``i`` the index)
-and compiled for float and double, together with the softmax cross-entropy kernel.
-"""
+and compiled for float and double, together with the softmax cross-entropy kernel."""
 
 from __future__ import annotations
 
@@ -12,12 +11,14 @@ import shutil
 import subprocess
 
 import pytest
-from cuda_types import C_TYPES
 
 from backends.cuda import cublas
 from backends.cuda.kernels import ELEMENTWISE, SOFTMAX_XENT
+from tests.backends.cuda.cuda_types import C_TYPES
 
 NVCC = shutil.which("nvcc")
+
+
 pytestmark = pytest.mark.skipif(NVCC is None, reason="nvcc (CUDA toolkit) not installed")
 
 

@@ -1,0 +1,141 @@
+"""``python -m bench``'s options and output folder: one line on stderr for a bad one, never a
+traceback, and a rerun that never replaces earlier results."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from mlp import files
+from tests.helpers import assert_one_line, run_module
+
+TINY_BENCH = [
+    "--workloads", "tiny", "--steps", "3", "--epochs", "1", "--warmup", "0", "--peers", "none",
+    "--no-textbook", "--no-time-to-accuracy", "--no-cli-rss", "--no-plot", "--data", "synthetic",
+    "--devices", "cpu",
+]  # fmt: skip
+
+
+def disk_full(fd: int) -> None:
+    raise OSError(28, "No space left on device")
+
+
+def test_bench_help_still_lists_defaults():
+    from bench import cli
+
+    text = cli.build_parser().format_help()
+    assert "(default: 3)" in text and "(default: tiny,std,big)" in text
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        ["--warmup", "-1"],
+        ["--row-timeout", "0"],
+        ["--row-timeout", "-1"],
+        ["--row-timeout", "nan"],
+        ["--row-timeout", "inf"],
+        ["--max-extra", "-5"],
+        ["--target", "nan"],
+        ["--target", "2"],
+        ["--target", "0"],
+        ["--epochs", "-3"],
+        ["--limit-repeats", "0"],
+        ["--steps", "x"],
+        ["--max-epochs", "0"],
+        ["--cpu-steps", "big=-1"],
+    ],
+)
+def test_bench_numbers_are_range_checked(bad, capsys):
+    from bench import cli
+
+    with pytest.raises(SystemExit) as exc:
+        cli.build_parser().parse_args(bad)
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and re.search(f"argument {bad[0]}: .*(must be|expected)", err), err
+    assert err.startswith("python -m bench: error: ") and err.count("\n") == 1
+
+
+def test_bench_numbers_in_range_are_accepted():
+    from bench import cli
+
+    args = cli.build_parser().parse_args(
+        ["--warmup", "0", "--max-extra", "0", "--target", "1", "--row-timeout", "0.5"]
+    )
+    assert (args.warmup, args.max_extra, args.target, args.row_timeout) == (0, 0, 1.0, 0.5)
+
+
+@pytest.mark.parametrize(
+    ("out", "says"),
+    [
+        ("afile", "a file has that name"),
+        ("afile/sub", "a file is in its path"),
+        pytest.param(
+            "/proc/mlp-bench-out",
+            "cannot create the folder",
+            marks=pytest.mark.skipif(not Path("/proc").is_dir(), reason="no /proc"),
+        ),
+    ],
+)
+def test_bench_out_that_cannot_hold_results_is_one_line(tmp_path, out, says):
+    (tmp_path / "afile").write_text("kept\n")
+    done = run_module("bench", *TINY_BENCH, "--out", str(tmp_path / out))
+    err = assert_one_line(done, "python -m bench", 2)
+    assert f"--out '{tmp_path / out}': {says}" in err and "[1/" not in err  # no row ran
+    assert (tmp_path / "afile").read_text() == "kept\n"
+
+
+def test_bench_empty_out_is_a_usage_error(capsys):
+    from bench import cli
+
+    with pytest.raises(SystemExit) as exc:  # not the current directory, silently
+        cli.build_parser().parse_args(["--out", ""])
+    assert (
+        exc.value.code == 2 and "argument --out: expected a path, got ''" in capsys.readouterr().err
+    )
+
+
+def test_bench_unwritable_out_folder_stops_before_any_row(tmp_path, monkeypatch, capsys):
+    """As root a chmod stops nothing, so the folder's refusal is simulated."""
+    from bench import cli
+
+    monkeypatch.setattr(cli.signal, "signal", lambda *args: None)
+    monkeypatch.setattr(cli.os, "access", lambda path, mode: False)
+    monkeypatch.setattr(cli, "run", lambda *args: pytest.fail("a row ran"))
+    with pytest.raises(SystemExit) as exc:
+        cli.main([*TINY_BENCH, "--out", str(tmp_path / "results")])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and "the folder is not writable" in err and err.count("\n") == 1
+
+
+def test_bench_rerun_never_replaces_earlier_results(tmp_path):
+    first = run_module("bench", *TINY_BENCH, "--out", str(tmp_path))
+    assert first.returncode == 0, first.stderr
+    (json_path,) = tmp_path.glob("*.json")
+    kept = json_path.read_text()
+    # a second run the same day whose every row fails (times out) gets its own files
+    failed = run_module("bench", *TINY_BENCH, "--out", str(tmp_path), "--row-timeout", "0.001")
+    assert failed.returncode == 1, failed.stderr
+    second = json_path.with_name(json_path.stem + "-2.json")
+    assert f"results: {second}" in failed.stdout
+    assert json_path.read_text() == kept and json.loads(second.read_text())["complete"] is True
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [json_path.name, second.name, json_path.stem + ".md", second.stem + ".md"]
+    )
+
+
+def test_bench_disk_full_mid_run_is_one_line(tmp_path, monkeypatch, capsys):
+    from bench import cli
+
+    monkeypatch.setattr(cli.signal, "signal", lambda *args: None)
+    monkeypatch.setattr(files.os, "fsync", disk_full)  # the first save, after the first row
+    assert cli.main([*TINY_BENCH, "--out", str(tmp_path)]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert err[-1].startswith("python -m bench: error: cannot write ")
+    assert err[-1].endswith(".json: No space left on device")
+    assert not any("Traceback" in line for line in err)
+    (path,) = tmp_path.glob("*.json")  # the claimed file: whole JSON, no rows yet
+    assert json.loads(path.read_text())["complete"] is False

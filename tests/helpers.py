@@ -1,0 +1,76 @@
+"""What many test modules share: the repository's root, and running a command as a user would
+(in-process through its ``main``, or as a process), reading its one error line."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from backends import Backend, BackendUnavailable, get_backend
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run(main: Callable[[list[str]], int], argv: Sequence[Any], capsys: Any) -> tuple[int, str, str]:
+    """Run a console script's ``main`` in-process: (exit status, stdout, stderr)."""
+    try:
+        code = main([str(a) for a in argv])
+    except SystemExit as exc:  # argparse's usage errors
+        code = exc.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def one_line(err: str, prog: str = "mlp-train") -> str:
+    """The text of stderr's one ``prog: error:`` line (and nothing else, no traceback)."""
+    assert "Traceback" not in err
+    assert err.endswith("\n") and err.count("\n") == 1, err
+    assert err.startswith(f"{prog}: error: ")
+    return err[len(f"{prog}: error: ") : -1]
+
+
+def run_module(*argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """``python -m argv…`` from the repository root, as a user runs it."""
+    full_env = {**os.environ, **(env or {}), "PYTHONPATH": str(ROOT)}
+    return subprocess.run(
+        [sys.executable, "-m", *argv],
+        cwd=ROOT,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def assert_one_line(done: subprocess.CompletedProcess, prog: str, status: int) -> str:
+    """The exit status, and stderr as one ``prog: error:`` line; returns that line."""
+    assert done.returncode == status, done.stderr + done.stdout
+    assert done.stderr.startswith(f"{prog}: error: "), done.stderr
+    assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr, done.stderr
+    return done.stderr
+
+
+def train_on(data: Any, *extra: Any) -> list[Any]:
+    """``mlp-train``'s options for a quick run (16 hidden units, one epoch) on a folder."""
+    return ["--data-dir", data, "--no-download", "--hidden", "16", "--epochs", "1", *extra]
+
+
+def require_gpu() -> bool:
+    """``MLP_REQUIRE_GPU=1``: a CUDA test that cannot run fails instead of skipping."""
+    return os.environ.get("MLP_REQUIRE_GPU", "") not in ("", "0")
+
+
+def backend_or_skip(spec: str) -> Backend:
+    """The backend for ``spec``; a missing GPU skips (or fails under MLP_REQUIRE_GPU=1)."""
+    try:
+        return get_backend(spec)
+    except BackendUnavailable as exc:
+        if require_gpu():
+            pytest.fail(f"MLP_REQUIRE_GPU=1 but {spec} is unavailable: {exc}")
+        pytest.skip(f"{spec} unavailable: {exc}")

@@ -1,0 +1,99 @@
+"""``mlp-eval``: accuracy and the confusion matrix of a saved run, and its bad input as one line."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+
+import numpy as np
+
+from mlp import MLP
+from mlp.cli import evaluate, train
+from mlp.data import SPLITS
+from mlp.data.synthetic import write_dataset
+from tests.helpers import ROOT, one_line, run
+
+TEST_IMAGES, TEST_LABELS = SPLITS["test"]
+
+
+# ----------------------------------------------------------------------------- mlp-eval
+def test_eval_prints_accuracy_and_confusion_matrix(tmp_path, base, dataset, capsys):
+    saved = tmp_path / "run.npz"
+    code, out, _ = run(train.main, [*base, "--epochs", "3", "--save", saved], capsys)
+    trained_accuracy = out.splitlines()[-1]
+    code, out, err = run(evaluate.main, ["--checkpoint", saved, "--data-dir", dataset], capsys)
+    assert code == 0 and err == ""
+    lines = out.splitlines()
+    assert trained_accuracy in lines  # the same number mlp-train ended with
+    assert "fashion-mnist test set" in out  # the dataset recorded in the checkpoint
+    header = lines.index("confusion matrix (rows: true class, columns: predicted class):")
+    matrix = np.array([[int(v) for v in row.split()[1:]] for row in lines[header + 2 :]])
+    assert matrix.shape == (10, 10) and matrix.sum() == 200
+    accuracy = float(trained_accuracy.split()[-1])
+    assert abs(np.trace(matrix) / 200 - accuracy) < 1e-9
+
+
+def test_confusion_matrix_counts():
+    m = evaluate.confusion_matrix(np.array([0, 0, 1, 2, 2]), np.array([0, 1, 1, 2, 0]), 3)
+    assert m.tolist() == [[1, 1, 0], [0, 1, 0], [1, 0, 1]]
+    assert evaluate.format_confusion(m).splitlines()[0].split() == ["true\\pred", "0", "1", "2"]
+
+
+def test_eval_errors(data, checkpoint, tmp_path, capsys):
+    code, _, err = run(evaluate.main, [], capsys)
+    assert code == 2
+    assert one_line(err, "mlp-eval").startswith(
+        "the following arguments are required: --checkpoint"
+    )
+    code, _, err = run(evaluate.main, ["--checkpoint", tmp_path / "nope.npz"], capsys)
+    assert code == 1
+    assert one_line(err, "mlp-eval") == f"{tmp_path / 'nope.npz'}: no such checkpoint file"
+
+    small = write_dataset(tmp_path / "small", n_train=50, n_test=20, side=10)
+    code, _, err = run(evaluate.main, ["--checkpoint", checkpoint, "--data-dir", small], capsys)
+    assert code == 1
+    assert one_line(err, "mlp-eval") == (
+        "expected inputs of shape (n, 784), got (20, 100): the model's first layer takes 784 "
+        "features"
+    )
+    twelve = write_dataset(tmp_path / "twelve", n_train=50, n_test=60, classes=12)
+    code, _, err = run(evaluate.main, ["--checkpoint", checkpoint, "--data-dir", twelve], capsys)
+    assert code == 1
+    assert one_line(err, "mlp-eval") == (
+        f"{twelve / TEST_LABELS}.gz: labels go up to 11, but the model has 10 outputs "
+        "(labels 0 to 9)"
+    )
+
+
+def test_eval_on_an_unusable_device(data, checkpoint, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "cupy", None)
+    argv = ["--checkpoint", checkpoint, "--data-dir", data, "--device", "cuda"]
+    code, out, err = run(evaluate.main, argv, capsys)
+    assert code == 1 and out == ""
+    assert "pip install 'mlp[cuda12]'" in one_line(err, "mlp-eval")
+
+
+# ----------------------------------------------------------------------------- real processes
+def test_eval_of_overflowing_weights_prints_no_numpy_warnings(data, checkpoint, tmp_path):
+    """Finite but huge weights overflow: the loss says so (nan or inf), with no warnings."""
+    model = MLP.load(checkpoint)
+    model.load_state_dict({k: v * np.float32(1e30) for k, v in model.state_dict().items()})
+    huge = model.save(tmp_path / "huge.npz")
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mlp.cli.evaluate",
+            "--checkpoint",
+            str(huge),
+            "--data-dir",
+            str(data),
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert result.returncode == 0 and result.stderr == ""
+    assert re.search(r"^test loss: (nan|inf)$", result.stdout, re.MULTILINE), result.stdout

@@ -1,0 +1,148 @@
+"""What a run shows and leaves: the JSON-lines log, the plot, the progress bar, ``--quiet``;
+plots and logs checked before training, and kept whole when a write fails."""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+
+import pytest
+
+from mlp.cli import train
+from mlp.cli.reporting import EpochProgress
+from tests.helpers import one_line, run, train_on
+
+
+# ----------------------------------------------------------------------------- log and plot
+def test_metrics_log_one_json_line_per_epoch_appended_on_resume(tmp_path, base, capsys):
+    log, saved = tmp_path / "metrics.jsonl", tmp_path / "run.npz"
+    argv = [*base, "--log", log, "--save", saved]
+    assert run(train.main, [*argv, "--epochs", "2"], capsys)[0] == 0
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [r["epoch"] for r in lines] == [1, 2]
+    assert set(lines[0]) == {
+        "epoch",
+        "seconds",
+        "train_loss",
+        "train_accuracy",
+        "test_loss",
+        "test_accuracy",
+        "device",
+    }
+    assert lines[0]["device"] == "cpu" and lines[0]["seconds"] > 0
+    assert 0 <= lines[1]["test_accuracy"] <= 1 and lines[1]["train_loss"] > 0
+    assert run(train.main, [*argv, "--epochs", "3", "--resume", saved], capsys)[0] == 0
+    assert [json.loads(x)["epoch"] for x in log.read_text().splitlines()] == [1, 2, 3]
+    assert run(train.main, [*base, "--log", log, "--epochs", "1"], capsys)[0] == 0
+    assert len(log.read_text().splitlines()) == 1  # a fresh run starts a fresh log
+
+
+def test_plot_draws_a_png(tmp_path, base, capsys):
+    pytest.importorskip("matplotlib")
+    png = tmp_path / "curves.png"
+    code, out, _ = run(train.main, [*base, "--epochs", "2", "--plot", png], capsys)
+    assert code == 0 and f"curves: {png}" in out
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+
+
+def test_plot_without_matplotlib_fails_before_training(tmp_path, base, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    code, out, err = run(train.main, [*base, "--plot", tmp_path / "c.png"], capsys)
+    assert code == 1
+    assert err == (
+        "mlp-train: error: --plot needs matplotlib: pip install 'mlp[plot]' "
+        "(or pip install matplotlib)\n"
+    )
+    assert out == ""  # nothing trained
+
+
+# ----------------------------------------------------------------------------- output
+def test_not_a_terminal_means_no_progress_bar(base, capsys):
+    code, out, err = run(train.main, [*base, "--epochs", "2"], capsys)
+    assert code == 0 and err == ""
+    assert "\r" not in out and "samples/s" not in out
+    assert out.count("train loss") == 2
+
+
+def test_progress_bar_on_a_terminal(base, capsys, monkeypatch):
+    pytest.importorskip("tqdm")
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    term = Terminal()
+    monkeypatch.setattr(sys, "stderr", term)
+    assert train.main([*base, "--epochs", "2"]) == 0
+    shown = term.getvalue()
+    assert "epoch 1/2" in shown and "epoch 2/2" in shown
+    assert "samples/s" in shown and "600/600" in shown
+    assert "loss" in shown
+
+    term.seek(0)
+    term.truncate()
+    assert train.main([*base, "--epochs", "1", "--quiet"]) == 0
+    assert term.getvalue() == ""
+    assert capsys.readouterr().out.splitlines()[-1].startswith("test accuracy: ")
+
+
+def test_progress_shows_the_finished_epochs_loss():
+    pytest.importorskip("tqdm")
+    stream = io.StringIO()
+    bar = EpochProgress(samples=300, batch_size=128, epochs=2, stream=stream, force=True)
+    for epoch in (1, 2):
+        for step in range(3):
+            bar.batch(step)
+        bar.end({"epoch": epoch, "loss": 0.123})
+    text = stream.getvalue()
+    assert "epoch 2/2" in text and "300/300" in text
+    assert "loss 0.1230" in text and "last loss 0.1230" in text
+    off = EpochProgress(samples=300, batch_size=128, epochs=2, stream=io.StringIO())
+    assert not off.active  # a StringIO is no terminal
+
+
+def test_quiet_prints_only_the_result(base, capsys):
+    code, out, err = run(train.main, [*base, "--epochs", "2", "--quiet"], capsys)
+    assert code == 0 and err == ""
+    assert len(out.splitlines()) == 1 and out.startswith("test accuracy: ")
+
+
+@pytest.mark.parametrize("name", ["curves.xyz", "curves"])
+def test_plot_format_is_checked_before_training(data, tmp_path, capsys, name):
+    pytest.importorskip("matplotlib")
+    code, out, err = run(train.main, train_on(data, "--plot", tmp_path / name), capsys)
+    assert code == 2 and out == ""  # nothing trained
+    line = one_line(err)
+    assert line.startswith(f"--plot {tmp_path / name}: the suffix names the image format")
+    assert ".png" in line and ".svg" in line
+
+
+def test_a_failed_plot_write_keeps_the_old_plot(data, tmp_path, capsys, monkeypatch):
+    """The disk fills up while the new plot is written: the old one stays whole, and the
+    line names the file."""
+    pytest.importorskip("matplotlib")
+    from matplotlib.figure import Figure
+
+    plot = tmp_path / "curves.png"
+    plot.write_bytes(b"the previous run's plot")
+
+    def disk_full(self, file, **kwargs):
+        file.write(b"half a png")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Figure, "savefig", disk_full)
+    code, _, err = run(train.main, train_on(data, "--plot", plot), capsys)
+    assert code == 1
+    assert one_line(err) == f"cannot write {plot}: No space left on device"
+    assert plot.read_bytes() == b"the previous run's plot"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["curves.png", "data"]  # no temp file
+
+
+def test_a_run_that_fails_before_its_first_epoch_keeps_an_earlier_log(data, tmp_path, capsys):
+    log = tmp_path / "metrics.jsonl"
+    log.write_text('{"epoch": 1}\n')
+    argv = train_on(data, "--optimizer", "sgd", "--lr", "1e30", "--log", log)
+    code, _, err = run(train.main, argv, capsys)
+    assert code == 1 and "training diverged" in one_line(err)
+    assert log.read_text() == '{"epoch": 1}\n'

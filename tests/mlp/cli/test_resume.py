@@ -1,0 +1,198 @@
+"""``--resume``: bitwise the weights of an unbroken run (after SIGKILL too), and a checkpoint
+of another run, truncated or missing, refused with one line."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from mlp.checkpoint import load_checkpoint
+from mlp.cli import train
+from mlp.data.synthetic import write_dataset
+from tests.helpers import ROOT, one_line, run, train_on
+
+
+def same_checkpoints(a: Path, b: Path) -> None:
+    """Bit-for-bit equal weights and optimizer state, same epoch and step count."""
+    ca, cb = load_checkpoint(a), load_checkpoint(b)
+    assert ca.epoch == cb.epoch
+    assert ca.meta["optimizer"] == cb.meta["optimizer"]
+    for group in ("params", "optimizer_state"):
+        ga, gb = getattr(ca, group), getattr(cb, group)
+        assert ga.keys() == gb.keys()
+        for key in ga:
+            assert ga[key].dtype == gb[key].dtype
+            assert ga[key].tobytes() == gb[key].tobytes(), f"{group} {key} differs"
+
+
+# ----------------------------------------------------------------------------- resume
+@pytest.mark.parametrize(
+    "options",
+    [
+        ["--optimizer", "adam", "--dropout", "0.2"],
+        ["--optimizer", "momentum", "--activation", "tanh", "--dtype", "float64"],
+    ],
+)
+def test_resume_ends_bitwise_equal_to_an_unbroken_run(tmp_path, base, capsys, monkeypatch, options):
+    command = [*base, "--epochs", "4", "--batch-size", "64", "--seed", "7", *options]
+    full, part = tmp_path / "full.npz", tmp_path / "part.npz"
+    assert run(train.main, [*command, "--save", full], capsys)[0] == 0
+
+    real_save = train.save_checkpoint
+
+    def crash_after_epoch_2(path, *args, epoch, **kwargs):
+        real_save(path, *args, epoch=epoch, **kwargs)
+        if epoch == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(train, "save_checkpoint", crash_after_epoch_2)
+    code, _, err = run(train.main, [*command, "--save", part], capsys)
+    assert code == 130
+    assert err == f"mlp-train: interrupted; {part} holds epoch 2: continue with --resume {part}\n"
+    monkeypatch.setattr(train, "save_checkpoint", real_save)
+    assert load_checkpoint(part).epoch == 2
+
+    code, out, _ = run(train.main, [*command, "--save", part, "--resume", part], capsys)
+    assert code == 0
+    assert f"resuming {part} after epoch 2 of 4" in out
+    assert "epoch   1/4" not in out and "epoch   3/4" in out and "epoch   4/4" in out
+    same_checkpoints(full, part)
+    assert [r["epoch"] for r in load_checkpoint(part).history] == [1, 2, 3, 4]
+
+
+def test_resume_after_sigkill_mid_training(tmp_path, tmp_path_factory):
+    """The real thing: kill the process with SIGKILL during training, rerun with --resume."""
+    data = write_dataset(tmp_path_factory.mktemp("small"), n_train=600, n_test=100)
+    command = [
+        sys.executable,
+        "-m",
+        "mlp",
+        "--data-dir",
+        str(data),
+        "--no-download",
+        "--quiet",
+        "--hidden",
+        "16",
+        "--epochs",
+        "12",
+        "--batch-size",
+        "4",  # many short steps per epoch
+    ]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    full, crashed = tmp_path / "full.npz", tmp_path / "crashed.npz"
+    subprocess.run([*command, "--save", str(full)], env=env, check=True, capture_output=True)
+
+    proc = subprocess.Popen(
+        [*command, "--save", str(crashed)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 60
+    while not crashed.exists() and time.monotonic() < deadline:
+        time.sleep(0.002)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    killed_at = load_checkpoint(crashed).epoch
+    if killed_at == 12:
+        pytest.skip("the run finished before it could be killed (machine too fast)")
+
+    rerun = subprocess.run(
+        [*command, "--save", str(crashed), "--resume", str(crashed)],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert rerun.returncode == 0, rerun.stderr
+    same_checkpoints(full, crashed)
+
+
+def test_resume_without_save_keeps_saving_into_the_same_file(tmp_path, base, capsys):
+    saved = tmp_path / "run.npz"
+    assert run(train.main, [*base, "--epochs", "1", "--save", saved], capsys)[0] == 0
+    assert run(train.main, [*base, "--epochs", "2", "--resume", saved], capsys)[0] == 0
+    assert load_checkpoint(saved).epoch == 2
+
+
+def test_resume_of_a_finished_run_only_evaluates(tmp_path, base, capsys):
+    saved, copy = tmp_path / "run.npz", tmp_path / "copy.npz"
+    assert run(train.main, [*base, "--epochs", "2", "--save", saved], capsys)[0] == 0
+    before = saved.read_bytes()
+    argv = [*base, "--epochs", "2", "--resume", saved]
+    code, out, _ = run(train.main, argv, capsys)
+    assert code == 0 and "train loss" not in out
+    assert out.splitlines()[-1].startswith("test accuracy: ")
+    assert saved.read_bytes() == before  # untouched
+    assert run(train.main, [*argv, "--save", copy], capsys)[0] == 0
+    same_checkpoints(saved, copy)
+
+
+# ----------------------------------------------------------------------------- checkpoints
+def test_resume_from_a_missing_checkpoint(data, tmp_path, capsys):
+    code, _, err = run(train.main, train_on(data, "--resume", tmp_path / "nope.npz"), capsys)
+    assert code == 1
+    assert one_line(err) == f"{tmp_path / 'nope.npz'}: no such checkpoint file"
+
+
+def test_resume_from_a_truncated_checkpoint(data, checkpoint, capsys):
+    checkpoint.write_bytes(checkpoint.read_bytes()[:1000])
+    code, _, err = run(train.main, train_on(data, "--resume", checkpoint), capsys)
+    assert code == 1
+    assert one_line(err).startswith(f"{checkpoint}: truncated or corrupt checkpoint (")
+
+
+def test_resume_with_another_architecture(data, checkpoint, capsys):
+    argv = train_on(data, "--resume", checkpoint, "--epochs", "2")
+    argv[argv.index("16")] = "24"
+    code, _, err = run(train.main, argv, capsys)
+    assert code == 1
+    assert one_line(err) == (
+        f"{checkpoint}: does not match this model: sizes [784, 16, 10] in the file but "
+        "[784, 24, 10] here"
+    )
+
+
+def test_resume_with_another_seed_or_optimizer(data, checkpoint, capsys):
+    code, _, err = run(train.main, train_on(data, "--resume", checkpoint, "--seed", "5"), capsys)
+    assert code == 1
+    assert one_line(err) == f"{checkpoint}: is another run: --seed 0 in the file but 5 here"
+    argv = train_on(data, "--resume", checkpoint, "--epochs", "2", "--optimizer", "sgd")
+    code, _, err = run(train.main, argv, capsys)
+    assert code == 1
+    assert (
+        one_line(err) == f"{checkpoint}: does not match this model: optimizer Adam in the "
+        "file but SGD here"
+    )
+
+
+@pytest.mark.parametrize(
+    ("saved", "resumed", "difference"),
+    [("sgd", "momentum", "without momentum in the file but with"), ("momentum", "sgd", "with")],
+)
+def test_resume_sgd_with_and_without_momentum(data, tmp_path, capsys, saved, resumed, difference):
+    """The same class, other state: refused (it was a KeyError, or momentum silently lost)."""
+    path = tmp_path / f"{saved}.npz"
+    assert run(train.main, train_on(data, "--optimizer", saved, "--save", path), capsys)[0] == 0
+    argv = train_on(data, "--optimizer", resumed, "--resume", path, "--epochs", "2")
+    code, _, err = run(train.main, argv, capsys)
+    assert code == 1
+    assert one_line(err).startswith(
+        f"{path}: does not match this model: optimizer SGD {difference}"
+    )
+
+
+def test_resume_past_the_total_is_a_usage_error(data, tmp_path, capsys):
+    path = tmp_path / "run3.npz"
+    assert run(train.main, train_on(data, "--save", path, "--epochs", "3"), capsys)[0] == 0
+    code, _, err = run(train.main, train_on(data, "--resume", path, "--epochs", "2"), capsys)
+    assert code == 2
+    assert one_line(err) == (
+        f"{path} already holds 3 epochs, more than --epochs 2 (--epochs is the total, as "
+        "when it started)"
+    )

@@ -1,0 +1,261 @@
+"""``fit``: deterministic, learning, resumable bit for bit at ``initial_epoch``; its mistakes
+refused before the model changes; divergence stopped; bf16 tracking float32."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mlp import MLP, SGD, Adam, AdamW, Dropout
+from mlp.data.synthetic import make_images
+from tests.mlp.problems import small_problem
+
+
+# ---------------------------------------------------------------------- training
+def _fit_losses(problem, seed, **kwargs):
+    X, y, _, _ = problem
+    model = MLP([10, 16, 4], seed=seed, **kwargs)
+    history = model.fit(X, y, epochs=3, batch_size=32, optimizer=Adam(lr=1e-2))
+    return [r["loss"] for r in history], model.state_dict()
+
+
+# ---------------------------------------------------------------------- a library user's mistakes
+def test_fit_is_deterministic(problem):
+    losses_a, state_a = _fit_losses(problem, seed=7)
+    losses_b, state_b = _fit_losses(problem, seed=7)
+    assert losses_a == losses_b
+    for key in state_a:
+        np.testing.assert_array_equal(state_a[key], state_b[key])
+    losses_c, _ = _fit_losses(problem, seed=8)
+    assert losses_c != losses_a
+
+
+def test_fit_is_deterministic_with_dropout(problem):
+    losses_a, state_a = _fit_losses(problem, seed=7, dropout=0.3)
+    losses_b, state_b = _fit_losses(problem, seed=7, dropout=0.3)
+    assert losses_a == losses_b
+    for key in state_a:
+        np.testing.assert_array_equal(state_a[key], state_b[key])
+
+
+@pytest.mark.parametrize(
+    "make_optimizer",
+    [
+        lambda: Adam(lr=1e-2),
+        lambda: SGD(lr=0.05, momentum=0.9, nesterov=True),
+        lambda: AdamW(lr=1e-2),
+        lambda: SGD(lr=0.1),
+    ],
+    ids=["adam", "nesterov", "adamw", "sgd"],
+)
+def test_fit_learns_a_small_problem(device, problem, make_optimizer):
+    X, y, X_test, y_test = problem
+    optimizer = make_optimizer()
+    model = MLP([10, 32, 4], device=device, seed=0)
+    before = model.evaluate(X_test, y_test)
+    history = model.fit(
+        X, y, epochs=8, batch_size=32, optimizer=optimizer, validation_data=(X_test, y_test)
+    )
+    after = model.evaluate(X_test, y_test)
+    assert history[-1]["loss"] < history[0]["loss"]
+    assert after["loss"] < before["loss"]
+    assert after["accuracy"] > 0.9  # chance is 0.25
+    assert history[-1]["val_accuracy"] == pytest.approx(after["accuracy"])
+    assert history[-1]["val_loss"] == pytest.approx(after["loss"], rel=1e-6)
+    assert model.optimizer is optimizer
+
+
+def test_fit_history_records(problem):
+    X, y, X_test, y_test = problem
+    model = MLP([10, 8, 4])
+    seen, batches = [], []
+    history = model.fit(
+        X,
+        y,
+        epochs=3,
+        batch_size=64,
+        validation_data=(X_test, y_test),
+        callback=seen.append,
+        on_batch=batches.append,
+    )
+    assert [r["epoch"] for r in history] == [1, 2, 3]
+    assert seen == history
+    assert batches == list(range(7)) * 3  # ceil(400 / 64) batches per epoch
+    for record in history:
+        assert {"epoch", "loss", "accuracy", "seconds", "val_loss", "val_accuracy"} <= set(record)
+        for key in ("loss", "accuracy", "seconds", "val_loss", "val_accuracy"):
+            assert isinstance(record[key], float), key
+        assert record["loss"] > 0 and record["val_loss"] > 0 and record["seconds"] >= 0
+        assert 0.0 <= record["accuracy"] <= 1.0 and 0.0 <= record["val_accuracy"] <= 1.0
+
+    plain = MLP([10, 8, 4]).fit(X, y, epochs=1)
+    assert {"epoch", "loss", "accuracy", "seconds"} <= set(plain[0])
+    assert not any(k.startswith("val_") for k in plain[0])
+
+
+def test_fit_accuracy_counts_correct_training_predictions(problem):
+    """With lr tiny the weights barely move, so the epoch's accuracy is the initial model's."""
+    X, y, _, _ = problem
+    model = MLP([10, 8, 4], seed=3)
+    initial = model.evaluate(X, y)
+    record = model.fit(X, y, epochs=1, batch_size=50, optimizer=SGD(lr=1e-9))[0]
+    assert record["accuracy"] == pytest.approx(initial["accuracy"], abs=1e-9)
+    assert record["loss"] == pytest.approx(initial["loss"], rel=1e-5)
+
+
+@pytest.mark.parametrize("dropout", [0.0, 0.25])
+@pytest.mark.parametrize(
+    "make_optimizer",
+    [lambda: Adam(lr=5e-3), lambda: SGD(lr=0.05, momentum=0.9)],
+    ids=["adam", "momentum"],
+)
+def test_resume_with_initial_epoch_is_bitwise_identical(problem, dropout, make_optimizer):
+    X, y, _, _ = problem
+    unbroken = MLP([10, 16, 4], seed=5, dropout=dropout)
+    full = unbroken.fit(X, y, epochs=3, batch_size=32, optimizer=make_optimizer(), seed=11)
+
+    first = MLP([10, 16, 4], seed=5, dropout=dropout)
+    opt = make_optimizer()
+    first.fit(X, y, epochs=2, batch_size=32, optimizer=opt, seed=11)
+    weights, opt_state = first.state_dict(), opt.state_dict()
+
+    resumed = MLP([10, 16, 4], seed=99, dropout=dropout)  # other initial weights: all loaded
+    resumed.load_state_dict(weights)
+    opt2 = make_optimizer()
+    opt2.bind(resumed.backend, resumed.num_parameters, resumed.dtype)
+    opt2.load_state_dict(opt_state)
+    rest = resumed.fit(X, y, epochs=3, batch_size=32, optimizer=opt2, seed=11, initial_epoch=2)
+
+    assert [r["epoch"] for r in rest] == [3]
+    assert rest[0]["loss"] == full[2]["loss"]
+    final, expected = resumed.state_dict(), unbroken.state_dict()
+    for key in expected:
+        np.testing.assert_array_equal(final[key], expected[key], err_msg=key)
+    assert opt2.steps == unbroken.optimizer.steps == 3 * 13
+
+
+def test_non_finite_validation_data():
+    X = np.ones((4, 6))
+    bad = X.copy()
+    bad[0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN or infinity"):
+        MLP([6, 5, 3]).fit(X, np.zeros(4, dtype=int), validation_data=(bad, np.zeros(4, int)))
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"epochs": 0},
+        {"epochs": -1},
+        {"epochs": 2.5},
+        {"epochs": "3"},
+        {"epochs": True},
+        {"epochs": None},
+        {"batch_size": 0},
+        {"batch_size": -5},
+        {"batch_size": 1.5},
+        {"batch_size": "32"},
+        {"initial_epoch": 3, "epochs": 2},
+        {"initial_epoch": -1},
+    ],
+)
+def test_bad_fit_arguments(kwargs):
+    model = MLP([6, 5, 3])
+    before = model.state_dict()
+    with pytest.raises(ValueError):
+        model.fit(np.zeros((4, 6)), np.zeros(4, dtype=int), **kwargs)
+    for key, value in model.state_dict().items():
+        np.testing.assert_array_equal(value, before[key])
+
+
+# ---------------------------------------------------------------------- dropout
+def test_dropout_only_in_training(device, problem):
+    X, y, X_test, _ = problem
+    with_dropout = MLP([10, 32, 32, 4], dropout=0.5, device=device, seed=0)
+    without = MLP([10, 32, 32, 4], dropout=0.0, device=device, seed=0)
+    assert any(isinstance(layer, Dropout) for layer in with_dropout.layers)
+    # evaluation is deterministic and identical to the same weights without dropout
+    first = with_dropout.predict_proba(X_test)
+    np.testing.assert_array_equal(with_dropout.predict_proba(X_test), first)
+    np.testing.assert_array_equal(without.predict_proba(X_test), first)
+    # the GPU sums the loss with one atomic add per warp, in no fixed order: the last bit may vary
+    assert with_dropout.evaluate(X, y) == pytest.approx(without.evaluate(X, y), rel=1e-12)
+    loss_d, grads_d = with_dropout.loss_and_gradients(X, y)
+    loss_n, grads_n = without.loss_and_gradients(X, y)
+    assert loss_d == pytest.approx(loss_n, rel=1e-12)
+    for key in grads_n:
+        np.testing.assert_array_equal(grads_d[key], grads_n[key])
+    # in training the units are dropped: the same step from the same weights goes elsewhere
+    record_d = with_dropout.fit(X, y, epochs=1, batch_size=400, optimizer=SGD(lr=1e-9))[0]
+    record_n = without.fit(X, y, epochs=1, batch_size=400, optimizer=SGD(lr=1e-9))[0]
+    assert record_d["loss"] != pytest.approx(record_n["loss"], rel=1e-3)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"initial_epoch": 0.5}, ValueError, "initial_epoch must be a non-negative integer"),
+        ({"initial_epoch": True}, ValueError, "initial_epoch must be a non-negative integer"),
+        ({"seed": -1}, ValueError, "seed must be a non-negative integer"),
+        ({"seed": 1.5}, ValueError, "seed must be a non-negative integer"),
+        ({"optimizer": "adam"}, TypeError, "optimizer must be an optimizer such as Adam"),
+        ({"optimizer": Adam}, TypeError, "optimizer must be an optimizer such as Adam"),
+        ({"validation_data": ()}, ValueError, r"validation_data must be a pair"),
+        ({"shuffle": "no"}, TypeError, "shuffle must be True or False"),
+        ({"callback": 5}, TypeError, "callback must be a function"),
+        ({"X": np.zeros((20, 5))}, ValueError, r"expected inputs of shape \(n, 6\)"),
+    ],
+)
+def test_a_fit_that_fails_its_checks_changes_nothing(kwargs, error, message):
+    """Checked before any work: weights, the optimizer and its state stay as they were."""
+    X, y = small_problem()
+    model = MLP([6, 5, 3], seed=1)
+    first = Adam()
+    model.fit(X, y, epochs=1, batch_size=8, optimizer=first)
+    before, moments = model.state_dict(), first.state_dict()
+    call = {"X": X, "y": y, "epochs": 2, "batch_size": 8, "optimizer": SGD(lr=0.1), **kwargs}
+    with pytest.raises(error, match=message):
+        model.fit(**call)
+    assert model.optimizer is first
+    for key, value in model.state_dict().items():
+        np.testing.assert_array_equal(value, before[key])
+    for key, value in first.state_dict().items():
+        np.testing.assert_array_equal(value, moments[key])
+
+
+def test_one_optimizer_cannot_train_two_models():
+    X, y = small_problem()
+    a, b = MLP([6, 5, 3], seed=1), MLP([6, 4, 3], seed=2)
+    optimizer = Adam()
+    a.fit(X, y, epochs=1, batch_size=8, optimizer=optimizer)
+    steps = optimizer.steps
+    with pytest.raises(ValueError, match="already trains another model: give each model its own"):
+        b.fit(X, y, epochs=1, batch_size=8, optimizer=optimizer)
+    assert optimizer.steps == steps and b.optimizer is None
+    a.fit(X, y, epochs=2, initial_epoch=1, batch_size=8, optimizer=optimizer)  # its own model
+    assert optimizer.steps == 2 * steps
+
+
+def test_weights_that_overflow_on_the_last_step_stop_the_fit():
+    """One step per epoch: the epoch's loss comes from the weights before the update, so
+    only a look at the weights catches an update that overflowed them."""
+    from mlp import TrainingDiverged
+
+    X, y = small_problem()
+    model = MLP([6, 5, 3], seed=1)
+    with pytest.raises(TrainingDiverged, match="a weight became NaN or infinite in epoch 1"):
+        model.fit(X * 1e10, y, epochs=3, batch_size=32, optimizer=SGD(lr=1e30))
+
+
+def test_bf16_training_tracks_float32(backend_kind, make_backend):
+    images, labels = make_images(1200, seed=7)
+    X = images.reshape(len(images), -1)
+    results = {}
+    for precision in ("float32", "bf16"):
+        model = MLP([784, 64, 10], device=make_backend(backend_kind, precision), seed=0)
+        history = model.fit(X, labels, epochs=3, batch_size=64, optimizer=Adam(lr=1e-3), seed=0)
+        results[precision] = (history[-1]["loss"], model.evaluate(X, labels)["accuracy"])
+    (loss32, acc32), (loss16, acc16) = results["float32"], results["bf16"]
+    assert loss16 != loss32  # the rounding is in effect
+    assert loss16 == pytest.approx(loss32, rel=0.05)
+    assert acc16 == pytest.approx(acc32, abs=0.03)
