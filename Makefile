@@ -34,7 +34,7 @@ lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check backends mlp tests bench
 
-# The benchmark (README, Benchmarks): the venv plus the `bench` extra (PyTorch, scikit-learn,
+# The benchmark (docs/benchmarks.md): the venv plus the `bench` extra (PyTorch, scikit-learn,
 # matplotlib); real Fashion-MNIST when it can be had, else synthetic data of the same shape.
 BENCH_STAMP := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))-bench
 $(BENCH_STAMP): EXTRAS := $(EXTRAS),bench
