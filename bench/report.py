@@ -1,4 +1,4 @@
-"""The outputs: a terminal table, a Markdown table (for docs/benchmarks.md), JSON and a PNG chart."""
+"""The outputs: a terminal table, a Markdown table (docs/benchmarks.md), JSON and a PNG chart."""
 
 from __future__ import annotations
 

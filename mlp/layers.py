@@ -32,6 +32,10 @@ class Layer:
     def buffer(self, name: str, shape: tuple, dtype: Any) -> Any:
         return self._buffers.get(name, shape, dtype)
 
+    def arrays(self) -> tuple:
+        """The buffers it holds now (a recorded step keeps them alive)."""
+        return self._buffers.arrays()
+
     def replica(self) -> Layer:
         """This layer with the same parameters, but buffers (and saved inputs) of its own."""
         twin = copy.copy(self)

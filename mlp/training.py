@@ -172,9 +172,8 @@ class TrainingStep:
     def _arrays(self) -> tuple:
         """Every array a recorded step reads or writes, kept alive as long as it is."""
         model = self.model
-        caches = [self._buffers] + [layer._buffers for layer in model.layers]
         return (
             self.X, self.labels, self.order, self.start.arrays(), self.totals,
-            model.params, model.grads, self.optimizer.arrays(),
-            tuple(cache.arrays() for cache in caches),
+            model.params, model.grads, self.optimizer.arrays(), self._buffers.arrays(),
+            tuple(layer.arrays() for layer in model.layers),
         )  # fmt: skip
