@@ -12,6 +12,7 @@ without allocating.
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -41,7 +42,7 @@ class Backend:
     array_type: type = object
 
     def __init__(self, precision: str = "float32") -> None:
-        self._scratch = BufferCache(self, limit=256)
+        self._thread = threading.local()  # what each thread computes with alone
         #: Precision of float32 matmuls (see ``PRECISIONS``); everything else stays float32.
         self.precision = check_precision(precision)
 
@@ -76,8 +77,19 @@ class Backend:
         return self.xp.zeros(shape, dtype=dtype)
 
     def scratch(self, key: str, shape: tuple, dtype: Any) -> Any:
-        """A reusable work buffer for an op body, allocated once per (key, shape, dtype)."""
-        return self._scratch.get(key, shape, dtype)
+        """A reusable work buffer for an op body, allocated once per (key, shape, dtype) and
+        thread: threads that share a backend (inference from many at once) never share one."""
+        return self._scratch_cache().get(key, shape, dtype)
+
+    def scratch_arrays(self) -> tuple:
+        """The calling thread's work buffers (a recorded step keeps those it uses alive)."""
+        return self._scratch_cache().arrays()
+
+    def _scratch_cache(self) -> BufferCache:
+        cache = getattr(self._thread, "scratch", None)
+        if cache is None:
+            cache = self._thread.scratch = BufferCache(self, limit=256)
+        return cache
 
     def random_generator(self, seed: Any) -> Any:
         """A seeded generator on this device (``seed`` may be an int or a sequence of ints)."""

@@ -54,6 +54,11 @@ class TrainingDiverged(MLPError, RuntimeError):
         self.loss = loss
 
 
+class ModelBusy(MLPError, RuntimeError):
+    """Another thread is changing the model (``fit``, ``to``, ``load_state_dict`` or
+    ``loss_and_gradients``): two such calls at once would corrupt each other."""
+
+
 class CannotWrite(MLPError, OSError):
     """A file could not be written (a full disk, a folder without permission); the message
     names the file meant, never a temporary one."""

@@ -2,13 +2,19 @@
 passes, and inference. Training lives in ``mlp/training.py``; the file format in
 ``mlp/checkpoint.py``.
 
-Inference (``forward``, ``predict``, ``evaluate``) computes with layer replicas and buffers
-of its own call, so that threads may call it at once on one model.
+Threads: inference (``forward``, ``predict``, ``predict_proba``, ``evaluate``) computes with
+layer replicas and buffers of its own call (the backend's work buffers are per thread too),
+so any number of threads may call it at once on one model. The calls that change the model
+(``fit``, ``loss_and_gradients``, ``to``, ``load_state_dict``) take turns: one made while
+another runs in another thread raises ``ModelBusy``. Inference during a ``fit`` in another
+thread reads the weights as they change.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import contextlib
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -18,7 +24,7 @@ from backends.buffers import BufferCache
 
 from . import checks, training
 from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from .errors import CheckpointError, DataError, InvalidArgument
+from .errors import CheckpointError, DataError, InvalidArgument, ModelBusy
 from .layers import INITIALIZERS, Dropout, Layer, Linear
 from .optim import Optimizer
 
@@ -63,6 +69,7 @@ class MLP:
         self.dropout = checks.fraction("dropout probability", dropout)
         self.init = checks.init_scheme(init, self.activation)
         self.optimizer: Optimizer | None = None
+        self._changing_lock = threading.Lock()
 
         last = len(self.sizes) - 2
         self.layers: list[Layer] = []
@@ -105,6 +112,19 @@ class MLP:
     def device(self) -> str:
         return self.backend.device
 
+    @contextlib.contextmanager
+    def changing(self, call: str) -> Iterator[None]:
+        """Hold the model for a call that changes it; one made meanwhile raises ``ModelBusy``."""
+        if not self._changing_lock.acquire(blocking=False):
+            raise ModelBusy(
+                f"{call}: another thread is changing this model (fit, to, load_state_dict or "
+                "loss_and_gradients): give each thread its own model, or wait for that call"
+            )
+        try:
+            yield
+        finally:
+            self._changing_lock.release()
+
     def to(self, device: str | Backend) -> MLP:
         """Move parameters, gradients and optimizer state to ``device``; returns ``self``.
 
@@ -113,8 +133,8 @@ class MLP:
         """
         keep = None if isinstance(device, Backend) else self.backend.precision
         backend = get_backend(device, precision=keep)
-        grads = self.backend.to_numpy(self.grads)
-        with backend.activated():  # writes land on the new device, even on a second GPU
+        with self.changing("to"), backend.activated():  # writes land on the new device
+            grads = self.backend.to_numpy(self.grads)
             self._bind(backend, self.backend.to_numpy(self.params))
             self.grads[...] = backend.asarray(grads)
             if self.optimizer is not None and self.optimizer.backend is not None:
@@ -159,7 +179,7 @@ class MLP:
             if not np.all(np.isfinite(value)):
                 raise InvalidArgument(f"{key} contains NaN or infinity (as {self.dtype})")
             values[key] = value
-        with self.backend.activated():
+        with self.changing("load_state_dict"), self.backend.activated():
             for i, layer in enumerate(self.linears):
                 layer.weight[...] = self.backend.asarray(values[f"{i}.weight"], dtype=self.dtype)
                 layer.bias[...] = self.backend.asarray(values[f"{i}.bias"], dtype=self.dtype)
@@ -321,7 +341,7 @@ class MLP:
         """Mean softmax cross-entropy over all of ``(X, y)`` and its gradients (dropout off)."""
         self.check_trainable()
         be = self.backend
-        with be.activated():
+        with self.changing("loss_and_gradients"), be.activated():
             X, scale = self.device_inputs(X)
             labels = self.device_labels(y, X.shape[0])
             order = be.asarray(np.arange(X.shape[0], dtype=np.int64))
@@ -359,17 +379,18 @@ class MLP:
         so training resumed at ``initial_epoch`` follows the same path as an unbroken run.
         ``callback`` gets each record; ``on_batch`` gets the batch index (host-side only).
         """
-        return training.fit(
-            self,
-            X,
-            y,
-            epochs=epochs,
-            batch_size=batch_size,
-            optimizer=optimizer,
-            validation_data=validation_data,
-            shuffle=shuffle,
-            seed=seed,
-            initial_epoch=initial_epoch,
-            callback=callback,
-            on_batch=on_batch,
-        )
+        with self.changing("fit"):
+            return training.fit(
+                self,
+                X,
+                y,
+                epochs=epochs,
+                batch_size=batch_size,
+                optimizer=optimizer,
+                validation_data=validation_data,
+                shuffle=shuffle,
+                seed=seed,
+                initial_epoch=initial_epoch,
+                callback=callback,
+                on_batch=on_batch,
+            )

@@ -66,7 +66,6 @@ class CupyBackend(XpBackend):
         self._kernels = kernels.build(cupy)
         self._ones: dict[tuple, Any] = {}
         self._linalg = _linalg_settings(cupy)
-        self._bf16: dict[str, Any] = {}  # grow-only bfloat16 copies of matmul operands
         with self._device:
             self._zero_index = cupy.zeros(1, np.int64)  # gather_rows' start when none is given
         self._capture_stream: Any = None
@@ -128,8 +127,8 @@ class CupyBackend(XpBackend):
             return None
         owned = (
             self._zero_index,
-            self._scratch.arrays(),
-            tuple(self._bf16.values()),
+            self.scratch_arrays(),
+            tuple(self._bf16_buffers().values()),
             tuple(self._ones.values()),
         )
         return graphs.Recording(graph, (keep, owned))
@@ -185,12 +184,20 @@ class CupyBackend(XpBackend):
         finally:
             linalg.set_compute_type(np.float32, before)
 
+    def _bf16_buffers(self) -> dict[str, Any]:
+        """The calling thread's grow-only bfloat16 copies of matmul operands, by role."""
+        buffers = getattr(self._thread, "bf16", None)
+        if buffers is None:
+            buffers = self._thread.bf16 = {}
+        return buffers
+
     def _to_bf16(self, x: Any, role: str) -> Any:
         """``x`` as bfloat16 bits (uint16, C-contiguous) in a buffer reused across steps."""
-        buffer = self._bf16.get(role)
+        buffers = self._bf16_buffers()
+        buffer = buffers.get(role)
         if buffer is None or buffer.size < x.size:
             with self._device:
-                buffer = self._bf16[role] = self.xp.empty(x.size, np.uint16)
+                buffer = buffers[role] = self.xp.empty(x.size, np.uint16)
         bits = buffer[: x.size].reshape(x.shape)
         self._kernels["to_bf16"](x, bits)
         return bits
