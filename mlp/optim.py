@@ -9,6 +9,7 @@ on the device so that a recorded training step advances it with no value from th
 from __future__ import annotations
 
 import weakref
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -25,11 +26,14 @@ class Optimizer:
 
     #: names of the flat state buffers, each shaped like the parameters
     state_names: tuple[str, ...] = ()
+    #: the buffers among them that hold no negative value (Adam's second moment)
+    non_negative: tuple[str, ...] = ()
 
     def __init__(self, lr: float) -> None:
         self.lr = checks.positive_number("learning rate", lr)
         self.state: dict[str, Any] = {}
         self.backend: Backend | None = None
+        self.size, self.dtype = 0, np.dtype(np.float32)  # of the parameters, set by ``bind``
         self._updates: DeviceCounter | None = None
         self._model: Any = None  # weak reference to the model it trains
 
@@ -47,11 +51,10 @@ class Optimizer:
         if model is not None:
             self.check_model(model)
             self._model = weakref.ref(model)
-        if self.backend is backend and all(
-            self.state.get(n) is not None and self.state[n].size == size for n in self.state_names
-        ):
+        same = self.backend is backend and (self.size, self.dtype) == (size, np.dtype(dtype))
+        if same and all(self.state.get(n) is not None for n in self.state_names):
             return
-        self.backend = backend
+        self.backend, self.size, self.dtype = backend, size, np.dtype(dtype)
         self.state = {name: backend.zeros((size,), dtype) for name in self.state_names}
         self._updates = DeviceCounter(backend)
 
@@ -94,19 +97,53 @@ class Optimizer:
         out["steps"] = self.steps
         return out
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore buffers saved by ``state_dict`` (after ``bind``); shapes are checked."""
-        values = {name: np.asarray(state[name]) for name in self.state_names}
-        for name, value in values.items():
-            if value.shape != self.state[name].shape:
+    def checked_state(
+        self, state: Mapping[str, Any], size: int, dtype: Any
+    ) -> tuple[dict[str, np.ndarray], int]:
+        """The buffers and count of ``state`` (as ``state_dict`` gives them), each checked
+        before any is used: ``size`` real numbers, finite as ``dtype`` stores them, none
+        negative where none can be; the count a whole number that an int64 holds. Returns the
+        buffers as ``dtype`` and the count; raises ``InvalidArgument`` naming what is wrong."""
+        if not isinstance(state, Mapping):
+            raise TypeError(f"expected a dict of arrays (see state_dict()), got {type(state)}")
+        missing = sorted(set(self.state_names) - set(state)) + (
+            [] if "steps" in state else ["steps"]
+        )
+        if missing:
+            raise InvalidArgument(f"optimizer state lacks {', '.join(missing)}")
+        values = {}
+        for name in self.state_names:
+            value = np.asarray(state[name])
+            if value.shape != (size,):
                 raise InvalidArgument(
-                    f"optimizer state {name!r} has shape {value.shape}, "
-                    f"expected {self.state[name].shape}"
+                    f"optimizer state {name!r} has shape {value.shape}, expected {(size,)}"
                 )
+            if value.dtype.kind not in "fiu":
+                raise InvalidArgument(
+                    f"optimizer state {name!r} must hold real numbers, got dtype {value.dtype}"
+                )
+            with np.errstate(over="ignore"):
+                value = value.astype(dtype)  # checked as stored: 1e39 is inf in float32
+            if not np.all(np.isfinite(value)):
+                raise InvalidArgument(f"optimizer state {name!r} contains NaN or infinity")
+            if name in self.non_negative and np.any(value < 0):
+                raise InvalidArgument(
+                    f"optimizer state {name!r} holds {value.min():g}, but it cannot be negative"
+                )
+            values[name] = value
+        steps = checks.whole_number("optimizer step count", state["steps"])
+        if steps >= 2**63:
+            raise InvalidArgument(f"optimizer step count {steps} is beyond an int64")
+        return values, steps
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore what ``state_dict`` saved (after ``bind``): all of it is checked first, so
+        a bad buffer changes nothing."""
+        values, steps = self.checked_state(state, self.size, self.dtype)
         with self.backend.activated():  # the copies run on the state's GPU, even a second one
             for name, value in values.items():
-                self.state[name][...] = self.backend.asarray(value, dtype=self.state[name].dtype)
-        self._updates.set(int(state["steps"]))
+                self.state[name][...] = self.backend.asarray(value)
+        self._updates.set(steps)
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.hyperparameters().items())
@@ -155,6 +192,7 @@ class Adam(Optimizer):
     """Adam (Kingma & Ba); ``weight_decay`` is L2 added to the gradient, as in PyTorch's Adam."""
 
     state_names = ("m", "v")
+    non_negative = ("v",)
     decoupled = False
 
     def __init__(

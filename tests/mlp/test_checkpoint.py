@@ -3,6 +3,7 @@ survive SIGKILL, and one clear error (naming the file) for anything unusable."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -16,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from backends import BackendUnavailable, get_backend
 from mlp import MLP, SGD, Adam, AdamW
@@ -115,7 +118,8 @@ _SAVER = textwrap.dedent(
 )
 def test_round_trip_is_exact(tmp_path, optimizer):
     model = trained_model(optimizer=optimizer, dropout=0.25)
-    path = model.save(tmp_path / "run.npz", epoch=2, history=[{"epoch": 1}, {"epoch": 2}])
+    history = [{"epoch": e, "loss": 1.0 / e, "accuracy": 0.5} for e in (1, 2)]
+    path = model.save(tmp_path / "run.npz", epoch=2, history=history)
     loaded = MLP.load(path)
     assert loaded.config() == model.config()
     assert_same_weights(loaded, model)
@@ -128,7 +132,7 @@ def test_round_trip_is_exact(tmp_path, optimizer):
     ckpt = load_checkpoint(path)
     assert ckpt.epoch == 2 and ckpt.seed == 3
     assert ckpt.meta["format_version"] == FORMAT_VERSION
-    assert ckpt.history == [{"epoch": 1}, {"epoch": 2}]
+    assert ckpt.history == history
 
 
 def test_untrained_model_saves_without_optimizer(tmp_path):
@@ -182,8 +186,13 @@ def test_loading_never_unpickles(tmp_path, monkeypatch):
     monkeypatch.setenv("MLP_TEST_MARKER", str(marker))
     path = trained_model().save(tmp_path / "run.npz")
     rewrite(path, lambda a: a.update(evil=np.array([_Boom()], dtype=object)))
+    with pytest.raises(CheckpointError, match=r"an entry \['evil'\] that no mlp checkpoint"):
+        MLP.load(path)  # an entry no checkpoint has: refused before it is read
+
+    path = trained_model().save(tmp_path / "run.npz")
+    rewrite(path, lambda a: a.update({"param.0.bias": np.array([_Boom()] * 16, dtype=object)}))
     with pytest.raises(CheckpointError, match="pickled") as info:
-        MLP.load(path)
+        MLP.load(path)  # where a weight should be: its header says so, and nothing is read
     assert str(path) in str(info.value)
     assert not marker.exists()
 
@@ -282,15 +291,18 @@ def test_corrupt_metadata(tmp_path):
         (lambda m: m.update(history=["epoch 1"]), "history entry 0 is not an epoch's record"),
         (lambda m: m.update(history=[{"epoch": True}]), "history entry 0 is not an epoch's"),
         (
-            lambda m: m.update(history=[{"epoch": 1, "loss": 0.5}, {"epoch": 2, "loss": "low"}]),
+            lambda m: m.update(
+                history=[{"epoch": 1, "loss": 0.5, "accuracy": 0.7}, {"epoch": 2, "loss": "low"}]
+            ),
             "history entry 1 has a loss that is not a number",
         ),
     ],
 )
 def test_hand_edited_run_or_history_is_refused_on_load(tmp_path, edit, problem):
     """Read back on resume and plotted at the end: a bad one must fail at load, not later."""
-    path = trained_model().save(tmp_path / "run.npz", history=[{"epoch": 1, "loss": 0.5}])
-    assert load_checkpoint(path).history == [{"epoch": 1, "loss": 0.5}]
+    record = {"epoch": 1, "loss": 0.5, "accuracy": 0.75}
+    path = trained_model().save(tmp_path / "run.npz", history=[record])
+    assert load_checkpoint(path).history == [record]
     edit_meta(path, edit)
     with pytest.raises(CheckpointError, match=f"corrupt checkpoint metadata \\({problem}"):
         load_checkpoint(path)
@@ -321,7 +333,7 @@ def test_non_finite_weights(tmp_path):
 def test_optimizer_state_of_the_wrong_size(tmp_path):
     path = trained_model().save(tmp_path / "run.npz")
     rewrite(path, lambda a: a.update({"optim.m": np.zeros(7, np.float32)}))
-    with pytest.raises(CheckpointError, match=r"optimizer state m has shape \[7\]"):
+    with pytest.raises(CheckpointError, match=r"optimizer state m is float32\[7\], but needs"):
         load_checkpoint(path)
 
 
@@ -394,3 +406,209 @@ def test_sigkill_during_save_leaves_a_loadable_checkpoint(tmp_path, mode):
             p.unlink()
     if mode == "slow":
         assert interrupted_writes == 3, "the kill should have landed mid-write each time"
+
+
+# ----------------------------------------------------------------------------- hostile files
+def add_member(path: Path, name: str, header: dict, data_bytes: int, chunk: bytes = b"\0") -> None:
+    """Append a deflated ``.npy`` member: ``header`` as its header, then ``data_bytes`` of
+    ``chunk`` repeated, streamed (a large member costs the test no memory)."""
+    with (
+        zipfile.ZipFile(path, "a", compression=zipfile.ZIP_DEFLATED) as archive,
+        archive.open(name, "w", force_zip64=True) as member,
+    ):
+        np.lib.format.write_array_header_1_0(member, header)
+        block = chunk * (1 << 20)
+        for start in range(0, data_bytes, len(block)):
+            member.write(block[: data_bytes - start])
+
+
+def peak_bytes(call) -> int:
+    """The most memory Python and NumPy allocated while ``call`` ran."""
+    import tracemalloc
+
+    tracemalloc.start()
+    with contextlib.suppress(CheckpointError):
+        call()
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return peak
+
+
+def test_an_entry_no_checkpoint_has_is_refused_before_it_is_read(tmp_path):
+    """An extra 200 MB member (200 kB on disk): refused from the member list, unread."""
+    path = trained_model().save(tmp_path / "run.npz")
+    header = {"descr": "<f4", "fortran_order": False, "shape": (50_000_000,)}
+    add_member(path, "bomb.npy", header, 200_000_000)
+    assert path.stat().st_size < 2_000_000
+    with pytest.raises(CheckpointError, match=r"an entry \['bomb'\] that no mlp checkpoint"):
+        load_checkpoint(path)
+    assert peak_bytes(lambda: load_checkpoint(path)) < 5_000_000
+
+
+def test_a_header_that_declares_a_huge_array_is_refused_before_any_allocation(tmp_path):
+    """Shape (2**40,) where a 12×16 weight belongs: 8 TiB asked for, nothing allocated."""
+    path = trained_model().save(tmp_path / "run.npz")
+    rewrite(path, lambda a: a.pop("param.0.weight"))
+    header = {"descr": "<f4", "fortran_order": False, "shape": (2**40,)}
+    add_member(path, "param.0.weight.npy", header, 1000)
+    with pytest.raises(CheckpointError, match=r"weight 0.weight is float32\[1099511627776\]"):
+        load_checkpoint(path)
+    assert peak_bytes(lambda: load_checkpoint(path)) < 5_000_000
+
+
+def test_a_member_longer_than_its_header_says_is_refused(tmp_path):
+    path = trained_model().save(tmp_path / "run.npz")
+    rewrite(path, lambda a: a.pop("param.0.bias"))
+    header = {"descr": "<f4", "fortran_order": False, "shape": (16,)}
+    add_member(path, "param.0.bias.npy", header, 64 + 10_000_000)
+    with pytest.raises(CheckpointError, match="truncated or corrupt"):
+        load_checkpoint(path)
+    assert peak_bytes(lambda: load_checkpoint(path)) < 5_000_000
+
+
+def test_metadata_larger_than_any_checkpoints_is_refused_unread(tmp_path):
+    path = trained_model().save(tmp_path / "run.npz")
+    rewrite(path, lambda a: a.pop("__meta__"))
+    header = {"descr": "|u1", "fortran_order": False, "shape": (100_000_000,)}
+    add_member(path, "__meta__.npy", header, 100_000_000, chunk=b" ")
+    with pytest.raises(CheckpointError, match=r"metadata of 100,000,\d+ bytes"):
+        load_checkpoint(path)
+
+
+def nested(depth: int) -> bytes:
+    return ("[" * depth + "]" * depth).encode()
+
+
+@pytest.mark.parametrize(
+    ("edit", "problem"),
+    [
+        (lambda m: m.update(epoch=float("inf")), "epoch must be a whole number from 0"),
+        (lambda m: m.update(epoch=-3), "epoch must be a whole number from 0, got -3"),
+        (lambda m: m.update(epoch=0.5), "epoch must be a whole number from 0, got 0.5"),
+        (lambda m: m.update(epoch=True), "epoch must be a whole number from 0, got True"),
+        (lambda m: m["rng"].update(seed=float("inf")), "rng.seed must be a whole number"),
+        (lambda m: m["model"].update(seed=float("inf")), "model.seed: seed must be a"),
+        (lambda m: m["model"].update(dropout=10**400), "model.dropout: dropout probability"),
+        (lambda m: m["model"].update(sizes=[12.0, 16, 4]), "model.sizes must be a list of"),
+        (lambda m: m["model"].update(dtype=["float32"]), "model.dtype must be one of"),
+        (lambda m: m["optimizer"]["hyperparameters"].update(lr=10**400), "learning rate must"),
+        (lambda m: m["optimizer"].update(steps=2**63), "optimizer.steps must be a whole"),
+        (lambda m: m["optimizer"].update(steps=True), "optimizer.steps must be a whole"),
+        (lambda m: m["optimizer"].update(name=["Adam"]), r"unknown optimizer \['Adam'\]"),
+        (lambda m: m["optimizer"].pop("steps"), "no optimizer.steps"),
+        (lambda m: m.update(history=[{"epoch": 1, "accuracy": 0.5}]), "entry 0 has no loss"),
+        (
+            lambda m: m.update(history=[{"epoch": 1, "loss": float("nan"), "accuracy": 0.5}]),
+            "history entry 0 has a loss that is not a number",
+        ),
+        (lambda m: m["run"].update(dataset=["mnist"]), "run.dataset is not a name"),
+    ],
+    ids=lambda v: v if isinstance(v, str) else "",
+)
+def test_edited_metadata_is_checked_against_its_schema(tmp_path, edit, problem):
+    """Every field a load or a resumed run reads, of the type and in the range it must be:
+    one CheckpointError naming it, never an OverflowError or a TypeError, nor a pass."""
+    path = trained_model().save(tmp_path / "run.npz", run={"dataset": "mnist"})
+    edit_meta(path, edit)
+    with pytest.raises(CheckpointError, match=problem):
+        load_checkpoint(path)
+
+
+def test_metadata_nested_too_deeply_is_one_error(tmp_path):
+    path = trained_model().save(tmp_path / "run.npz")
+    text = b'{"format": "mlp-checkpoint", "format_version": 1, "history": ' + nested(100_000)
+    rewrite(path, lambda a: a.update(__meta__=np.frombuffer(text + b"}", np.uint8)))
+    with pytest.raises(CheckpointError, match="nested too deeply"):
+        load_checkpoint(path)
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "problem"),
+    [
+        ("v", -1.0, "optimizer state 'v' holds -1, but it cannot be negative"),
+        ("v", np.nan, "optimizer state 'v' contains NaN or infinity"),
+        ("m", np.inf, "optimizer state 'm' contains NaN or infinity"),
+    ],
+)
+def test_corrupt_optimizer_state_is_refused_and_changes_nothing(tmp_path, name, value, problem):
+    """A second moment of -1 or NaN resumed a run into nonsense (loss 1.09 → 4.96e8): refused
+    at load, so no restore ever writes the model's weights first."""
+    model = trained_model()
+    path = model.save(tmp_path / "run.npz")
+
+    def poison(arrays):
+        arrays[f"optim.{name}"] = np.full_like(arrays[f"optim.{name}"], value)
+
+    rewrite(path, poison)
+    with pytest.raises(CheckpointError, match=problem):
+        load_checkpoint(path)
+    other = MLP([12, 16, 4], seed=8)
+    before = other.state_dict()
+    with pytest.raises(CheckpointError, match=problem):
+        load_checkpoint(path).restore(other, Adam())
+    assert_same_state(other.state_dict(), before)
+
+
+def test_optimizer_state_of_another_dtype_is_refused(tmp_path):
+    path = trained_model().save(tmp_path / "run.npz")
+    rewrite(path, lambda a: a.update({"optim.m": a["optim.m"].astype(bool)}))
+    with pytest.raises(
+        CheckpointError, match=r"optimizer state m is bool\[276\], but needs float32"
+    ):
+        load_checkpoint(path)
+
+
+def assert_same_state(a, b):
+    assert a.keys() == b.keys()
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key])
+
+
+@pytest.fixture(scope="module")
+def small_checkpoint(tmp_path_factory) -> bytes:
+    path = tmp_path_factory.mktemp("fuzz") / "run.npz"
+    model = MLP([5, 4, 3], seed=1)
+    model.fit(np.eye(5, dtype=np.float32), np.arange(5) % 3, epochs=1, batch_size=2)
+    model.save(path, epoch=1, history=[{"epoch": 1, "loss": 1.0, "accuracy": 0.2}])
+    return path.read_bytes()
+
+
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(data=st.data())
+def test_any_bit_flip_or_truncation_loads_or_is_one_checkpoint_error(
+    small_checkpoint, tmp_path, data
+):
+    """Whatever bits are flipped (in the zip's records, the .npy headers, the JSON) or however
+    the file is cut: a model, or a CheckpointError. No other exception, ever."""
+    raw = bytearray(small_checkpoint)
+    for _ in range(data.draw(st.integers(1, 3))):
+        bit = data.draw(st.integers(0, 8 * len(raw) - 1))
+        raw[bit // 8] ^= 1 << (bit % 8)
+    cut = data.draw(st.one_of(st.none(), st.integers(0, len(raw))))
+    path = tmp_path / "flipped.npz"
+    path.write_bytes(bytes(raw[:cut]) if cut is not None else bytes(raw))
+    try:
+        model = MLP.load(path)
+    except CheckpointError:
+        return
+    assert model.predict(np.eye(5, dtype=np.float32)).shape == (5,)
+
+
+def test_every_single_bit_flip_of_the_zip_records_is_one_error(small_checkpoint, tmp_path):
+    """Each bit of every local and central record header, flipped alone (byte 78's first bit
+    made mlp-eval print a 56-line traceback)."""
+    with zipfile.ZipFile(io.BytesIO(small_checkpoint)) as archive:
+        offsets = [info.header_offset for info in archive.infolist()]
+    end = small_checkpoint.rfind(b"PK\x01\x02")
+    regions = [range(o, o + 128) for o in offsets] + [range(end - 200, len(small_checkpoint))]
+    path = tmp_path / "flipped.npz"
+    for region in regions:
+        for byte in region:
+            for bit in range(8):
+                raw = bytearray(small_checkpoint)
+                raw[byte] ^= 1 << bit
+                path.write_bytes(bytes(raw))
+                with contextlib.suppress(CheckpointError):
+                    MLP.load(path)

@@ -86,3 +86,47 @@ def test_optimizer_load_state_dict_checks_shapes():
 def test_optimizer_settings_that_are_not_finite_numbers(make):
     with pytest.raises(ValueError, match=r"finite number|betas must be a pair"):
         make()
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "problem"),
+    [
+        ("v", np.full(1, np.nan, np.float32), "'v' contains NaN or infinity"),
+        ("v", np.full(1, -1.0, np.float32), "'v' holds -1, but it cannot be negative"),
+        ("m", np.full(1, 1e39), "'m' contains NaN or infinity"),  # inf in float32
+        ("m", np.ones(1, bool), "'m' must hold real numbers, got dtype bool"),
+        ("m", np.ones(1, np.complex64), "'m' must hold real numbers, got dtype complex64"),
+        ("m", np.array(["x"]), "'m' must hold real numbers, got dtype <U1"),
+    ],
+    ids=["nan-v", "negative-v", "overflowing-m", "bool-m", "complex-m", "string-m"],
+)
+def test_state_that_no_update_could_make_is_refused_whole(name, value, problem):
+    """An all-NaN or negative second moment trained a run to nonsense; a bool moment to
+    chance. Each buffer is checked for what it can hold, and a bad one loads nothing."""
+    model = MLP([6, 5, 3], seed=1)
+    optimizer = Adam()
+    optimizer.bind(model.backend, model.num_parameters, np.float32)
+    saved = optimizer.state_dict()
+    bad = {**saved, "m": saved["m"] + 1.0, name: np.resize(value, saved[name].size)}
+    with pytest.raises(ValueError, match=problem):
+        optimizer.load_state_dict(bad)
+    for key, kept in optimizer.state_dict().items():
+        np.testing.assert_array_equal(kept, saved[key])
+
+
+@pytest.mark.parametrize("steps", [-1, 2**63, True, 1.5, "3"])
+def test_a_step_count_an_int64_cannot_hold_is_refused(steps):
+    optimizer = SGD(momentum=0.9)
+    optimizer.bind(MLP([3, 2]).backend, 8, np.float32)
+    state = {**optimizer.state_dict(), "steps": steps}
+    with pytest.raises(ValueError, match="step count"):
+        optimizer.load_state_dict(state)
+    assert optimizer.steps == 0
+
+
+def test_a_learning_rate_beyond_any_float_is_a_value_error():
+    """``10**400`` made float() overflow: an OverflowError, not the promised ValueError."""
+    with pytest.raises(ValueError, match="learning rate must be a finite number"):
+        Adam(lr=10**400)
+    with pytest.raises(ValueError, match="momentum must be a finite number"):
+        SGD(momentum=-(10**400))
