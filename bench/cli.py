@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
-import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -403,10 +402,6 @@ def output_stem(machine: dict[str, Any], devices: list[str], probes: dict[str, A
     return "-".join(parts)
 
 
-def _terminate(signum: int, frame: Any) -> None:
-    raise SystemExit(128 + signum)  # unwinds through run_task, which kills the running row
-
-
 def out_folder_problem(folder: Path) -> str | None:
     """Why the results cannot go into ``folder`` (``None``: they can); creates it, so that a
     bad ``--out`` stops the run before its first row, not after hours of them."""
@@ -425,8 +420,8 @@ def out_folder_problem(folder: Path) -> str | None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark; exit status 1 if a row of ours failed (peers only report theirs),
-    or with one line if its results cannot be written."""
-    signal.signal(signal.SIGTERM, _terminate)
+    or with one line if its results cannot be written. SIGTERM unwinds through ``run_task``,
+    which kills the running row, as Ctrl-C does (``report_errors``)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     why = out_folder_problem(args.out)

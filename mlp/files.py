@@ -19,14 +19,15 @@ def cannot_write(path: str | os.PathLike, exc: OSError) -> CannotWrite:
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], object]) -> None:
-    """Call ``write(file)`` on a temporary file beside ``path``, fsync it, rename it over ``path``.
+    """Call ``write(file)`` on a temporary file beside ``path``, fsync it, rename it over ``path``
+    (over the file a symbolic link names, not the link).
 
     On any error the temporary file is removed and ``path`` is as it was (after SIGKILL a
     ``.<name>.*.tmp`` may remain, harmless); a failing write or rename is a ``CannotWrite``
     (an ``OSError``) naming ``path``, so a full disk is one clear line.
     """
-    path = Path(path)
-    folder = path.parent if str(path.parent) else Path(".")
+    named, path = path, Path(os.path.realpath(path))  # through a symbolic link, to its file
+    folder = path.parent
     # the name's start identifies a leftover; all of it could make the name too long
     tmp = folder / f".{path.name[:64]}.{os.getpid()}-{secrets.token_hex(4)}.tmp"
     try:
@@ -42,7 +43,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], object]) 
                 os.unlink(tmp)
             raise
     except OSError as exc:
-        raise cannot_write(path, exc) from None
+        raise cannot_write(named, exc) from None
     _fsync_folder(folder)
 
 

@@ -3,6 +3,7 @@ digests, and a handler that serves each file well or badly as its path says."""
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import http.server
@@ -34,7 +35,9 @@ DIGESTS = {name: hashlib.sha256(data).hexdigest() for name, data in FILE_BYTES.i
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
-    """``/<behaviour>/<file>``: good, corrupt, short, truncated, missing, stall, slow, flaky."""
+    """``/<behaviour>/<file>``: good, corrupt, short, truncated, missing, stall, slow, flaky,
+    drip (a byte every 0.2 s, for ever), endless (zeros, no length said, until the client
+    hangs up) and oversized (announces a gigabyte)."""
 
     hits: ClassVar[Counter] = Counter()
 
@@ -59,8 +62,15 @@ class Handler(http.server.BaseHTTPRequestHandler):
             data = data[: len(data) // 2]
         self.send_response(200)
         self.send_header("Content-Type", "application/octet-stream")
-        self.send_header("Content-Length", str(len(data)))
+        if behaviour != "endless":
+            length = 1 << 30 if behaviour == "oversized" else len(data)
+            self.send_header("Content-Length", str(length))
         self.end_headers()
+        if behaviour in ("drip", "endless"):
+            self._pour(
+                b"\0" if behaviour == "drip" else bytes(1 << 16), 0.2 * (behaviour == "drip")
+            )
+            return
         if behaviour == "truncated":  # promises all, sends half, hangs up
             self.wfile.write(data[: len(data) // 2])
             self.wfile.flush()
@@ -79,6 +89,16 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 time.sleep(0.05)
             return
         self.wfile.write(data)
+
+    def _pour(self, chunk: bytes, pause: float) -> None:
+        """``chunk`` after ``chunk``, ``pause`` seconds apart, until the client is gone (or a
+        minute has passed: a test server stops by itself)."""
+        end = time.monotonic() + 60
+        with contextlib.suppress(OSError):
+            while time.monotonic() < end:
+                self.wfile.write(chunk)
+                self.wfile.flush()
+                time.sleep(pause)
 
 
 def closed_port_url() -> str:

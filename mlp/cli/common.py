@@ -10,9 +10,12 @@ Ctrl-C.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import signal
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -34,6 +37,40 @@ DATA_DIR_HELP = (
 
 class UsageError(MLPError, ValueError):
     """A bad command-line value, or options that do not go together (exit status 2)."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised wherever the command is, so that it stops as it stops on
+    Ctrl-C: temporary files removed, one line saying what was kept."""
+
+    def __init__(self, signum: int, *args: object) -> None:
+        super().__init__(*args)
+        self.signum = signum
+
+
+#: The signals that end a command as Ctrl-C does (``SIGHUP``: a terminal closed).
+TERMINATING = tuple(
+    getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name)
+)
+
+
+@contextlib.contextmanager
+def terminating_as_interrupts() -> Iterator[None]:
+    """Within: SIGTERM and SIGHUP raise ``Terminated`` (only the main thread can catch a
+    signal; elsewhere, nothing changes)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def terminate(signum: int, frame: object) -> None:
+        raise Terminated(signum)
+
+    before = {signum: signal.signal(signum, terminate) for signum in TERMINATING}
+    try:
+        yield
+    finally:
+        for signum, handler in before.items():
+            signal.signal(signum, handler)
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -119,20 +156,27 @@ def device_spec(text: str) -> str:
 
 def output_file(text: str) -> Path:
     """A file to write: its folder must exist (checked now, not after hours of training)."""
-    path = Path(text)
+    problem = writable_file_problem(Path(text)) if text else f"expected a file name, got {text!r}"
+    if problem:
+        raise argparse.ArgumentTypeError(problem)
+    return Path(text)
+
+
+def writable_file_problem(path: Path) -> str | None:
+    """Why ``path`` cannot be written (``None``: it can), as a user reads it."""
     folder = path.parent
     try:
-        if not text or path.is_dir():
-            raise argparse.ArgumentTypeError(f"expected a file name, got {text!r}")
+        if path.is_dir():
+            return f"expected a file name, got {str(path)!r}"
         if path.exists() and not path.is_file():  # a device, a pipe: never renamed over
-            raise argparse.ArgumentTypeError(f"{text!r} is not a regular file")
+            return f"{str(path)!r} is not a regular file"
         if not folder.is_dir():
-            raise argparse.ArgumentTypeError(f"folder {str(folder)!r} does not exist")
+            return f"folder {str(folder)!r} does not exist"
     except OSError as exc:  # a folder we may not look into, a name too long, …
-        raise argparse.ArgumentTypeError(f"cannot write {text!r}: {exc.strerror}") from None
+        return f"cannot write {str(path)!r}: {exc.strerror}"
     if not os.access(folder, os.W_OK | os.X_OK):
-        raise argparse.ArgumentTypeError(f"folder {str(folder)!r} is not writable")
-    return path
+        return f"folder {str(folder)!r} is not writable"
+    return None
 
 
 def named_path(text: str) -> Path:
@@ -149,9 +193,11 @@ def read_dataset(
     err: Any,
     quiet: bool = False,
     classes: int | None = None,
+    dtype: Any = None,
 ) -> Dataset:
     """``dataset`` as ``--data-dir`` and ``--no-download`` say: found, else downloaded (a
-    line says so first, and a bar shows on a terminal unless ``quiet``)."""
+    line says so first, and a bar shows on a terminal unless ``quiet``); checked as
+    ``load_dataset`` checks it, for a model of ``classes`` outputs and ``dtype``."""
     folder = ensure_dataset(
         dataset,
         args.data_dir,
@@ -159,7 +205,7 @@ def read_dataset(
         progress=not quiet and is_terminal(err),
         announce=None if quiet else lambda line: print(line, file=err, flush=True),
     )
-    return load_dataset(dataset, folder, classes=classes)
+    return load_dataset(dataset, folder, classes=classes, dtype=dtype)
 
 
 def is_terminal(stream: Any) -> bool:
@@ -177,18 +223,24 @@ def report_errors(
 
     Returns the exit status: the action's own when it returns an int, else 0; 2 for usage
     errors, 1 for the library's errors and for running out of host or GPU memory (with the
-    ``out_of_memory`` hint), 130 for Ctrl-C (whose message, if any, says what was saved;
-    else ``interrupted``). NumPy's floating-point warnings are off: a diverging run
-    overflows before its loss turns NaN, and that is reported as one line (a NaN test loss
-    shows in the output), so they would only add noise.
+    ``out_of_memory`` hint), 128 + the signal for Ctrl-C (130), SIGTERM (143) and SIGHUP
+    (129), whose message, if any, says what was saved (else ``interrupted``). NumPy's
+    floating-point warnings are off: a diverging run overflows before its loss turns NaN,
+    and that is reported as one line (a NaN test loss shows in the output), so they would
+    only add noise.
     """
     try:
-        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        with (
+            terminating_as_interrupts(),
+            np.errstate(over="ignore", invalid="ignore", divide="ignore"),
+        ):
             result = action()
     except KeyboardInterrupt as exc:
+        signum = getattr(exc, "signum", signal.SIGINT)
+        stopped = "interrupted" if signum == signal.SIGINT else f"stopped by {_name(signum)}"
         detail = one_line(exc) or interrupted
-        print(f"{prog}: interrupted{'; ' + detail if detail else ''}", file=sys.stderr)
-        return 130
+        print(f"{prog}: {stopped}{'; ' + detail if detail else ''}", file=sys.stderr)
+        return 128 + signum
     except UsageError as exc:
         print(f"{prog}: error: {one_line(exc)}", file=sys.stderr)
         return 2
@@ -201,3 +253,10 @@ def report_errors(
         print(f"{prog}: error: out of memory: {detail}{hint}", file=sys.stderr)
         return 1
     return result if isinstance(result, int) else 0
+
+
+def _name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"

@@ -29,6 +29,8 @@ from .common import (
 )
 
 PROG = "mlp-eval"
+#: The most classes whose confusion matrix is shown: beyond, no terminal line holds a row.
+MAX_SHOWN_CLASSES = 30
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -85,15 +87,22 @@ def run(args: argparse.Namespace, out: Any = None, err: Any = None) -> dict[str,
     model = MLP.from_checkpoint(checkpoint, args.device)
     dataset = args.dataset or checkpoint.run.get("dataset") or "fashion-mnist"
     classes = model.sizes[-1]
-    data = read_dataset(dataset, args, err, classes=classes)  # the test labels fit the model
+    # the test labels must fit the model, and the images its dtype
+    data = read_dataset(dataset, args, err, classes=classes, dtype=model.dtype)
     metrics = model.evaluate(data.X_test, data.y_test)  # checks the feature count
-    predicted = model.predict(data.X_test)
-    matrix = confusion_matrix(data.y_test, predicted, classes)
     print(f"{model} from {args.checkpoint} (epoch {checkpoint.epoch})", file=out)
     print(f"device: {model.backend.describe()}", file=out)
     print(f"{dataset} test set from {data.source}: {len(data.y_test)} images", file=out)
     print(f"test loss: {metrics['loss']:.4f}", file=out)
-    print(f"test accuracy: {metrics['accuracy']:.4f}", file=out)
+    print(f"test accuracy: {metrics['accuracy']:.4f}", file=out, flush=True)
+    if classes > MAX_SHOWN_CLASSES:  # a matrix no screen shows (and, at 65,536, 32 GiB)
+        print(
+            f"confusion matrix: not shown for {classes} outputs (at most {MAX_SHOWN_CLASSES})",
+            file=out,
+            flush=True,
+        )
+        return {**metrics, "confusion": None}
+    matrix = confusion_matrix(data.y_test, model.predict(data.X_test), classes)
     print("confusion matrix (rows: true class, columns: predicted class):", file=out)
     print(format_confusion(matrix), file=out, flush=True)
     return {**metrics, "confusion": matrix}

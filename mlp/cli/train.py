@@ -17,8 +17,9 @@ from backends import PRECISIONS, get_backend
 
 from .. import checks
 from ..checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from ..data import DATASETS, Dataset
-from ..errors import CheckpointError, InvalidArgument, MLPError, TrainingDiverged
+from ..checkpoint_reader import stored_epoch
+from ..data import CLASSES, DATASETS, SPLITS, Dataset
+from ..errors import CannotWrite, CheckpointError, InvalidArgument, MLPError, TrainingDiverged
 from ..model import MLP
 from ..optim import OPTIMIZERS, Optimizer, make_optimizer
 from .common import (
@@ -33,7 +34,9 @@ from .common import (
     output_file,
     read_dataset,
     report_errors,
+    writable_file_problem,
 )
+from .locks import holding
 from .reporting import EpochProgress, MetricsLog, check_plot_available, plot_history
 
 PROG = "mlp-train"
@@ -172,6 +175,10 @@ def check_options(args: argparse.Namespace) -> None:
             f"drop it, or use --dtype float32"
         )
     check_distinct_outputs(args)
+    if args.resume is not None and args.save is None:  # checkpoints go back into it
+        problem = writable_file_problem(args.resume)
+        if problem:
+            raise UsageError(f"--resume {args.resume}: {problem} (or give --save another file)")
     if args.plot is not None:
         try:
             check_plot_available(args.plot)
@@ -198,6 +205,29 @@ def check_distinct_outputs(args: argparse.Namespace) -> None:
         other = seen.setdefault(key, option)
         if other != option and {other, option} != {"--save", "--resume"}:
             raise UsageError(f"{other} and {option} name the same file ({path}): give each its own")
+
+
+def outputs_of(args: argparse.Namespace) -> list[tuple[str, Path]]:
+    """The files the run writes, each with the option that names it."""
+    save = ("--save", args.save) if args.save is not None else ("--resume", args.resume)
+    named = [save, ("--log", args.log), ("--plot", args.plot)]
+    return [(option, path) for option, path in named if path is not None]
+
+
+def check_outputs_spare_the_data(args: argparse.Namespace, data: Dataset) -> None:
+    """No output may replace one of the dataset's own files (an IDX file, overwritten)."""
+    inputs = {
+        os.path.realpath(data.source / f"{stem}{suffix}")
+        for files in SPLITS.values()
+        for stem in files
+        for suffix in ("", ".gz")
+    }
+    for option, path in outputs_of(args):
+        if os.path.realpath(path) in inputs:
+            raise UsageError(
+                f"{option} {path} is one of the dataset's own files: write the run's files "
+                "elsewhere"
+            )
 
 
 def resumed_checkpoint(args: argparse.Namespace) -> Checkpoint | None:
@@ -235,16 +265,25 @@ def run(args: argparse.Namespace, out: Any = None, err: Any = None) -> dict[str,
     """Train as the arguments say, printing per-epoch metrics; returns the final test metrics."""
     out = sys.stdout if out is None else out
     err = sys.stderr if err is None else err
+    check_options(args)
+    backend = get_backend(args.device, precision=args.precision)
+    with holding(path for _, path in outputs_of(args)):  # one run per file, refused at start
+        return train_and_report(args, backend, out, err)
+
+
+def train_and_report(
+    args: argparse.Namespace, backend: Any, out: Any, err: Any
+) -> dict[str, float]:
+    """The run itself, holding its files: resume, read the data, train, evaluate, plot."""
 
     def say(message: str) -> None:
         if not args.quiet:
             print(message, file=out, flush=True)
 
-    check_options(args)
-    backend = get_backend(args.device, precision=args.precision)
     checkpoint = resumed_checkpoint(args)
-    data = read_dataset(args.dataset, args, err, quiet=args.quiet)
-    sizes = [data.X_train.shape[1], *args.hidden, int(data.y_train.max()) + 1]
+    data = read_dataset(args.dataset, args, err, quiet=args.quiet, dtype=args.dtype)
+    check_outputs_spare_the_data(args, data)
+    sizes = [data.X_train.shape[1], *args.hidden, CLASSES[args.dataset]]
     model = MLP(
         sizes,
         activation=args.activation,
@@ -307,8 +346,11 @@ def train(
         )
     except TrainingDiverged as exc:
         raise RunStopped(f"{exc}; {outputs.kept()}") from None
-    except KeyboardInterrupt:
-        raise KeyboardInterrupt(outputs.kept()) from None
+    except CannotWrite as exc:  # a full disk under the checkpoint or the log
+        raise CannotWrite(f"{exc}; {outputs.kept()}") from None
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM and SIGHUP (``Terminated``)
+        exc.args = (outputs.kept(),)
+        raise
     except MemoryError as exc:  # memory gone mid-run (another process took the GPU's, say)
         # a plain MemoryError: NumPy's and CuPy's subclasses take other arguments than a text
         raise MemoryError(f"{one_line(exc)}; {outputs.kept()}") from None
@@ -333,6 +375,8 @@ class Outputs:
         self.args, self.model, self.optimizer, self.history = args, model, optimizer, history
         self.out = out
         self.save_path: Path | None = args.save if args.save is not None else args.resume
+        # whether the file at save_path is this run's: it resumed from it, or saved into it
+        self.ours = args.save is None and args.resume is not None
         self.progress = EpochProgress(
             samples, args.batch_size, args.epochs, err, enabled=not args.quiet
         )
@@ -362,6 +406,7 @@ class Outputs:
             self.log.write(record)
 
     def save(self, epoch: int) -> None:
+        self.ours = True
         save_checkpoint(
             self.save_path,
             self.model,
@@ -378,11 +423,13 @@ class Outputs:
             self.log.close()
 
     def kept(self) -> str:
+        """What the checkpoint on disk holds, for the line a stopped run ends with: read
+        back from the file, since a stop may land in the middle of a save."""
         if self.save_path is None:
             return "no checkpoint was written (use --save to keep one)"
-        if not self.history:
+        epoch = stored_epoch(self.save_path) if self.ours else None
+        if epoch is None:
             return f"no epoch finished, so nothing was saved to {self.save_path}"
-        epoch = self.history[-1]["epoch"]
         return f"{self.save_path} holds epoch {epoch}: continue with --resume {self.save_path}"
 
 

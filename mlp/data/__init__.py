@@ -7,9 +7,9 @@ downloading them (``download.py``), and learnable synthetic ones (``synthetic.py
 
 from ..errors import DataError, DatasetNotFound, DownloadError
 from .datasets import (
+    CLASSES,
     DATASETS,
     FILE_NAMES,
-    MAX_CLASSES,
     SPLITS,
     SYSTEM_DIRS,
     Dataset,
@@ -23,9 +23,9 @@ from .download import ensure_dataset, fetch_dataset
 from .idx import parse_idx, read_idx, write_idx
 
 __all__ = [
+    "CLASSES",
     "DATASETS",
     "FILE_NAMES",
-    "MAX_CLASSES",
     "SPLITS",
     "SYSTEM_DIRS",
     "DataError",

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
-from ..errors import DataError, DatasetNotFound, InvalidArgument
+from ..errors import DataError, DatasetNotFound, DownloadError, InvalidArgument
 from .idx import read_idx
 
 DATASETS = ("fashion-mnist", "mnist", "kmnist")
@@ -25,9 +25,8 @@ SPLITS = {
 }
 #: Where Debian's dataset packages (``apt install dataset-fashion-mnist``) put the files.
 SYSTEM_DIRS = (Path("/usr/share/datasets"), Path("/usr/local/share/datasets"))
-#: The most classes a label file may make: a label beyond is a mistake (an ID, a
-#: measurement), which would otherwise surface as running out of memory.
-MAX_CLASSES = 65536
+#: Each dataset's classes: a label beyond is a mistake (a corrupt file, another dataset).
+CLASSES = {"fashion-mnist": 10, "mnist": 10, "kmnist": 10}
 
 
 class Dataset(NamedTuple):
@@ -58,9 +57,23 @@ FILE_NAMES = ", ".join(f"{stem}[.gz]" for files in SPLITS.values() for stem in f
 
 
 def user_cache_dir(dataset: str) -> Path:
-    """``$XDG_CACHE_HOME/mlp/<dataset>``, by default ``~/.cache/mlp/<dataset>``."""
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "mlp" / dataset
+    """``$XDG_CACHE_HOME/mlp/<dataset>``, by default ``~/.cache/mlp/<dataset>``; a relative
+    ``XDG_CACHE_HOME`` is ignored, as the XDG base directory specification says."""
+    base = os.environ.get("XDG_CACHE_HOME", "")
+    root = Path(base) if os.path.isabs(base) else Path.home() / ".cache"
+    return root / "mlp" / dataset
+
+
+def usable_cache_dir(dataset: str) -> Path:
+    """``user_cache_dir``, where a download may create it: never under a home folder that
+    does not exist (``HOME=/nonexistent``), which a download would otherwise make."""
+    folder = user_cache_dir(dataset)
+    if not os.path.isabs(os.environ.get("XDG_CACHE_HOME", "")) and not Path.home().is_dir():
+        raise DownloadError(
+            f"no user cache to download {dataset} into: the home folder {Path.home()} does not "
+            "exist; set XDG_CACHE_HOME to a folder, or put the files in one and pass --data-dir"
+        )
+    return folder
 
 
 def candidate_dirs(dataset: str, data_dir: str | os.PathLike | None = None) -> list[Path]:
@@ -130,10 +143,13 @@ def _given_folder_problem(folder: Path, dataset: str) -> str:
     )
 
 
-def load_split(folder: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
+def load_split(
+    folder: Path, split: str, classes: int, dtype: Any = None, dataset: str = "the dataset"
+) -> tuple[np.ndarray, np.ndarray]:
     """Images as (n, rows*cols) uint8 and labels as (n,) uint8 for ``"train"`` or ``"test"``.
 
-    Float images must be finite, labels whole numbers from 0 (and below ``MAX_CLASSES``).
+    Float images must be finite (as ``dtype`` would hold them, where given), labels whole
+    numbers from 0 below ``classes``, the ``dataset``'s; an error names the file.
     """
     image_stem, label_stem = SPLITS[split]
     image_file, label_file = _split_file(folder, image_stem), _split_file(folder, label_stem)
@@ -148,44 +164,56 @@ def load_split(folder: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
         raise DataError(f"{folder}: {images.shape[0]} {split} images but {labels.shape[0]} labels")
     if images.size == 0:
         raise DataError(f"{image_file}: holds no images (its header says {images.shape})")
-    if images.dtype.kind == "f" and not np.all(np.isfinite(images)):
-        raise DataError(f"{image_file}: the {split} images contain NaN or infinity")
+    if images.dtype.kind == "f":
+        _check_finite(image_file, split, images, dtype)
     if labels.dtype.kind == "f" and not (
         np.all(np.isfinite(labels)) and np.all(labels == np.round(labels))
     ):
         raise DataError(f"{label_file}: labels must be whole numbers, got {labels.dtype} values")
     if labels.min() < 0:
         raise DataError(f"{label_file}: labels must be 0 or more, got {labels.min():g}")
-    if labels.max() >= MAX_CLASSES:
-        raise DataError(
-            f"{label_file}: labels go up to {labels.max():g}, but they are class indices 0 to "
-            f"K-1, one output unit each, with K at most {MAX_CLASSES}"
-        )
+    check_label_range(label_file, labels, classes, f"{dataset} has {classes} classes")
     return images.reshape(images.shape[0], -1), labels
+
+
+def _check_finite(where: Path, split: str, images: np.ndarray, dtype: Any) -> None:
+    largest = max(images.max(), -images.min())  # NaN if any is
+    if not np.isfinite(largest):
+        raise DataError(f"{where}: the {split} images contain NaN or infinity")
+    if dtype is not None and largest > np.finfo(dtype).max:
+        raise DataError(
+            f"{where}: the {split} images hold values up to {largest:g}, beyond "
+            f"{np.dtype(dtype).name}'s range (use --dtype float64, or scale them)"
+        )
+
+
+def check_label_range(where: Path, labels: np.ndarray, classes: int, limit: str) -> None:
+    """Labels below ``classes``; ``limit`` says what makes it the bound."""
+    if labels.max() >= classes:
+        raise DataError(
+            f"{where}: labels go up to {labels.max():g}, but {limit} (labels 0 to {classes - 1})"
+        )
 
 
 def load_dataset(
     dataset: str = "fashion-mnist",
     data_dir: str | os.PathLike | None = None,
     classes: int | None = None,
+    dtype: Any = None,
 ) -> Dataset:
     """Find and read a dataset: ``X_train, y_train, X_test, y_test, source``.
 
-    The test labels must be below ``classes``, the outputs of the model to be evaluated;
-    without it, within the classes the training labels make.
+    Every label must be one of the dataset's classes (``CLASSES``), and the test labels
+    below ``classes`` too where given: the outputs of the model they will be compared with.
+    Float images must be finite as ``dtype`` (the model's) would hold them.
     """
     folder = find_dataset(dataset, data_dir)
-    X_train, y_train = load_split(folder, "train")
-    X_test, y_test = load_split(folder, "test")
+    known = CLASSES[dataset]
+    X_train, y_train = load_split(folder, "train", known, dtype, dataset)
+    X_test, y_test = load_split(folder, "test", known, dtype, dataset)
     if X_train.shape[1] != X_test.shape[1]:
         raise DataError(f"{folder}: train and test images differ in size")
-    limit = f"the model has {classes} outputs"
-    if classes is None:
-        classes = int(y_train.max()) + 1
-        limit = f"the training labels make {classes} classes"
-    if y_test.max() >= classes:
-        raise DataError(
-            f"{_split_file(folder, SPLITS['test'][1])}: labels go up to {y_test.max():g}, "
-            f"but {limit} (labels 0 to {classes - 1})"
-        )
+    if classes is not None:
+        where = _split_file(folder, SPLITS["test"][1])
+        check_label_range(where, y_test, classes, f"the model has {classes} outputs")
     return Dataset(X_train, y_train, X_test, y_test, folder)

@@ -2,20 +2,23 @@
 
 pooch (the downloader SciPy and scikit-image use) streams each file into a temporary file
 in the cache folder, checks its SHA-256 against the pinned digest, and only then renames it
-into place; a failed or mismatched download is deleted, and each file is retried with a
-growing wait. This module adds the registry (official mirrors, pinned digests), mirror
-fallback, and errors that say what to do offline. pooch and tqdm are imported only when a
-download actually happens, so ``import mlp`` needs neither.
+into place; a failed or mismatched download is deleted (on any exception, a SIGTERM that the
+commands turn into one included). This module adds the registry (official mirrors, pinned
+digests and sizes), the limits pooch lacks (an overall deadline per file, not only per read,
+and the pinned size as the most a file may send: ``BoundedDownloader``), the retry policy,
+mirror fallback, and errors that say what to do offline. pooch, requests and tqdm are
+imported only when a download actually happens, so ``import mlp`` needs none of them.
 
-Digests are those of the files the official mirrors serve (the same values torchvision and
-TensorFlow Datasets pin). Debian's ``dataset-fashion-mnist`` recompresses the files, so its
-``.gz`` files hash differently; they are found locally and never downloaded.
+Digests and sizes are those of the files the official mirrors serve (the digests torchvision
+and TensorFlow Datasets pin). Debian's ``dataset-fashion-mnist`` recompresses the files, so
+its ``.gz`` files differ; they are found locally and never downloaded.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import sys
 import time
@@ -24,11 +27,16 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import DatasetNotFound, DownloadError, InvalidArgument
-from .datasets import DATASETS, SPLITS, find_dataset, user_cache_dir
+from .datasets import DATASETS, SPLITS, find_dataset, usable_cache_dir, user_cache_dir
 
 #: Environment variable: comma-separated base URLs used instead of the official mirrors
 #: (``{dataset}`` in a URL is replaced by the dataset's name). Digests are still checked.
 MIRRORS_ENV = "MLP_DATASET_MIRRORS"
+#: Environment variable: the seconds a file's download may take in all (every read counted).
+DEADLINE_ENV = "MLP_DOWNLOAD_TIMEOUT"
+#: The deadline without it: Fashion-MNIST's 26 MB file at 50 kB/s.
+DEFAULT_DEADLINE = 600.0
+USER_AGENT = "mlp-dataset-download"
 
 FILES = tuple(f"{stem}.gz" for stems in SPLITS.values() for stem in stems)
 
@@ -77,6 +85,114 @@ def pinned_digests(dataset: str) -> dict[str, str]:
     return {name: digest for digest, name in (line.split() for line in lines if line.strip())}
 
 
+#: Each file's size in bytes, in ``FILES`` order: the most a mirror may send of it.
+SIZES = {
+    "mnist": (9_912_422, 28_881, 1_648_877, 4_542),
+    "fashion-mnist": (26_421_880, 29_515, 4_422_102, 5_148),
+    "kmnist": (18_165_135, 29_497, 3_041_136, 5_120),
+}
+
+
+def pinned_sizes(dataset: str) -> dict[str, int]:
+    """File name → its size in bytes, the most a mirror may send of it."""
+    return dict(zip(FILES, SIZES[dataset], strict=True))
+
+
+def deadline_from_environment() -> float:
+    """``$MLP_DOWNLOAD_TIMEOUT`` as seconds (positive), else ``DEFAULT_DEADLINE``."""
+    text = os.environ.get(DEADLINE_ENV, "").strip()
+    if not text:
+        return DEFAULT_DEADLINE
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not 0 < seconds < math.inf:
+        raise InvalidArgument(f"{DEADLINE_ENV} must be a positive number of seconds, got {text!r}")
+    return seconds
+
+
+class DownloadTooLarge(Exception):
+    """A mirror sends more than the file's pinned size (an endless or a wrong body)."""
+
+
+class DownloadTooSlow(Exception):
+    """A file's download went past its deadline (a mirror that drips bytes, say)."""
+
+
+class BoundedDownloader:
+    """pooch's downloader protocol, ``downloader(url, output_file, pooch)``, with the two
+    limits pooch's ``HTTPDownloader`` lacks: a deadline for the whole file (its timeout
+    bounds each read alone, so a byte every few seconds never ends), and a size the file may
+    not pass (an endless body would fill the disk). Streams with requests, pooch's own
+    dependency; a bar on stderr where ``progress``."""
+
+    def __init__(
+        self,
+        timeout: float,
+        deadline: float,
+        max_bytes: int | None = None,
+        progress: bool = False,
+    ) -> None:
+        self.timeout, self.deadline, self.max_bytes = timeout, deadline, max_bytes
+        self.progress = progress
+
+    def __call__(self, url: str, output_file: Any, pooch: Any = None) -> None:
+        import requests
+
+        started = time.monotonic()
+        with requests.get(
+            url, stream=True, timeout=self.timeout, headers={"User-Agent": USER_AGENT}
+        ) as response:
+            response.raise_for_status()
+            declared = response.headers.get("Content-Length", "")
+            total = int(declared) if declared.isdigit() else self.max_bytes
+            if self.max_bytes is not None and total is not None and total > self.max_bytes:
+                raise DownloadTooLarge(f"it announces {total:,} bytes")
+            received = 0
+            with open(output_file, "wb") as out, self._bar(total) as bar:
+                for chunk in _as_it_arrives(response):
+                    received += len(chunk)
+                    if self.max_bytes is not None and received > self.max_bytes:
+                        raise DownloadTooLarge(f"more than {self.max_bytes:,} bytes came")
+                    if time.monotonic() - started > self.deadline:
+                        raise DownloadTooSlow(f"{received:,} bytes in {self.deadline:g} s")
+                    out.write(chunk)
+                    bar.update(len(chunk))
+
+    def _bar(self, total: int | None) -> Any:
+        if not self.progress:
+            return _NoBar()
+        from tqdm import tqdm
+
+        return tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, file=sys.stderr)
+
+
+def _as_it_arrives(response: Any) -> Iterator[bytes]:
+    """The body in the pieces it arrives in: a read of a fixed size would wait (within the
+    per-read timeout) until that much came, so a dripping mirror would never meet the
+    deadline's check. urllib3 2's ``read1`` returns what is there; older, fixed pieces."""
+    read1 = getattr(response.raw, "read1", None)
+    if read1 is None:
+        yield from response.iter_content(chunk_size=1 << 16)
+        return
+    while chunk := read1(1 << 16, decode_content=True):
+        yield chunk
+
+
+class _NoBar:
+    """A progress bar that shows nothing."""
+
+    def __enter__(self) -> _NoBar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+    def update(self, count: int) -> None:
+        pass
+
+
 def mirrors_for(dataset: str, mirrors: Sequence[str] | None = None) -> list[str]:
     """Base URLs to try, in order: ``mirrors`` if given, else ``$MLP_DATASET_MIRRORS`` if set
     (an in-house or air-gapped mirror: the official ones are then not contacted), else the
@@ -94,6 +210,8 @@ def fetch_files(
     retries: int = 2,
     timeout: float = 60.0,
     log: logging.Logger | None = None,
+    sizes: Mapping[str, int] | None = None,
+    deadline: float | None = None,
 ) -> Path:
     """Download each ``name → sha256`` in ``files`` into ``folder``, first mirror that works.
 
@@ -101,17 +219,19 @@ def fetch_files(
     pooch streams, verifies and renames each file; the retry policy is ours, because pooch
     retries every error alike: a failure that may pass (timeout, dropped connection, 5xx,
     digest mismatch) is retried ``retries`` times after 1 s, 2 s, 4 s…, while one that
-    will not (404 and other 4xx, unknown host) moves on to the next mirror at once.
-    Only verified files ever appear under their own name in ``folder``.
+    will not (404 and other 4xx, unknown host, a file too slow or too large) moves on to the
+    next mirror at once. ``timeout`` bounds each read; ``deadline`` (default:
+    ``$MLP_DOWNLOAD_TIMEOUT``, else 600 s) each file's whole download; ``sizes`` says how
+    many bytes each file may take at most. Only verified files ever appear under their own
+    name in ``folder``.
     """
     pooch = _import_pooch()
     folder = Path(folder)
-    downloader = pooch.HTTPDownloader(
-        progressbar=progress and _has_tqdm(),
-        timeout=timeout,
-        headers={"User-Agent": "mlp-dataset-download"},
-    )
+    deadline = deadline_from_environment() if deadline is None else deadline
     for name, digest in files.items():
+        downloader = BoundedDownloader(
+            timeout, deadline, (sizes or {}).get(name), progress=progress and _has_tqdm()
+        )
         failures = []
         for base in mirrors:
             fetcher = pooch.create(path=folder, base_url=base, registry={name: f"sha256:{digest}"})
@@ -146,6 +266,8 @@ def _fetch_with_retries(
 
 def _permanent(exc: BaseException) -> bool:
     """Errors that retrying the same URL will not fix."""
+    if isinstance(exc, (DownloadTooLarge, DownloadTooSlow)):
+        return True  # the same mirror again would cost the same deadline, or disk
     status = getattr(getattr(exc, "response", None), "status_code", None)
     if status is not None:
         return 400 <= status < 500 and status not in (408, 429)
@@ -172,7 +294,7 @@ def fetch_dataset(
     """Download ``dataset``'s four files (verified) into ``folder`` (default: the user cache)."""
     if dataset not in REGISTRY:
         raise InvalidArgument(f"unknown dataset {dataset!r}: choose one of {', '.join(DATASETS)}")
-    folder = Path(folder) if folder is not None else user_cache_dir(dataset)
+    folder = Path(folder) if folder is not None else usable_cache_dir(dataset)
     try:
         return fetch_files(
             pinned_digests(dataset),
@@ -182,6 +304,7 @@ def fetch_dataset(
             retries=retries,
             timeout=timeout,
             log=_stderr_logger() if progress else None,
+            sizes=pinned_sizes(dataset),
         )
     except DownloadError as exc:
         raise DownloadError(
@@ -277,6 +400,10 @@ def _stderr_logger() -> logging.Logger:
 
 def _describe(exc: BaseException) -> str:
     """One short phrase for a failed download."""
+    if isinstance(exc, DownloadTooLarge):
+        return f"sent more than the file's pinned size ({exc}; discarded)"
+    if isinstance(exc, DownloadTooSlow):
+        return f"too slow: not done within {DEADLINE_ENV} ({exc}; discarded)"
     response = getattr(exc, "response", None)
     if response is not None and getattr(response, "status_code", None):
         return f"HTTP {response.status_code}"

@@ -7,9 +7,12 @@ dimensions), one big-endian uint32 per dimension, then the values, big-endian, r
 from __future__ import annotations
 
 import gzip
+import io
+import math
 import os
 import zlib
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 
@@ -26,43 +29,78 @@ _IDX_TYPES = {
 }
 
 
+#: The most a gzip stream inflates: deflate codes at most 258 bytes in 2 bits (~1032:1).
+GZIP_EXPANSION = 1032
+
+
 def parse_idx(data: bytes, name: str = "<bytes>") -> np.ndarray:
     """Decode the bytes of one IDX file; any malformed input raises ``DataError``."""
-    if len(data) < 4 or data[0] != 0 or data[1] != 0:
-        raise DataError(f"{name}: not an IDX file (bad magic number)")
-    dtype = _IDX_TYPES.get(data[2])
-    if dtype is None:
-        raise DataError(f"{name}: not an IDX file (unknown type byte 0x{data[2]:02x})")
-    ndim = data[3]
-    header = 4 + 4 * ndim
-    if ndim == 0 or len(data) < header:
-        raise DataError(f"{name}: truncated IDX header")
-    shape = tuple(int(d) for d in np.frombuffer(data, ">u4", count=ndim, offset=4))
-    expected = int(np.prod(shape, dtype=object)) * dtype.itemsize
-    if len(data) - header != expected:
-        raise DataError(
-            f"{name}: holds {len(data) - header} bytes of data but its header {shape} "
-            f"needs {expected} (truncated or corrupt file)"
-        )
-    try:
-        values = np.frombuffer(data, dtype, offset=header).reshape(shape)
-    except ValueError as exc:  # more dimensions than NumPy supports: still name the file
-        raise DataError(f"{name}: unsupported IDX array ({exc})") from None
-    return values.astype(dtype.newbyteorder("="), copy=False)
+    return _read(io.BytesIO(data), name, len(data), gzipped=False)
 
 
 def read_idx(path: str | os.PathLike) -> np.ndarray:
-    """Read an IDX file, plain or ``.gz``; errors name the file."""
+    """Read an IDX file, plain or gzipped (told by its content, whatever its name); errors
+    name the file. It reads no more than its header declares, and one byte more to tell
+    trailing data, streaming through gzip: a header that lies costs no memory beyond what it
+    declares, and a size its file could not hold is refused before anything is allocated."""
     path = Path(path)
     try:
-        raw = path.read_bytes()
-        if raw[:2] == b"\x1f\x8b":  # gzip magic, whatever the extension
-            raw = gzip.decompress(raw)
+        with path.open("rb") as f:
+            gzipped = f.read(2) == b"\x1f\x8b"
+            f.seek(0)
+            size = os.fstat(f.fileno()).st_size
+            if not gzipped:
+                return _read(f, str(path), size, gzipped=False)
+            with gzip.GzipFile(fileobj=f) as stream:
+                return _read(stream, str(path), size, gzipped=True)
     except (OSError, EOFError, zlib.error) as exc:
         if isinstance(exc, FileNotFoundError):
             raise
         raise DataError(f"{path}: cannot read ({exc})") from None
-    return parse_idx(raw, str(path))
+
+
+def _read(stream: IO[bytes], name: str, size: int, gzipped: bool) -> np.ndarray:
+    """The array an IDX stream holds; ``size`` is what its file takes on disk."""
+    magic = stream.read(4)
+    if len(magic) < 4 or magic[0] != 0 or magic[1] != 0:
+        raise DataError(f"{name}: not an IDX file (bad magic number)")
+    dtype = _IDX_TYPES.get(magic[2])
+    if dtype is None:
+        raise DataError(f"{name}: not an IDX file (unknown type byte 0x{magic[2]:02x})")
+    ndim = magic[3]
+    dims = stream.read(4 * ndim)
+    if ndim == 0 or len(dims) < 4 * ndim:
+        raise DataError(f"{name}: truncated IDX header")
+    shape = tuple(int(d) for d in np.frombuffer(dims, ">u4"))
+    expected = math.prod(shape) * dtype.itemsize
+    header = 4 + 4 * ndim
+    room = size * GZIP_EXPANSION if gzipped else size - header
+    if expected > room:
+        held = f"at most {room:,} (inflating {size:,} gzipped)" if gzipped else f"{room}"
+        raise DataError(
+            f"{name}: holds {held} bytes of data but its header {shape} needs {expected} "
+            "(truncated or corrupt file)"
+        )
+    data = np.empty(expected, np.uint8)
+    view, got = memoryview(data), 0
+    while got < expected:
+        count = stream.readinto(view[got:])
+        if not count:
+            raise DataError(
+                f"{name}: holds {got} bytes of data but its header {shape} needs {expected} "
+                "(truncated or corrupt file)"
+            )
+        got += count
+    if stream.read(1):
+        raise DataError(
+            f"{name}: holds more than the {expected} bytes of data its header {shape} needs "
+            "(truncated or corrupt file)"
+        )
+    try:
+        values = data.view(dtype).reshape(shape)
+    except ValueError as exc:  # more dimensions than NumPy supports: still name the file
+        raise DataError(f"{name}: unsupported IDX array ({exc})") from None
+    return values.astype(dtype.newbyteorder("="), copy=False)
 
 
 def write_idx(path: str | os.PathLike, array: np.ndarray) -> None:

@@ -102,7 +102,6 @@ def test_bench_unwritable_out_folder_stops_before_any_row(tmp_path, monkeypatch,
     """As root a chmod stops nothing, so the folder's refusal is simulated."""
     from bench import cli
 
-    monkeypatch.setattr(cli.signal, "signal", lambda *args: None)
     monkeypatch.setattr(cli.os, "access", lambda path, mode: False)
     monkeypatch.setattr(cli, "run", lambda *args: pytest.fail("a row ran"))
     with pytest.raises(SystemExit) as exc:
@@ -130,7 +129,6 @@ def test_bench_rerun_never_replaces_earlier_results(tmp_path):
 def test_bench_disk_full_mid_run_is_one_line(tmp_path, monkeypatch, capsys):
     from bench import cli
 
-    monkeypatch.setattr(cli.signal, "signal", lambda *args: None)
     monkeypatch.setattr(files.os, "fsync", disk_full)  # the first save, after the first row
     assert cli.main([*TINY_BENCH, "--out", str(tmp_path)]) == 1
     err = capsys.readouterr().err.splitlines()

@@ -3,13 +3,19 @@ the loopback mirror (``tests/mirror.py``), offline, or not at all."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
+
 from mlp.cli import download
 from mlp.data.download import (
     MIRRORS_ENV,
     REGISTRY,
     ensure_dataset,
 )
-from tests.helpers import run
+from tests.helpers import ROOT, run
 from tests.mirror import DIGESTS, FILE_BYTES, Handler, closed_port_url, contents
 
 
@@ -73,3 +79,33 @@ def test_mlp_train_no_download(cache, server, capsys, monkeypatch):
     assert code == 1 and sum(Handler.hits.values()) == 0
     assert err.startswith("mlp-train: error: mnist not found (looked in ")
     assert err.endswith("(downloading is off: --no-download)\n")
+
+
+def test_sigterm_during_a_download_leaves_no_temporary_file(server, tmp_path):
+    """A SIGTERM left a 1.36 GB temporary file in the cache; now the download stops as on
+    Ctrl-C, with one line, and nothing is left."""
+    cache = tmp_path / "xdg"
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "XDG_CACHE_HOME": str(cache),
+        "MLP_DATASET_MIRRORS": f"{server}/drip/",
+    }
+    env.pop("MLP_DATA_DIR", None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mlp.cli.download", "kmnist", "--quiet"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    folder = cache / "mlp" / "kmnist"
+    deadline = time.monotonic() + 60
+    while not (folder.exists() and any(folder.iterdir())) and time.monotonic() < deadline:
+        time.sleep(0.05)  # the temporary file is there: the download is under way
+    assert any(folder.iterdir())
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143
+    assert err == "python -m mlp.cli.download: stopped by SIGTERM\n"
+    assert list(folder.iterdir()) == []

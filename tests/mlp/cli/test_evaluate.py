@@ -15,6 +15,7 @@ from mlp.data import SPLITS
 from mlp.data.synthetic import write_dataset
 from tests.helpers import ROOT, one_line, run
 
+TRAIN_LABELS = SPLITS["train"][1]
 TEST_IMAGES, TEST_LABELS = SPLITS["test"]
 
 
@@ -62,8 +63,14 @@ def test_eval_errors(data, checkpoint, tmp_path, capsys):
     code, _, err = run(evaluate.main, ["--checkpoint", checkpoint, "--data-dir", twelve], capsys)
     assert code == 1
     assert one_line(err, "mlp-eval") == (
-        f"{twelve / TEST_LABELS}.gz: labels go up to 11, but the model has 10 outputs "
+        f"{twelve / TRAIN_LABELS}.gz: labels go up to 11, but fashion-mnist has 10 classes "
         "(labels 0 to 9)"
+    )
+    five = MLP([784, 16, 5], seed=1).save(tmp_path / "five.npz")  # fewer outputs than classes
+    code, _, err = run(evaluate.main, ["--checkpoint", five, "--data-dir", data], capsys)
+    assert code == 1
+    assert one_line(err, "mlp-eval") == (
+        f"{data / TEST_LABELS}.gz: labels go up to 9, but the model has 5 outputs (labels 0 to 4)"
     )
 
 
@@ -97,3 +104,19 @@ def test_eval_of_overflowing_weights_prints_no_numpy_warnings(data, checkpoint, 
     )
     assert result.returncode == 0 and result.stderr == ""
     assert re.search(r"^test loss: (nan|inf)$", result.stdout, re.MULTILINE), result.stdout
+
+
+def test_a_confusion_matrix_is_shown_only_where_it_is_readable(data, tmp_path, capsys):
+    """20,000 outputs wrote a 2 GB matrix to stdout (and 65,536 ran out of memory)."""
+    many = MLP([784, 8, evaluate.MAX_SHOWN_CLASSES + 1], seed=1).save(tmp_path / "many.npz")
+    code, out, _ = run(evaluate.main, ["--checkpoint", many, "--data-dir", data], capsys)
+    assert code == 0
+    assert out.splitlines()[-1] == (
+        f"confusion matrix: not shown for {evaluate.MAX_SHOWN_CLASSES + 1} outputs "
+        f"(at most {evaluate.MAX_SHOWN_CLASSES})"
+    )
+    assert len(out.splitlines()) == 6
+    shown = MLP([784, 8, evaluate.MAX_SHOWN_CLASSES], seed=1).save(tmp_path / "shown.npz")
+    code, out, _ = run(evaluate.main, ["--checkpoint", shown, "--data-dir", data], capsys)
+    assert code == 0 and "confusion matrix (rows: true class" in out
+    assert len(out.splitlines()) == 7 + evaluate.MAX_SHOWN_CLASSES

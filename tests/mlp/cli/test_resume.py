@@ -196,3 +196,34 @@ def test_resume_past_the_total_is_a_usage_error(data, tmp_path, capsys):
         f"{path} already holds 3 epochs, more than --epochs 2 (--epochs is the total, as "
         "when it started)"
     )
+
+
+def test_resume_into_a_folder_it_cannot_write_is_refused_before_training(
+    data, checkpoint, capsys, monkeypatch
+):
+    """It trained a whole epoch before failing to save it. (As root a chmod stops nothing, so
+    the folder's refusal is simulated.)"""
+    from mlp.cli import common
+
+    real_access = os.access
+    folder = str(checkpoint.parent)
+    monkeypatch.setattr(
+        common.os, "access", lambda path, mode: str(path) != folder and real_access(path, mode)
+    )
+    code, out, err = run(
+        train.main, train_on(data, "--epochs", "2", "--resume", checkpoint), capsys
+    )
+    assert code == 2 and "epoch" not in out
+    assert one_line(err) == (
+        f"--resume {checkpoint}: folder {folder!r} is not writable (or give --save another file)"
+    )
+
+
+def test_resume_through_a_symbolic_link_keeps_the_link(data, checkpoint, tmp_path, capsys):
+    """The save replaced the link with a file; it now writes the file the link names."""
+    link = tmp_path / "latest.npz"
+    link.symlink_to(checkpoint)
+    code, _, _ = run(train.main, train_on(data, "--epochs", "2", "--resume", link), capsys)
+    assert code == 0
+    assert link.is_symlink() and link.resolve() == checkpoint.resolve()
+    assert load_checkpoint(checkpoint).epoch == 2

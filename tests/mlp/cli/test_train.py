@@ -9,8 +9,10 @@ import importlib.util
 import os
 import re
 import resource
+import signal
 import subprocess
 import sys
+import time
 import types
 from pathlib import Path
 
@@ -332,7 +334,7 @@ def test_labels_out_of_range_for_the_output_layer(data, capsys):
     code, _, err = run(train.main, train_on(data), capsys)
     assert code == 1
     assert one_line(err) == (
-        f"{data / TEST_LABELS}.gz: labels go up to 12, but the training labels make 10 classes "
+        f"{data / TEST_LABELS}.gz: labels go up to 12, but fashion-mnist has 10 classes "
         "(labels 0 to 9)"
     )
 
@@ -351,8 +353,7 @@ def test_labels_out_of_range_for_the_output_layer(data, capsys):
         ),
         (  # an ID column, say: not an output layer of two billion units (out of memory)
             np.array([0, 2**31 - 1, 2] * 100, np.int32),
-            "{file}: labels go up to 2.14748e+09, but they are class indices 0 to K-1, one "
-            "output unit each, with K at most 65536",
+            "{file}: labels go up to 2.14748e+09, but fashion-mnist has 10 classes (labels 0 to 9)",
         ),
     ],
     ids=["negative", "fractional", "nan", "huge"],
@@ -585,3 +586,169 @@ def test_real_processes_print_one_line(data, tmp_path):
         env=env,
     )
     assert evaluation.returncode == 1 and one_line(evaluation.stderr, "mlp-eval")
+
+
+# ----------------------------------------------------------------------------- one run per file
+HOLDER = """
+import sys, time
+from pathlib import Path
+from mlp.cli.locks import holding
+with holding([Path(sys.argv[1])]):
+    print("held", flush=True)
+    time.sleep(60)
+"""
+
+
+def test_a_second_run_naming_the_same_file_is_refused_with_the_holders_pid(data, tmp_path, capsys):
+    """Two runs with one --save took turns replacing it (and one --log got broken lines)."""
+    path = tmp_path / "run.npz"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(path)],
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline() == "held\n"
+        for option in ("--save", "--log"):
+            code, out, err = run(train.main, train_on(data, option, path), capsys)
+            assert code == 1 and out == ""
+            assert one_line(err) == (
+                f"{path} is being written by another run (PID {holder.pid}): wait for it to "
+                "end, or give this run other files"
+            )
+    finally:
+        holder.kill()
+        holder.wait(timeout=30)
+    assert not path.exists()  # the refused runs wrote nothing
+    code, _, _ = run(train.main, train_on(data, "--save", path), capsys)  # free once it ends
+    assert code == 0 and path.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "run.npz"]  # no lock left
+
+
+def test_two_real_runs_racing_for_one_save(data, tmp_path):
+    """Two processes started together with one --save: one trains, the other is refused."""
+    path = tmp_path / "run.npz"
+    command = [sys.executable, "-m", "mlp", *map(str, train_on(data, "--epochs", "3"))]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    runs = [
+        subprocess.Popen(
+            [*command, "--save", str(path)], env=env, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True,
+        )
+        for _ in range(2)
+    ]  # fmt: skip
+    results = [(p.wait(timeout=300), *p.communicate()) for p in runs]
+    codes = sorted(code for code, _, _ in results)
+    if codes == [0, 0]:
+        pytest.skip("the first run ended before the second began (machine too fast)")
+    assert codes == [0, 1]
+    (refused,) = [err for code, _, err in results if code == 1]
+    assert "is being written by another run (PID " in one_line(refused)
+    assert load_checkpoint(path).epoch == 3
+
+
+# ----------------------------------------------------------------------------- signals
+@pytest.mark.parametrize(("name", "status"), [("SIGTERM", 143), ("SIGHUP", 129)])
+def test_sigterm_and_sighup_stop_a_run_as_ctrl_c_does(data, tmp_path, name, status):
+    """They used to end the run silently; now one line says what the checkpoint holds, and no
+    temporary file is left."""
+    path = tmp_path / "run.npz"
+    argv = train_on(data, "--epochs", "200", "--batch-size", "4", "--save", path, "--quiet")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mlp", *map(str, argv)],
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    while not path.exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(getattr(signal, name))
+    err = proc.communicate(timeout=60)[1]
+    assert proc.returncode == status, err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    epoch = load_checkpoint(path).epoch
+    assert err == (
+        f"mlp-train: stopped by {name}; {path} holds epoch {epoch}: continue with --resume {path}\n"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "run.npz"]
+
+
+def test_ctrl_c_during_a_save_names_the_epoch_on_disk(data, tmp_path, capsys, monkeypatch):
+    """Ctrl-C while epoch 2 was being written said the file held epoch 2; it held epoch 1."""
+    real_save = train.save_checkpoint
+
+    def interrupted_while_saving_epoch_2(path, *args, epoch, **kwargs):
+        if epoch == 2:
+            raise KeyboardInterrupt  # before the rename: the file still holds epoch 1
+        real_save(path, *args, epoch=epoch, **kwargs)
+
+    monkeypatch.setattr(train, "save_checkpoint", interrupted_while_saving_epoch_2)
+    path = tmp_path / "run.npz"
+    code, _, err = run(train.main, train_on(data, "--epochs", "3", "--save", path), capsys)
+    assert code == 130
+    assert err == f"mlp-train: interrupted; {path} holds epoch 1: continue with --resume {path}\n"
+    assert load_checkpoint(path).epoch == 1
+
+
+# ----------------------------------------------------------------------------- the run's files
+def test_outputs_may_not_name_the_datasets_own_files(data, capsys):
+    image_file = data / f"{TRAIN_IMAGES}.gz"
+    before = image_file.read_bytes()
+    for option in ("--save", "--log"):  # (--plot refuses a .gz name for its format)
+        code, out, err = run(train.main, train_on(data, option, image_file), capsys)
+        assert code == 2 and "epoch" not in out
+        assert one_line(err) == (
+            f"{option} {image_file} is one of the dataset's own files: write the run's files "
+            "elsewhere"
+        )
+    assert image_file.read_bytes() == before
+
+
+def test_a_full_disk_under_the_log_names_it_and_what_was_kept(data, tmp_path, capsys, monkeypatch):
+    from mlp.cli import reporting
+
+    real_write = reporting.MetricsLog.write
+
+    def disk_full_at_epoch_2(self, record):
+        if record["epoch"] == 2:
+            raise reporting.cannot_write(self.path, OSError(28, "No space left on device"))
+        real_write(self, record)
+
+    monkeypatch.setattr(reporting.MetricsLog, "write", disk_full_at_epoch_2)
+    path, log = tmp_path / "run.npz", tmp_path / "metrics.jsonl"
+    argv = train_on(data, "--epochs", "3", "--save", path, "--log", log)
+    code, _, err = run(train.main, argv, capsys)
+    assert code == 1
+    assert one_line(err) == (
+        f"cannot write {log}: No space left on device; {path} holds epoch 2: continue with "
+        f"--resume {path}"
+    )
+
+
+def test_float_images_beyond_float32_name_their_file(data, capsys):
+    """A float64 IDX holding 1e300 trained into 'inputs contain NaN or infinity', no file."""
+    images = make_images(300)[0].astype(np.float64) / 255
+    images[3, 4, 5] = 1e300
+    (data / f"{TRAIN_IMAGES}.gz").unlink()
+    write_idx(data / TRAIN_IMAGES, images)
+    code, _, err = run(train.main, train_on(data), capsys)
+    assert code == 1
+    assert one_line(err) == (
+        f"{data / TRAIN_IMAGES}: the train images hold values up to 1e+300, beyond float32's "
+        "range (use --dtype float64, or scale them)"
+    )
+
+
+def test_a_named_dataset_knows_its_classes(data, capsys):
+    """--dataset mnist with labels up to 13 trained a 14-output model without a word."""
+    labels = make_images(300, seed=0)[1]
+    labels[5] = 13
+    write_idx(data / f"{TRAIN_LABELS}.gz", labels)
+    code, _, err = run(train.main, train_on(data, "--dataset", "mnist"), capsys)
+    assert code == 1
+    assert one_line(err) == (
+        f"{data / TRAIN_LABELS}.gz: labels go up to 13, but mnist has 10 classes (labels 0 to 9)"
+    )

@@ -183,3 +183,72 @@ def test_write_idx_files_match_served_bytes(tmp_path):
     labels = read_idx(tmp_path / name)
     write_idx(tmp_path / "again.gz", labels)
     assert read_idx(tmp_path / "again.gz").tolist() == labels.tolist()
+
+
+# ----------------------------------------------------------------------------- limits
+NAME = "train-labels-idx1-ubyte.gz"
+
+
+def test_a_mirror_that_drips_is_stopped_at_the_deadline(cache, server):
+    """A byte every 0.2 s never trips a read timeout; the deadline for the whole file does."""
+    started = time.monotonic()
+    with pytest.raises(DownloadError, match=r"too slow: not done within MLP_DOWNLOAD_TIMEOUT"):
+        fetch_files({NAME: DIGESTS[NAME]}, [f"{server}/drip/"], cache, retries=0, deadline=1.0)
+    assert time.monotonic() - started < 10
+    assert contents(cache) == []  # the temporary file is gone too
+
+
+def test_the_deadline_comes_from_the_environment(cache, server, monkeypatch):
+    monkeypatch.setenv("MLP_DOWNLOAD_TIMEOUT", "1")
+    with pytest.raises(DownloadError, match="too slow"):
+        fetch_files({NAME: DIGESTS[NAME]}, [f"{server}/drip/"], cache, retries=0)
+    for bad in ("0", "-3", "soon", "nan", "inf"):
+        monkeypatch.setenv("MLP_DOWNLOAD_TIMEOUT", bad)
+        with pytest.raises(ValueError, match="MLP_DOWNLOAD_TIMEOUT must be a positive number"):
+            fetch_files({NAME: DIGESTS[NAME]}, [f"{server}/good/"], cache, retries=0)
+
+
+def test_an_endless_body_stops_at_the_pinned_size(cache, server):
+    """No length announced, zeros for ever: the download stops past the file's size."""
+    sizes = {NAME: len(FILE_BYTES[NAME])}
+    with pytest.raises(DownloadError, match="sent more than the file's pinned size"):
+        fetch_files({NAME: DIGESTS[NAME]}, [f"{server}/endless/"], cache, retries=0, sizes=sizes)
+    assert contents(cache) == []
+
+
+def test_a_body_announced_larger_than_the_file_is_not_read(cache, server):
+    sizes = {NAME: len(FILE_BYTES[NAME])}
+    with pytest.raises(DownloadError, match=r"it announces 1,073,741,824 bytes"):
+        fetch_files({NAME: DIGESTS[NAME]}, [f"{server}/oversized/"], cache, sizes=sizes)
+    assert contents(cache) == []
+
+
+def test_the_registry_pins_each_files_size():
+    from mlp.data.download import pinned_sizes
+
+    for dataset in REGISTRY:
+        sizes = pinned_sizes(dataset)
+        assert sorted(sizes) == sorted(FILES) and all(n > 1000 for n in sizes.values())
+    assert pinned_sizes("fashion-mnist")["train-images-idx3-ubyte.gz"] == 26_421_880
+
+
+# ----------------------------------------------------------------------------- the cache
+def test_a_missing_home_is_never_created(tmp_path, monkeypatch, server):
+    """HOME=/nonexistent made a failed download create /nonexistent/.cache/mlp/…"""
+    home = tmp_path / "no-such-home"
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    with pytest.raises(DownloadError, match=r"the home folder .*no-such-home does not exist"):
+        fetch_dataset("mnist", mirrors=[f"{server}/good/"])
+    assert not home.exists()
+
+
+def test_a_relative_cache_home_is_ignored(tmp_path, monkeypatch):
+    """The XDG specification: a relative XDG_CACHE_HOME is invalid and must be ignored."""
+    from mlp.data import user_cache_dir
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("XDG_CACHE_HOME", "relative/cache")
+    assert user_cache_dir("mnist") == tmp_path / ".cache" / "mlp" / "mnist"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert user_cache_dir("mnist") == tmp_path / "xdg" / "mlp" / "mnist"

@@ -3,8 +3,10 @@ refused with an error naming the file."""
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import struct
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -210,3 +212,54 @@ def test_write_idx_refuses_a_scalar(tmp_path):
     with pytest.raises(ValueError, match="one or more dimensions"):
         write_idx(tmp_path / "x-idx1-ubyte", np.array(5, np.uint8))
     assert not (tmp_path / "x-idx1-ubyte").exists()
+
+
+# ----------------------------------------------------------------------------- bombs
+def traced_peak(call) -> int:
+    """The most memory Python and NumPy allocated while ``call`` ran (its error swallowed)."""
+    tracemalloc.start()
+    with contextlib.suppress(ValueError):
+        call()
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return peak
+
+
+def header(shape) -> bytes:
+    return bytes([0, 0, 0x08, len(shape)]) + struct.pack(f">{len(shape)}I", *shape)
+
+
+def test_a_gzip_that_inflates_far_past_its_header_is_refused_early(tmp_path):
+    """10 images declared, 64 MB inflated (64 kB on disk): refused once the 7,841st byte of
+    data is read, not after inflating it all."""
+    path = tmp_path / "train-images-idx3-ubyte.gz"
+    with gzip.open(path, "wb") as f:
+        f.write(header((10, 28, 28)))
+        for _ in range(64):
+            f.write(bytes(1 << 20))
+    assert path.stat().st_size < 200_000
+    with pytest.raises(ValueError, match=r"holds more than the 7840 bytes of data its header"):
+        read_idx(path)
+    assert traced_peak(lambda: read_idx(path)) < 1_000_000
+
+
+def test_a_sparse_plain_file_far_past_its_header_is_refused_early(tmp_path):
+    """A 3 GiB plain file (sparse: no disk) whose header declares 10 images."""
+    path = tmp_path / "train-images-idx3-ubyte"
+    path.write_bytes(header((10, 28, 28)) + bytes(7840))
+    with path.open("r+b") as f:
+        f.truncate(3 << 30)
+    with pytest.raises(ValueError, match="holds more than the 7840 bytes"):
+        read_idx(path)
+    assert traced_peak(lambda: read_idx(path)) < 1_000_000
+
+
+@pytest.mark.parametrize("compress", [False, True], ids=["plain", "gz"])
+def test_a_header_that_declares_more_than_its_file_could_hold_allocates_nothing(tmp_path, compress):
+    """4 × 10⁹ images of 28×28 declared in a file of a few bytes: refused from the header."""
+    raw = header((4_000_000_000, 28, 28)) + bytes(100)
+    path = tmp_path / "labels-idx3-ubyte"
+    path.write_bytes(gzip.compress(raw) if compress else raw)
+    with pytest.raises(ValueError, match=r"needs 3136000000000 \(truncated or corrupt file\)"):
+        read_idx(path)
+    assert traced_peak(lambda: read_idx(path)) < 1_000_000
