@@ -74,3 +74,17 @@ def backend_or_skip(spec: str) -> Backend:
         if require_gpu():
             pytest.fail(f"MLP_REQUIRE_GPU=1 but {spec} is unavailable: {exc}")
         pytest.skip(f"{spec} unavailable: {exc}")
+
+
+def peak_allocation(call: Callable[[], Any], error: type[BaseException]) -> int:
+    """The most memory Python and NumPy allocated while ``call`` ran to raise ``error`` (a
+    bomb test: a small file that declares large sizes must cost little to refuse)."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        with pytest.raises(error):
+            call()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
