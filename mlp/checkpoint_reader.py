@@ -33,6 +33,8 @@ OPTIMIZERS: dict[str, type[Optimizer]] = {"SGD": SGD, "Adam": Adam, "AdamW": Ada
 MODEL_SETTINGS = ("sizes", "activation", "dtype", "seed", "dropout", "init", "output_activation")
 #: The metadata member's largest size: a history of a million epochs fits in far less.
 MAX_META_BYTES = 64 << 20
+#: The most a zip member inflates: deflate codes at most 258 bytes in 2 bits (~1032:1).
+DEFLATE_EXPANSION = 1032
 #: What a malformed zip or ``.npy`` member raises while it is read: corruption, never a bug.
 ARCHIVE_ERRORS = (
     zipfile.BadZipFile,
@@ -136,10 +138,22 @@ def _read_member(
             raise CheckpointError(
                 path, f"{_what(entry)} is {stored_dtype}{list(stored_shape)}, but needs {need}"
             )
-        out = np.empty(stored_shape, stored_dtype)
+        nbytes = math.prod(stored_shape) * stored_dtype.itemsize
+        # Before anything is allocated: the entry holds exactly that much, and its stored
+        # bytes could inflate to it (a small file cannot declare a terabyte).
+        if f.tell() + nbytes != info.file_size:
+            raise ValueError(f"{entry}: {info.file_size:,} bytes for an array of {nbytes:,}")
+        if info.file_size > max(info.compress_size, 1) * DEFLATE_EXPANSION:
+            raise ValueError(f"{entry}: {info.compress_size:,} stored bytes for {nbytes:,}")
+        if info.compress_size > path.stat().st_size:
+            raise ValueError(f"{entry}: {info.compress_size:,} bytes in a smaller file")
+        try:
+            out = np.empty(stored_shape, stored_dtype)
+        except MemoryError:
+            raise CheckpointError(
+                path, f"its model needs {nbytes:,} bytes for {_what(entry)}: more than memory has"
+            ) from None
         view = memoryview(out.reshape(-1).view(np.uint8))
-        if f.tell() + out.nbytes != info.file_size:
-            raise ValueError(f"{entry}: {info.file_size:,} bytes for an array of {out.nbytes:,}")
         done = 0
         while done < out.nbytes:
             got = f.readinto(view[done:])

@@ -4,10 +4,11 @@ passes, and inference. Training lives in ``mlp/training.py``; the file format in
 
 Threads: inference (``forward``, ``predict``, ``predict_proba``, ``evaluate``) computes with
 layer replicas and buffers of its own call (the backend's work buffers are per thread too),
-so any number of threads may call it at once on one model. The calls that change the model
-(``fit``, ``loss_and_gradients``, ``to``, ``load_state_dict``) take turns: one made while
-another runs in another thread raises ``ModelBusy``. Inference during a ``fit`` in another
-thread reads the weights as they change.
+so any number of threads may call it at once on one model, each taking the backend and the
+layers together (``_snapshot``). The calls that change the model (``fit``,
+``loss_and_gradients``, ``to``, ``load_state_dict``) take turns: one made while another runs
+in another thread raises ``ModelBusy`` (a ``fit`` callback may restore weights). Inference
+during a ``fit`` in another thread reads the weights as they change.
 """
 
 from __future__ import annotations
@@ -70,6 +71,8 @@ class MLP:
         self.init = checks.init_scheme(init, self.activation)
         self.optimizer: Optimizer | None = None
         self._changing_lock = threading.Lock()
+        self._changer: int | None = None  # the thread holding it
+        self._binding = threading.Lock()  # inference snapshots the backend and layers under it
 
         last = len(self.sizes) - 2
         self.layers: list[Layer] = []
@@ -95,34 +98,44 @@ class MLP:
         return flat
 
     def _bind(self, backend: Backend, host_params: np.ndarray) -> None:
-        """Put the flat parameter buffer on ``backend`` and point every layer into it."""
-        self.backend = backend
-        self.params = backend.asarray(host_params, dtype=self.dtype)
-        self.grads = backend.zeros((self.num_parameters,), self.dtype)
-        for layer in self.layers:
-            layer.bind(backend)
-        offset = 0
-        for layer in self.linears:
-            layer.attach(
-                self.params[offset : offset + layer.size], self.grads[offset : offset + layer.size]
-            )
-            offset += layer.size
+        """Put the flat parameter buffer on ``backend`` and point every layer into it (under
+        the lock inference takes its snapshot with)."""
+        params = backend.asarray(host_params, dtype=self.dtype)
+        grads = backend.zeros((self.num_parameters,), self.dtype)
+        with self._binding:
+            self.backend, self.params, self.grads = backend, params, grads
+            for layer in self.layers:
+                layer.bind(backend)
+            offset = 0
+            for layer in self.linears:
+                end = offset + layer.size
+                layer.attach(params[offset:end], grads[offset:end])
+                offset = end
 
     @property
     def device(self) -> str:
         return self.backend.device
 
     @contextlib.contextmanager
-    def changing(self, call: str) -> Iterator[None]:
-        """Hold the model for a call that changes it; one made meanwhile raises ``ModelBusy``."""
+    def changing(self, call: str, within_fit: bool = False) -> Iterator[None]:
+        """Hold the model for a call that changes it; one made meanwhile from another thread
+        raises ``ModelBusy``. ``within_fit``: the call may also run inside the holder's own
+        call, from its thread (a ``fit`` callback restoring the best weights, say)."""
+        if self._changer == threading.get_ident():
+            if not within_fit:
+                raise ModelBusy(f"{call} cannot run inside this model's own fit (a callback)")
+            yield
+            return
         if not self._changing_lock.acquire(blocking=False):
             raise ModelBusy(
                 f"{call}: another thread is changing this model (fit, to, load_state_dict or "
                 "loss_and_gradients): give each thread its own model, or wait for that call"
             )
+        self._changer = threading.get_ident()
         try:
             yield
         finally:
+            self._changer = None
             self._changing_lock.release()
 
     def to(self, device: str | Backend) -> MLP:
@@ -179,7 +192,7 @@ class MLP:
             if not np.all(np.isfinite(value)):
                 raise InvalidArgument(f"{key} contains NaN or infinity (as {self.dtype})")
             values[key] = value
-        with self.changing("load_state_dict"), self.backend.activated():
+        with self.changing("load_state_dict", within_fit=True), self.backend.activated():
             for i, layer in enumerate(self.linears):
                 layer.weight[...] = self.backend.asarray(values[f"{i}.weight"], dtype=self.dtype)
                 layer.bias[...] = self.backend.asarray(values[f"{i}.bias"], dtype=self.dtype)
@@ -226,10 +239,11 @@ class MLP:
         )
 
     # ------------------------------------------------------------------ data entering the model
-    def device_inputs(self, X: Any) -> tuple[Any, float]:
-        """Inputs checked and uploaded once: uint8 stays compact (scaled per batch), floats
-        become ``dtype``. Returns the device array and the scale its batches take."""
-        be = self.backend
+    def device_inputs(self, X: Any, backend: Backend | None = None) -> tuple[Any, float]:
+        """Inputs checked and uploaded once (to ``backend``, by default the model's): uint8
+        stays compact (scaled per batch), floats become ``dtype``. Returns the device array
+        and the scale its batches take."""
+        be = self.backend if backend is None else backend
         if not be.is_array(X):
             if type(X).__module__.startswith("cupy"):
                 be.check_device(X)  # a GPU array handed to a CPU model: say how to fix it
@@ -243,9 +257,9 @@ class MLP:
             raise DataError(f"inputs contain NaN or infinity (as {self.dtype})")
         return X, 1.0
 
-    def device_labels(self, y: Any, rows: int) -> Any:
+    def device_labels(self, y: Any, rows: int, backend: Backend | None = None) -> Any:
         """Labels as an (n, 1) int32 column on the device, checked against the output layer."""
-        be = self.backend
+        be = self.backend if backend is None else backend
         y = be.to_numpy(y) if be.is_array(y) else np.asarray(y)
         return be.asarray(checks.class_labels(y, rows, self.sizes[-1]))
 
@@ -270,78 +284,99 @@ class MLP:
         for i in range(len(self.layers) - 1, -1, -1):
             grad = self.layers[i].backward(grad, need_dx=i > 0)
 
-    def _inference(self, X: Any, scale: float, each: Callable[[slice, Any], Any]) -> None:
+    def _snapshot(self) -> tuple[Backend, list[Layer]]:
+        """The backend and layer replicas one inference call computes with, taken together
+        (``to`` swaps them under the same lock): a call never mixes two devices."""
+        with self._binding:
+            return self.backend, [layer.replica() for layer in self.layers]
+
+    def _inference(
+        self, view: tuple[Backend, list[Layer]], X: Any, scale: float, each: Callable
+    ) -> None:
         """Call ``each(rows, outputs)`` chunk by chunk over ``X`` (on the device), computed by
-        layer replicas into buffers of this call alone: concurrent callers share nothing."""
-        layers = [layer.replica() for layer in self.layers]
-        buffers = BufferCache(self.backend)
+        the snapshot's layer replicas into buffers of this call alone: concurrent callers
+        share nothing."""
+        be, layers = view
+        buffers = BufferCache(be)
         n = X.shape[0]
-        order = self.backend.asarray(np.arange(n, dtype=np.int64))
+        order = be.asarray(np.arange(n, dtype=np.int64))
         for start in range(0, n, EVAL_BATCH):
             rows = slice(start, min(start + EVAL_BATCH, n))
             x = buffers.get("x", (rows.stop - start, self.sizes[0]), self.dtype)
-            x = self.backend.gather_rows(X, order[rows], x, scale)
+            x = be.gather_rows(X, order[rows], x, scale)
             for layer in layers:
                 x = layer.forward(x)
             each(rows, x)
 
-    def forward(self, X: Any) -> Any:
-        """Outputs (logits, or ``output_activation`` values) for ``X``, on the model's device."""
-        with self.backend.activated():
-            X, scale = self.device_inputs(X)
-            out = self.backend.empty((X.shape[0], self.sizes[-1]), self.dtype)
+    def _outputs(self, X: Any) -> tuple[Backend, Any]:
+        """The snapshot's backend and the outputs for ``X`` on its device."""
+        view = self._snapshot()
+        be = view[0]
+        with be.activated():
+            X, scale = self.device_inputs(X, be)
+            out = be.empty((X.shape[0], self.sizes[-1]), self.dtype)
 
             def keep(rows: slice, outputs: Any) -> None:
                 out[rows] = outputs
 
-            self._inference(X, scale, keep)
-            return out
+            self._inference(view, X, scale, keep)
+        return be, out
+
+    def forward(self, X: Any) -> Any:
+        """Outputs (logits, or ``output_activation`` values) for ``X``, on the model's device."""
+        return self._outputs(X)[1]
 
     def predict_proba(self, X: Any) -> np.ndarray:
         """Class probabilities as a NumPy array: the softmax of the logits, or, for an
         inference model built with ``output_activation``, that activation's outputs."""
         if self.output_activation is None and self.sizes[-1] == 1:
             raise InvalidArgument(_ONE_OUTPUT)
-        with self.backend.activated():
-            out = self.forward(X)
+        be, out = self._outputs(X)
+        with be.activated():
             if self.output_activation is None:
-                out = self.backend.softmax(out, out=out)
-            return self.backend.to_numpy(out)
+                out = be.softmax(out, out=out)
+            return be.to_numpy(out)
 
     def predict(self, X: Any) -> np.ndarray:
         """Predicted labels as a NumPy array."""
-        with self.backend.activated():
-            out = self.forward(X)
+        be, out = self._outputs(X)
+        with be.activated():
             if self.sizes[-1] == 1:  # one output: a threshold, not an argmax
                 threshold = 0.5 if self.output_activation == "sigmoid" else 0.0
-                return (self.backend.to_numpy(out)[:, 0] > threshold).astype(np.int64)
-            return self.backend.to_numpy(self.backend.argmax(out))
+                return (be.to_numpy(out)[:, 0] > threshold).astype(np.int64)
+            return be.to_numpy(be.argmax(out))
 
-    def evaluate_on_device(self, X: Any, scale: float, labels: Any) -> tuple[float, float]:
+    def evaluate_on_device(
+        self, X: Any, scale: float, labels: Any, view: tuple[Backend, list[Layer]] | None = None
+    ) -> tuple[float, float]:
         """Mean cross-entropy and accuracy of inputs and labels already on the device."""
-        totals = self.backend.zeros((2,), np.float64)
+        view = self._snapshot() if view is None else view
+        be = view[0]
+        totals = be.zeros((2,), np.float64)
 
         def accumulate(rows: slice, logits: Any) -> None:
-            self.backend.softmax_cross_entropy_accumulate(logits, labels[rows, 0], logits, totals)
+            be.softmax_cross_entropy_accumulate(logits, labels[rows, 0], logits, totals)
 
-        self._inference(X, scale, accumulate)
-        loss_sum, correct = self.backend.to_numpy(totals)
+        self._inference(view, X, scale, accumulate)
+        loss_sum, correct = be.to_numpy(totals)
         return float(loss_sum / X.shape[0]), float(correct / X.shape[0])
 
     def evaluate(self, X: Any, y: Any) -> dict[str, float]:
         """Mean cross-entropy and accuracy on ``(X, y)``."""
         self.check_trainable()
-        with self.backend.activated():
-            X, scale = self.device_inputs(X)
-            labels = self.device_labels(y, X.shape[0])
-            loss, accuracy = self.evaluate_on_device(X, scale, labels)
+        view = self._snapshot()
+        be = view[0]
+        with be.activated():
+            X, scale = self.device_inputs(X, be)
+            labels = self.device_labels(y, X.shape[0], be)
+            loss, accuracy = self.evaluate_on_device(X, scale, labels, view)
             return {"loss": loss, "accuracy": accuracy}
 
     def loss_and_gradients(self, X: Any, y: Any) -> tuple[float, dict[str, np.ndarray]]:
         """Mean softmax cross-entropy over all of ``(X, y)`` and its gradients (dropout off)."""
         self.check_trainable()
         be = self.backend
-        with self.changing("loss_and_gradients"), be.activated():
+        with self.changing("loss_and_gradients", within_fit=True), be.activated():
             X, scale = self.device_inputs(X)
             labels = self.device_labels(y, X.shape[0])
             order = be.asarray(np.arange(X.shape[0], dtype=np.int64))

@@ -26,7 +26,7 @@ _BACKWARD = {
 }
 
 # One row of softmax cross-entropy: a function of its own, so that the tests can build and
-# run its arithmetic on the host (tests/test_cuda_kernels_on_host.py).
+# run its arithmetic on the host (tests/backends/cuda/test_kernels_on_host.py).
 SOFTMAX_XENT_ROW = r"""
 __device__ void mlp_softmax_xent_row(
     const {T}* z, {T}* g, const int label, const int classes, const {T} scale,
@@ -150,7 +150,7 @@ def _elementwise_specs() -> dict[str, tuple[str, str, str]]:
     return specs
 
 
-#: Elementwise kernels as source strings: built into CuPy kernels by ``_kernels`` and
+#: Elementwise kernels as source strings: built into CuPy kernels by ``build`` and
 #: compiled with nvcc by the tests, so a typo shows up even on a machine without a GPU.
 ELEMENTWISE = _elementwise_specs()
 

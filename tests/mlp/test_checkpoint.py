@@ -600,3 +600,18 @@ def test_every_single_bit_flip_of_the_zip_records_is_one_error(small_checkpoint,
                 path.write_bytes(bytes(raw))
                 with contextlib.suppress(CheckpointError):
                     MLP.load(path)
+
+
+def test_metadata_whose_header_declares_a_terabyte_allocates_nothing(tmp_path):
+    """Any 1-D length may hold the metadata, so its header's shape must fit the entry (and
+    the file) before anything is allocated: a 2 kB file asked for 1 TiB, a MemoryError."""
+    path = trained_model().save(tmp_path / "run.npz")
+    rewrite(path, lambda a: a.pop("__meta__"))
+    header = {"descr": "|u1", "fortran_order": False, "shape": (2**40,)}
+    add_member(path, "__meta__.npy", header, 100, chunk=b"{")
+    with pytest.raises(CheckpointError, match="truncated or corrupt"):
+        load_checkpoint(path)
+    assert peak_allocation(lambda: load_checkpoint(path), CheckpointError) < 5_000_000
+    from mlp.checkpoint_reader import stored_epoch
+
+    assert stored_epoch(path) is None  # what a stopped run reads back: nothing, no error

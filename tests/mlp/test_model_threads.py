@@ -111,3 +111,59 @@ def test_the_refusal_is_a_runtime_error_of_the_library():
     from mlp import MLPError
 
     assert issubclass(ModelBusy, MLPError)
+
+
+def test_a_fit_callback_may_restore_weights_but_not_move_the_model():
+    """Restoring the best weights from a callback worked before the lock came: it still does
+    (same thread, inside the fit); moving the model or fitting it again from there does not."""
+    model = MLP([64, 16, 10], seed=4)
+    best = model.state_dict()
+    refusals = []
+
+    def callback(record):
+        model.load_state_dict(best)
+        model.loss_and_gradients(inputs(8, 5), np.zeros(8, np.int64))
+        for call in (lambda: model.to("cpu"), lambda: model.fit(inputs(8, 5), np.zeros(8))):
+            with pytest.raises(ModelBusy, match="cannot run inside this model's own fit"):
+                call()
+            refusals.append(call)
+
+    X, y = inputs(128, 6), np.random.default_rng(6).integers(0, 10, 128)
+    model.fit(X, y, epochs=1, batch_size=32, callback=callback)
+    assert len(refusals) == 2
+    for key, value in model.state_dict().items():
+        np.testing.assert_array_equal(value, best[key])
+
+
+@pytest.mark.cuda
+def test_inference_while_the_model_moves_between_devices(cuda_backend):
+    """A call snapshots the backend and its layers together: moving the model meanwhile
+    never hands one device's arrays to the other's backend."""
+    model = MLP([64, 16, 10], seed=5)
+    X = inputs(300, 7)
+    wants = [model.predict(X), model.to(cuda_backend).predict(X)]  # each device's own answer
+    model.to("cpu")
+    stop = threading.Event()
+    failures = []
+
+    def predicting():
+        while not stop.is_set():
+            try:
+                got = model.predict(X)
+                assert any(np.array_equal(got, want) for want in wants)
+            except Exception as exc:  # any: the test reports it
+                failures.append(exc)
+                return
+
+    workers = [threading.Thread(target=predicting) for _ in range(3)]
+    for worker in workers:
+        worker.start()
+    try:
+        for _ in range(20):
+            model.to(cuda_backend)
+            model.to("cpu")
+    finally:
+        stop.set()
+        for worker in workers:
+            worker.join(timeout=60)
+    assert failures == []

@@ -23,6 +23,7 @@ from mlp.checkpoint import load_checkpoint
 from mlp.cli import train
 from mlp.data import SPLITS, write_idx
 from mlp.data.synthetic import make_images
+from mlp.errors import CannotWrite
 from tests.helpers import ROOT, one_line, run, train_on
 
 TINY = ["--hidden", "32", "--batch-size", "32"]
@@ -752,3 +753,23 @@ def test_a_named_dataset_knows_its_classes(data, capsys):
     assert one_line(err) == (
         f"{data / TRAIN_LABELS}.gz: labels go up to 13, but mnist has 10 classes (labels 0 to 9)"
     )
+
+
+def test_a_lock_file_planted_as_a_link_is_never_followed(tmp_path):
+    from mlp.cli.locks import holding, lock_name
+
+    victim = tmp_path / "victim.txt"
+    victim.write_text("kept\n")
+    (tmp_path / lock_name("run.npz")).symlink_to(victim)
+    with pytest.raises(CannotWrite), holding([tmp_path / "run.npz"]):
+        pass
+    assert victim.read_text() == "kept\n"
+
+
+def test_long_names_get_locks_of_their_own(tmp_path):
+    from mlp.cli.locks import holding, lock_name
+
+    a, b = "a" * 240 + "-one.npz", "a" * 240 + "-two.npz"
+    assert lock_name(a) != lock_name(b) and len(lock_name(a).encode()) <= 255
+    with holding([tmp_path / a]), holding([tmp_path / b]):  # neither blocks the other
+        pass
