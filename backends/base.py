@@ -23,8 +23,8 @@ from .operands import (
     check_activation,
     check_bias,
     check_count,
-    check_cross_entropy,
     check_gather,
+    check_loss,
     check_matmul,
     check_precision,
     check_same_shape,
@@ -255,29 +255,42 @@ class Backend:
         return self._dropout_mask(generator, p, out)
 
     # ------------------------------------------------------------------ loss
-    def softmax_cross_entropy_accumulate(
-        self, logits: Any, labels: Any, grad: Any, totals: Any
+    def accumulate_loss(
+        self,
+        name: str,
+        outputs: Any,
+        targets: Any,
+        grad: Any,
+        totals: Any,
+        weights: Any = None,
+        weight_sum: Any = None,
     ) -> Any:
-        """Mean softmax cross-entropy: writes its gradient w.r.t. ``logits`` into ``grad``.
+        """The loss ``name`` (see ``LOSSES``) of a batch: writes its gradient w.r.t.
+        ``outputs`` into ``grad`` (which may be ``outputs`` itself), and adds the batch's
+        summed loss to ``totals[0]`` and its correct predictions to ``totals[1]`` (none for
+        ``squared_error``), on the device, so metrics are read back once per epoch.
 
-        Adds the batch's summed loss to ``totals[0]`` and its count of correct predictions
-        to ``totals[1]``, on the device, so metrics are read back once per epoch.
-        ``grad`` may be ``logits`` itself.
+        The gradient is that of the batch's mean loss; with ``weights`` (one per row, and
+        ``weight_sum``, their sum, a one-element array the step computes on the device),
+        of their weighted mean, and the totals are weighted sums.
         """
-        self.check_device(logits, labels, grad, totals)
-        check_cross_entropy(logits, labels, grad, totals)
-        return self._softmax_cross_entropy(logits, labels, grad, totals)
+        self.check_device(outputs, targets, grad, totals, weights, weight_sum)
+        check_loss(name, outputs, targets, grad, totals, weights, weight_sum)
+        body = getattr(self, "_" + name)
+        return body(outputs, targets, grad, totals, weights, weight_sum)
 
-    def softmax_cross_entropy(self, logits: Any, labels: Any, grad: Any = None) -> tuple[Any, Any]:
-        """Mean softmax cross-entropy of integer ``labels``: ``(loss, dloss/dlogits)``.
-
-        The loss is a 0-d array on the device, so nothing synchronizes.
-        """
+    def mean_loss(
+        self, name: str, outputs: Any, targets: Any, grad: Any = None, weights: Any = None
+    ) -> tuple[Any, Any]:
+        """``(mean loss, its gradient)`` of ``outputs`` against ``targets``, the loss a 0-d
+        array on the device (so nothing synchronizes)."""
         if grad is None:
-            grad = self.empty(logits.shape, logits.dtype)
+            grad = self.empty(outputs.shape, outputs.dtype)
         totals = self.zeros((2,), np.float64)
-        self.softmax_cross_entropy_accumulate(logits, labels, grad, totals)
-        return self.xp.asarray(totals[0] / logits.shape[0]), grad  # 0-d array, not a scalar
+        weight_sum = None if weights is None else self.sum_rows(weights.reshape(-1, 1))
+        self.accumulate_loss(name, outputs, targets, grad, totals, weights, weight_sum)
+        total = outputs.shape[0] if weights is None else weight_sum[0]
+        return self.xp.asarray(totals[0] / total), grad  # 0-d array, not a scalar
 
     # ------------------------------------------------------------------ optimizer updates
     def sgd_update(

@@ -124,11 +124,18 @@ def _build(numba: Any) -> Any:
                 dy[r, c] = d
                 grad_bias[c] += d
 
+    # The losses: ``weights`` is None (each row's gradient scaled by ``scale``, 1/rows) or a
+    # weight per row, the gradient then scaled by weight/weight_sum[0] and the totals
+    # weighted. Numba compiles the two apart, so the unweighted loop is the one it was.
     @jit
-    def softmax_xent(logits, labels, grad, totals, scale):
+    def _positive(total):  # a batch of zero weights has no gradient, not 0/0
+        return total if total > 0 else 1.0
+
+    @jit
+    def softmax_xent(logits, labels, grad, totals, scale, weights, weight_sum):
         rows, classes = logits.shape
         loss = 0.0
-        hits = 0
+        hits = 0.0
         for r in range(rows):
             label = labels[r]
             if label < 0 or label >= classes:
@@ -146,12 +153,52 @@ def _build(numba: Any) -> Any:
                 grad[r, j] = e
                 total += e
             inv = 1.0 / total
+            row_scale = scale if weights is None else weights[r] / _positive(weight_sum[0])
             for j in range(classes):
-                grad[r, j] = (grad[r, j] * inv - (1.0 if j == label else 0.0)) * scale
-            loss += np.log(total) - (z_label - z_max)
-            hits += arg == label
+                grad[r, j] = (grad[r, j] * inv - (1.0 if j == label else 0.0)) * row_scale
+            if weights is None:
+                loss += np.log(total) - (z_label - z_max)
+                hits += arg == label
+            else:
+                loss += weights[r] * (np.log(total) - (z_label - z_max))
+                hits += weights[r] * (arg == label)
         totals[0] += loss
         totals[1] += hits
+
+    @jit
+    def sigmoid_xent(logits, labels, grad, totals, scale, weights, weight_sum):
+        rows = logits.shape[0]
+        loss = 0.0
+        hits = 0.0
+        for r in range(rows):
+            label = labels[r]
+            if label < 0 or label > 1:
+                raise ValueError("sigmoid cross-entropy: a label is not 0 or 1")
+            z = logits[r, 0]
+            y = 1.0 if label == 1 else 0.0
+            row_loss = max(z, 0.0) - z * y + np.log1p(np.exp(-abs(z)))
+            p = 0.5 * np.tanh(0.5 * z) + 0.5
+            row_scale = scale if weights is None else weights[r] / _positive(weight_sum[0])
+            grad[r, 0] = (p - y) * row_scale
+            w = 1.0 if weights is None else weights[r]
+            loss += w * row_loss
+            hits += w * ((z > 0) == (label == 1))
+        totals[0] += loss
+        totals[1] += hits
+
+    @jit
+    def squared_error(outputs, targets, grad, totals, scale, weights, weight_sum):
+        rows, width = outputs.shape
+        loss = 0.0
+        for r in range(rows):
+            row_scale = scale if weights is None else weights[r] / _positive(weight_sum[0])
+            row_loss = 0.0
+            for j in range(width):
+                d = outputs[r, j] - targets[r, j]
+                row_loss += d * d
+                grad[r, j] = d * row_scale
+            loss += 0.5 * row_loss if weights is None else 0.5 * weights[r] * row_loss
+        totals[0] += loss
 
     @jit
     def gather_rows(source, rows, out, scale):
@@ -171,5 +218,7 @@ def _build(numba: Any) -> Any:
         relu_backward_=relu_backward_,
         relu_backward_bias_=relu_backward_bias_,
         softmax_xent=softmax_xent,
+        sigmoid_xent=sigmoid_xent,
+        squared_error=squared_error,
         gather_rows=gather_rows,
     )

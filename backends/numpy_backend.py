@@ -101,12 +101,33 @@ class NumpyBackend(XpBackend):
         self.kernels.gather_rows(source, rows, out, out.dtype.type(scale))  # checks each row
         return out
 
-    def _softmax_cross_entropy(self, logits: Any, labels: Any, grad: Any, totals: Any) -> Any:
+    def _softmax_cross_entropy(
+        self, logits: Any, labels: Any, grad: Any, totals: Any, weights: Any, weight_sum: Any
+    ) -> Any:
         if self.kernels is None:
             _check_indices("softmax cross-entropy: label", labels, logits.shape[1])
-            return super()._softmax_cross_entropy(logits, labels, grad, totals)
+            return super()._softmax_cross_entropy(logits, labels, grad, totals, weights, weight_sum)
         scale = logits.dtype.type(1.0 / logits.shape[0])
-        self.kernels.softmax_xent(logits, labels, grad, totals, scale)  # checks each label
+        self.kernels.softmax_xent(logits, labels, grad, totals, scale, weights, weight_sum)
+        return grad  # the kernel checks each label as it reads it
+
+    def _sigmoid_cross_entropy(
+        self, logits: Any, labels: Any, grad: Any, totals: Any, weights: Any, weight_sum: Any
+    ) -> Any:
+        if self.kernels is None:
+            _check_indices("sigmoid cross-entropy: label", labels, 2)
+            return super()._sigmoid_cross_entropy(logits, labels, grad, totals, weights, weight_sum)
+        scale = logits.dtype.type(1.0 / logits.shape[0])
+        self.kernels.sigmoid_xent(logits, labels, grad, totals, scale, weights, weight_sum)
+        return grad
+
+    def _squared_error(
+        self, outputs: Any, targets: Any, grad: Any, totals: Any, weights: Any, weight_sum: Any
+    ) -> Any:
+        if self.kernels is None:
+            return super()._squared_error(outputs, targets, grad, totals, weights, weight_sum)
+        scale = outputs.dtype.type(1.0 / outputs.shape[0])
+        self.kernels.squared_error(outputs, targets, grad, totals, scale, weights, weight_sum)
         return grad
 
     def _sgd_update(

@@ -98,13 +98,39 @@ def check_gather(source: Any, rows: Any, out: Any, start: Any) -> None:
         )
 
 
-def check_cross_entropy(logits: Any, labels: Any, grad: Any, totals: Any) -> None:
-    """Softmax cross-entropy's operands: 2-D logits, a label per row, two totals."""
-    if logits.ndim != 2:
-        raise ValueError(f"softmax cross-entropy: logits must be 2-D, got {logits.ndim}-D")
-    check_shape("softmax cross-entropy", "labels", labels, (logits.shape[0],))
-    check_shape("softmax cross-entropy", "grad", grad, logits.shape)
-    check_shape("softmax cross-entropy", "totals", totals, (2,))
+#: Losses every backend fuses with their gradient: for integer class labels, over two or more
+#: outputs (softmax) or one (sigmoid, binary); for float targets, half the squared error.
+LOSSES = ("softmax_cross_entropy", "sigmoid_cross_entropy", "squared_error")
+
+
+def check_loss(
+    name: str, outputs: Any, targets: Any, grad: Any, totals: Any, weights: Any, weight_sum: Any
+) -> str:
+    """A loss's operands: 2-D outputs, targets to match (a label per row, or a row of
+    values), two totals; where ``weights`` are given, one per row and their ``weight_sum``."""
+    if name not in LOSSES:
+        raise ValueError(f"unknown loss {name!r}: choose one of {', '.join(LOSSES)}")
+    if outputs.ndim != 2:
+        raise ValueError(f"{name}: outputs must be 2-D, got {outputs.ndim}-D")
+    rows, width = outputs.shape
+    if name == "squared_error":
+        check_shape(name, "targets", targets, outputs.shape)
+        if targets.dtype != outputs.dtype:
+            raise ValueError(f"{name}: targets are {targets.dtype}, outputs {outputs.dtype}")
+    else:
+        check_shape(name, "labels", targets, (rows,))
+        if targets.dtype.kind not in "iu":
+            raise ValueError(f"{name}: labels must be integers, got {targets.dtype}")
+        if name == "sigmoid_cross_entropy" and width != 1:
+            raise ValueError(f"{name}: needs one output per row, got {width}")
+    check_shape(name, "grad", grad, outputs.shape)
+    check_shape(name, "totals", totals, (2,))
+    if weights is not None or weight_sum is not None:
+        check_shape(name, "weights", weights, (rows,))
+        check_shape(name, "weight_sum", weight_sum, (1,))
+        if weights is None or weights.dtype != outputs.dtype or weight_sum.dtype != outputs.dtype:
+            raise ValueError(f"{name}: weights and weight_sum must be {outputs.dtype}, together")
+    return name
 
 
 def check_count(count: Any) -> None:

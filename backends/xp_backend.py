@@ -175,7 +175,9 @@ class XpBackend(Backend):
         generator.random(out=out, dtype=out.dtype)
         return out
 
-    def _softmax_cross_entropy(self, logits: Any, labels: Any, grad: Any, totals: Any) -> Any:
+    def _softmax_cross_entropy(
+        self, logits: Any, labels: Any, grad: Any, totals: Any, weights: Any, weight_sum: Any
+    ) -> Any:
         xp = self.xp
         rows, classes = logits.shape
         row_max = self.scratch("ce_max", (rows, 1), logits.dtype)
@@ -187,7 +189,7 @@ class XpBackend(Backend):
 
         xp.argmax(logits, axis=1, out=predicted)
         xp.equal(predicted, labels, out=hits)
-        totals[1] += xp.count_nonzero(hits)
+        totals[1] += xp.count_nonzero(hits) if weights is None else xp.sum(weights[hits])
 
         xp.max(logits, axis=1, keepdims=True, out=row_max)
         xp.subtract(logits, row_max, out=grad)  # shifted logits: z - max
@@ -197,10 +199,63 @@ class XpBackend(Backend):
         xp.exp(grad, out=grad)
         xp.sum(grad, axis=1, keepdims=True, out=row_sum)
         # loss_i = log(sum_j exp(z_j - max)) - (z_y - max)
-        totals[0] += xp.sum(xp.log(row_sum)) - xp.sum(picked)
+        if weights is None:
+            totals[0] += xp.sum(xp.log(row_sum)) - xp.sum(picked)
+        else:
+            totals[0] += xp.dot(xp.log(row_sum[:, 0]) - picked, weights)
         xp.divide(grad, row_sum, out=grad)  # softmax
         grad.reshape(-1)[flat_index] -= 1
-        return xp.multiply(grad, 1.0 / rows, out=grad)
+        return self._scale_rows(grad, weights, weight_sum)
+
+    def _scale_rows(self, grad: Any, weights: Any, weight_sum: Any) -> Any:
+        """``grad`` from summed to mean: each row by 1/rows, or by its weight over the sum."""
+        if weights is None:
+            return self.xp.multiply(grad, 1.0 / grad.shape[0], out=grad)
+        scale = self.scratch("loss_scale", (grad.shape[0], 1), grad.dtype)
+        total = self.scratch("loss_total", (1,), grad.dtype)
+        # a batch of zero weights has no gradient (0 / tiny), not 0/0
+        self.xp.maximum(weight_sum, self.xp.finfo(grad.dtype).tiny, out=total)
+        self.xp.divide(weights[:, None], total, out=scale)
+        return self.xp.multiply(grad, scale, out=grad)
+
+    def _sigmoid_cross_entropy(
+        self, logits: Any, labels: Any, grad: Any, totals: Any, weights: Any, weight_sum: Any
+    ) -> Any:
+        """Binary cross-entropy of one logit ``z`` per row and a label ``y`` in {0, 1}:
+        ``max(z, 0) - z*y + log(1 + exp(-|z|))`` (no overflow), gradient ``sigmoid(z) - y``."""
+        xp = self.xp
+        rows = logits.shape[0]
+        z = logits[:, 0]
+        y = self.scratch("bce_y", (rows,), logits.dtype)
+        row_loss = self.scratch("bce_loss", (rows,), logits.dtype)
+        hits = self.scratch("bce_hits", (rows,), bool)
+        y[...] = labels
+        xp.greater(z, 0, out=hits)
+        xp.equal(hits, labels == 1, out=hits)
+        totals[1] += xp.count_nonzero(hits) if weights is None else xp.sum(weights[hits])
+        xp.abs(z, out=row_loss)
+        xp.negative(row_loss, out=row_loss)
+        xp.exp(row_loss, out=row_loss)
+        xp.log1p(row_loss, out=row_loss)
+        row_loss += xp.maximum(z, 0) - z * y
+        totals[0] += xp.sum(row_loss) if weights is None else xp.dot(row_loss, weights)
+        self._sigmoid(logits, grad)
+        grad[:, 0] -= y
+        return self._scale_rows(grad, weights, weight_sum)
+
+    def _squared_error(
+        self, outputs: Any, targets: Any, grad: Any, totals: Any, weights: Any, weight_sum: Any
+    ) -> Any:
+        """Half the squared error summed over a row's outputs, gradient ``outputs - targets``."""
+        xp = self.xp
+        xp.subtract(outputs, targets, out=grad)
+        row_loss = self.scratch("se_loss", (grad.shape[0],), grad.dtype)
+        squares = self.scratch("se_squares", grad.shape, grad.dtype)
+        xp.multiply(grad, grad, out=squares)
+        xp.sum(squares, axis=1, out=row_loss)
+        half = 0.5 * (xp.sum(row_loss) if weights is None else xp.dot(row_loss, weights))
+        totals[0] += half
+        return self._scale_rows(grad, weights, weight_sum)
 
     def _blocks(self, size: int) -> Iterator[slice]:
         """Slices that cover a flat buffer; small blocks keep each pass in cache."""

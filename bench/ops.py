@@ -60,8 +60,8 @@ def our_ops(be: Any) -> tuple[dict[str, Callable[[], Any]], Callable[[], None]]:
         "bias + ReLU (128×512)": lambda: be.bias_activation(z, bias, "relu", out=y),
         "ReLU backward": lambda: be.backprop_activation("relu", z, y, out=dz),
         "bias gradient (column sums)": lambda: be.sum_rows(z, out=colsum),
-        "softmax cross-entropy (128×10)": lambda: be.softmax_cross_entropy_accumulate(
-            logits, labels, grad, totals
+        "softmax cross-entropy (128×10)": lambda: be.accumulate_loss(
+            "softmax_cross_entropy", logits, labels, grad, totals
         ),
         "gather a batch (uint8 → float32)": lambda: be.gather_rows(
             images, rows, out=be.scratch("batch", (BATCH, FEATURES), np.float32), scale=1 / 255

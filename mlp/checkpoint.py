@@ -28,7 +28,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from . import checkpoint_reader as reader
-from .checkpoint_reader import FORMAT, FORMAT_VERSION, META, MODEL_SETTINGS, OPTIMIZERS
+from .checkpoint_reader import (
+    FORMAT,
+    FORMAT_VERSION,
+    LATER_SETTINGS,
+    META,
+    MODEL_SETTINGS,
+    OPTIMIZERS,
+)
 from .errors import CheckpointError, InvalidArgument
 from .files import atomic_write
 from .optim import Optimizer
@@ -74,7 +81,8 @@ class Checkpoint:
     @property
     def model_settings(self) -> dict[str, Any]:
         """The stored model's ``MLP`` arguments (all present: checked at load)."""
-        return {key: self.config[key] for key in MODEL_SETTINGS}
+        settings = {key: self.config[key] for key in MODEL_SETTINGS}
+        return settings | {key: self.config.get(key, d) for key, d in LATER_SETTINGS.items()}
 
     def build_optimizer(self) -> Optimizer | None:
         """The stored optimizer with its hyperparameters (state is loaded by ``restore``)."""
@@ -86,7 +94,7 @@ class Checkpoint:
         differences = [
             f"{key} {stored!r} in the file but {wanted!r} here"
             for key, wanted in model.config().items()
-            if key != "seed" and (stored := self.config.get(key)) != wanted
+            if key != "seed" and (stored := self.model_settings[key]) != wanted
         ]
         spec = self.meta.get("optimizer")
         if optimizer is not None and spec is not None:
@@ -116,6 +124,7 @@ class Checkpoint:
         if optimizer is None and spec is not None:
             optimizer = self.build_optimizer()
         model.load_state_dict(self.params)
+        model.epochs_trained = self.epoch
         if optimizer is not None:
             optimizer.bind(model.backend, model.num_parameters, model.dtype, model=model)
             if spec is not None:
@@ -129,13 +138,15 @@ def save_checkpoint(
     path: str | os.PathLike,
     model: MLP,
     optimizer: Optimizer | None = None,
-    epoch: int = 0,
+    epoch: int | None = None,
     seed: int | None = None,
     history: list[dict[str, Any]] | None = None,
     run: dict[str, Any] | None = None,
 ) -> Path:
-    """Write ``model`` (+ optimizer state, epoch, seed, history) to ``path`` atomically."""
+    """Write ``model`` (+ optimizer state, epoch, seed, history) to ``path`` atomically;
+    ``epoch`` is by default the epochs the model has trained."""
     path = Path(path)
+    epoch = model.epochs_trained if epoch is None else epoch
     optimizer = optimizer if optimizer is not None else model.optimizer
     if optimizer is not None and optimizer.backend is None:
         optimizer = None  # never stepped: no state to keep, hyperparameters go with it

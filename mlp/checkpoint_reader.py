@@ -23,6 +23,7 @@ import numpy as np
 
 from . import checks
 from .errors import CheckpointError, InvalidArgument
+from .losses import check_loss_name
 from .optim import SGD, Adam, AdamW, Optimizer
 
 FORMAT = "mlp-checkpoint"
@@ -31,6 +32,8 @@ META = "__meta__"
 OPTIMIZERS: dict[str, type[Optimizer]] = {"SGD": SGD, "Adam": Adam, "AdamW": AdamW}
 #: The model's settings the metadata stores (``MLP.config()``), each an ``MLP`` argument.
 MODEL_SETTINGS = ("sizes", "activation", "dtype", "seed", "dropout", "init", "output_activation")
+#: Settings added since: a file written before them holds their default.
+LATER_SETTINGS = {"loss": "cross_entropy"}
 #: The metadata member's largest size: a history of a million epochs fits in far less.
 MAX_META_BYTES = 64 << 20
 #: The most a zip member inflates: deflate codes at most 258 bytes in 2 bits (~1032:1).
@@ -270,6 +273,7 @@ def _count(value: Any, where: str, minimum: int = 0) -> int:
 
 def _check_model(model: dict[str, Any]) -> None:
     settings = {key: _field(model, key, where="model") for key in MODEL_SETTINGS}
+    settings.update({key: model.get(key, default) for key, default in LATER_SETTINGS.items()})
     sizes = settings["sizes"]
     if not isinstance(sizes, list) or not all(type(s) is int for s in sizes):
         raise _Bad(f"model.sizes must be a list of whole numbers, got {sizes!r}")
@@ -284,6 +288,7 @@ def _check_model(model: dict[str, Any]) -> None:
         "dropout": lambda value: checks.fraction("dropout probability", value),
         "init": lambda value: checks.init_scheme(value, settings["activation"]),
         "output_activation": lambda value: value is None or checks.activation(value),
+        "loss": check_loss_name,
     }
     for key, rule in rules.items():
         try:
@@ -315,13 +320,13 @@ def _check_optimizer(spec: Any) -> Optimizer | None:
 
 
 #: A history record's numbers: those ``fit`` always writes, and those with validation data.
-_HISTORY_NEEDS = ("loss", "accuracy")
-_HISTORY_MAY_HOLD = ("seconds", "val_loss", "val_accuracy")
+_HISTORY_NEEDS = ("loss",)
+_HISTORY_MAY_HOLD = ("accuracy", "seconds", "val_loss", "val_accuracy", "lr")
 
 
 def _check_history(history: Any) -> None:
     """The records a resumed run extends and ``--plot`` draws: each an epoch from 1 with a
-    loss and an accuracy, every number finite."""
+    loss (and a classifier's accuracy), every number finite."""
     if not isinstance(history, list):
         raise _Bad("'history' is not a list")
     for i, record in enumerate(history):

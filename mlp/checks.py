@@ -166,13 +166,46 @@ def class_labels(y: np.ndarray, rows: int, classes: int) -> np.ndarray:
     return y.astype(np.int32).reshape(-1, 1)
 
 
+def regression_targets(y: np.ndarray, rows: int, outputs: int, dtype: np.dtype) -> np.ndarray:
+    """Float targets, a row per input and a column per output (1-D for one output), finite
+    as ``dtype`` stores them, as an (n, outputs) array of it."""
+    if y.dtype.kind not in "fiub":
+        raise DataError(f"regression targets must be numbers, got dtype {y.dtype}")
+    shape = (rows,) if outputs == 1 and y.ndim == 1 else (rows, outputs)
+    if y.shape != shape:
+        raise DataError(
+            f"expected {rows} targets of {outputs} value(s) each for a {outputs}-output model, "
+            f"got shape {y.shape}"
+        )
+    with np.errstate(over="ignore"):
+        values = y.astype(dtype).reshape(rows, outputs)
+    if not np.all(np.isfinite(values)):
+        raise DataError(f"regression targets contain NaN or infinity (as {dtype})")
+    return values
+
+
+def sample_weights(weights: Any, rows: int, dtype: np.dtype) -> np.ndarray:
+    """One weight per row, finite, none negative, not all zero (scikit-learn's rule)."""
+    try:
+        weights = np.asarray(weights, dtype=float)
+    except (TypeError, ValueError):
+        raise DataError(f"sample weights must be numbers, got {weights!r:.60}") from None
+    if weights.shape != (rows,):
+        raise DataError(f"expected {rows} sample weights in a 1-D array, got shape {weights.shape}")
+    if not np.all(np.isfinite(weights)) or np.any(weights < 0) or not np.any(weights > 0):
+        raise DataError("sample weights must be finite, none negative, and not all zero")
+    return weights.astype(dtype)
+
+
 # ---------------------------------------------------------------------------------- fit
 def fit_options(validation_data: Any, shuffle: Any, callback: Any, on_batch: Any) -> None:
     """``fit``'s other arguments, before any work: a wrong one fails now, not an epoch in."""
     if validation_data is not None and not (
-        isinstance(validation_data, (tuple, list)) and len(validation_data) == 2
+        isinstance(validation_data, (tuple, list)) and len(validation_data) in (2, 3)
     ):
-        raise InvalidArgument("validation_data must be a pair (X_val, y_val)")
+        raise InvalidArgument(
+            "validation_data must be a pair (X_val, y_val) or (X_val, y_val, sample_weight)"
+        )
     if not isinstance(shuffle, (bool, np.bool_)):
         raise TypeError(f"shuffle must be True or False, got {shuffle!r}")
     for name, hook in (("callback", callback), ("on_batch", on_batch)):

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -22,11 +23,13 @@ import numpy as np
 
 from backends import Backend, get_backend
 from backends.buffers import BufferCache
+from backends.errors import BackendUnavailable
 
 from . import checks, training
 from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from .errors import CheckpointError, DataError, InvalidArgument, ModelBusy
 from .layers import INITIALIZERS, Dropout, Layer, Linear
+from .losses import check_loss_name, loss_for
 from .optim import Optimizer
 
 #: Rows per chunk when predicting or evaluating: large enough for BLAS, small enough for memory.
@@ -34,18 +37,16 @@ EVAL_BATCH = 4096
 #: uint8 inputs are pixel intensities: scaled by this to [0, 1] as they are loaded.
 UINT8_SCALE = 1.0 / 255.0
 
-_ONE_OUTPUT = (
-    "a softmax over one output is always 1: use two outputs for two classes (or, for an "
-    "inference model, output_activation='sigmoid')"
-)
-
 
 class MLP:
-    """A multilayer perceptron trained with softmax cross-entropy on NumPy or CuPy.
+    """A multilayer perceptron on NumPy or CuPy, a classifier or a regressor by its ``loss``.
 
     ``sizes`` lists the layer widths, input first: ``MLP([784, 512, 256, 10])``.
-    Hidden layers use ``activation``; the last layer outputs raw logits unless
+    Hidden layers use ``activation``; the last layer outputs raw values unless
     ``output_activation`` is set (then the model is for inference, as in the tutorial).
+    ``loss="cross_entropy"`` (the default) trains on integer class labels: a softmax over
+    two or more outputs, a sigmoid over one (two classes); ``loss="squared_error"`` on float
+    targets, a column per output (``mlp/losses.py``).
     Inputs may be float arrays, or uint8 images which are scaled to [0, 1] on the device.
     """
 
@@ -59,6 +60,7 @@ class MLP:
         dropout: float = 0.0,
         init: str = "auto",
         output_activation: str | None = None,
+        loss: str = "cross_entropy",
     ) -> None:
         self.sizes = checks.layer_sizes(sizes)
         self.activation = checks.activation(activation)
@@ -69,7 +71,12 @@ class MLP:
         self.seed = checks.whole_number("seed", seed)
         self.dropout = checks.fraction("dropout probability", dropout)
         self.init = checks.init_scheme(init, self.activation)
+        self.loss = check_loss_name(loss)
+        self.loss_function = loss_for(self.loss, self.sizes[-1])
         self.optimizer: Optimizer | None = None
+        #: epochs ``fit`` has trained (a checkpoint's epoch when loaded): the next ``fit``
+        #: goes on from here, its shuffles and records numbered as if never interrupted
+        self.epochs_trained = 0
         self._changing_lock = threading.Lock()
         self._changer: int | None = None  # the thread holding it
         self._binding = threading.Lock()  # inference snapshots the backend and layers under it
@@ -207,7 +214,42 @@ class MLP:
             "dropout": self.dropout,
             "init": self.init,
             "output_activation": self.output_activation,
+            "loss": self.loss,
         }
+
+    # ------------------------------------------------------------------ pickling
+    def __getstate__(self) -> dict[str, Any]:
+        """Host arrays only, so a model pickled on a GPU unpickles on a machine without."""
+        return {
+            "config": self.config(),
+            "device": self.device,
+            "precision": self.backend.precision,
+            "params": self.backend.to_numpy(self.params).copy(),
+            "optimizer": self.optimizer,  # pickles its state on the host (Optimizer)
+            "epochs_trained": self.epochs_trained,
+        }
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Rebuilt on the device it was pickled on, or on the CPU (with a warning) where that
+        device is not available here."""
+        try:
+            backend = get_backend(state["device"], precision=state["precision"])
+        except BackendUnavailable as exc:
+            warnings.warn(
+                f"this model was pickled on {state['device']}, which is not available here "
+                f"({exc}): it is loaded on the CPU",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            backend = get_backend("cpu", precision=state["precision"])
+        self.__init__(**state["config"], device=backend)
+        with backend.activated():
+            self.params[...] = backend.asarray(state["params"], dtype=self.dtype)
+        self.epochs_trained = state["epochs_trained"]
+        optimizer = state["optimizer"]
+        if optimizer is not None:
+            optimizer.bind(backend, self.num_parameters, self.dtype, model=self)
+            self.optimizer = optimizer
 
     def save(self, path: Any, **kwargs: Any) -> Any:
         """Write an atomic ``.npz`` checkpoint: weights, config, optimizer state (the format
@@ -257,19 +299,26 @@ class MLP:
             raise DataError(f"inputs contain NaN or infinity (as {self.dtype})")
         return X, 1.0
 
-    def device_labels(self, y: Any, rows: int, backend: Backend | None = None) -> Any:
-        """Labels as an (n, 1) int32 column on the device, checked against the output layer."""
+    def device_targets(self, y: Any, rows: int, backend: Backend | None = None) -> Any:
+        """Targets checked against the loss and the output layer, on the device: class labels
+        as an (n, 1) int32 column, regression targets as (n, outputs) of ``dtype``."""
         be = self.backend if backend is None else backend
         y = be.to_numpy(y) if be.is_array(y) else np.asarray(y)
-        return be.asarray(checks.class_labels(y, rows, self.sizes[-1]))
+        return be.asarray(self.loss_function.host_targets(y, rows, self.dtype))
+
+    def device_weights(self, weights: Any, rows: int, backend: Backend | None = None) -> Any:
+        """Sample weights (``None``: every row counts once) as an (n, 1) column on the device."""
+        if weights is None:
+            return None
+        be = self.backend if backend is None else backend
+        weights = be.to_numpy(weights) if be.is_array(weights) else weights
+        return be.asarray(checks.sample_weights(weights, rows, self.dtype).reshape(-1, 1))
 
     def check_trainable(self) -> None:
         if self.output_activation is not None:
             raise InvalidArgument(
-                "softmax cross-entropy needs raw logits: build the model without output_activation"
+                f"{self.loss} trains raw outputs: build the model without output_activation"
             )
-        if self.sizes[-1] == 1:
-            raise InvalidArgument(_ONE_OUTPUT)
 
     # ------------------------------------------------------------------ the passes
     def forward_pass(self, x: Any, training: bool = False) -> Any:
@@ -327,105 +376,122 @@ class MLP:
         return self._outputs(X)[1]
 
     def predict_proba(self, X: Any) -> np.ndarray:
-        """Class probabilities as a NumPy array: the softmax of the logits, or, for an
-        inference model built with ``output_activation``, that activation's outputs."""
-        if self.output_activation is None and self.sizes[-1] == 1:
-            raise InvalidArgument(_ONE_OUTPUT)
+        """Class probabilities as a NumPy array, a column per class (two for one sigmoid
+        output), or, for an inference model built with ``output_activation``, that
+        activation's outputs. A regression model has none."""
+        if self.output_activation is None and not self.loss_function.classifies:
+            raise InvalidArgument("a squared_error model has no class probabilities: use predict")
+        be, out = self._outputs(X)
+        with be.activated():
+            if self.output_activation is not None:
+                return be.to_numpy(out)
+            return self.loss_function.probabilities(be, out)
+
+    def predict(self, X: Any) -> np.ndarray:
+        """Predicted labels (or, for regression, values: (n,) for one output, else (n,
+        outputs)) as a NumPy array."""
         be, out = self._outputs(X)
         with be.activated():
             if self.output_activation is None:
-                out = be.softmax(out, out=out)
-            return be.to_numpy(out)
-
-    def predict(self, X: Any) -> np.ndarray:
-        """Predicted labels as a NumPy array."""
-        be, out = self._outputs(X)
-        with be.activated():
+                return self.loss_function.predictions(be, out)
             if self.sizes[-1] == 1:  # one output: a threshold, not an argmax
                 threshold = 0.5 if self.output_activation == "sigmoid" else 0.0
                 return (be.to_numpy(out)[:, 0] > threshold).astype(np.int64)
             return be.to_numpy(be.argmax(out))
 
     def evaluate_on_device(
-        self, X: Any, scale: float, labels: Any, view: tuple[Backend, list[Layer]] | None = None
-    ) -> tuple[float, float]:
-        """Mean cross-entropy and accuracy of inputs and labels already on the device."""
+        self,
+        X: Any,
+        scale: float,
+        targets: Any,
+        weights: Any = None,
+        view: tuple[Backend, list[Layer]] | None = None,
+    ) -> dict[str, float]:
+        """The loss (and accuracy, for a classifier) of inputs and targets already on the
+        device, weighted by ``weights`` (an (n, 1) column) where given."""
         view = self._snapshot() if view is None else view
-        be = view[0]
+        be, kernel = view[0], self.loss_function.kernel
         totals = be.zeros((2,), np.float64)
+        total = X.shape[0]
+        weight_sum = None
+        if weights is not None:
+            weight_sum = be.sum_rows(weights)
+            total = float(be.to_numpy(weight_sum)[0])
+        column = self.loss_function.target_column
 
-        def accumulate(rows: slice, logits: Any) -> None:
-            be.softmax_cross_entropy_accumulate(logits, labels[rows, 0], logits, totals)
+        def accumulate(rows: slice, outputs: Any) -> None:
+            w = None if weights is None else weights[rows, 0]
+            batch = column(targets[rows])
+            be.accumulate_loss(kernel, outputs, batch, outputs, totals, w, weight_sum)
 
         self._inference(view, X, scale, accumulate)
-        loss_sum, correct = be.to_numpy(totals)
-        return float(loss_sum / X.shape[0]), float(correct / X.shape[0])
+        loss_sum, hits = be.to_numpy(totals)
+        return self.loss_function.record(float(loss_sum), float(hits), total)
 
-    def evaluate(self, X: Any, y: Any) -> dict[str, float]:
-        """Mean cross-entropy and accuracy on ``(X, y)``."""
+    def evaluate(self, X: Any, y: Any, sample_weight: Any = None) -> dict[str, float]:
+        """The mean loss on ``(X, y)`` (weighted by ``sample_weight``), and a classifier's
+        accuracy: ``{"loss": ..., "accuracy": ...}``."""
         self.check_trainable()
         view = self._snapshot()
         be = view[0]
         with be.activated():
             X, scale = self.device_inputs(X, be)
-            labels = self.device_labels(y, X.shape[0], be)
-            loss, accuracy = self.evaluate_on_device(X, scale, labels, view)
-            return {"loss": loss, "accuracy": accuracy}
+            targets = self.device_targets(y, X.shape[0], be)
+            weights = self.device_weights(sample_weight, X.shape[0], be)
+            return self.evaluate_on_device(X, scale, targets, weights, view)
 
-    def loss_and_gradients(self, X: Any, y: Any) -> tuple[float, dict[str, np.ndarray]]:
-        """Mean softmax cross-entropy over all of ``(X, y)`` and its gradients (dropout off)."""
+    def loss_and_gradients(
+        self, X: Any, y: Any, sample_weight: Any = None
+    ) -> tuple[float, dict[str, np.ndarray]]:
+        """The mean loss over all of ``(X, y)`` (weighted by ``sample_weight``) and its
+        gradients, dropout off."""
         self.check_trainable()
         be = self.backend
         with self.changing("loss_and_gradients", within_fit=True), be.activated():
             X, scale = self.device_inputs(X)
-            labels = self.device_labels(y, X.shape[0])
-            order = be.asarray(np.arange(X.shape[0], dtype=np.int64))
-            x = be.gather_rows(X, order, be.empty((X.shape[0], self.sizes[0]), self.dtype), scale)
+            n = X.shape[0]
+            targets = self.device_targets(y, n)
+            weights = self.device_weights(sample_weight, n)
+            order = be.asarray(np.arange(n, dtype=np.int64))
+            x = be.gather_rows(X, order, be.empty((n, self.sizes[0]), self.dtype), scale)
             totals = be.zeros((2,), np.float64)
-            logits = self.forward_pass(x)
-            grad = be.softmax_cross_entropy_accumulate(logits, labels[:, 0], logits, totals)
+            outputs = self.forward_pass(x)
+            weight_sum = None if weights is None else be.sum_rows(weights)
+            grad = be.accumulate_loss(
+                self.loss_function.kernel,
+                outputs,
+                self.loss_function.target_column(targets),
+                outputs,
+                totals,
+                None if weights is None else weights[:, 0],
+                weight_sum,
+            )
             self.backward_pass(grad)
             grads = {}
             for i, layer in enumerate(self.linears):
                 grads[f"{i}.weight"] = be.to_numpy(layer.grad_weight).copy()
                 grads[f"{i}.bias"] = be.to_numpy(layer.grad_bias).copy()
-            return float(be.to_numpy(totals)[0]) / X.shape[0], grads
+            total = n if weights is None else float(be.to_numpy(weight_sum)[0])
+            return float(be.to_numpy(totals)[0]) / total, grads
 
     # ------------------------------------------------------------------ training
-    def fit(
-        self,
-        X: Any,
-        y: Any,
-        epochs: int = 10,
-        batch_size: int = 128,
-        optimizer: Optimizer | None = None,
-        validation_data: tuple[Any, Any] | None = None,
-        shuffle: bool = True,
-        seed: int | None = None,
-        initial_epoch: int = 0,
-        callback: Callable[[dict[str, Any]], Any] | None = None,
-        on_batch: Callable[[int], Any] | None = None,
-    ) -> list[dict[str, Any]]:
-        """Train with mini-batches; returns one record per epoch (``mlp/training.py``).
+    def fit(self, X: Any, y: Any, epochs: int = 10, **options: Any) -> list[dict[str, Any]]:
+        """Train ``epochs`` more epochs with mini-batches; returns one record per epoch.
 
-        Each record holds ``epoch``, ``loss`` and ``accuracy`` (on the training batches),
-        ``seconds`` (training time of the epoch), and ``val_loss``/``val_accuracy`` with
-        ``validation_data``. Epoch ``e`` shuffles with a generator seeded by ``(seed, e)``,
-        so training resumed at ``initial_epoch`` follows the same path as an unbroken run.
-        ``callback`` gets each record; ``on_batch`` gets the batch index (host-side only).
+        Each record holds ``epoch`` (counted over every ``fit`` of this model), ``loss``
+        (and a classifier's ``accuracy``) on the training batches, ``seconds``, and
+        ``val_loss`` (``val_accuracy``) with validation. Epoch ``e`` shuffles with a
+        generator seeded by ``(seed, e)``, so two ``fit(epochs=1)`` train as one
+        ``fit(epochs=2)``, and a run resumed at ``initial_epoch`` as an unbroken one.
+
+        Options (``mlp/training.py``): ``batch_size=128``, ``optimizer`` (an ``Optimizer``
+        or a name: ``"adam"``, the default, ``"sgd"``, ``"momentum"``, ``"adamw"``),
+        ``validation_data=(X, y[, sample_weight])`` or ``validation_split`` (the last
+        fraction of the rows), ``shuffle=True``, ``seed``, ``initial_epoch``,
+        ``sample_weight``, ``lr_schedule`` (``"step"``, ``"cosine"``, ``"plateau"``, a
+        ``mlp.schedules.Schedule`` or a function ``(epoch, lr) -> lr``), ``early_stopping``
+        (``True`` or an ``mlp.stopping.EarlyStopping``), ``verbose`` (a progress bar and a
+        line per epoch), ``callback`` (gets each record), ``on_batch`` (the batch index).
         """
         with self.changing("fit"):
-            return training.fit(
-                self,
-                X,
-                y,
-                epochs=epochs,
-                batch_size=batch_size,
-                optimizer=optimizer,
-                validation_data=validation_data,
-                shuffle=shuffle,
-                seed=seed,
-                initial_epoch=initial_epoch,
-                callback=callback,
-                on_batch=on_batch,
-            )
+            return training.fit(self, X, y, epochs=epochs, **options)

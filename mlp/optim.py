@@ -20,6 +20,9 @@ from backends.buffers import DeviceCounter
 from . import checks
 from .errors import InvalidArgument
 
+#: What an optimizer holds on its device, or of its model: never pickled as such.
+_DEVICE_SIDE = ("state", "backend", "_updates", "_model", "_pending")
+
 
 class Optimizer:
     """Base class: hyperparameters, flat state buffers, the update count, moving between devices."""
@@ -36,6 +39,7 @@ class Optimizer:
         self.size, self.dtype = 0, np.dtype(np.float32)  # of the parameters, set by ``bind``
         self._updates: DeviceCounter | None = None
         self._model: Any = None  # weak reference to the model it trains
+        self._pending: dict[str, Any] | None = None  # state unpickled, for the next bind
 
     @property
     def steps(self) -> int:
@@ -57,6 +61,21 @@ class Optimizer:
         self.backend, self.size, self.dtype = backend, size, np.dtype(dtype)
         self.state = {name: backend.zeros((size,), dtype) for name in self.state_names}
         self._updates = DeviceCounter(backend)
+        pending, self._pending = getattr(self, "_pending", None), None
+        if pending is not None and pending["size"] == size:  # unpickled: its state goes on
+            self.load_state_dict(pending["state"])
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Hyperparameters and host copies of the state: it pickles from any device, and
+        unpickles unbound, its state loaded when ``bind`` gives it a device again."""
+        kept = {k: v for k, v in self.__dict__.items() if k not in _DEVICE_SIDE}
+        if self.backend is not None:
+            kept["_pending"] = {"size": self.size, "state": self.state_dict()}
+        return kept
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.state, self.backend, self._updates, self._model = {}, None, None, None
 
     def check_model(self, model: Any) -> None:
         """Raise ``ValueError`` when this optimizer's moments belong to another model."""

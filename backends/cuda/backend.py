@@ -240,29 +240,64 @@ class CupyBackend(XpBackend):
             source, rows, start, np.int64(source.shape[1]), out.dtype.type(scale), out
         )
 
-    def _softmax_cross_entropy(self, logits: Any, labels: Any, grad: Any, totals: Any) -> Any:
+    def _softmax_cross_entropy(
+        self, logits: Any, labels: Any, grad: Any, totals: Any, weights: Any, weight_sum: Any
+    ) -> Any:
         """Label values are not checked on the device: ``MLP`` checks them once, at upload."""
-        rows, classes = logits.shape
-        ctype = {"float32": "float", "float64": "double"}.get(logits.dtype.name)
-        # The kernel gets bare pointers (unit strides, T*, int*, double*): anything else, e.g.
-        # a label column of a wider array, takes the general path instead of being misread.
+        if self._loss_kernel("softmax_xent", logits, labels, grad, totals, weights, weight_sum):
+            return grad
+        return super()._softmax_cross_entropy(logits, labels, grad, totals, weights, weight_sum)
+
+    def _sigmoid_cross_entropy(
+        self, logits: Any, labels: Any, grad: Any, totals: Any, weights: Any, weight_sum: Any
+    ) -> Any:
+        if self._loss_kernel("sigmoid_xent", logits, labels, grad, totals, weights, weight_sum):
+            return grad
+        return super()._sigmoid_cross_entropy(logits, labels, grad, totals, weights, weight_sum)
+
+    def _squared_error(
+        self, outputs: Any, targets: Any, grad: Any, totals: Any, weights: Any, weight_sum: Any
+    ) -> Any:
+        if self._loss_kernel("squared_error", outputs, targets, grad, totals, weights, weight_sum):
+            return grad
+        return super()._squared_error(outputs, targets, grad, totals, weights, weight_sum)
+
+    def _loss_kernel(
+        self,
+        name: str,
+        outputs: Any,
+        targets: Any,
+        grad: Any,
+        totals: Any,
+        weights: Any,
+        weight_sum: Any,
+    ) -> bool:
+        """Run loss ``name``'s kernel where its operands are what it reads through bare
+        pointers (unit strides; float or double outputs; int32 labels or targets like the
+        outputs; float64 totals); ``False`` where they are not, for the general body."""
+        ctype = {"float32": "float", "float64": "double"}.get(outputs.dtype.name)
+        target_type = np.int32 if name != "squared_error" else outputs.dtype
+        operands = [outputs, targets, grad, totals] + ([] if weights is None else [weights])
         if (
             ctype is None
-            or labels.dtype != np.int32
-            or grad.dtype != logits.dtype
+            or targets.dtype != target_type
+            or grad.dtype != outputs.dtype
             or totals.dtype != np.float64
-            or not all(a.flags.c_contiguous for a in (logits, labels, grad, totals))
+            or not all(a.flags.c_contiguous for a in operands)
         ):
-            return super()._softmax_cross_entropy(logits, labels, grad, totals)
-        kernel = self._kernels["softmax_xent_" + ctype]
+            return False
+        rows, width = outputs.shape
+        weighted = weights is not None
+        if not weighted:  # never read: any array of the outputs' type will do
+            weights = weight_sum = outputs
         blocks = (rows + kernels.THREADS - 1) // kernels.THREADS
-        scale = logits.dtype.type(1.0 / rows)
-        kernel(
+        arguments = (outputs, targets, grad, totals, weights, weight_sum, np.int32(weighted))
+        self._kernels[f"{name}_{ctype}"](
             (blocks,),
             (kernels.THREADS,),
-            (logits, labels, grad, totals, np.int32(rows), np.int32(classes), scale),
+            (*arguments, np.int32(rows), np.int32(width), outputs.dtype.type(1.0 / rows)),
         )
-        return grad
+        return True
 
     def _uniform(self, generator: Any, out: Any) -> Any:
         # size must be given: without it CuPy's Generator.random draws ONE sample (a 0-d

@@ -25,15 +25,16 @@ _BACKWARD = {
     "tanh": "dy * ((T)1 - y * y)",
 }
 
-# One row of softmax cross-entropy: a function of its own, so that the tests can build and
-# run its arithmetic on the host (tests/backends/cuda/test_kernels_on_host.py).
+# Each loss's row: writes the row's gradient, times ``scale``, into ``g`` (which may alias
+# the outputs), and gives its loss and whether it is right. A function of its own, so that
+# the tests can build and run its arithmetic on the host
+# (tests/backends/cuda/test_kernels_on_host.py).
 SOFTMAX_XENT_ROW = r"""
 __device__ void mlp_softmax_xent_row(
     const {T}* z, {T}* g, const int label, const int classes, const {T} scale,
     double* loss, double* hit)
 {{
-    // g = (softmax(z) - onehot(label)) * scale, where g may alias z; the row's loss and
-    // whether its first largest logit is the label.
+    // g = (softmax(z) - onehot(label)) * scale; whether the first largest logit is the label.
     const {T} z_label = z[label];
     {T} z_max = z[0];
     int arg = 0;
@@ -55,20 +56,58 @@ __device__ void mlp_softmax_xent_row(
 }}
 """
 
-SOFTMAX_XENT = (
-    SOFTMAX_XENT_ROW
-    + r"""
-extern "C" __global__ void mlp_softmax_xent_{T}(
-    const {T}* logits, const int* labels, {T}* grad, double* totals,
-    const int rows, const int classes, const {T} scale)
+SIGMOID_XENT_ROW = r"""
+__device__ void mlp_sigmoid_xent_row(
+    const {T}* z, {T}* g, const int label, const int width, const {T} scale,
+    double* loss, double* hit)
 {{
-    // One thread per row (classes are few); grad may alias logits.
+    // One logit x, a label y in {{0, 1}}: max(x, 0) - x*y + log(1 + exp(-|x|)), no overflow;
+    // g = (sigmoid(x) - y) * scale, the sigmoid as (1 + tanh(x/2)) / 2.
+    const double x = (double)z[0];
+    const double y = label == 1 ? 1.0 : 0.0;
+    const double p = 0.5 * tanh(0.5 * x) + 0.5;
+    *loss = max(x, 0.0) - x * y + log1p(exp(-fabs(x)));
+    *hit = ((x > 0.0) == (label == 1)) ? 1.0 : 0.0;
+    g[0] = ({T})((p - y) * (double)scale);
+}}
+"""
+
+SQUARED_ERROR_ROW = r"""
+__device__ void mlp_squared_error_row(
+    const {T}* o, {T}* g, const {T}* t, const int width, const {T} scale,
+    double* loss, double* hit)
+{{
+    // Half the squared error summed over the row; g = (o - t) * scale.
+    double total = 0.0;
+    for (int j = 0; j < width; ++j) {{
+        const {T} d = o[j] - t[j];
+        total += (double)(d * d);
+        g[j] = d * scale;
+    }}
+    *loss = 0.5 * total;
+    *hit = 0.0;
+}}
+"""
+
+# A loss over a batch, one thread per row (outputs are few); grad may alias the outputs.
+# ``weighted``: each row's gradient is scaled by its weight over ``weight_sum[0]`` (the sum the
+# step computed on the device), and its loss and hit weighted; else by ``scale`` (1/rows).
+LOSS_KERNEL = r"""
+extern "C" __global__ void mlp_{loss}_{T}(
+    const {T}* outputs, const {Y}* targets, {T}* grad, double* totals,
+    const {T}* weights, const {T}* weight_sum, const int weighted,
+    const int rows, const int width, const {T} scale)
+{{
     const int r = blockIdx.x * blockDim.x + threadIdx.x;
     double loss = 0.0, hit = 0.0;
     if (r < rows) {{
-        const long long row_start = (long long)r * classes;
-        mlp_softmax_xent_row(
-            logits + row_start, grad + row_start, labels[r], classes, scale, &loss, &hit);
+        const long long at = (long long)r * width;
+        const {T} s = weighted ? weights[r] / (weight_sum[0] > 0 ? weight_sum[0] : ({T})1) : scale;
+        mlp_{loss}_row(outputs + at, grad + at, {target}, width, s, &loss, &hit);
+        if (weighted) {{
+            loss *= (double)weights[r];
+            hit *= (double)weights[r];
+        }}
     }}
     // Sum over the warp, then one atomic per warp: cheap, and no host round trip.
     for (int offset = 16; offset > 0; offset >>= 1) {{
@@ -81,9 +120,20 @@ extern "C" __global__ void mlp_softmax_xent_{T}(
     }}
 }}
 """
-)
 
-THREADS = 128  # threads per block of the softmax kernel: a multiple of the warp size
+#: Each loss kernel's source, to format with ``T`` (float or double): its row function, then
+#: the batch around it, the targets labels (``int``) or values (``T``).
+LOSSES = {
+    name: row
+    + LOSS_KERNEL.replace("{loss}", name).replace("{Y}", targets).replace("{target}", target)
+    for name, row, targets, target in (
+        ("softmax_xent", SOFTMAX_XENT_ROW, "int", "targets[r]"),
+        ("sigmoid_xent", SIGMOID_XENT_ROW, "int", "targets[r]"),
+        ("squared_error", SQUARED_ERROR_ROW, "{T}", "targets + at"),
+    )
+}
+
+THREADS = 128  # threads per block of the loss kernels: a multiple of the warp size
 
 
 def _elementwise_specs() -> dict[str, tuple[str, str, str]]:
@@ -162,8 +212,9 @@ def build(cupy: Any) -> dict[str, Any]:
         name: cupy.ElementwiseKernel(inputs, outputs, operation, f"mlp_{name}")
         for name, (inputs, outputs, operation) in ELEMENTWISE.items()
     }
-    for ctype in ("float", "double"):
-        kernels["softmax_xent_" + ctype] = cupy.RawKernel(
-            SOFTMAX_XENT.format(T=ctype), f"mlp_softmax_xent_{ctype}"
-        )
+    for name, source in LOSSES.items():
+        for ctype in ("float", "double"):
+            kernels[f"{name}_{ctype}"] = cupy.RawKernel(
+                source.format(T=ctype), f"mlp_{name}_{ctype}"
+            )
     return kernels

@@ -25,6 +25,7 @@ from backends import BackendUnavailable, parse_device
 
 from ..data import SYSTEM_DIRS, Dataset, ensure_dataset, load_dataset
 from ..errors import InvalidArgument, MLPError
+from ..progress import is_terminal
 
 #: The search order of ``mlp.data.candidate_dirs``, its system folders taken from the source.
 DATA_DIR_HELP = (
@@ -206,13 +207,6 @@ def read_dataset(
         announce=None if quiet else lambda line: print(line, file=err, flush=True),
     )
     return load_dataset(dataset, folder, classes=classes, dtype=dtype)
-
-
-def is_terminal(stream: Any) -> bool:
-    try:
-        return bool(stream.isatty())
-    except (AttributeError, ValueError):
-        return False
 
 
 # ---------------------------------------------------------------------------------- running

@@ -1,8 +1,5 @@
-"""What a training run shows and leaves behind: a progress bar, a JSON-lines log, a plot.
-
-tqdm and matplotlib are imported only when used, so the library imports without them.
-The bar is driven by ``fit``'s host-side ``on_batch`` hook: it never reads the device.
-"""
+"""What a training run leaves behind: a JSON-lines log and a plot (its progress bar is the
+library's, ``mlp/progress.py``). matplotlib is imported only when used."""
 
 from __future__ import annotations
 
@@ -14,81 +11,12 @@ from typing import IO, Any
 
 from ..errors import InvalidArgument, MLPError
 from ..files import atomic_write, cannot_write
-from .common import is_terminal
 
 PLOT_EXTRA = "pip install 'mlp[plot]' (or pip install matplotlib)"
 
 
 class PlotUnavailable(MLPError, RuntimeError):
     """``--plot`` was asked for but matplotlib is not installed."""
-
-
-class EpochProgress:
-    """One tqdm bar per epoch: samples done, samples/s, and the epoch's loss when it ends.
-
-    Off (every method a no-op) when ``enabled`` is false, when ``stream`` is not a terminal
-    (unless ``force``), or when tqdm is missing.
-    """
-
-    def __init__(
-        self,
-        samples: int,
-        batch_size: int,
-        epochs: int,
-        stream: IO[str],
-        enabled: bool = True,
-        force: bool = False,
-    ) -> None:
-        self.samples, self.batch_size, self.epochs = samples, batch_size, epochs
-        self.stream = stream
-        self._tqdm = _tqdm() if enabled and (force or is_terminal(stream)) else None
-        self._bar: Any = None
-        self._epoch = 0
-        self._last_loss: float | None = None
-
-    @property
-    def active(self) -> bool:
-        return self._tqdm is not None
-
-    def start(self, epoch: int) -> None:
-        """Open the bar for ``epoch`` (1-based)."""
-        if self._tqdm is None:
-            return
-        self.close()
-        self._epoch = epoch
-        last = "" if self._last_loss is None else f"last loss {self._last_loss:.4f}"
-        # the running loss lives on the device: until the epoch ends, show the previous one
-        self._bar = self._tqdm(
-            total=self.samples,
-            desc=f"epoch {epoch}/{self.epochs}",
-            unit=" samples",
-            unit_scale=True,
-            file=self.stream,
-            leave=False,
-            dynamic_ncols=True,
-            postfix=last or None,
-        )
-
-    def batch(self, step: int) -> None:
-        """``fit``'s ``on_batch`` hook: batch ``step`` of the current epoch is done."""
-        if self._tqdm is None:
-            return
-        if self._bar is None:
-            self.start(self._epoch + 1)
-        done = step * self.batch_size
-        self._bar.update(min(self.batch_size, self.samples - done))
-
-    def end(self, record: dict[str, Any]) -> None:
-        """The epoch's record arrived: show its loss, then clear the bar."""
-        self._last_loss = record.get("loss")
-        if self._bar is not None and self._last_loss is not None:
-            self._bar.set_postfix_str(f"loss {self._last_loss:.4f}")
-        self.close()
-
-    def close(self) -> None:
-        if self._bar is not None:
-            self._bar.close()
-            self._bar = None
 
 
 class MetricsLog:
@@ -178,14 +106,6 @@ def plot_history(history: list[dict[str, Any]], path: str | os.PathLike, title: 
         fig.suptitle(title)
     atomic_write(path, lambda file: fig.savefig(file, format=image_format))
     return path
-
-
-def _tqdm() -> Any:
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        return None
-    return tqdm
 
 
 def _finite_or_none(value: Any) -> float | None:

@@ -22,6 +22,7 @@ from ..data import CLASSES, DATASETS, SPLITS, Dataset
 from ..errors import CannotWrite, CheckpointError, InvalidArgument, MLPError, TrainingDiverged
 from ..model import MLP
 from ..optim import OPTIMIZERS, Optimizer, make_optimizer
+from ..progress import EpochProgress
 from .common import (
     DATA_DIR_HELP,
     OneLineParser,
@@ -37,7 +38,7 @@ from .common import (
     writable_file_problem,
 )
 from .locks import holding
-from .reporting import EpochProgress, MetricsLog, check_plot_available, plot_history
+from .reporting import MetricsLog, check_plot_available, plot_history
 
 PROG = "mlp-train"
 

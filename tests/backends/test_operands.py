@@ -65,8 +65,8 @@ def _mismatched_calls(be):
             a, be.asarray(np.arange(4)), be.empty((2, 3), np.float32)
         ),
         "gather into another width": lambda: be.gather_rows(a, rows, be.empty((2, 5), np.float32)),
-        "a label column per row short": lambda: be.softmax_cross_entropy_accumulate(
-            a, labels[:3], a, totals
+        "a label column per row short": lambda: be.accumulate_loss(
+            "softmax_cross_entropy", a, labels[:3], a, totals
         ),
         "sgd, gradient short": lambda: be.sgd_update(flat, short, None, 0.1),
         "momentum, velocity short": lambda: be.sgd_update(flat, flat, short, 0.1, momentum=0.9),
@@ -83,8 +83,8 @@ def test_cuda_backend_rejects_numpy_arrays(cuda_backend):
             call()
     labels = np.zeros(3, np.int32)
     with pytest.raises(TypeError, match=r"backend\.asarray"):
-        cuda_backend.softmax_cross_entropy_accumulate(
-            own, labels, own, cuda_backend.zeros((2,), np.float64)
+        cuda_backend.accumulate_loss(
+            "softmax_cross_entropy", own, labels, own, cuda_backend.zeros((2,), np.float64)
         )
     with pytest.raises(TypeError, match=r"backend\.asarray"):
         cuda_backend.gather_rows(
@@ -138,6 +138,10 @@ def test_cpu_checks_row_indices_and_labels(make_backend, kind):
     logits = np.zeros((3, 4), np.float32)
     for bad_labels in ([0, 1, 4], [0, -1, 2]):
         with pytest.raises(ValueError, match="label"):
-            be.softmax_cross_entropy_accumulate(
-                logits, np.array(bad_labels, np.int32), logits.copy(), np.zeros(2)
+            be.accumulate_loss(
+                "softmax_cross_entropy",
+                logits,
+                np.array(bad_labels, np.int32),
+                logits.copy(),
+                np.zeros(2),
             )

@@ -361,7 +361,7 @@ def test_softmax_cross_entropy(backend, dtype, label_dtype, rows):
     dz = dev(backend, z, dtype)
     dlabels = dev(backend, labels.astype(label_dtype))
 
-    loss, grad = backend.softmax_cross_entropy(dz, dlabels)
+    loss, grad = backend.mean_loss("softmax_cross_entropy", dz, dlabels)
     assert backend.is_array(loss) and loss.shape == ()  # stays on the device: no sync
     assert backend.is_array(grad)
     assert grad.shape == z.shape and grad.dtype == np.dtype(dtype)
@@ -372,7 +372,7 @@ def test_softmax_cross_entropy(backend, dtype, label_dtype, rows):
     np.testing.assert_array_equal(host(backend, dz), z.astype(dtype))  # logits kept
 
     out = backend.empty(z.shape, dtype)
-    loss2, grad2 = backend.softmax_cross_entropy(dz, dlabels, grad=out)
+    loss2, grad2 = backend.mean_loss("softmax_cross_entropy", dz, dlabels, grad=out)
     assert grad2 is out
     np.testing.assert_allclose(host(backend, out), grad_ref, **tol(dtype))
     assert float(backend.to_numpy(loss2)) == pytest.approx(loss_ref, rel=1e-5)
@@ -394,8 +394,8 @@ def test_softmax_cross_entropy_accumulate(backend, dtype, label_dtype):
         expected_correct += correct
 
         dz = dev(backend, z, dtype)
-        returned = backend.softmax_cross_entropy_accumulate(
-            dz, dev(backend, labels.astype(label_dtype)), dz, totals
+        returned = backend.accumulate_loss(
+            "softmax_cross_entropy", dz, dev(backend, labels.astype(label_dtype)), dz, totals
         )
         assert returned is dz  # the gradient overwrote the logits in place
         np.testing.assert_allclose(host(backend, dz), grad_ref, **tol(dtype))
@@ -409,11 +409,118 @@ def test_softmax_cross_entropy_accumulate(backend, dtype, label_dtype):
 def test_softmax_cross_entropy_huge_logits(backend):
     z = np.array([[1000.0, 0.0, -1000.0], [0.0, 2000.0, 1.0]], dtype=np.float32)
     labels = np.array([0, 2])
-    loss, grad = backend.softmax_cross_entropy(dev(backend, z), dev(backend, labels, np.int32))
+    loss, grad = backend.mean_loss(
+        "softmax_cross_entropy", dev(backend, z), dev(backend, labels, np.int32)
+    )
     loss = float(backend.to_numpy(loss))
     assert np.isfinite(loss)
     assert loss == pytest.approx(ref_cross_entropy(z, labels)[0], rel=1e-5)
     assert np.all(np.isfinite(host(backend, grad)))
+
+
+def ref_loss(name, z, targets, weights=None):
+    """float64 reference: per-row losses, the (weighted) mean's gradient, per-row hits."""
+    z = np.asarray(z, dtype=np.float64)
+    rows = z.shape[0]
+    w = np.ones(rows) if weights is None else np.asarray(weights, dtype=np.float64)
+    if name == "softmax_cross_entropy":
+        shifted = z - z.max(axis=1, keepdims=True)
+        log_p = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+        row_loss = -log_p[np.arange(rows), targets]
+        grad = np.exp(log_p)
+        grad[np.arange(rows), targets] -= 1.0
+        hits = z.argmax(axis=1) == targets
+    elif name == "sigmoid_cross_entropy":
+        p = 1 / (1 + np.exp(-z[:, 0]))
+        row_loss = -(targets * np.log(p) + (1 - targets) * np.log1p(-p))
+        grad = (p - targets)[:, None]
+        hits = (p > 0.5) == (targets == 1)
+    else:
+        row_loss = 0.5 * ((z - targets) ** 2).sum(axis=1)
+        grad = z - targets
+        hits = np.zeros(rows, bool)
+    return row_loss, grad * (w / w.sum())[:, None], hits
+
+
+def loss_problem(name, rng, rows, width):
+    z = rng.standard_normal((rows, width)) * 2
+    if name == "squared_error":
+        return z, rng.standard_normal((rows, width))
+    classes = 2 if name == "sigmoid_cross_entropy" else width
+    return z, rng.integers(0, classes, size=rows)
+
+
+LOSS_SHAPES = [("softmax_cross_entropy", 7), ("sigmoid_cross_entropy", 1), ("squared_error", 3)]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name,width", LOSS_SHAPES)
+@pytest.mark.parametrize("weighted", [False, True])
+def test_accumulate_loss_against_float64(backend, dtype, name, width, weighted):
+    """Each loss, weighted or not: totals are (weighted) sums of per-row losses and hits,
+    the gradient that of the (weighted) mean, written over the outputs."""
+    rng = np.random.default_rng(14)
+    totals = backend.zeros((2,), np.float64)
+    expected = np.zeros(2)
+    for rows in (33, 130, 1):
+        z, targets = loss_problem(name, rng, rows, width)
+        weights = rng.uniform(0, 3, size=rows) if weighted else None
+        if weighted and rows > 2:
+            weights[:2] = 0  # a zero weight is a row left out
+        row_loss, grad_ref, hits = ref_loss(name, z, targets, weights)
+        w = np.ones(rows) if weights is None else weights.astype(dtype).astype(np.float64)
+        expected += [np.dot(w, row_loss), np.dot(w, hits)]
+
+        dz = dev(backend, z, dtype)
+        dt = dev(backend, targets, dtype if name == "squared_error" else np.int32)
+        args = ()
+        if weighted:
+            dw = dev(backend, weights, dtype)
+            args = (dw, backend.sum_rows(dw.reshape(-1, 1)))
+        returned = backend.accumulate_loss(name, dz, dt, dz, totals, *args)
+        assert returned is dz
+        np.testing.assert_allclose(host(backend, dz), grad_ref, **tol(dtype))
+        np.testing.assert_allclose(
+            backend.to_numpy(totals), expected, rtol=1e-5 if dtype == np.float32 else 1e-11
+        )
+
+
+@pytest.mark.parametrize("name,width", LOSS_SHAPES)
+def test_mean_loss_weighted(backend, name, width):
+    """``mean_loss`` with weights is the weighted mean; doubling every weight changes nothing."""
+    rng = np.random.default_rng(15)
+    z, targets = loss_problem(name, rng, 50, width)
+    weights = rng.uniform(0.5, 2, size=50)
+    row_loss, grad_ref, _ = ref_loss(name, z, targets, weights)
+    dz = dev(backend, z, np.float64)
+    dt = dev(backend, targets, np.float64 if name == "squared_error" else np.int64)
+    for scale in (1.0, 2.0):
+        loss, grad = backend.mean_loss(name, dz, dt, weights=dev(backend, weights * scale))
+        assert float(backend.to_numpy(loss)) == pytest.approx(np.average(row_loss, weights=weights))
+        np.testing.assert_allclose(host(backend, grad), grad_ref, rtol=1e-10, atol=1e-12)
+
+
+def test_zero_weights_give_no_gradient(backend):
+    """A batch whose weights are all zero adds nothing and has a zero gradient, not 0/0."""
+    z = dev(backend, np.array([[0.5, -1.0], [2.0, 0.0]]), np.float32)
+    labels = dev(backend, np.array([0, 1]), np.int32)
+    weights = backend.zeros((2,), np.float32)
+    totals = backend.zeros((2,), np.float64)
+    grad = backend.accumulate_loss(
+        "softmax_cross_entropy", z, labels, z, totals, weights, backend.zeros((1,), np.float32)
+    )
+    np.testing.assert_array_equal(host(backend, grad), 0)
+    np.testing.assert_array_equal(backend.to_numpy(totals), 0)
+
+
+def test_sigmoid_cross_entropy_huge_logits(backend):
+    z = np.array([[80.0], [-90.0], [1000.0]], dtype=np.float32)
+    labels = np.array([0, 1, 1])
+    loss, grad = backend.mean_loss(
+        "sigmoid_cross_entropy", dev(backend, z), dev(backend, labels, np.int32)
+    )
+    assert float(backend.to_numpy(loss)) == pytest.approx((80 + 90 + 0) / 3, rel=1e-5)
+    np.testing.assert_allclose(host(backend, grad), [[1 / 3], [-1 / 3], [0]], atol=1e-6)
 
 
 # ---------------------------------------------------------------------- data

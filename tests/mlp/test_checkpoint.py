@@ -252,8 +252,9 @@ def test_a_long_checkpoint_name_still_saves(tmp_path):
     """The temporary file beside it takes only the name's start, so any name that may be
     written may be saved to (255 bytes is the usual limit)."""
     path = tmp_path / ("r" * 251 + ".npz")
-    trained_model().save(path)
-    assert load_checkpoint(path).epoch == 0
+    model = trained_model()
+    model.save(path)
+    assert load_checkpoint(path).epoch == model.epochs_trained > 0  # the epochs it trained
     assert [p.name for p in tmp_path.iterdir()] == [path.name]
 
 

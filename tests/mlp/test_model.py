@@ -365,9 +365,9 @@ def test_bad_constructor_arguments(kwargs):
 
 def test_output_activation_models_cannot_be_trained():
     model = MLP([6, 5, 3], output_activation="sigmoid")
-    with pytest.raises(ValueError, match="logits"):
+    with pytest.raises(ValueError, match="trains raw outputs"):
         model.fit(np.zeros((4, 6)), np.zeros(4, dtype=int))
-    with pytest.raises(ValueError, match="logits"):
+    with pytest.raises(ValueError, match="trains raw outputs"):
         model.evaluate(np.zeros((4, 6)), np.zeros(4, dtype=int))
 
 
@@ -382,13 +382,20 @@ def test_weights_are_checked_as_stored():
         model.load_state_dict(None)
 
 
-def test_one_output_has_no_softmax():
-    X, _ = small_problem()
+def test_one_output_is_a_binary_classifier():
+    """One output: a sigmoid over it, labels 0 and 1, probabilities in two columns."""
+    X, y = small_problem()
+    binary = (y > 0).astype(int)
     model = MLP([6, 1])
-    with pytest.raises(ValueError, match="use two outputs for two classes"):
-        model.fit(X, np.zeros(20, int), epochs=1)
-    with pytest.raises(ValueError, match="use two outputs for two classes"):
-        model.predict_proba(X)
+    history = model.fit(X, binary, epochs=30, batch_size=5, optimizer="adam")
+    assert history[-1]["loss"] < history[0]["loss"] and "accuracy" in history[-1]
+    proba = model.predict_proba(X)
+    assert proba.shape == (20, 2)
+    np.testing.assert_allclose(proba.sum(axis=1), 1, rtol=1e-6)
+    np.testing.assert_array_equal(model.predict(X), (proba[:, 1] > 0.5).astype(int))
+    assert model.evaluate(X, binary)["accuracy"] == np.mean(model.predict(X) == binary)
+    with pytest.raises(ValueError, match=r"labels must be in \[0, 1\] for a 2-output model"):
+        model.fit(X, y, epochs=1)
     assert MLP([6, 1], output_activation="sigmoid").predict_proba(X).shape == (20, 1)
 
 

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from backends import NumpyBackend
-from backends.cuda.kernels import ELEMENTWISE, SOFTMAX_XENT_ROW
+from backends.cuda.kernels import ELEMENTWISE, LOSSES
 from tests.backends.cuda.cuda_types import C_TYPES
 
 CXX = shutil.which("g++") or shutil.which("c++")
@@ -31,7 +31,7 @@ _PRELUDE = """
 #include <cmath>
 #include <cstring>
 using std::exp; using std::log; using std::max; using std::min; using std::pow; using std::sqrt;
-using std::tanh;
+using std::tanh; using std::log1p; using std::fabs;
 static inline unsigned int __float_as_uint(float x) {
     unsigned int u; std::memcpy(&u, &x, sizeof u); return u;
 }
@@ -93,35 +93,46 @@ def host_kernels(tmp_path_factory):
     return built
 
 
+#: CUDA's launch grid and warp intrinsics, as one thread per block on the host: each "warp"
+#: is one row, its sum that row's values, its lane 0 the row itself.
+_HOST_GRID = """
+#define __global__
+#define __device__
+struct mlp_dim { int x; };
+static mlp_dim blockIdx, blockDim = {1}, threadIdx = {0};
+static inline double __shfl_down_sync(unsigned, double, int) { return 0.0; }
+static inline void atomicAdd(double* total, double value) { *total += value; }
+"""
+
+
 @pytest.fixture(scope="module")
-def host_softmax(tmp_path_factory):
-    """The softmax cross-entropy kernel's row function, looped over the rows on the host
-    (the warp sum and atomics around it are CUDA-only), for float and double."""
-    folder = tmp_path_factory.mktemp("host_softmax")
+def host_losses(tmp_path_factory):
+    """Each loss kernel, whole (row function, weights, sums), launched once per row on the
+    host, for float and double."""
+    folder = tmp_path_factory.mktemp("host_losses")
     built = {}
-    for ctype, c_scalar in (("float", ctypes.c_float), ("double", ctypes.c_double)):
-        source = (
-            _PRELUDE
-            + "#define __device__\n"
-            + SOFTMAX_XENT_ROW.format(T=ctype)
-            + f"""
-extern "C" void mlp_softmax_xent_rows(const {ctype}* logits, const int* labels, {ctype}* grad,
-                                      double* totals, int rows, int classes, {ctype} scale) {{
+    for name, source in LOSSES.items():
+        for ctype, c_scalar in (("float", ctypes.c_float), ("double", ctypes.c_double)):
+            target = "int" if name != "squared_error" else ctype
+            launcher = f"""
+extern "C" void launch(const {ctype}* outputs, const {target}* targets, {ctype}* grad,
+                       double* totals, const {ctype}* weights, const {ctype}* weight_sum,
+                       int weighted, int rows, int width, {ctype} scale) {{
     for (int r = 0; r < rows; ++r) {{
-        double loss = 0, hit = 0;
-        const long long row_start = (long long)r * classes;
-        mlp_softmax_xent_row(logits + row_start, grad + row_start, labels[r], classes, scale,
-                             &loss, &hit);
-        totals[0] += loss;
-        totals[1] += hit;
+        blockIdx.x = r;
+        mlp_{name}_{ctype}(outputs, targets, grad, totals, weights, weight_sum, weighted,
+                           rows, width, scale);
     }}
 }}
 """
-        )
-        function = build_library(folder / f"softmax_{ctype}", source).mlp_softmax_xent_rows
-        function.restype = None
-        function.argtypes = [ctypes.c_void_p] * 4 + [ctypes.c_int, ctypes.c_int, c_scalar]
-        built[ctype] = function
+            library = build_library(
+                folder / f"{name}_{ctype}",
+                _PRELUDE + _HOST_GRID + source.format(T=ctype) + launcher,
+            )
+            function = library.launch
+            function.restype = None
+            function.argtypes = [ctypes.c_void_p] * 6 + [ctypes.c_int] * 3 + [c_scalar]
+            built[name, ctype] = function
     return built
 
 
@@ -303,35 +314,64 @@ def test_sgd_kernels(host_kernels, nesterov):
     np.testing.assert_allclose(got["p"], plain_p, rtol=1e-12)
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("classes", [2, 10, 47])
-@pytest.mark.parametrize("in_place", [False, True])
-def test_softmax_cross_entropy_row(host_softmax, dtype, classes, in_place):
-    rng = np.random.default_rng(5)
-    rows = 300
-    logits = (rng.standard_normal((rows, classes)) * 4).astype(dtype)
-    logits[:20] *= 40  # logits far apart: exp would overflow without the max shift
-    logits[20:24] = 1.5  # ties: the first largest logit is the prediction
+def loss_case(name, rng, rows, dtype, width):
+    outputs = (rng.standard_normal((rows, width)) * 4).astype(dtype)
+    if name == "squared_error":
+        return outputs, rng.standard_normal((rows, width)).astype(dtype), "squared_error"
+    outputs[:20] *= 40  # logits far apart: exp would overflow without the max shift
+    outputs[20:24] = 1.5  # ties: the first largest logit is the prediction
+    classes = 2 if width == 1 else width
     labels = rng.integers(0, classes, rows).astype(np.int32)
     labels[20:22] = 0
-    want_grad, want_totals = np.empty_like(logits), np.array([0.5, 2.0])
-    NumpyBackend(use_numba=False).softmax_cross_entropy_accumulate(
-        logits, labels, want_grad, want_totals
+    return outputs, labels, "sigmoid_cross_entropy" if width == 1 else "softmax_cross_entropy"
+
+
+KERNEL_NAMES = {
+    "softmax_cross_entropy": "softmax_xent",
+    "sigmoid_cross_entropy": "sigmoid_xent",
+    "squared_error": "squared_error",
+}
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(
+    "kind,width", [("class", 2), ("class", 10), ("class", 47), ("class", 1), ("value", 3)]
+)
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("in_place", [False, True])
+def test_loss_kernel(host_losses, dtype, kind, width, weighted, in_place):
+    """The CUDA loss kernels against the NumPy backend's loss, weighted or not."""
+    rng = np.random.default_rng(5)
+    rows = 300
+    name = "squared_error" if kind == "value" else None
+    outputs, targets, loss = loss_case(name or "class", rng, rows, dtype, width)
+    weights = weight_sum = None
+    if weighted:
+        weights = rng.uniform(0, 2, rows).astype(dtype)
+        weights[:3] = 0
+        weight_sum = np.array([weights.sum()], dtype)
+    want_grad, want_totals = np.empty_like(outputs), np.array([0.5, 2.0])
+    NumpyBackend(use_numba=False).accumulate_loss(
+        loss, outputs, targets, want_grad, want_totals, weights, weight_sum
     )
-    got_logits, got_totals = logits.copy(), np.array([0.5, 2.0])  # totals accumulate
-    got_grad = got_logits if in_place else np.full_like(logits, np.nan)
-    function = host_softmax["float" if dtype == np.float32 else "double"]
+    got_outputs, got_totals = outputs.copy(), np.array([0.5, 2.0])  # totals accumulate
+    got_grad = got_outputs if in_place else np.full_like(outputs, np.nan)
+    unused = got_outputs  # never read when unweighted, as the backend passes it
+    function = host_losses[KERNEL_NAMES[loss], "float" if dtype == np.float32 else "double"]
     function(
-        got_logits.ctypes.data, labels.ctypes.data, got_grad.ctypes.data,
-        got_totals.ctypes.data, rows, classes, dtype(1 / rows),
+        got_outputs.ctypes.data, targets.ctypes.data, got_grad.ctypes.data, got_totals.ctypes.data,
+        (unused if weights is None else weights).ctypes.data,
+        (unused if weight_sum is None else weight_sum).ctypes.data,
+        int(weighted), rows, width, dtype(1 / rows),
     )  # fmt: skip
     tol = 1e-6 if dtype == np.float32 else 1e-13
     np.testing.assert_allclose(got_grad, want_grad, rtol=10 * tol, atol=tol / rows)
     np.testing.assert_allclose(got_totals[0], want_totals[0], rtol=10 * tol)
-    assert got_totals[1] == want_totals[1]
-    assert 2.0 < want_totals[1] < 2.0 + rows  # some rows right, some wrong: the count matters
+    np.testing.assert_allclose(got_totals[1], want_totals[1], rtol=10 * tol)
+    if loss != "squared_error":
+        assert 2.0 < want_totals[1] < 2.0 + 2 * rows  # some rows right, some wrong
     if not in_place:
-        np.testing.assert_array_equal(got_logits, logits)  # the input is only read
+        np.testing.assert_array_equal(got_outputs, outputs)  # the input is only read
 
 
 def test_every_kernel_has_a_host_test():

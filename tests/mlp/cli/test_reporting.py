@@ -10,7 +10,6 @@ import sys
 import pytest
 
 from mlp.cli import train
-from mlp.cli.reporting import EpochProgress
 from tests.helpers import one_line, run, train_on
 
 
@@ -85,21 +84,6 @@ def test_progress_bar_on_a_terminal(base, capsys, monkeypatch):
     assert train.main([*base, "--epochs", "1", "--quiet"]) == 0
     assert term.getvalue() == ""
     assert capsys.readouterr().out.splitlines()[-1].startswith("test accuracy: ")
-
-
-def test_progress_shows_the_finished_epochs_loss():
-    pytest.importorskip("tqdm")
-    stream = io.StringIO()
-    bar = EpochProgress(samples=300, batch_size=128, epochs=2, stream=stream, force=True)
-    for epoch in (1, 2):
-        for step in range(3):
-            bar.batch(step)
-        bar.end({"epoch": epoch, "loss": 0.123})
-    text = stream.getvalue()
-    assert "epoch 2/2" in text and "300/300" in text
-    assert "loss 0.1230" in text and "last loss 0.1230" in text
-    off = EpochProgress(samples=300, batch_size=128, epochs=2, stream=io.StringIO())
-    assert not off.active  # a StringIO is no terminal
 
 
 def test_quiet_prints_only_the_result(base, capsys):

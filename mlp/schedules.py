@@ -1,0 +1,129 @@
+"""Learning-rate schedules: the rate of each epoch, set on the optimizer before it starts.
+
+The rate changes once per epoch, on the host; a step recorded as a CUDA graph holds its
+optimizer's settings, so ``fit`` records it again when they change (once an epoch, never
+a sync per step). A schedule remembers the rate it started from: the same object passed to
+``fit`` again goes on from where it was.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+from . import checks
+from .errors import InvalidArgument
+
+
+class Schedule:
+    """The rate of epoch ``epoch`` (0-based, counted over every ``fit``) from the rate the
+    optimizer had when the schedule first ran, and the records so far."""
+
+    def __init__(self) -> None:
+        self.base: float | None = None
+
+    def start(self, lr: float, epochs: int) -> None:
+        """``fit`` is about to train up to epoch ``epochs`` with rate ``lr``."""
+        if self.base is None:
+            self.base = lr
+
+    def rate(self, epoch: int, lr: float, history: list[dict[str, Any]]) -> float:
+        raise NotImplementedError
+
+
+class StepDecay(Schedule):
+    """The rate times ``factor`` every ``step`` epochs."""
+
+    def __init__(self, step: int = 10, factor: float = 0.1) -> None:
+        super().__init__()
+        self.step = checks.positive_int("step", step)
+        self.factor = checks.fraction("factor", factor)
+
+    def rate(self, epoch: int, lr: float, history: list[dict[str, Any]]) -> float:
+        return self.base * self.factor ** (epoch // self.step)
+
+
+class CosineDecay(Schedule):
+    """From the rate down to ``minimum`` along half a cosine over ``epochs`` epochs (by
+    default the ``epochs`` of the first ``fit`` it runs in), then ``minimum``."""
+
+    def __init__(self, epochs: int | None = None, minimum: float = 0.0) -> None:
+        super().__init__()
+        self.epochs = None if epochs is None else checks.positive_int("epochs", epochs)
+        self.minimum = checks.non_negative_number("minimum", minimum)
+
+    def start(self, lr: float, epochs: int) -> None:
+        super().start(lr, epochs)
+        if self.epochs is None:
+            self.epochs = epochs
+
+    def rate(self, epoch: int, lr: float, history: list[dict[str, Any]]) -> float:
+        done = min(epoch / self.epochs, 1.0)
+        return self.minimum + (self.base - self.minimum) * 0.5 * (1 + math.cos(math.pi * done))
+
+
+class ReduceOnPlateau(Schedule):
+    """The rate times ``factor`` when ``monitor`` (``val_loss`` where there is validation
+    data, else ``loss``) has not fallen by ``min_delta`` for ``patience`` epochs."""
+
+    def __init__(
+        self,
+        factor: float = 0.1,
+        patience: int = 5,
+        min_delta: float = 1e-4,
+        minimum: float = 0.0,
+        monitor: str | None = None,
+    ) -> None:
+        super().__init__()
+        self.factor = checks.fraction("factor", factor)
+        self.patience = checks.positive_int("patience", patience)
+        self.min_delta = checks.non_negative_number("min_delta", min_delta)
+        self.minimum = checks.non_negative_number("minimum", minimum)
+        self.monitor = monitor
+        self.best = math.inf
+        self.waited = 0
+
+    def rate(self, epoch: int, lr: float, history: list[dict[str, Any]]) -> float:
+        if not history:
+            return lr
+        record = history[-1]
+        value = record[self.monitor or ("val_loss" if "val_loss" in record else "loss")]
+        if value < self.best - self.min_delta:
+            self.best, self.waited = value, 0
+            return lr
+        self.waited += 1
+        if self.waited < self.patience:
+            return lr
+        self.waited = 0
+        return max(lr * self.factor, self.minimum)
+
+
+class _Function(Schedule):
+    """A function ``(epoch, lr) -> lr``, as Keras' ``LearningRateScheduler`` takes."""
+
+    def __init__(self, function: Callable[[int, float], float]) -> None:
+        super().__init__()
+        self.function = function
+
+    def rate(self, epoch: int, lr: float, history: list[dict[str, Any]]) -> float:
+        return checks.positive_number("the schedule's learning rate", self.function(epoch, lr))
+
+
+#: Schedules by name, with their defaults.
+SCHEDULES = {"step": StepDecay, "cosine": CosineDecay, "plateau": ReduceOnPlateau}
+
+
+def make_schedule(spec: Any) -> Schedule | None:
+    """``None``, a name in ``SCHEDULES``, a ``Schedule`` or a function ``(epoch, lr) -> lr``."""
+    if spec is None or isinstance(spec, Schedule):
+        return spec
+    if isinstance(spec, str):
+        if spec not in SCHEDULES:
+            raise InvalidArgument(
+                f"unknown learning-rate schedule {spec!r}: choose one of {', '.join(SCHEDULES)}"
+            )
+        return SCHEDULES[spec]()
+    if callable(spec):
+        return _Function(spec)
+    raise TypeError(f"lr_schedule must be a name, a Schedule or a function, got {spec!r}")

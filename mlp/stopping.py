@@ -1,0 +1,68 @@
+"""Early stopping: end ``fit`` when a metric has stopped improving, the best weights kept."""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+from . import checks
+
+if TYPE_CHECKING:
+    from .model import MLP
+
+
+class EarlyStopping:
+    """Stop when ``monitor`` has not improved by ``min_delta`` for ``patience`` epochs.
+
+    ``monitor`` is ``val_loss`` where there is validation data, else ``loss`` (an
+    ``accuracy`` is watched to rise, a loss to fall). With ``restore_best_weights`` the
+    model ends ``fit`` (stopped or not) with the weights of its best epoch: a copy on the
+    device, made only when an epoch improves, so no step waits for it.
+    """
+
+    def __init__(
+        self,
+        patience: int = 10,
+        min_delta: float = 0.0,
+        monitor: str | None = None,
+        restore_best_weights: bool = True,
+    ) -> None:
+        self.patience = checks.positive_int("patience", patience)
+        self.min_delta = checks.non_negative_number("min_delta", min_delta)
+        self.monitor = monitor
+        self.restore_best_weights = bool(restore_best_weights)
+        self.best = math.inf
+        self.best_epoch = 0
+        self.waited = 0
+        self._best_params: Any = None
+
+    def start(self) -> None:
+        """A new ``fit``: nothing seen yet."""
+        self.best, self.best_epoch, self.waited, self._best_params = math.inf, 0, 0, None
+
+    def watched(self, record: dict[str, Any]) -> str:
+        return self.monitor or ("val_loss" if "val_loss" in record else "loss")
+
+    def stop(self, record: dict[str, Any], model: MLP) -> bool:
+        """After each epoch: whether to stop now."""
+        key = self.watched(record)
+        if key not in record:
+            raise checks.InvalidArgument(f"early stopping watches {key!r}, not in fit's records")
+        value = -record[key] if "accuracy" in key else record[key]  # smaller is better
+        if value < self.best - self.min_delta:
+            self.best, self.best_epoch, self.waited = value, record["epoch"], 0
+            if self.restore_best_weights:
+                self._keep(model)
+            return False
+        self.waited += 1
+        return self.waited >= self.patience
+
+    def restore(self, model: MLP) -> None:
+        """The best epoch's weights back into ``model`` (when kept)."""
+        if self._best_params is not None:
+            model.params[...] = self._best_params
+
+    def _keep(self, model: MLP) -> None:
+        if self._best_params is None or self._best_params.shape != model.params.shape:
+            self._best_params = model.backend.empty(model.params.shape, model.dtype)
+        self._best_params[...] = model.params

@@ -1,0 +1,77 @@
+"""Learning-rate schedules: each rate, and fit setting it on the optimizer per epoch."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from mlp import MLP
+from mlp.optim import Adam
+from mlp.schedules import CosineDecay, ReduceOnPlateau, StepDecay, make_schedule
+from tests.mlp.problems import blobs
+
+
+def rates(schedule, epochs, lr=0.1, history=None):
+    schedule.start(lr, epochs)
+    out = []
+    for epoch in range(epochs):
+        lr = schedule.rate(epoch, lr, history[:epoch] if history else [])
+        out.append(lr)
+    return out
+
+
+def test_step_decay():
+    assert rates(StepDecay(step=2, factor=0.5), 5) == pytest.approx([0.1, 0.1, 0.05, 0.05, 0.025])
+
+
+def test_cosine_decay_goes_from_the_rate_to_its_minimum():
+    got = rates(CosineDecay(minimum=0.01), 4)
+    want = [0.01 + 0.09 * 0.5 * (1 + math.cos(math.pi * e / 4)) for e in range(4)]
+    assert got == pytest.approx(want)
+    assert rates(CosineDecay(epochs=2), 4) == pytest.approx([0.1, 0.05, 0.0, 0.0])
+
+
+def test_reduce_on_plateau_waits_its_patience():
+    history = [{"loss": v} for v in (1.0, 0.5, 0.5, 0.5, 0.5, 0.5)]
+    got = rates(ReduceOnPlateau(factor=0.5, patience=2), 7, history=history)
+    # epochs 3 and 4 see no improvement after 0.5: the rate halves at epoch 5
+    assert got == pytest.approx([0.1, 0.1, 0.1, 0.1, 0.05, 0.05, 0.025])
+
+
+def test_fit_sets_the_rate_each_epoch_and_records_it():
+    X, y = blobs(100)
+    model = MLP([10, 8, 4])
+    optimizer = Adam(lr=0.01)
+    history = model.fit(X, y, epochs=3, optimizer=optimizer, lr_schedule=StepDecay(1, 0.5))
+    assert [r["lr"] for r in history] == pytest.approx([0.01, 0.005, 0.0025])
+    assert optimizer.lr == pytest.approx(0.0025)
+    calls = []
+    model.fit(X, y, epochs=2, lr_schedule=lambda epoch, lr: calls.append(epoch) or 1e-3)
+    assert calls == [3, 4] and model.optimizer.lr == 1e-3  # epochs counted over every fit
+
+
+def test_a_schedule_object_goes_on_across_fits():
+    X, y = blobs(100)
+    model, schedule = MLP([10, 8, 4]), StepDecay(step=2, factor=0.5)
+    first = model.fit(X, y, epochs=2, optimizer=Adam(lr=0.01), lr_schedule=schedule)
+    second = model.fit(X, y, epochs=2, lr_schedule=schedule)
+    assert [r["lr"] for r in first + second] == pytest.approx([0.01, 0.01, 0.005, 0.005])
+
+
+@pytest.mark.parametrize(
+    ("spec", "error", "message"),
+    [
+        ("linear", ValueError, "unknown learning-rate schedule 'linear'"),
+        (3, TypeError, "lr_schedule must be a name"),
+    ],
+)
+def test_unknown_schedules_are_refused(spec, error, message):
+    with pytest.raises(error, match=message):
+        make_schedule(spec)
+
+
+def test_a_function_giving_a_bad_rate_is_named():
+    X, y = blobs(20)
+    with pytest.raises(ValueError, match="the schedule's learning rate must be positive"):
+        MLP([10, 4]).fit(X, y, epochs=1, lr_schedule=lambda epoch, lr: -1.0)

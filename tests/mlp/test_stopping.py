@@ -1,0 +1,50 @@
+"""Early stopping: it stops after its patience and ends with the best epoch's weights."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mlp import MLP
+from mlp.optim import SGD
+from mlp.stopping import EarlyStopping
+from tests.mlp.problems import blobs
+
+
+def test_stops_after_patience_and_restores_the_best_weights():
+    X, y = blobs(200, seed=1)
+    X_val, y_val = blobs(100, seed=2, spread=6.0)
+    kept = {}
+    model = MLP([10, 32, 4], seed=0)
+
+    def remember(record):
+        kept[record["epoch"]] = model.state_dict()
+
+    stopping = EarlyStopping(patience=2)
+    history = model.fit(X, y, epochs=200, optimizer=SGD(lr=0.5), early_stopping=stopping,
+                        validation_data=(X_val, y_val), callback=remember)  # fmt: skip
+    losses = [r["val_loss"] for r in history]
+    best = int(np.argmin(losses)) + 1
+    assert len(history) < 200 and len(history) == best + 2  # two epochs without a better one
+    assert stopping.best_epoch == best
+    for key, value in model.state_dict().items():
+        np.testing.assert_array_equal(value, kept[best][key])
+    assert model.evaluate(X_val, y_val)["loss"] == pytest.approx(min(losses), rel=1e-5)
+
+
+def test_monitors_the_training_loss_without_validation_and_may_keep_the_last_weights():
+    X, y = blobs(100)
+    model = MLP([10, 8, 4])
+    stopping = EarlyStopping(patience=1, min_delta=10.0, restore_best_weights=False)
+    history = model.fit(X, y, epochs=5, early_stopping=stopping)
+    assert len(history) == 2 and stopping.watched(history[0]) == "loss"
+    assert model.evaluate(X, y)["loss"] < history[0]["loss"]  # the last epoch's weights
+
+
+def test_true_means_the_defaults_and_a_wrong_monitor_is_named():
+    X, y = blobs(50)
+    assert len(MLP([10, 4]).fit(X, y, epochs=3, early_stopping=True)) == 3
+    with pytest.raises(ValueError, match="early stopping watches 'val_accuracy'"):
+        MLP([10, 4]).fit(X, y, epochs=3, early_stopping=EarlyStopping(monitor="val_accuracy"))
+    with pytest.raises(TypeError, match="early_stopping must be True or an EarlyStopping"):
+        MLP([10, 4]).fit(X, y, epochs=3, early_stopping="yes")
