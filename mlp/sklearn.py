@@ -1,0 +1,439 @@
+"""scikit-learn estimators over ``MLP``: ``MLPClassifier`` and ``MLPRegressor``, named and
+behaving as scikit-learn's own, on the CPU or, with ``device="cuda"``, on a GPU.
+
+They take scikit-learn's parameters where they mean the same, plus ``device`` and ``dtype``,
+and fit with this library's own backpropagation: ``solver="adam"`` or ``"sgd"`` (with
+``momentum`` and ``nesterovs_momentum``), ``batch_size="auto"`` (``min(200, n)``), and the
+same stopping rule: after ``n_iter_no_change`` epochs without the training loss falling by
+``tol`` (with ``early_stopping``, the validation score, the best weights kept). ``alpha``,
+the L2 penalty, is applied as scikit-learn's gradient applies it, ``alpha / batch_size`` of
+each parameter per step (on biases too). ``lbfgs`` is not offered: it is a full-batch
+method, and the point of this library is the mini-batch step.
+
+Needs scikit-learn (``pip install 'mlp[sklearn]'``); ``import mlp`` alone never imports it.
+"""
+
+from __future__ import annotations
+
+import inspect
+import warnings
+from numbers import Integral
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.model_selection import train_test_split
+from sklearn.preprocessing import LabelEncoder
+from sklearn.utils import check_random_state
+from sklearn.utils.class_weight import compute_sample_weight
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
+
+from .model import MLP
+from .optim import SGD, Adam
+from .schedules import ReduceOnPlateau
+from .stopping import EarlyStopping
+
+#: scikit-learn's activation names, as this library calls them.
+ACTIVATIONS = {"identity": "identity", "logistic": "sigmoid", "tanh": "tanh", "relu": "relu"}
+SOLVERS = ("adam", "sgd")
+LEARNING_RATES = ("constant", "invscaling", "adaptive")
+
+
+class _MLPEstimator(BaseEstimator):
+    """What the classifier and the regressor share: parameters, the model, the fit loop."""
+
+    _loss = ""
+
+    def __init__(
+        self,
+        hidden_layer_sizes: Any = (100,),
+        activation: str = "relu",
+        *,
+        solver: str = "adam",
+        alpha: float = 1e-4,
+        batch_size: Any = "auto",
+        learning_rate: str = "constant",
+        learning_rate_init: float = 1e-3,
+        power_t: float = 0.5,
+        max_iter: int = 200,
+        shuffle: bool = True,
+        random_state: Any = None,
+        tol: float = 1e-4,
+        verbose: bool = False,
+        warm_start: bool = False,
+        momentum: float = 0.9,
+        nesterovs_momentum: bool = True,
+        early_stopping: bool = False,
+        validation_fraction: float = 0.1,
+        beta_1: float = 0.9,
+        beta_2: float = 0.999,
+        epsilon: float = 1e-8,
+        n_iter_no_change: int = 10,
+        device: str = "cpu",
+        dtype: str = "float32",
+    ) -> None:
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
+        self.solver = solver
+        self.alpha = alpha
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.learning_rate_init = learning_rate_init
+        self.power_t = power_t
+        self.max_iter = max_iter
+        self.shuffle = shuffle
+        self.random_state = random_state
+        self.tol = tol
+        self.verbose = verbose
+        self.warm_start = warm_start
+        self.momentum = momentum
+        self.nesterovs_momentum = nesterovs_momentum
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+        self.epsilon = epsilon
+        self.n_iter_no_change = n_iter_no_change
+        self.device = device
+        self.dtype = dtype
+
+    # ------------------------------------------------------------------ what subclasses say
+    def _encode(self, y: np.ndarray, first: bool) -> tuple[np.ndarray, int]:
+        """Targets as the model trains on them, and its number of outputs."""
+        raise NotImplementedError
+
+    def _monitor(self) -> str:
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ fitting
+    def fit(self, X: Any, y: Any, sample_weight: Any = None) -> _MLPEstimator:
+        """Train for up to ``max_iter`` epochs (from the weights it has, with ``warm_start``)."""
+        return self._fit(X, y, sample_weight, incremental=False)
+
+    def _fit(self, X: Any, y: Any, sample_weight: Any, incremental: bool) -> _MLPEstimator:
+        self._check_parameters()
+        fitted = hasattr(self, "model_")
+        first = not fitted or not (self.warm_start or incremental)
+        X, y = validate_data(self, X, y, reset=first, **self._data_rules())
+        targets, outputs = self._encode(y, first)
+        weights = self._weights(X, y, sample_weight)
+        if first:
+            self._start(X.shape[1], outputs)
+        rows = X.shape[0]
+        batch = min(200, rows) if self.batch_size == "auto" else min(self.batch_size, rows)
+        validation = None
+        stopping = None
+        if not incremental:
+            if self.early_stopping:
+                X, targets, weights, validation = self._hold_out(X, y, targets, weights)
+                monitor = self._monitor()
+            else:
+                monitor = "loss"
+            stopping = EarlyStopping(
+                patience=self.n_iter_no_change,
+                min_delta=self.tol,
+                monitor=monitor,
+                restore_best_weights=self.early_stopping,
+            )
+            adaptive = self.learning_rate == "adaptive" and self.solver == "sgd"
+            if adaptive and not self.early_stopping:
+                stopping = None  # the rate falls instead (``_schedule``)
+        # the penalty's weight in a batch: rows, or with sample weights their mean sum (as
+        # the rows they stand for would have it)
+        rows_weight = batch * (1.0 if weights is None else float(np.mean(weights)))
+        optimizer = self.model_.optimizer or self._optimizer(rows_weight)
+        history = self.model_.fit(
+            X,
+            targets,
+            epochs=1 if incremental else self.max_iter,
+            batch_size=batch,
+            optimizer=optimizer,
+            validation_data=validation,
+            shuffle=bool(self.shuffle),
+            sample_weight=weights,
+            lr_schedule=self._schedule(rows),
+            early_stopping=stopping,
+            verbose=bool(self.verbose),
+        )
+        if first:
+            self.loss_curve_ = []
+            self.validation_scores_ = [] if self.early_stopping else None
+        self.loss_curve_ += [record["loss"] for record in history]
+        if self.early_stopping and not incremental:
+            key = self._monitor()
+            sign = -1 if key == "val_loss" else 1
+            self.validation_scores_ += [sign * record[key] for record in history]
+            self.best_validation_score_ = max(self.validation_scores_)
+        self.loss_ = self.loss_curve_[-1]
+        self.best_loss_ = min(self.loss_curve_)
+        self.n_iter_ = (0 if first else self.n_iter_) + len(history)
+        self.t_ = self.model_.optimizer.steps * batch
+        if not incremental and len(history) == self.max_iter and self.max_iter > 0:
+            stopped = stopping is not None and stopping.waited >= stopping.patience
+            if not stopped:
+                warnings.warn(
+                    f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached and "
+                    "the optimization hasn't converged yet.",
+                    ConvergenceWarning,
+                    stacklevel=3,
+                )
+        return self
+
+    def _data_rules(self) -> dict[str, Any]:
+        return {"dtype": (np.float64, np.float32), "multi_output": True, "y_numeric": False}
+
+    def _weights(self, X: np.ndarray, y: np.ndarray, sample_weight: Any) -> np.ndarray | None:
+        if sample_weight is None:
+            return None
+        return _check_sample_weight(sample_weight, X, dtype=np.float64)
+
+    def _start(self, features: int, outputs: int) -> None:
+        """A new model: the sizes, the seed drawn from ``random_state``."""
+        hidden = self.hidden_layer_sizes
+        hidden = [hidden] if isinstance(hidden, Integral) else list(hidden)
+        seed = int(check_random_state(self.random_state).randint(0, 2**31 - 1))
+        self._seed = seed
+        self.model_ = MLP(
+            [features, *hidden, outputs],
+            activation=ACTIVATIONS[self.activation],
+            device=self.device,
+            dtype=self.dtype,
+            seed=seed,
+            loss=self._loss,
+        )
+        self.n_layers_ = len(hidden) + 2
+        self.n_outputs_ = outputs
+        self.out_activation_ = self._out_activation(outputs)
+
+    def _optimizer(self, batch: float) -> Adam | SGD:
+        decay = self.alpha / batch  # scikit-learn's penalty gradient, alpha * W / batch size
+        if self.solver == "adam":
+            return Adam(
+                lr=self.learning_rate_init,
+                betas=(self.beta_1, self.beta_2),
+                eps=self.epsilon,
+                weight_decay=decay,
+            )
+        return SGD(
+            lr=self.learning_rate_init,
+            momentum=self.momentum,
+            nesterov=bool(self.nesterovs_momentum) and self.momentum > 0,
+            weight_decay=decay,
+        )
+
+    def _schedule(self, rows: int) -> Any:
+        """scikit-learn's ``learning_rate`` (for ``sgd`` only, as there)."""
+        if self.solver != "sgd" or self.learning_rate == "constant":
+            return None
+        if self.learning_rate == "invscaling":
+            init, power = self.learning_rate_init, self.power_t
+            return lambda epoch, lr: init / (epoch * rows + 1) ** power
+        if not hasattr(self, "_plateau"):
+            self._plateau = ReduceOnPlateau(factor=0.2, patience=2, min_delta=self.tol)
+        return self._plateau
+
+    def _hold_out(self, X: np.ndarray, y: np.ndarray, targets: Any, weights: Any) -> tuple:
+        """``early_stopping``: ``validation_fraction`` of the rows, drawn with
+        ``random_state`` (stratified for a classifier), watched instead of the loss."""
+        stratify = y if isinstance(self, ClassifierMixin) else None
+        parts = [X, targets] + ([] if weights is None else [weights])
+        split = train_test_split(
+            *parts,
+            test_size=self.validation_fraction,
+            random_state=self._seed,
+            stratify=stratify,
+        )
+        train, held = split[0::2], split[1::2]
+        weights_train = None if weights is None else train[2]
+        validation = (held[0], held[1]) + (() if weights is None else (held[2],))
+        return train[0], train[1], weights_train, validation
+
+    def _check_parameters(self) -> None:
+        """scikit-learn checks parameters at fit, not at construction (``clone`` relies on it)."""
+        rules = [
+            (self.activation in ACTIVATIONS, f"activation must be one of {sorted(ACTIVATIONS)}"),
+            (self.solver in SOLVERS, f"solver must be one of {SOLVERS} (lbfgs is not offered)"),
+            (self.learning_rate in LEARNING_RATES, f"learning_rate: one of {LEARNING_RATES}"),
+            (_whole(self.max_iter, 1), "max_iter must be a whole number from 1"),
+            (_whole(self.n_iter_no_change, 1), "n_iter_no_change must be a whole number from 1"),
+            (self.batch_size == "auto" or _whole(self.batch_size, 1), "batch_size: 'auto' or >= 1"),
+            (_number(self.alpha, 0), "alpha must be a number >= 0"),
+            (_number(self.tol, 0), "tol must be a number >= 0"),
+            (_number(self.learning_rate_init, 0, strict=True), "learning_rate_init must be > 0"),
+            (0 < _float(self.validation_fraction) < 1, "validation_fraction must be in (0, 1)"),
+        ]
+        hidden = self.hidden_layer_sizes
+        hidden = [hidden] if isinstance(hidden, Integral) else hidden
+        try:
+            sizes_ok = all(_whole(size, 1) for size in hidden)
+        except TypeError:
+            sizes_ok = False
+        rules.append((sizes_ok, "hidden_layer_sizes must be whole numbers from 1"))
+        for ok, message in rules:
+            if not ok:
+                raise ValueError(f"{message}, in {type(self).__name__}")
+
+    def _out_activation(self, outputs: int) -> str:
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ predicting
+    def _outputs(self, X: Any) -> Any:
+        check_is_fitted(self, "model_")
+        X = validate_data(self, X, reset=False, dtype=(np.float64, np.float32))
+        return X
+
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = False
+        return tags
+
+
+class MLPClassifier(ClassifierMixin, _MLPEstimator):
+    """A multilayer perceptron classifier, as ``sklearn.neural_network.MLPClassifier``.
+
+    Any labels (strings too) become ``classes_``; two classes train one sigmoid output,
+    more a softmax. ``class_weight`` (``"balanced"`` or ``{label: weight}``) multiplies
+    ``sample_weight``. ``device="cuda"`` trains and predicts on a GPU. With
+    ``early_stopping``, ``validation_scores_`` are the held-out accuracies.
+    """
+
+    _loss = "cross_entropy"
+
+    def __init__(self, *args: Any, class_weight: Any = None, **parameters: Any) -> None:
+        super().__init__(*args, **parameters)
+        self.class_weight = class_weight
+
+    # scikit-learn reads an estimator's parameters from its __init__'s signature: the
+    # shared ones, and class_weight
+    __init__.__signature__ = inspect.signature(_MLPEstimator.__init__).replace(
+        parameters=[
+            *inspect.signature(_MLPEstimator.__init__).parameters.values(),
+            inspect.Parameter("class_weight", inspect.Parameter.KEYWORD_ONLY, default=None),
+        ]
+    )
+
+    def _data_rules(self) -> dict[str, Any]:
+        return {**super()._data_rules(), "multi_output": False}  # one label per row
+
+    def _encode(self, y: np.ndarray, first: bool) -> tuple[np.ndarray, int]:
+        check_classification_targets(y)
+        if y.shape[0] < 2:
+            raise ValueError(f"MLPClassifier needs 2 samples or more, got n_samples = {y.shape[0]}")
+        if first and not self._classes_given:
+            self.classes_ = LabelEncoder().fit(y).classes_
+        unknown = np.setdiff1d(y, self.classes_)
+        if unknown.size:
+            raise ValueError(f"y holds labels not in classes_ {self.classes_!r}: {unknown[:5]!r}")
+        if len(self.classes_) < 2:
+            raise ValueError(
+                f"MLPClassifier needs samples of at least 2 classes, got only class "
+                f"{self.classes_[0]!r}"
+            )
+        outputs = 1 if len(self.classes_) == 2 else len(self.classes_)
+        return np.searchsorted(self.classes_, y).astype(np.int32), outputs
+
+    def _weights(self, X: np.ndarray, y: np.ndarray, sample_weight: Any) -> np.ndarray | None:
+        weights = super()._weights(X, y, sample_weight)
+        if self.class_weight is None:
+            return weights
+        y = y[:, 0] if y.ndim == 2 else y
+        by_class = compute_sample_weight(self.class_weight, y)
+        return by_class if weights is None else by_class * weights
+
+    def _monitor(self) -> str:
+        return "val_accuracy"
+
+    def _out_activation(self, outputs: int) -> str:
+        return "logistic" if outputs == 1 else "softmax"
+
+    def partial_fit(
+        self, X: Any, y: Any, classes: Any = None, sample_weight: Any = None
+    ) -> MLPClassifier:
+        """One epoch over ``(X, y)``; the first call needs ``classes``, every label there is."""
+        if not hasattr(self, "model_"):
+            if classes is None:
+                raise ValueError("the first call to partial_fit needs classes=[every label]")
+            self.classes_ = LabelEncoder().fit(np.asarray(classes)).classes_
+            self._classes_given = True
+        return self._fit(X, y, sample_weight, incremental=True)
+
+    def fit(self, X: Any, y: Any, sample_weight: Any = None) -> MLPClassifier:
+        """Train for up to ``max_iter`` epochs; ``classes_`` are the labels of ``y``."""
+        self._classes_given = bool(self.warm_start and hasattr(self, "model_"))
+        return self._fit(X, y, sample_weight, incremental=False)
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Each class's probability, a column per entry of ``classes_``."""
+        X = self._outputs(X)
+        return self.model_.predict_proba(X).astype(np.float64)
+
+    def predict_log_proba(self, X: Any) -> np.ndarray:
+        with np.errstate(divide="ignore"):
+            return np.log(self.predict_proba(X))
+
+    def predict(self, X: Any) -> np.ndarray:
+        X = self._outputs(X)
+        return self.classes_[self.model_.predict(X)]
+
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_label = False
+        return tags
+
+
+class MLPRegressor(RegressorMixin, _MLPEstimator):
+    """A multilayer perceptron regressor, as ``sklearn.neural_network.MLPRegressor``: the
+    squared error with an identity output, one target or many. ``loss_curve_`` holds half
+    the squared error summed over a row's targets (scikit-learn's averages them); with
+    ``early_stopping``, ``validation_scores_`` are the negated held-out losses."""
+
+    _loss = "squared_error"
+
+    def _encode(self, y: np.ndarray, first: bool) -> tuple[np.ndarray, int]:
+        y = np.asarray(y, dtype=np.float64)
+        outputs = 1 if y.ndim == 1 else y.shape[1]
+        if not first and outputs != self.n_outputs_:
+            raise ValueError(f"y has {outputs} targets per row, the model {self.n_outputs_}")
+        return y.reshape(-1, outputs), outputs
+
+    def _data_rules(self) -> dict[str, Any]:
+        return {**super()._data_rules(), "y_numeric": True}
+
+    def _monitor(self) -> str:
+        return "val_loss"
+
+    def _out_activation(self, outputs: int) -> str:
+        return "identity"
+
+    def partial_fit(self, X: Any, y: Any, sample_weight: Any = None) -> MLPRegressor:
+        """One epoch over ``(X, y)``, from the weights so far."""
+        return self._fit(X, y, sample_weight, incremental=True)
+
+    def predict(self, X: Any) -> np.ndarray:
+        X = self._outputs(X)
+        predicted = self.model_.predict(X).astype(np.float64)
+        return predicted[:, 0] if self.n_outputs_ == 1 else predicted  # as scikit-learn's
+
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True
+        tags.target_tags.single_output = True
+        return tags
+
+
+def _whole(value: Any, minimum: int) -> bool:
+    return isinstance(value, Integral) and not isinstance(value, bool) and value >= minimum
+
+
+def _float(value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def _number(value: Any, minimum: float, strict: bool = False) -> bool:
+    number = _float(value)
+    return number > minimum if strict else number >= minimum

@@ -1,0 +1,180 @@
+"""The scikit-learn estimators: scikit-learn's own estimator checks, and the tools people
+use them in (Pipeline, GridSearchCV, cross_val_score, clone, pickle)."""
+
+from __future__ import annotations
+
+import pickle
+import warnings
+
+import numpy as np
+import pytest
+
+sklearn = pytest.importorskip("sklearn")
+
+from sklearn.base import clone  # noqa: E402
+from sklearn.datasets import load_diabetes, load_iris  # noqa: E402
+from sklearn.exceptions import ConvergenceWarning  # noqa: E402
+from sklearn.model_selection import GridSearchCV, cross_val_score  # noqa: E402
+from sklearn.pipeline import make_pipeline  # noqa: E402
+from sklearn.preprocessing import StandardScaler  # noqa: E402
+from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
+
+from mlp.sklearn import MLPClassifier, MLPRegressor  # noqa: E402
+from tests.helpers import backend_or_skip  # noqa: E402
+
+#: float32 sums in another order (another batch, another shape for BLAS) differ past 1e-7,
+#: the tolerance these checks ask for; the float64 instances below pass them.
+FLOAT32_EXPECTED = {
+    "check_sample_weight_equivalence_on_dense_data": (
+        "float32: weights and repeated rows agree to about 1e-6, the check asks 1e-7"
+    ),
+    "check_methods_subset_invariance": (
+        "float32: a row predicted in a smaller batch differs by about 1e-7 relative (BLAS "
+        "sums in another order), the check asks 1e-7"
+    ),
+}
+
+
+def expected_failures(estimator):
+    return FLOAT32_EXPECTED if estimator.dtype == "float32" else {}
+
+
+@parametrize_with_checks(
+    [
+        MLPClassifier(max_iter=100),
+        MLPRegressor(max_iter=100),
+        MLPClassifier(max_iter=100, dtype="float64", random_state=0),
+        MLPRegressor(max_iter=100, dtype="float64", solver="sgd", tol=1e-2, random_state=42),
+    ],
+    expected_failed_checks=expected_failures,
+)
+def test_scikit_learn_estimator_checks(estimator, check):
+    check(estimator)
+
+
+@pytest.fixture(scope="module")
+def iris():
+    data = load_iris()
+    return data.data, data.target_names[data.target]  # string class names
+
+
+def test_pipeline_grid_search_and_string_labels(iris):
+    X, y = iris
+    pipeline = make_pipeline(StandardScaler(), MLPClassifier(max_iter=300, random_state=0))
+    search = GridSearchCV(pipeline, {"mlpclassifier__hidden_layer_sizes": [(8,), (32,)]}, cv=3)
+    search.fit(X, y)
+    assert search.best_score_ > 0.9
+    assert set(search.predict(X)) <= set(y) and search.score(X, y) > 0.9
+    model = search.best_estimator_[-1]
+    assert list(model.classes_) == ["setosa", "versicolor", "virginica"]
+    assert model.predict_proba(X[:4]).shape == (4, 3) and model.n_features_in_ == 4
+    assert len(model.loss_curve_) == model.n_iter_ and model.loss_curve_[-1] < model.loss_curve_[0]
+
+
+def test_cross_val_score_of_a_regressor_matches_scikit_learns():
+    """Same data, sizes, solver and iterations: R² within 0.05 of scikit-learn's own."""
+    from sklearn.neural_network import MLPRegressor as Theirs
+
+    X, y = load_diabetes(return_X_y=True)
+    y = (y - y.mean()) / y.std()
+    scores = {}
+    for estimator in (MLPRegressor, Theirs):
+        pipeline = make_pipeline(
+            StandardScaler(), estimator(hidden_layer_sizes=(32,), max_iter=300, random_state=0)
+        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            scores[estimator] = cross_val_score(pipeline, X, y, cv=3).mean()
+    assert scores[MLPRegressor] > 0.3 and scores[MLPRegressor] > scores[Theirs] - 0.05
+
+
+def test_clone_and_pickle_keep_what_was_fitted(iris):
+    X, y = iris
+    model = MLPClassifier((16,), max_iter=50, random_state=1).fit(X, y)
+    copy = pickle.loads(pickle.dumps(model))
+    np.testing.assert_array_equal(copy.predict_proba(X), model.predict_proba(X))
+    fresh = clone(model)
+    assert fresh.get_params() == model.get_params() and not hasattr(fresh, "model_")
+
+
+def test_binary_labels_train_one_sigmoid_output(iris):
+    X, y = iris
+    keep = y != "virginica"
+    X = StandardScaler().fit_transform(X)
+    model = MLPClassifier((8,), max_iter=100, random_state=0).fit(X[keep], y[keep])
+    assert model.model_.sizes[-1] == 1 and model.out_activation_ == "logistic"
+    proba = model.predict_proba(X[keep])
+    assert proba.shape == (keep.sum(), 2) and model.score(X[keep], y[keep]) > 0.95
+    np.testing.assert_array_equal(model.classes_[proba.argmax(axis=1)], model.predict(X[keep]))
+
+
+def test_class_weight_moves_the_boundary(iris):
+    X, y = iris
+    heavy = {"setosa": 1.0, "versicolor": 1.0, "virginica": 50.0}
+    plain = MLPClassifier((8,), max_iter=30, random_state=0).fit(X, y)
+    weighted = MLPClassifier((8,), max_iter=30, random_state=0, class_weight=heavy).fit(X, y)
+    assert (weighted.predict(X) == "virginica").sum() > (plain.predict(X) == "virginica").sum()
+
+
+def test_partial_fit_and_warm_start_go_on(iris):
+    X, y = iris
+    model = MLPClassifier((8,), random_state=0)
+    with pytest.raises(ValueError, match="needs classes"):
+        model.partial_fit(X, y)
+    for _ in range(3):
+        model.partial_fit(X, y, classes=np.unique(y))
+    assert model.n_iter_ == 3 and model.model_.epochs_trained == 3
+    warm = MLPClassifier((8,), max_iter=5, random_state=0, warm_start=True)
+    warm.fit(X, y)
+    first = warm.model_
+    warm.fit(X, y)
+    assert warm.model_ is first and warm.n_iter_ == 10 and first.epochs_trained == 10
+
+
+def test_early_stopping_keeps_the_best_validation_score(iris):
+    X, y = iris
+    model = MLPClassifier((8,), max_iter=500, early_stopping=True, n_iter_no_change=5,
+                          random_state=0, learning_rate_init=0.01).fit(X, y)  # fmt: skip
+    assert model.n_iter_ < 500
+    assert model.best_validation_score_ == max(model.validation_scores_)
+
+
+@pytest.mark.parametrize(
+    ("parameters", "message"),
+    [
+        ({"solver": "lbfgs"}, "solver must be one of"),
+        ({"activation": "softplus"}, "activation must be one of"),
+        ({"hidden_layer_sizes": (0,)}, "hidden_layer_sizes"),
+        ({"batch_size": 0}, "batch_size"),
+        ({"validation_fraction": 1.0}, "validation_fraction"),
+    ],
+)
+def test_bad_parameters_are_refused_at_fit(iris, parameters, message):
+    X, y = iris
+    model = MLPClassifier(**parameters)  # as scikit-learn: nothing is checked before fit
+    with pytest.raises(ValueError, match=message):
+        model.fit(X, y)
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("estimator", [MLPClassifier, MLPRegressor])
+def test_the_estimators_on_a_gpu(iris, estimator):
+    """device="cuda": the same fit as on the CPU (to float32 rounding), predictions on the
+    host, and a pickle that loads back with its weights."""
+    backend_or_skip("cuda")
+    X, y = iris
+    X = StandardScaler().fit_transform(X)
+    if estimator is MLPRegressor:
+        y = X[:, 0] * 2 - X[:, 1]
+    made = {
+        d: estimator((16,), max_iter=30, random_state=0, device=d).fit(X, y)
+        for d in ("cpu", "cuda")
+    }
+    on_gpu = made["cuda"]
+    assert on_gpu.model_.device.startswith("cuda")
+    method = "predict_proba" if estimator is MLPClassifier else "predict"
+    want, got = getattr(made["cpu"], method)(X), getattr(on_gpu, method)(X)
+    assert isinstance(got, np.ndarray)
+    np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-4)
+    back = pickle.loads(pickle.dumps(on_gpu))
+    np.testing.assert_array_equal(getattr(back, method)(X), got)
