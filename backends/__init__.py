@@ -17,6 +17,7 @@ __all__ = [
     "Backend",
     "BackendUnavailable",
     "NumpyBackend",
+    "cuda_available",
     "get_backend",
     "parse_device",
 ]
@@ -61,3 +62,12 @@ def get_backend(spec: str | Backend = "cpu", precision: str | None = None) -> Ba
     from .cuda import CupyBackend  # lazy: CPU users never import CuPy
 
     return CupyBackend(index, precision=precision)
+
+
+def cuda_available() -> bool:
+    """Whether ``get_backend("cuda")`` works here: CuPy installed and a GPU it can use."""
+    try:
+        get_backend("cuda")
+    except BackendUnavailable:
+        return False
+    return True

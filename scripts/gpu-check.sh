@@ -1,8 +1,10 @@
 #!/bin/sh
 # The prepared check for a GPU machine (`make gpu-check`): its own python3, nothing installed,
-# no network. Runs the CUDA tests (skips are failures), a short CPU-vs-GPU training run on
-# Fashion-MNIST where the run carried it in data/fashion-mnist (`make gpu-check-data`), else on
-# synthetic data of its shape, and the benchmark; results go under $OUT.
+# no network. Runs the CUDA tests (skips are failures: among them the new losses, the
+# scikit-learn estimators on device="cuda", early stopping and schedules with a recorded
+# step), short CPU-vs-GPU training runs (one with --early-stopping) on Fashion-MNIST where
+# the run carried it in data/fashion-mnist (`make gpu-check-data`), else on synthetic data of
+# its shape, and the benchmark; results go under $OUT.
 # Budget: under 6 minutes in all (stage limits add up to 375 s, typical run far less).
 set -u
 cd "$(dirname "$0")/.."
@@ -51,12 +53,15 @@ stage train-cuda-bf16 20 $train --device cuda --precision bf16
 # The same, each step run op by op instead of replayed from its recording (CUDA graph).
 stage train-cuda-op-by-op 20 env MLP_NO_CUDA_GRAPH=1 $train --device cuda
 stage train-cpu 20 $train --device cpu
+# A recorded step under a schedule and early stopping, watching held-out training images.
+stage train-cuda-early-stop 20 $train --device cuda --epochs 6 --lr-schedule cosine \
+    --validation-split 0.1 --early-stopping 2
 # At most 8 files come back from $OUT: the training logs become one.
-for name in train-cuda train-cuda-bf16 train-cuda-op-by-op train-cpu; do
+for name in train-cuda train-cuda-bf16 train-cuda-op-by-op train-cpu train-cuda-early-stop; do
     echo "== $name" && cat "$OUT/$name.log" && rm -f "$OUT/$name.log"
 done >"$OUT/train.log"
 stage ops 20 $PY -m bench.ops --device cuda
-stage bench 150 $PY -m bench --workloads std,std-b256,std-b1024,big --devices cpu,cuda \
+stage bench 130 $PY -m bench --workloads std,std-b256,std-b1024,big --devices cpu,cuda \
     --peers torch --no-textbook --epochs 3 --cpu-steps 40 --data synthetic \
     --no-time-to-accuracy --no-cli-rss --no-plot --out "$OUT"
 

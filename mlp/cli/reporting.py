@@ -27,7 +27,10 @@ class MetricsLog:
     mistake, a diverged first epoch) leaves an earlier log as it was.
     """
 
-    def __init__(self, path: str | os.PathLike, device: str, append: bool = False) -> None:
+    def __init__(
+        self, path: str | os.PathLike, device: str, append: bool = False, watched: str = "test"
+    ) -> None:
+        self.watched = watched  # what the val_* metrics were measured on: test or val
         self.path = Path(path)
         self.device = device
         self._mode = "a" if append else "w"
@@ -39,10 +42,12 @@ class MetricsLog:
             "seconds": round(record["seconds"], 6),
             "train_loss": _finite_or_none(record.get("loss")),
             "train_accuracy": _finite_or_none(record.get("accuracy")),
-            "test_loss": _finite_or_none(record.get("val_loss")),
-            "test_accuracy": _finite_or_none(record.get("val_accuracy")),
+            f"{self.watched}_loss": _finite_or_none(record.get("val_loss")),
+            f"{self.watched}_accuracy": _finite_or_none(record.get("val_accuracy")),
             "device": self.device,
         }
+        if "lr" in record:  # with --lr-schedule
+            line["lr"] = record["lr"]
         try:
             if self._file is None:
                 self._file = self.path.open(self._mode, encoding="utf-8")

@@ -7,6 +7,7 @@ stderr that says what to do; a traceback is only for bugs.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from collections.abc import Sequence
@@ -23,6 +24,8 @@ from ..errors import CannotWrite, CheckpointError, InvalidArgument, MLPError, Tr
 from ..model import MLP
 from ..optim import OPTIMIZERS, Optimizer, make_optimizer
 from ..progress import EpochProgress
+from ..schedules import SCHEDULES
+from ..stopping import EarlyStopping
 from .common import (
     DATA_DIR_HELP,
     OneLineParser,
@@ -94,6 +97,28 @@ def build_parser() -> argparse.ArgumentParser:
         type=checked(checks.non_negative_number, "weight decay", float),
         default=None,
         help="L2 (sgd, adam) or decoupled (adamw) weight decay (default: 0; 0.01 for adamw)",
+    )
+    p.add_argument(
+        "--lr-schedule",
+        choices=tuple(SCHEDULES),
+        default=None,
+        help="the learning rate per epoch: step (x0.1 every 10), cosine (to 0 at --epochs), "
+        "plateau (x0.1 after 5 epochs without a lower validation loss)",
+    )
+    p.add_argument(
+        "--validation-split",
+        type=checked(checks.fraction, "validation split", float),
+        default=0.0,
+        help="hold out this fraction of the training images (the last ones) and watch them, "
+        "not the test set, each epoch (default: watch the test set)",
+    )
+    p.add_argument(
+        "--early-stopping",
+        type=checked(checks.positive_int, "early stopping patience"),
+        default=None,
+        metavar="PATIENCE",
+        help="stop after PATIENCE epochs without a lower validation loss, the best "
+        "epoch's weights kept",
     )
     p.add_argument(
         "--seed",
@@ -309,7 +334,8 @@ def train_and_report(
     if checkpoint is not None:
         say(f"resuming {args.resume} after epoch {initial_epoch} of {args.epochs}")
 
-    outputs = Outputs(args, model, optimizer, history, len(data.X_train), out, err)
+    trained_on = len(data.X_train) - math.ceil(len(data.X_train) * args.validation_split)
+    outputs = Outputs(args, model, optimizer, history, trained_on, out, err)
     train(args, model, optimizer, data, initial_epoch, outputs)
     finished_before = args.resume is not None and initial_epoch == args.epochs
     if outputs.save_path is not None and finished_before and outputs.save_path != args.resume:
@@ -339,9 +365,14 @@ def train(
             epochs=args.epochs,
             batch_size=args.batch_size,
             optimizer=optimizer,
-            validation_data=(data.X_test, data.y_test),
+            validation_data=None if args.validation_split else (data.X_test, data.y_test),
+            validation_split=args.validation_split,
             seed=args.seed,
             initial_epoch=initial_epoch,
+            lr_schedule=args.lr_schedule,
+            early_stopping=None
+            if args.early_stopping is None
+            else EarlyStopping(patience=args.early_stopping),
             callback=outputs.end_epoch,
             on_batch=outputs.progress.batch,
         )
@@ -375,6 +406,7 @@ class Outputs:
     ) -> None:
         self.args, self.model, self.optimizer, self.history = args, model, optimizer, history
         self.out = out
+        self.watched = "val" if args.validation_split else "test"  # what val_* were measured on
         self.save_path: Path | None = args.save if args.save is not None else args.resume
         # whether the file at save_path is this run's: it resumed from it, or saved into it
         self.ours = args.save is None and args.resume is not None
@@ -382,7 +414,11 @@ class Outputs:
             samples, args.batch_size, args.epochs, err, enabled=not args.quiet
         )
         resumed = args.resume is not None
-        self.log = MetricsLog(args.log, model.device, append=resumed) if args.log else None
+        self.log = (
+            MetricsLog(args.log, model.device, append=resumed, watched=self.watched)
+            if args.log
+            else None
+        )
         self.run_info = {
             "dataset": args.dataset,
             "batch_size": args.batch_size,
@@ -398,8 +434,8 @@ class Outputs:
         if not self.args.quiet:
             print(
                 f"epoch {record['epoch']:>3}/{self.args.epochs}  "
-                f"train loss {record['loss']:.4f}  test loss {record['val_loss']:.4f}  "
-                f"test accuracy {record['val_accuracy']:.4f}  {record['seconds']:.2f} s",
+                f"train loss {record['loss']:.4f}  {self.watched} loss {record['val_loss']:.4f}  "
+                f"{self.watched} accuracy {record['val_accuracy']:.4f}  {record['seconds']:.2f} s",
                 file=self.out,
                 flush=True,
             )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 
 from mlp import MLP
@@ -49,6 +50,21 @@ def test_fit_sets_the_rate_each_epoch_and_records_it():
     calls = []
     model.fit(X, y, epochs=2, lr_schedule=lambda epoch, lr: calls.append(epoch) or 1e-3)
     assert calls == [3, 4] and model.optimizer.lr == 1e-3  # epochs counted over every fit
+
+
+def test_a_recorded_step_takes_each_new_rate(device):
+    """The GPU replays a recorded step whose rate is frozen in it: a new rate records it
+    again, so the fit follows the CPU's (and the op-by-op one's) to float32 rounding."""
+    X, y = blobs(256)
+    runs = {}
+    for where in ("cpu", device):
+        model = MLP([10, 16, 4], seed=2, device=where)
+        runs[where] = model.fit(X, y, epochs=4, batch_size=32, optimizer=Adam(lr=0.02),
+                                lr_schedule=StepDecay(step=1, factor=0.25))  # fmt: skip
+        runs[where] = ([r["loss"] for r in runs[where]], model.state_dict())
+    np.testing.assert_allclose(runs[device][0], runs["cpu"][0], rtol=1e-4)
+    for key, value in runs["cpu"][1].items():
+        np.testing.assert_allclose(runs[device][1][key], value, rtol=1e-3, atol=1e-5)
 
 
 def test_a_schedule_object_goes_on_across_fits():

@@ -11,11 +11,13 @@ from mlp.stopping import EarlyStopping
 from tests.mlp.problems import blobs
 
 
-def test_stops_after_patience_and_restores_the_best_weights():
+def test_stops_after_patience_and_restores_the_best_weights(device):
+    """On a GPU the step is recorded (a CUDA graph): the best weights are still the ones of
+    the best epoch."""
     X, y = blobs(200, seed=1)
     X_val, y_val = blobs(100, seed=2, spread=6.0)
     kept = {}
-    model = MLP([10, 32, 4], seed=0)
+    model = MLP([10, 32, 4], seed=0, device=device)
 
     def remember(record):
         kept[record["epoch"]] = model.state_dict()

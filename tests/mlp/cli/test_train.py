@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import importlib
 import importlib.util
+import json
 import os
 import re
 import resource
@@ -773,3 +774,32 @@ def test_long_names_get_locks_of_their_own(tmp_path):
     assert lock_name(a) != lock_name(b) and len(lock_name(a).encode()) <= 255
     with holding([tmp_path / a]), holding([tmp_path / b]):  # neither blocks the other
         pass
+
+
+def test_validation_split_schedule_and_early_stopping(base, tmp_path, capsys):
+    """--validation-split watches held-out training images (the epoch line says val),
+    --lr-schedule sets each epoch's rate (kept in the log), --early-stopping stops."""
+    log = tmp_path / "log.jsonl"
+    argv = [*base, "--epochs", "30", "--validation-split", "0.2", "--lr-schedule", "step",
+            "--early-stopping", "1", "--lr", "0.5", "--optimizer", "sgd",
+            "--log", str(log)]  # fmt: skip
+    code, out, err = run(train.main, argv, capsys)
+    assert code == 0, err
+    lines = [line for line in out.splitlines() if line.startswith("epoch")]
+    assert 1 < len(lines) < 30 and "val loss" in lines[0] and "test loss" not in out
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    assert all(r["lr"] == pytest.approx(0.5) for r in records[:10])
+    assert out.splitlines()[-1].startswith("test accuracy: ")
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("--validation-split", "1.5", "validation split must be in [0, 1)"),
+        ("--lr-schedule", "linear", "invalid choice: 'linear'"),
+        ("--early-stopping", "0", "early stopping patience must be a positive"),
+    ],
+)
+def test_bad_training_options_are_one_line(base, capsys, option, value, message):
+    code, _, err = run(train.main, [*base, option, value], capsys)
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
