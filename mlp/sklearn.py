@@ -169,7 +169,6 @@ class _MLPEstimator(BaseEstimator):
         self.loss_ = self.loss_curve_[-1]
         self.best_loss_ = min(self.loss_curve_)
         self.n_iter_ = (0 if first else self.n_iter_) + len(history)
-        self.t_ = self.model_.optimizer.steps * batch
         if not incremental and len(history) == self.max_iter and self.max_iter > 0:
             stopped = stopping is not None and stopping.waited >= stopping.patience
             if not stopped:
@@ -203,6 +202,7 @@ class _MLPEstimator(BaseEstimator):
             seed=seed,
             loss=self._loss,
         )
+        self._plateau = None  # learning_rate="adaptive": made afresh with the model
         self.n_layers_ = len(hidden) + 2
         self.n_outputs_ = outputs
         self.out_activation_ = self._out_activation(outputs)
@@ -230,7 +230,7 @@ class _MLPEstimator(BaseEstimator):
         if self.learning_rate == "invscaling":
             init, power = self.learning_rate_init, self.power_t
             return lambda epoch, lr: init / (epoch * rows + 1) ** power
-        if not hasattr(self, "_plateau"):
+        if self._plateau is None:  # "adaptive": the rate over 5 after two epochs without gain
             self._plateau = ReduceOnPlateau(factor=0.2, patience=2, min_delta=self.tol)
         return self._plateau
 
@@ -283,11 +283,6 @@ class _MLPEstimator(BaseEstimator):
         check_is_fitted(self, "model_")
         X = validate_data(self, X, reset=False, dtype=(np.float64, np.float32))
         return X
-
-    def __sklearn_tags__(self) -> Any:
-        tags = super().__sklearn_tags__()
-        tags.input_tags.allow_nan = False
-        return tags
 
 
 class MLPClassifier(ClassifierMixin, _MLPEstimator):

@@ -178,3 +178,22 @@ def test_the_estimators_on_a_gpu(iris, estimator):
     np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-4)
     back = pickle.loads(pickle.dumps(on_gpu))
     np.testing.assert_array_equal(getattr(back, method)(X), got)
+
+
+def test_sgd_learning_rate_schedules(iris):
+    """invscaling: init / (samples seen + 1) ** power_t, set before each epoch; adaptive: the
+    rate falls by 5 after two epochs without gain."""
+    X, y = iris
+    X = StandardScaler().fit_transform(X)
+    model = MLPClassifier((8,), solver="sgd", learning_rate="invscaling", max_iter=3,
+                          learning_rate_init=0.1, random_state=0)  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model.fit(X, y)
+    assert model.model_.optimizer.lr == pytest.approx(0.1 / (2 * 150 + 1) ** 0.5)
+    adaptive = MLPClassifier((8,), solver="sgd", learning_rate="adaptive", max_iter=60,
+                             learning_rate_init=5.0, momentum=0.0, random_state=0)  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        adaptive.fit(X, y)
+    assert adaptive.model_.optimizer.lr < 5.0  # a rate that high stalls: it was cut
