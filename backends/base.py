@@ -276,6 +276,20 @@ class Backend:
         """
         self.check_device(outputs, targets, grad, totals, weights, weight_sum)
         check_loss(name, outputs, targets, grad, totals, weights, weight_sum)
+        return self._loss(name, outputs, targets, grad, totals, weights, weight_sum)
+
+    def _loss(
+        self,
+        name: str,
+        outputs: Any,
+        targets: Any,
+        grad: Any,
+        totals: Any,
+        weights: Any,
+        weight_sum: Any,
+    ) -> Any:
+        """Loss ``name``'s body: by default ``_<name>``; a backend with fused kernels runs
+        ``LOSSES[name]`` where it can."""
         body = getattr(self, "_" + name)
         return body(outputs, targets, grad, totals, weights, weight_sum)
 

@@ -14,6 +14,7 @@ import numpy as np
 
 from . import cpu_kernels
 from .errors import BackendUnavailable
+from .operands import LOSSES
 from .xp_backend import OPTIMIZER_BLOCK, XpBackend, adam_scalars, host_int, rows_at
 
 
@@ -101,33 +102,24 @@ class NumpyBackend(XpBackend):
         self.kernels.gather_rows(source, rows, out, out.dtype.type(scale))  # checks each row
         return out
 
-    def _softmax_cross_entropy(
-        self, logits: Any, labels: Any, grad: Any, totals: Any, weights: Any, weight_sum: Any
+    def _loss(
+        self,
+        name: str,
+        outputs: Any,
+        targets: Any,
+        grad: Any,
+        totals: Any,
+        weights: Any,
+        weight_sum: Any,
     ) -> Any:
         if self.kernels is None:
-            _check_indices("softmax cross-entropy: label", labels, logits.shape[1])
-            return super()._softmax_cross_entropy(logits, labels, grad, totals, weights, weight_sum)
-        scale = logits.dtype.type(1.0 / logits.shape[0])
-        self.kernels.softmax_xent(logits, labels, grad, totals, scale, weights, weight_sum)
-        return grad  # the kernel checks each label as it reads it
-
-    def _sigmoid_cross_entropy(
-        self, logits: Any, labels: Any, grad: Any, totals: Any, weights: Any, weight_sum: Any
-    ) -> Any:
-        if self.kernels is None:
-            _check_indices("sigmoid cross-entropy: label", labels, 2)
-            return super()._sigmoid_cross_entropy(logits, labels, grad, totals, weights, weight_sum)
-        scale = logits.dtype.type(1.0 / logits.shape[0])
-        self.kernels.sigmoid_xent(logits, labels, grad, totals, scale, weights, weight_sum)
-        return grad
-
-    def _squared_error(
-        self, outputs: Any, targets: Any, grad: Any, totals: Any, weights: Any, weight_sum: Any
-    ) -> Any:
-        if self.kernels is None:
-            return super()._squared_error(outputs, targets, grad, totals, weights, weight_sum)
+            if name != "squared_error":  # class labels index the outputs: in range, or refused
+                classes = 2 if name == "sigmoid_cross_entropy" else outputs.shape[1]
+                _check_indices(f"{name.replace('_', ' ')}: label", targets, classes)
+            return super()._loss(name, outputs, targets, grad, totals, weights, weight_sum)
         scale = outputs.dtype.type(1.0 / outputs.shape[0])
-        self.kernels.squared_error(outputs, targets, grad, totals, scale, weights, weight_sum)
+        kernel = getattr(self.kernels, LOSSES[name])  # it checks each label as it reads it
+        kernel(outputs, targets, grad, totals, scale, weights, weight_sum)
         return grad
 
     def _sgd_update(

@@ -100,7 +100,12 @@ def check_gather(source: Any, rows: Any, out: Any, start: Any) -> None:
 
 #: Losses every backend fuses with their gradient: for integer class labels, over two or more
 #: outputs (softmax) or one (sigmoid, binary); for float targets, half the squared error.
-LOSSES = ("softmax_cross_entropy", "sigmoid_cross_entropy", "squared_error")
+#: Each name's value names its fused kernel, on the CPU (Numba) and on the GPU (CUDA).
+LOSSES = {
+    "softmax_cross_entropy": "softmax_xent",
+    "sigmoid_cross_entropy": "sigmoid_xent",
+    "squared_error": "squared_error",
+}
 
 
 def check_loss(

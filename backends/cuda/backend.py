@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import BackendUnavailable
+from ..operands import LOSSES
 from ..xp_backend import XpBackend, adam_scalars
 from . import cublas, graphs, kernels
 
@@ -240,29 +241,7 @@ class CupyBackend(XpBackend):
             source, rows, start, np.int64(source.shape[1]), out.dtype.type(scale), out
         )
 
-    def _softmax_cross_entropy(
-        self, logits: Any, labels: Any, grad: Any, totals: Any, weights: Any, weight_sum: Any
-    ) -> Any:
-        """Label values are not checked on the device: ``MLP`` checks them once, at upload."""
-        if self._loss_kernel("softmax_xent", logits, labels, grad, totals, weights, weight_sum):
-            return grad
-        return super()._softmax_cross_entropy(logits, labels, grad, totals, weights, weight_sum)
-
-    def _sigmoid_cross_entropy(
-        self, logits: Any, labels: Any, grad: Any, totals: Any, weights: Any, weight_sum: Any
-    ) -> Any:
-        if self._loss_kernel("sigmoid_xent", logits, labels, grad, totals, weights, weight_sum):
-            return grad
-        return super()._sigmoid_cross_entropy(logits, labels, grad, totals, weights, weight_sum)
-
-    def _squared_error(
-        self, outputs: Any, targets: Any, grad: Any, totals: Any, weights: Any, weight_sum: Any
-    ) -> Any:
-        if self._loss_kernel("squared_error", outputs, targets, grad, totals, weights, weight_sum):
-            return grad
-        return super()._squared_error(outputs, targets, grad, totals, weights, weight_sum)
-
-    def _loss_kernel(
+    def _loss(
         self,
         name: str,
         outputs: Any,
@@ -271,12 +250,27 @@ class CupyBackend(XpBackend):
         totals: Any,
         weights: Any,
         weight_sum: Any,
+    ) -> Any:
+        """Label values are not checked on the device: ``MLP`` checks them once, at upload."""
+        if self._loss_kernel(LOSSES[name], outputs, targets, grad, totals, weights, weight_sum):
+            return grad
+        return super()._loss(name, outputs, targets, grad, totals, weights, weight_sum)
+
+    def _loss_kernel(
+        self,
+        kernel: str,
+        outputs: Any,
+        targets: Any,
+        grad: Any,
+        totals: Any,
+        weights: Any,
+        weight_sum: Any,
     ) -> bool:
-        """Run loss ``name``'s kernel where its operands are what it reads through bare
-        pointers (unit strides; float or double outputs; int32 labels or targets like the
-        outputs; float64 totals); ``False`` where they are not, for the general body."""
+        """Run the loss kernel ``kernel`` (a value of ``LOSSES``) where its operands are what
+        it reads through bare pointers (unit strides; float or double outputs; int32 labels or
+        targets like the outputs; float64 totals); ``False`` where not, for the general body."""
         ctype = {"float32": "float", "float64": "double"}.get(outputs.dtype.name)
-        target_type = np.int32 if name != "squared_error" else outputs.dtype
+        target_type = np.int32 if kernel != "squared_error" else outputs.dtype
         operands = [outputs, targets, grad, totals] + ([] if weights is None else [weights])
         if (
             ctype is None
@@ -292,7 +286,7 @@ class CupyBackend(XpBackend):
             weights = weight_sum = outputs
         blocks = (rows + kernels.THREADS - 1) // kernels.THREADS
         arguments = (outputs, targets, grad, totals, weights, weight_sum, np.int32(weighted))
-        self._kernels[f"{name}_{ctype}"](
+        self._kernels[f"{kernel}_{ctype}"](
             (blocks,),
             (kernels.THREADS,),
             (*arguments, np.int32(rows), np.int32(width), outputs.dtype.type(1.0 / rows)),

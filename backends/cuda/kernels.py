@@ -123,7 +123,7 @@ extern "C" __global__ void mlp_{loss}_{T}(
 
 #: Each loss kernel's source, to format with ``T`` (float or double): its row function, then
 #: the batch around it, the targets labels (``int``) or values (``T``).
-LOSSES = {
+LOSS_SOURCES = {
     name: row
     + LOSS_KERNEL.replace("{loss}", name).replace("{Y}", targets).replace("{target}", target)
     for name, row, targets, target in (
@@ -212,7 +212,7 @@ def build(cupy: Any) -> dict[str, Any]:
         name: cupy.ElementwiseKernel(inputs, outputs, operation, f"mlp_{name}")
         for name, (inputs, outputs, operation) in ELEMENTWISE.items()
     }
-    for name, source in LOSSES.items():
+    for name, source in LOSS_SOURCES.items():
         for ctype in ("float", "double"):
             kernels[f"{name}_{ctype}"] = cupy.RawKernel(
                 source.format(T=ctype), f"mlp_{name}_{ctype}"

@@ -17,7 +17,8 @@ import numpy as np
 import pytest
 
 from backends import NumpyBackend
-from backends.cuda.kernels import ELEMENTWISE, LOSSES
+from backends.cuda.kernels import ELEMENTWISE, LOSS_SOURCES
+from backends.operands import LOSSES
 from tests.backends.cuda.cuda_types import C_TYPES
 
 CXX = shutil.which("g++") or shutil.which("c++")
@@ -111,7 +112,7 @@ def host_losses(tmp_path_factory):
     host, for float and double."""
     folder = tmp_path_factory.mktemp("host_losses")
     built = {}
-    for name, source in LOSSES.items():
+    for name, source in LOSS_SOURCES.items():
         for ctype, c_scalar in (("float", ctypes.c_float), ("double", ctypes.c_double)):
             target = "int" if name != "squared_error" else ctype
             launcher = f"""
@@ -326,13 +327,6 @@ def loss_case(name, rng, rows, dtype, width):
     return outputs, labels, "sigmoid_cross_entropy" if width == 1 else "softmax_cross_entropy"
 
 
-KERNEL_NAMES = {
-    "softmax_cross_entropy": "softmax_xent",
-    "sigmoid_cross_entropy": "sigmoid_xent",
-    "squared_error": "squared_error",
-}
-
-
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize(
     "kind,width", [("class", 2), ("class", 10), ("class", 47), ("class", 1), ("value", 3)]
@@ -357,7 +351,7 @@ def test_loss_kernel(host_losses, dtype, kind, width, weighted, in_place):
     got_outputs, got_totals = outputs.copy(), np.array([0.5, 2.0])  # totals accumulate
     got_grad = got_outputs if in_place else np.full_like(outputs, np.nan)
     unused = got_outputs  # never read when unweighted, as the backend passes it
-    function = host_losses[KERNEL_NAMES[loss], "float" if dtype == np.float32 else "double"]
+    function = host_losses[LOSSES[loss], "float" if dtype == np.float32 else "double"]
     function(
         got_outputs.ctypes.data, targets.ctypes.data, got_grad.ctypes.data, got_totals.ctypes.data,
         (unused if weights is None else weights).ctypes.data,

@@ -13,7 +13,7 @@ import subprocess
 import pytest
 
 from backends.cuda import cublas
-from backends.cuda.kernels import ELEMENTWISE, LOSSES
+from backends.cuda.kernels import ELEMENTWISE, LOSS_SOURCES
 from tests.backends.cuda.cuda_types import C_TYPES
 
 NVCC = shutil.which("nvcc")
@@ -72,9 +72,9 @@ def test_elementwise_kernels_compile(tmp_path, ctype):
 
 
 @pytest.mark.parametrize("ctype", ["float", "double"])
-@pytest.mark.parametrize("name", sorted(LOSSES))
+@pytest.mark.parametrize("name", sorted(LOSS_SOURCES))
 def test_loss_kernels_compile(tmp_path, name, ctype):
-    compile_cuda(tmp_path, f"{name}_{ctype}", LOSSES[name].format(T=ctype))
+    compile_cuda(tmp_path, f"{name}_{ctype}", LOSS_SOURCES[name].format(T=ctype))
 
 
 def test_every_activation_has_a_forward_and_backward_kernel():
