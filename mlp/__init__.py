@@ -8,6 +8,8 @@ from .errors import MLPError, TrainingDiverged
 from .layers import Activation, Dropout, Layer, Linear, ReLU, Sigmoid, Tanh
 from .model import MLP
 from .optim import SGD, Adam, AdamW, Optimizer
+from .schedules import CosineDecay, ReduceOnPlateau, StepDecay
+from .stopping import EarlyStopping
 from .version import VERSION as __version__
 
 __all__ = [
@@ -16,13 +18,17 @@ __all__ = [
     "Activation",
     "Adam",
     "AdamW",
+    "CosineDecay",
     "Dropout",
+    "EarlyStopping",
     "Layer",
     "Linear",
     "MLPError",
     "Optimizer",
     "ReLU",
+    "ReduceOnPlateau",
     "Sigmoid",
+    "StepDecay",
     "Tanh",
     "TrainingDiverged",
     "__version__",
