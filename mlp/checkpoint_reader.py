@@ -23,7 +23,6 @@ import numpy as np
 
 from . import checks
 from .errors import CheckpointError, InvalidArgument
-from .losses import check_loss_name
 from .optim import SGD, Adam, AdamW, Optimizer
 
 FORMAT = "mlp-checkpoint"
@@ -288,7 +287,7 @@ def _check_model(model: dict[str, Any]) -> None:
         "dropout": lambda value: checks.fraction("dropout probability", value),
         "init": lambda value: checks.init_scheme(value, settings["activation"]),
         "output_activation": lambda value: value is None or checks.activation(value),
-        "loss": check_loss_name,
+        "loss": checks.loss,
     }
     for key, rule in rules.items():
         try:

@@ -25,6 +25,8 @@ from .errors import DataError, InvalidArgument
 DTYPES = ("float32", "float64")
 #: Initial-weight schemes; ``auto`` is He for ReLU, Xavier for the others.
 INITS = ("auto", "he", "xavier")
+#: The losses a model may train with (``mlp/losses.py``).
+LOSSES = ("cross_entropy", "squared_error")
 
 
 # ---------------------------------------------------------------------------------- numbers
@@ -115,6 +117,12 @@ def init_scheme(init: Any, activation_name: str) -> str:
     if init == "auto":
         return "he" if activation_name == "relu" else "xavier"
     return init
+
+
+def loss(name: Any) -> str:
+    if name not in LOSSES:
+        raise InvalidArgument(f"unknown loss {name!r}: choose one of {', '.join(LOSSES)}")
+    return name
 
 
 def model_dtype(dtype: Any) -> np.dtype:

@@ -18,10 +18,6 @@ import numpy as np
 from backends import Backend
 
 from . import checks
-from .errors import InvalidArgument
-
-#: The losses a model may train with.
-LOSSES = ("cross_entropy", "squared_error")
 
 
 class Loss:
@@ -43,10 +39,28 @@ class Loss:
         """What the backend op takes from a gathered batch of targets."""
         return batch[:, 0]
 
+    def accumulate(
+        self,
+        backend: Backend,
+        outputs: Any,
+        targets: Any,
+        totals: Any,
+        weights: Any = None,
+        weight_sum: Any = None,
+    ) -> Any:
+        """The fused op on a batch already on the device: its gradient over ``outputs``,
+        its sums into ``totals``; ``targets`` and ``weights`` as the device keeps them
+        (column blocks)."""
+        column = None if weights is None else weights[:, 0]
+        batch = self.target_column(targets)
+        return backend.accumulate_loss(
+            self.kernel, outputs, batch, outputs, totals, column, weight_sum
+        )
+
     def probabilities(self, backend: Backend, outputs: Any) -> np.ndarray:
         """Each row's probability of each class (a classifier's ``predict_proba``), on the
-        host; ``outputs`` may be overwritten."""
-        raise InvalidArgument("a regression model has no class probabilities: use predict")
+        host; ``outputs`` may be overwritten. Only where ``classifies``."""
+        raise NotImplementedError
 
     def predictions(self, backend: Backend, outputs: Any) -> np.ndarray:
         raise NotImplementedError
@@ -102,15 +116,7 @@ class SquaredError(Loss):
 
 
 def loss_for(name: str, outputs: int) -> Loss:
-    """The loss called ``name`` for a model of ``outputs`` outputs."""
-    if name == "squared_error":
+    """The loss called ``name`` (one of ``checks.LOSSES``) for a model of ``outputs`` outputs."""
+    if checks.loss(name) == "squared_error":
         return SquaredError(outputs)
-    if name != "cross_entropy":
-        raise InvalidArgument(f"unknown loss {name!r}: choose one of {', '.join(LOSSES)}")
     return SigmoidCrossEntropy(outputs) if outputs == 1 else SoftmaxCrossEntropy(outputs)
-
-
-def check_loss_name(name: Any) -> str:
-    if name not in LOSSES:
-        raise InvalidArgument(f"unknown loss {name!r}: choose one of {', '.join(LOSSES)}")
-    return name

@@ -29,7 +29,7 @@ from . import checks, training
 from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from .errors import CheckpointError, DataError, InvalidArgument, ModelBusy
 from .layers import INITIALIZERS, Dropout, Layer, Linear
-from .losses import check_loss_name, loss_for
+from .losses import loss_for
 from .optim import Optimizer
 
 #: Rows per chunk when predicting or evaluating: large enough for BLAS, small enough for memory.
@@ -71,7 +71,7 @@ class MLP:
         self.seed = checks.whole_number("seed", seed)
         self.dropout = checks.fraction("dropout probability", dropout)
         self.init = checks.init_scheme(init, self.activation)
-        self.loss = check_loss_name(loss)
+        self.loss = checks.loss(loss)
         self.loss_function = loss_for(self.loss, self.sizes[-1])
         self.optimizer: Optimizer | None = None
         #: epochs ``fit`` has trained (a checkpoint's epoch when loaded): the next ``fit``
@@ -410,19 +410,17 @@ class MLP:
         """The loss (and accuracy, for a classifier) of inputs and targets already on the
         device, weighted by ``weights`` (an (n, 1) column) where given."""
         view = self._snapshot() if view is None else view
-        be, kernel = view[0], self.loss_function.kernel
+        be = view[0]
         totals = be.zeros((2,), np.float64)
         total = X.shape[0]
         weight_sum = None
         if weights is not None:
             weight_sum = be.sum_rows(weights)
             total = float(be.to_numpy(weight_sum)[0])
-        column = self.loss_function.target_column
 
         def accumulate(rows: slice, outputs: Any) -> None:
-            w = None if weights is None else weights[rows, 0]
-            batch = column(targets[rows])
-            be.accumulate_loss(kernel, outputs, batch, outputs, totals, w, weight_sum)
+            w = None if weights is None else weights[rows]
+            self.loss_function.accumulate(be, outputs, targets[rows], totals, w, weight_sum)
 
         self._inference(view, X, scale, accumulate)
         loss_sum, hits = be.to_numpy(totals)
@@ -457,15 +455,7 @@ class MLP:
             totals = be.zeros((2,), np.float64)
             outputs = self.forward_pass(x)
             weight_sum = None if weights is None else be.sum_rows(weights)
-            grad = be.accumulate_loss(
-                self.loss_function.kernel,
-                outputs,
-                self.loss_function.target_column(targets),
-                outputs,
-                totals,
-                None if weights is None else weights[:, 0],
-                weight_sum,
-            )
+            grad = self.loss_function.accumulate(be, outputs, targets, totals, weights, weight_sum)
             self.backward_pass(grad)
             grads = {}
             for i, layer in enumerate(self.linears):

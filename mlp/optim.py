@@ -61,7 +61,7 @@ class Optimizer:
         self.backend, self.size, self.dtype = backend, size, np.dtype(dtype)
         self.state = {name: backend.zeros((size,), dtype) for name in self.state_names}
         self._updates = DeviceCounter(backend)
-        pending, self._pending = getattr(self, "_pending", None), None
+        pending, self._pending = self._pending, None
         if pending is not None and pending["size"] == size:  # unpickled: its state goes on
             self.load_state_dict(pending["state"])
 
@@ -76,6 +76,7 @@ class Optimizer:
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self.state, self.backend, self._updates, self._model = {}, None, None, None
+        self._pending = state.get("_pending")  # absent when it was pickled unbound
 
     def check_model(self, model: Any) -> None:
         """Raise ``ValueError`` when this optimizer's moments belong to another model."""

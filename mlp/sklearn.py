@@ -30,6 +30,8 @@ from sklearn.utils.class_weight import compute_sample_weight
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
+from . import checks
+from .errors import InvalidArgument
 from .model import MLP
 from .optim import SGD, Adam
 from .schedules import ReduceOnPlateau
@@ -190,8 +192,7 @@ class _MLPEstimator(BaseEstimator):
 
     def _start(self, features: int, outputs: int) -> None:
         """A new model: the sizes, the seed drawn from ``random_state``."""
-        hidden = self.hidden_layer_sizes
-        hidden = [hidden] if isinstance(hidden, Integral) else list(hidden)
+        hidden = self._hidden()
         seed = int(check_random_state(self.random_state).randint(0, 2**31 - 1))
         self._seed = seed
         self.model_ = MLP(
@@ -251,29 +252,41 @@ class _MLPEstimator(BaseEstimator):
         return train[0], train[1], weights_train, validation
 
     def _check_parameters(self) -> None:
-        """scikit-learn checks parameters at fit, not at construction (``clone`` relies on it)."""
-        rules = [
-            (self.activation in ACTIVATIONS, f"activation must be one of {sorted(ACTIVATIONS)}"),
-            (self.solver in SOLVERS, f"solver must be one of {SOLVERS} (lbfgs is not offered)"),
-            (self.learning_rate in LEARNING_RATES, f"learning_rate: one of {LEARNING_RATES}"),
-            (_whole(self.max_iter, 1), "max_iter must be a whole number from 1"),
-            (_whole(self.n_iter_no_change, 1), "n_iter_no_change must be a whole number from 1"),
-            (self.batch_size == "auto" or _whole(self.batch_size, 1), "batch_size: 'auto' or >= 1"),
-            (_number(self.alpha, 0), "alpha must be a number >= 0"),
-            (_number(self.tol, 0), "tol must be a number >= 0"),
-            (_number(self.learning_rate_init, 0, strict=True), "learning_rate_init must be > 0"),
-            (0 < _float(self.validation_fraction) < 1, "validation_fraction must be in (0, 1)"),
-        ]
+        """scikit-learn checks parameters at fit, not at construction (``clone`` relies on
+        it); each by the library's own check (the optimizer checks its own settings)."""
+        for name, allowed in (
+            ("activation", tuple(ACTIVATIONS)),
+            ("solver", SOLVERS),
+            ("learning_rate", LEARNING_RATES),
+        ):
+            if getattr(self, name) not in allowed:
+                offered = " (lbfgs is not offered)" if name == "solver" else ""
+                raise InvalidArgument(
+                    f"{name} must be one of {allowed}{offered}, got {getattr(self, name)!r}"
+                )
+        checks.positive_int("max_iter", self.max_iter)
+        checks.positive_int("n_iter_no_change", self.n_iter_no_change)
+        if self.batch_size != "auto":
+            checks.positive_int("batch_size", self.batch_size)
+        checks.non_negative_number("alpha", self.alpha)
+        checks.non_negative_number("tol", self.tol)
+        checks.positive_number("learning_rate_init", self.learning_rate_init)
+        if not checks.fraction("validation_fraction", self.validation_fraction) > 0:
+            raise InvalidArgument("validation_fraction must be in (0, 1), got 0")
+        for size in self._hidden():
+            checks.positive_int("hidden_layer_sizes", size)
+
+    def _hidden(self) -> list:
+        """``hidden_layer_sizes`` as a list (scikit-learn takes one int for one layer)."""
         hidden = self.hidden_layer_sizes
-        hidden = [hidden] if isinstance(hidden, Integral) else hidden
+        if isinstance(hidden, Integral):
+            return [hidden]
         try:
-            sizes_ok = all(_whole(size, 1) for size in hidden)
+            return list(hidden)
         except TypeError:
-            sizes_ok = False
-        rules.append((sizes_ok, "hidden_layer_sizes must be whole numbers from 1"))
-        for ok, message in rules:
-            if not ok:
-                raise ValueError(f"{message}, in {type(self).__name__}")
+            raise InvalidArgument(
+                f"hidden_layer_sizes must be whole numbers, got {hidden!r}"
+            ) from None
 
     def _out_activation(self, outputs: int) -> str:
         raise NotImplementedError
@@ -416,19 +429,3 @@ class MLPRegressor(RegressorMixin, _MLPEstimator):
         tags.target_tags.multi_output = True
         tags.target_tags.single_output = True
         return tags
-
-
-def _whole(value: Any, minimum: int) -> bool:
-    return isinstance(value, Integral) and not isinstance(value, bool) and value >= minimum
-
-
-def _float(value: Any) -> float:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return float("nan")
-
-
-def _number(value: Any, minimum: float, strict: bool = False) -> bool:
-    number = _float(value)
-    return number > minimum if strict else number >= minimum

@@ -86,7 +86,7 @@ def fit(
         weights = model.device_weights(sample_weight, n)
         validation = None
         if split:
-            n, validation = _split(n, split, X, scale, targets, weights)
+            n, validation = _split(held_out(n, split), X, scale, targets, weights)
         elif validation_data is not None:
             validation = _validation(model, validation_data)
         # only now, with every argument checked: a failed call leaves the model as it was
@@ -172,16 +172,21 @@ def _validation(model: MLP, data: tuple) -> tuple:
     return X, scale, model.device_targets(data[1], rows), weights
 
 
-def _split(n: int, fraction: float, X: Any, scale: float, targets: Any, weights: Any) -> tuple:
-    """``validation_split``: the last ``fraction`` of the rows (as given, before any shuffle,
-    as in Keras) are held out; training sees the first ones only."""
-    held = math.ceil(n * fraction)
-    if held < 1 or held >= n:
+def held_out(rows: int, fraction: float) -> int:
+    """How many of ``rows`` a ``validation_split`` of ``fraction`` holds out: the last ones
+    (as given, before any shuffle, as in Keras); 0 for no split."""
+    held = math.ceil(rows * fraction)
+    if fraction and (held < 1 or held >= rows):
         raise checks.InvalidArgument(
-            f"validation_split={fraction} of {n} rows leaves no rows to train on or none to "
-            "validate on"
+            f"validation_split={fraction} of {rows} rows leaves no rows to train on or none "
+            "to validate on"
         )
-    rest = n - held
+    return held
+
+
+def _split(held: int, X: Any, scale: float, targets: Any, weights: Any) -> tuple:
+    """The training rows' count, and the last ``held`` rows as validation data."""
+    rest = X.shape[0] - held
     kept = None if weights is None else weights[rest:]
     return rest, (X[rest:], scale, targets[rest:], kept)
 
@@ -252,21 +257,18 @@ class TrainingStep:
         return self._total_weight
 
     def _step(self, size: int) -> None:
-        model, be, loss = self.model, self.model.backend, self.model.loss_function
+        model, be = self.model, self.model.backend
         xb = self._buffers.get("x", (size, model.sizes[0]), model.dtype)
         be.gather_rows(self.X, self.order, xb, self.scale, start=self.start.array)
         yb = self._buffers.get("y", (size, self.targets.shape[1]), self.targets.dtype)
         be.gather_rows(self.targets, self.order, yb, 1.0, start=self.start.array)
-        weights = weight_sum = None
+        wb = weight_sum = None
         if self.weights is not None:
             wb = self._buffers.get("w", (size, 1), model.dtype)
             be.gather_rows(self.weights, self.order, wb, 1.0, start=self.start.array)
             weight_sum = be.sum_rows(wb, out=self._buffers.get("w_sum", (1,), model.dtype))
-            weights = wb[:, 0]
         outputs = model.forward_pass(xb, training=True)
-        grad = be.accumulate_loss(
-            loss.kernel, outputs, loss.target_column(yb), outputs, self.totals, weights, weight_sum
-        )
+        grad = model.loss_function.accumulate(be, outputs, yb, self.totals, wb, weight_sum)
         model.backward_pass(grad)
         self.start.advance()
         self.optimizer.update(model.params, model.grads)

@@ -7,7 +7,6 @@ stderr that says what to do; a traceback is only for bugs.
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import sys
 from collections.abc import Sequence
@@ -26,6 +25,7 @@ from ..optim import OPTIMIZERS, Optimizer, make_optimizer
 from ..progress import EpochProgress
 from ..schedules import SCHEDULES
 from ..stopping import EarlyStopping
+from ..training import held_out
 from .common import (
     DATA_DIR_HELP,
     OneLineParser,
@@ -334,7 +334,7 @@ def train_and_report(
     if checkpoint is not None:
         say(f"resuming {args.resume} after epoch {initial_epoch} of {args.epochs}")
 
-    trained_on = len(data.X_train) - math.ceil(len(data.X_train) * args.validation_split)
+    trained_on = len(data.X_train) - held_out(len(data.X_train), args.validation_split)
     outputs = Outputs(args, model, optimizer, history, trained_on, out, err)
     train(args, model, optimizer, data, initial_epoch, outputs)
     finished_before = args.resume is not None and initial_epoch == args.epochs
