@@ -189,7 +189,7 @@ class XpBackend(Backend):
 
         xp.argmax(logits, axis=1, out=predicted)
         xp.equal(predicted, labels, out=hits)
-        totals[1] += xp.count_nonzero(hits) if weights is None else xp.sum(weights[hits])
+        totals[1] += self._hit_total(hits, weights)
 
         xp.max(logits, axis=1, keepdims=True, out=row_max)
         xp.subtract(logits, row_max, out=grad)  # shifted logits: z - max
@@ -202,10 +202,21 @@ class XpBackend(Backend):
         if weights is None:
             totals[0] += xp.sum(xp.log(row_sum)) - xp.sum(picked)
         else:
-            totals[0] += xp.dot(xp.log(row_sum[:, 0]) - picked, weights)
+            row_loss = self.scratch("ce_loss", (rows,), logits.dtype)
+            xp.log(row_sum[:, 0], out=row_loss)
+            row_loss -= picked
+            totals[0] += xp.dot(row_loss, weights)
         xp.divide(grad, row_sum, out=grad)  # softmax
         grad.reshape(-1)[flat_index] -= 1
         return self._scale_rows(grad, weights, weight_sum)
+
+    def _hit_total(self, hits: Any, weights: Any) -> Any:
+        """The rows predicted right, or their summed weights."""
+        if weights is None:
+            return self.xp.count_nonzero(hits)
+        weighted = self.scratch("loss_hits", weights.shape, weights.dtype)
+        self.xp.multiply(weights, hits, out=weighted)
+        return self.xp.sum(weighted)
 
     def _scale_rows(self, grad: Any, weights: Any, weight_sum: Any) -> Any:
         """``grad`` from summed to mean: each row by 1/rows, or by its weight over the sum."""
@@ -228,16 +239,22 @@ class XpBackend(Backend):
         z = logits[:, 0]
         y = self.scratch("bce_y", (rows,), logits.dtype)
         row_loss = self.scratch("bce_loss", (rows,), logits.dtype)
+        part = self.scratch("bce_part", (rows,), logits.dtype)
         hits = self.scratch("bce_hits", (rows,), bool)
+        ones = self.scratch("bce_ones", (rows,), bool)
         y[...] = labels
         xp.greater(z, 0, out=hits)
-        xp.equal(hits, labels == 1, out=hits)
-        totals[1] += xp.count_nonzero(hits) if weights is None else xp.sum(weights[hits])
+        xp.equal(y, 1, out=ones)
+        xp.equal(hits, ones, out=hits)
+        totals[1] += self._hit_total(hits, weights)
         xp.abs(z, out=row_loss)
         xp.negative(row_loss, out=row_loss)
         xp.exp(row_loss, out=row_loss)
         xp.log1p(row_loss, out=row_loss)
-        row_loss += xp.maximum(z, 0) - z * y
+        xp.maximum(z, 0, out=part)
+        row_loss += part
+        xp.multiply(z, y, out=part)
+        row_loss -= part
         totals[0] += xp.sum(row_loss) if weights is None else xp.dot(row_loss, weights)
         self._sigmoid(logits, grad)
         grad[:, 0] -= y
