@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from . import cpu_kernels
-from .errors import BackendUnavailable
+from .errors import BackendUnavailable, install_hint
 from .operands import LOSSES
 from .xp_backend import OPTIMIZER_BLOCK, XpBackend, adam_scalars, host_int, rows_at
 
@@ -50,7 +50,7 @@ class NumpyBackend(XpBackend):
         self.kernels = None if use_numba is False else cpu_kernels.load()
         if use_numba and self.kernels is None:
             raise BackendUnavailable(
-                "Numba is not available: pip install 'mlp[fast]' (or unset MLP_NO_NUMBA)"
+                f"Numba is not available: {install_hint('fast')} (or unset MLP_NO_NUMBA)"
             )
 
     def __repr__(self) -> str:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from . import checkpoint_reader as reader
+from . import checks
 from .checkpoint_reader import (
     FORMAT,
     FORMAT_VERSION,
@@ -36,6 +37,7 @@ from .checkpoint_reader import (
     MODEL_SETTINGS,
     OPTIMIZERS,
 )
+from .data import CLASS_NAMES
 from .errors import CheckpointError, InvalidArgument
 from .files import atomic_write
 from .optim import Optimizer
@@ -72,6 +74,16 @@ class Checkpoint:
     @property
     def history(self) -> list[dict[str, Any]]:
         return list(self.meta.get("history", []))
+
+    @property
+    def class_names(self) -> list[str] | None:
+        """A classifier's class names in label order: as saved, else its dataset's; ``None``
+        where neither is known (the labels are then their numbers)."""
+        names = self.meta.get("classes")  # checked at load: one per class
+        dataset = self.run.get("dataset")
+        if names is None and len(CLASS_NAMES.get(dataset, ())) == reader.class_count(self.meta):
+            names = CLASS_NAMES[dataset]
+        return None if names is None else list(names)
 
     @property
     def run(self) -> dict[str, Any]:
@@ -142,9 +154,12 @@ def save_checkpoint(
     seed: int | None = None,
     history: list[dict[str, Any]] | None = None,
     run: dict[str, Any] | None = None,
+    classes: Sequence[str] | None = None,
 ) -> Path:
     """Write ``model`` (+ optimizer state, epoch, seed, history) to ``path`` atomically;
-    ``epoch`` is by default the epochs the model has trained."""
+    ``epoch`` is by default the epochs the model has trained; ``classes``, a classifier's
+    class names in label order (a ``run`` naming its ``dataset`` implies that dataset's)."""
+    classes = checks.class_names(classes, model.loss_function.classes)
     path = Path(path)
     epoch = model.epochs_trained if epoch is None else epoch
     optimizer = optimizer if optimizer is not None else model.optimizer
@@ -163,6 +178,8 @@ def save_checkpoint(
         }
         arrays.update({f"optim.{name}": value for name, value in state.items()})
     meta = _meta(model, opt_meta, epoch, model.seed if seed is None else seed, history, run)
+    if classes is not None:
+        meta["classes"] = classes
     arrays[META] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
     atomic_write(path, lambda f: np.savez(f, **arrays))
     return path

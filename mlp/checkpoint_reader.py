@@ -23,6 +23,7 @@ import numpy as np
 
 from . import checks
 from .errors import CheckpointError, InvalidArgument
+from .losses import loss_for
 from .optim import SGD, Adam, AdamW, Optimizer
 
 FORMAT = "mlp-checkpoint"
@@ -248,10 +249,20 @@ def check_meta(path: Path, meta: Any) -> Optimizer | None:
             raise _Bad("'run' is not an object")
         if not isinstance(run.get("dataset", ""), str):
             raise _Bad("run.dataset is not a name")
+        try:
+            checks.class_names(meta.get("classes"), class_count(meta))
+        except InvalidArgument as exc:
+            raise _Bad(str(exc)) from None
     except _Bad as bad:
         kind = "incomplete" if bad.incomplete else "corrupt"
         raise CheckpointError(path, f"{kind} checkpoint metadata ({bad})") from None
     return optimizer
+
+
+def class_count(meta: dict[str, Any]) -> int:
+    """How many classes the checked ``meta``'s model tells apart (0: a regression)."""
+    model = meta["model"]
+    return loss_for(model.get("loss", LATER_SETTINGS["loss"]), model["sizes"][-1]).classes
 
 
 def _field(record: dict[str, Any], key: str, kind: type | None = None, where: str = "") -> Any:

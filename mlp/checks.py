@@ -205,6 +205,25 @@ def sample_weights(weights: Any, rows: int, dtype: np.dtype) -> np.ndarray:
     return weights.astype(dtype)
 
 
+def class_names(names: Any, classes: int) -> list[str] | None:
+    """A classifier's class names, one short line of text per class (``None``: no names)."""
+    if names is None:
+        return None
+    if isinstance(names, str) or not isinstance(names, Sequence):
+        raise InvalidArgument(f"class names must be a list of texts, got {names!r:.60}")
+    names = list(names)
+    if not classes:
+        raise InvalidArgument("a regression model has no classes to name")
+    if len(names) != classes:
+        raise InvalidArgument(f"expected {classes} class names, one per class, got {len(names)}")
+    for name in names:
+        if not isinstance(name, str) or not 0 < len(name) <= 100 or not name.isprintable():
+            raise InvalidArgument(
+                f"a class name must be one printable line of text, got {name!r:.60}"
+            )
+    return names
+
+
 # ---------------------------------------------------------------------------------- fit
 def fit_options(validation_data: Any, shuffle: Any, callback: Any, on_batch: Any) -> None:
     """``fit``'s other arguments, before any work: a wrong one fails now, not an epoch in."""

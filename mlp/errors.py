@@ -62,3 +62,8 @@ class ModelBusy(MLPError, RuntimeError):
 class CannotWrite(MLPError, OSError):
     """A file could not be written (a full disk, a folder without permission); the message
     names the file meant, never a temporary one."""
+
+
+class MissingExtra(MLPError, ImportError):
+    """An optional dependency a call needs is not installed: the message names the extra
+    that brings it (``mlp/extras.py``)."""

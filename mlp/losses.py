@@ -30,6 +30,8 @@ class Loss:
 
     def __init__(self, outputs: int) -> None:
         self.outputs = outputs
+        #: how many classes a classifier tells apart (0 for a regression)
+        self.classes = max(outputs, 2) if self.classifies else 0
 
     def host_targets(self, y: np.ndarray, rows: int, dtype: np.dtype) -> np.ndarray:
         """``y`` checked and laid out as the device keeps it: an (n, width) column block."""

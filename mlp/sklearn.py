@@ -10,7 +10,7 @@ the L2 penalty, is applied as scikit-learn's gradient applies it, ``alpha / batc
 each parameter per step (on biases too). ``lbfgs`` is not offered: it is a full-batch
 method, and the point of this library is the mini-batch step.
 
-Needs scikit-learn (``pip install 'mlp[sklearn]'``); ``import mlp`` alone never imports it.
+Needs scikit-learn (``pip install 'mlp-backprop[sklearn]'``); ``import mlp`` alone never imports it.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import BackendUnavailable
+from ..errors import BackendUnavailable, install_hint
 from ..operands import LOSSES
 from ..xp_backend import XpBackend, adam_scalars
 from . import cublas, graphs, kernels
@@ -26,7 +26,7 @@ def import_cupy() -> Any:
     except ImportError as exc:
         raise BackendUnavailable(
             "CuPy is not installed: install the extra that matches your CUDA version, "
-            "pip install 'mlp[cuda12]' or 'mlp[cuda13]' (or use --device cpu)"
+            f"{install_hint('cuda12', 'cuda13')} (or use --device cpu)"
         ) from exc
     return cupy
 

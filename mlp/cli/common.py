@@ -22,10 +22,12 @@ from typing import Any, NoReturn
 import numpy as np
 
 from backends import BackendUnavailable, parse_device
+from backends.errors import DISTRIBUTION
 
 from ..data import SYSTEM_DIRS, Dataset, ensure_dataset, load_dataset
 from ..errors import InvalidArgument, MLPError
 from ..progress import is_terminal
+from ..version import VERSION
 
 #: The search order of ``mlp.data.candidate_dirs``, its system folders taken from the source.
 DATA_DIR_HELP = (
@@ -97,11 +99,14 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
 class OneLineParser(argparse.ArgumentParser):
     """argparse, but a usage error is one line (``prog: error: …``), not usage + error,
-    and ``--help`` lists the defaults."""
+    ``--help`` lists the defaults, and every command answers ``--version``."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("formatter_class", HelpFormatter)
         super().__init__(*args, **kwargs)
+        self.add_argument(
+            "--version", action="version", version=f"%(prog)s {VERSION} ({DISTRIBUTION})"
+        )
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {one_line(message)} (see {self.prog} --help)\n")

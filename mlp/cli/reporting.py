@@ -9,10 +9,12 @@ import os
 from pathlib import Path
 from typing import IO, Any
 
+from backends.errors import install_hint
+
 from ..errors import InvalidArgument, MLPError
 from ..files import atomic_write, cannot_write
 
-PLOT_EXTRA = "pip install 'mlp[plot]' (or pip install matplotlib)"
+PLOT_EXTRA = f"{install_hint('plot')} (or pip install matplotlib)"
 
 
 class PlotUnavailable(MLPError, RuntimeError):

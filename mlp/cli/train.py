@@ -18,7 +18,7 @@ from backends import PRECISIONS, get_backend
 from .. import checks
 from ..checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from ..checkpoint_reader import stored_epoch
-from ..data import CLASSES, DATASETS, SPLITS, Dataset
+from ..data import CLASS_NAMES, CLASSES, DATASETS, SPLITS, Dataset
 from ..errors import CannotWrite, CheckpointError, InvalidArgument, MLPError, TrainingDiverged
 from ..model import MLP
 from ..optim import OPTIMIZERS, Optimizer, make_optimizer
@@ -452,6 +452,7 @@ class Outputs:
             seed=self.args.seed,
             history=self.history,
             run=self.run_info,
+            classes=CLASS_NAMES[self.args.dataset],
         )
 
     def close(self) -> None:

@@ -7,9 +7,11 @@ downloading them (``download.py``), and learnable synthetic ones (``synthetic.py
 
 from ..errors import DataError, DatasetNotFound, DownloadError
 from .datasets import (
+    CLASS_NAMES,
     CLASSES,
     DATASETS,
     FILE_NAMES,
+    IMAGE_SHAPE,
     SPLITS,
     SYSTEM_DIRS,
     Dataset,
@@ -24,8 +26,10 @@ from .idx import parse_idx, read_idx, write_idx
 
 __all__ = [
     "CLASSES",
+    "CLASS_NAMES",
     "DATASETS",
     "FILE_NAMES",
+    "IMAGE_SHAPE",
     "SPLITS",
     "SYSTEM_DIRS",
     "DataError",

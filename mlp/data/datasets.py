@@ -25,8 +25,19 @@ SPLITS = {
 }
 #: Where Debian's dataset packages (``apt install dataset-fashion-mnist``) put the files.
 SYSTEM_DIRS = (Path("/usr/share/datasets"), Path("/usr/local/share/datasets"))
+#: Each dataset's class names, in label order (KMNIST's: the romanized hiragana).
+CLASS_NAMES = {
+    "fashion-mnist": (
+        "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+        "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+    ),
+    "mnist": tuple(str(digit) for digit in range(10)),
+    "kmnist": ("o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo"),
+}  # fmt: skip
 #: Each dataset's classes: a label beyond is a mistake (a corrupt file, another dataset).
-CLASSES = {"fashion-mnist": 10, "mnist": 10, "kmnist": 10}
+CLASSES = {name: len(names) for name, names in CLASS_NAMES.items()}
+#: Every MNIST-family image: 28×28 grayscale, light strokes on a dark (zero) background.
+IMAGE_SHAPE = (28, 28)
 
 
 class Dataset(NamedTuple):

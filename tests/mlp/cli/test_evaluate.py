@@ -79,7 +79,7 @@ def test_eval_on_an_unusable_device(data, checkpoint, capsys, monkeypatch):
     argv = ["--checkpoint", checkpoint, "--data-dir", data, "--device", "cuda"]
     code, out, err = run(evaluate.main, argv, capsys)
     assert code == 1 and out == ""
-    assert "pip install 'mlp[cuda12]'" in one_line(err, "mlp-eval")
+    assert "pip install 'mlp-backprop[cuda12]'" in one_line(err, "mlp-eval")
 
 
 # ----------------------------------------------------------------------------- real processes

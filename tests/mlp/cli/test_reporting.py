@@ -50,7 +50,7 @@ def test_plot_without_matplotlib_fails_before_training(tmp_path, base, capsys, m
     code, out, err = run(train.main, [*base, "--plot", tmp_path / "c.png"], capsys)
     assert code == 1
     assert err == (
-        "mlp-train: error: --plot needs matplotlib: pip install 'mlp[plot]' "
+        "mlp-train: error: --plot needs matplotlib: pip install 'mlp-backprop[plot]' "
         "(or pip install matplotlib)\n"
     )
     assert out == ""  # nothing trained

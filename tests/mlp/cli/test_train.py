@@ -441,7 +441,8 @@ def test_bad_values_are_one_line_and_exit_2(data, capsys, args, message):
             None,
             "cuda",
             "CuPy is not installed: install the extra that matches your CUDA "
-            "version, pip install 'mlp[cuda12]' or 'mlp[cuda13]' (or use --device cpu)",
+            "version, pip install 'mlp-backprop[cuda12]' or 'mlp-backprop[cuda13]' "
+            "(or use --device cpu)",
         ),
         (fake_cupy(0), "cuda", "no CUDA GPU is available here; use --device cpu"),
         (
