@@ -34,10 +34,16 @@ lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check backends mlp tests bench
 
-# The benchmark (docs/benchmarks.md): the venv plus the `bench` extra (PyTorch, scikit-learn,
-# matplotlib); real Fashion-MNIST when it can be had, else synthetic data of the same shape.
-BENCH_STAMP := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))-bench
-$(BENCH_STAMP): EXTRAS := $(EXTRAS),bench
+# The benchmark (docs/benchmarks.md): Numba, the `bench` extra (matplotlib, threadpoolctl,
+# psutil) and only the peers that ARGS' --peers runs (`bench-torch`, `bench-sklearn`: asked of
+# bench/extras.py, on $(PYTHON) since the venv may not exist yet; all of them if it cannot
+# answer), none of `test`'s; one stamp per set. Real Fashion-MNIST when it can be had, else
+# synthetic data of the same shape.
+ifneq ($(filter bench,$(MAKECMDGOALS)),)
+BENCH_EXTRAS := $(or $(shell $(PYTHON) -m bench.extras $(ARGS)),bench$(comma)bench-torch$(comma)bench-sklearn)
+endif
+BENCH_STAMP := $(VENV)/.installed-fast-$(subst $(comma),-,$(BENCH_EXTRAS))$(if $(filter cuda%,$(DEVICE)),-cuda$(CUDA))
+$(BENCH_STAMP): EXTRAS := fast,$(BENCH_EXTRAS)$(if $(filter cuda%,$(DEVICE)),$(comma)cuda$(CUDA))
 
 bench: $(BENCH_STAMP)
 	-@DATASET=fashion-mnist PY=$(PY) sh scripts/ensure-data.sh

@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import sys
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 from mlp import checks
 from mlp.cli.common import OneLineParser, checked, named_path, report_errors
-from mlp.errors import InvalidArgument
+from mlp.errors import CannotWrite, InvalidArgument
 
 from . import report
+from .extras import PEERS, choices, installed, missing_reason, parse_peers
 from .machine import machine_info, slug
-from .runner import ROOT, run_command, run_task
+from .runner import run_command, run_task
 from .timing import QUIET
 from .workloads import (
     DATASET,
@@ -30,7 +29,6 @@ from .workloads import (
 
 PROG = "python -m bench"
 DEVICES = ("cpu", "cuda")
-PEERS = ("torch", "sklearn")
 IMPLS = ("limit", "mlp", "textbook", *PEERS)
 #: Where the peers run.
 PEER_DEVICES = {"torch": ("cpu", "cuda"), "sklearn": ("cpu",)}
@@ -42,22 +40,6 @@ def accuracy_target(name: str, value: object) -> float:
     if not 0.0 < number <= 1.0:
         raise InvalidArgument(f"{name} must be an accuracy in (0, 1], got {value!r}")
     return number
-
-
-def _choices(kind: str, allowed: Sequence[str], allow_none: bool = False):
-    def parse(text: str) -> list[str]:
-        items = [t.strip() for t in text.split(",") if t.strip()]
-        if allow_none and items in ([], ["none"]):
-            return []
-        bad = [t for t in items if t not in allowed]
-        if bad or not items:
-            raise argparse.ArgumentTypeError(
-                f"unknown {kind} {', '.join(bad) or repr(text)}: choose from {', '.join(allowed)}"
-                + (" or none" if allow_none else "")
-            )
-        return list(dict.fromkeys(items))
-
-    return parse
 
 
 def _cpu_steps(text: str) -> dict[str, int]:
@@ -75,6 +57,21 @@ def _cpu_steps(text: str) -> dict[str, int]:
     return out
 
 
+class _Requested(argparse.Action):
+    """Stores the option and notes that it was given: a peer asked for by name must be
+    installed, while one that only the default brings may be a row saying it is missing."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        setattr(namespace, self.dest, values)
+        setattr(namespace, f"{self.dest}_requested", True)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = OneLineParser(
         prog=PROG,
@@ -84,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--workloads",
-        type=_choices("workload", tuple(WORKLOADS)),
+        type=choices("workload", tuple(WORKLOADS)),
         default=list(DEFAULT_WORKLOADS),
         help="comma-separated, from " + ",".join(WORKLOADS),
     )
@@ -95,9 +92,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--peers",
-        type=_choices("peer", PEERS, allow_none=True),
+        type=parse_peers,
+        action=_Requested,
         default=list(PEERS),
-        help="torch,sklearn, a subset, or none",
+        help="torch,sklearn (the default), a subset, or none; a peer named here must be "
+        "installed, while a default one that is not is a row that says so",
     )
     p.add_argument(
         "--textbook",
@@ -151,8 +150,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--out",
         type=named_path,
-        default=ROOT / "bench" / "results",
-        help="folder for the JSON, Markdown and PNG results",
+        default=None,
+        help=f"folder for the JSON, Markdown and PNG results (default: ${report.RESULTS_ENV}, "
+        "else ~/.cache/mlp/bench; --out bench/results to commit them)",
     )
     p.add_argument(
         "--plot",
@@ -190,6 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=1800,
         help="seconds per row at most",
     )
+    p.set_defaults(peers_requested=False)
     return p
 
 
@@ -208,7 +209,7 @@ def log(message: str) -> None:
 def resolve_devices(spec: str, timeout: float) -> tuple[list[str], dict[str, Any]]:
     """The devices to run, and for each CUDA device, what the probe found."""
     auto = spec.strip() == "auto"
-    wanted = list(DEVICES) if auto else _choices("device", DEVICES)(spec)
+    wanted = list(DEVICES) if auto else choices("device", DEVICES)(spec)
     devices, found = [], {}
     for device in wanted:
         if device != "cpu":
@@ -265,8 +266,8 @@ def run_row(
     probe = probes.get(row["device"])
     if probe is not None and probe["status"] != "ok":
         return {"status": "unavailable", "reason": probe.get("reason", "device unavailable")}
-    if row["impl"] in PEERS and importlib.util.find_spec(row["impl"]) is None:
-        return {"status": "missing", "reason": f"{row['impl']} is not installed"}
+    if row["impl"] in PEERS and not installed(row["impl"]):
+        return {"status": "missing", "reason": missing_reason(row["impl"])}
     spec = {
         **row,
         "warmup": args.warmup,
@@ -352,8 +353,8 @@ def time_to_accuracy(
                 "label": row_label(impl, device, versions),
             }
             log(f"time to {args.target}: {row['label']} on {device} …")
-            if impl in PEERS and importlib.util.find_spec(impl) is None:
-                row.update(status="missing", reason=f"{impl} is not installed")
+            if impl in PEERS and not installed(impl):
+                row.update(status="missing", reason=missing_reason(impl))
             else:
                 row.update(
                     run_task(
@@ -402,31 +403,25 @@ def output_stem(machine: dict[str, Any], devices: list[str], probes: dict[str, A
     return "-".join(parts)
 
 
-def out_folder_problem(folder: Path) -> str | None:
-    """Why the results cannot go into ``folder`` (``None``: they can); creates it, so that a
-    bad ``--out`` stops the run before its first row, not after hours of them."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except FileExistsError:
-        return "a file has that name; expected a folder"
-    except NotADirectoryError:
-        return "a file is in its path; expected a folder"
-    except OSError as exc:
-        return f"cannot create the folder ({exc.strerror or exc})"
-    if not os.access(folder, os.W_OK | os.X_OK):
-        return "the folder is not writable"
-    return None
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark; exit status 1 if a row of ours failed (peers only report theirs),
     or with one line if its results cannot be written. SIGTERM unwinds through ``run_task``,
     which kills the running row, as Ctrl-C does (``report_errors``)."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    why = out_folder_problem(args.out)
+    missing = [p for p in args.peers if not installed(p)] if args.peers_requested else []
+    if missing:
+        parser.error(f"--peers {','.join(args.peers)}: {'; '.join(map(missing_reason, missing))}")
+    given = args.out is not None
+    if not given:
+        try:
+            args.out = report.default_results_dir()
+        except CannotWrite as exc:
+            parser.error(str(exc))
+    why = report.out_folder_problem(args.out)
     if why:
-        parser.error(f"--out {str(args.out)!r}: {why}")
+        name = "--out" if given else "results folder"
+        parser.error(f"{name} {str(args.out)!r}: {why}")
     interrupted = 'rows done so far, if any, are in the results JSON ("complete": false)'
     return report_errors(PROG, lambda: run(args, parser, argv), interrupted=interrupted)
 
@@ -488,6 +483,8 @@ def run(
     }
     claim = {**results, "rows": [], "complete": False}
     stem = report.claim_stem(args.out, output_stem(machine, devices, probes), claim)
+    later = ".md and .png" if args.plot else ".md"
+    log(f"results: {stem.with_suffix('.json')} (its {later} beside it at the end)")
 
     def save_partial(rows: list[dict[str, Any]]) -> None:
         """Keep what is done on disk: a run cut short (a time limit) still leaves its rows."""

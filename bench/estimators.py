@@ -5,20 +5,25 @@ Classification on real Fashion-MNIST (scaled to [0, 1]); regression on Friedman 
 (``sklearn.datasets.make_friedman1``: ten informative features of twenty, noise 1.0), its
 targets standardised. Both run a fixed number of epochs (``tol=0``, ``n_iter_no_change`` =
 ``max_iter``: neither stops early), each fit timed once after a warm-up fit on a slice.
-Prints a Markdown table; ``--out`` also writes it and the JSON.
+Prints a Markdown table and writes it and the JSON into ``--out``, else into a new folder
+``estimators-<date>-<devices>`` of the results folder outside the source tree (``$MLP_BENCH_DIR``,
+else ``~/.cache/mlp/bench``), as ``python -m bench`` does.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 import warnings
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from mlp.cli.common import OneLineParser, named_path
+from mlp.errors import CannotWrite
+
+from . import report
+from .extras import installed, missing_reason
 from .machine import machine_info
 
 
@@ -87,25 +92,46 @@ def table(rows: list[dict[str, Any]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.estimators", description=__doc__)
+    """Run the comparison; a missing scikit-learn or an unusable results folder is one line,
+    before any fit."""
+    p = OneLineParser(prog="python -m bench.estimators", description=__doc__)
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--hidden", default="256", help="hidden sizes, e.g. 256 or 512,256")
     p.add_argument("--devices", default="cpu", help="ours on these devices, e.g. cpu,cuda")
     p.add_argument("--rows", type=int, default=None, help="training rows (default: all)")
     p.add_argument("--tasks", default="classification,regression")
-    p.add_argument("--out", type=Path, default=None, help="folder for estimators.{md,json}")
+    p.add_argument(
+        "--out",
+        type=named_path,
+        default=None,
+        help="folder for estimators.{md,json} (default: a new one in the results folder)",
+    )
     args = p.parse_args(argv)
+    if not installed("sklearn"):
+        p.error(missing_reason("sklearn"))
+    try:
+        parent = report.default_results_dir() if args.out is None else args.out
+    except CannotWrite as exc:
+        p.error(str(exc))
+    why = report.out_folder_problem(parent)
+    if why:
+        p.error(f"{'results folder' if args.out is None else '--out'} {str(parent)!r}: {why}")
     hidden = tuple(int(w) for w in args.hidden.split(","))
+    devices = args.devices.split(",")
     rows = []
     for kind in args.tasks.split(","):
-        rows += compare(kind, args.epochs, hidden, args.devices.split(","), args.rows)
+        rows += compare(kind, args.epochs, hidden, devices, args.rows)
     text = table(rows)
     print(text)
-    if args.out is not None:
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "estimators.md").write_text(text + "\n")
-        report = {"machine": machine_info(), "hidden": hidden, "rows": rows}
-        (args.out / "estimators.json").write_text(json.dumps(report, indent=1, default=str))
+    machine = machine_info()
+    folder = args.out
+    if folder is None:
+        name = "-".join(["estimators", machine["date"][:10], *devices]).replace(":", "")
+        folder = report.claim_folder(parent, name)
+    report.write_text(text + "\n", folder / "estimators.md")
+    results = {"machine": machine, "hidden": hidden, "rows": rows}
+    report.write_text(json.dumps(results, indent=1, default=str) + "\n", folder / "estimators.json")
+    print(f"\nresults: {folder}")
     return 0
 
 

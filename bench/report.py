@@ -1,14 +1,21 @@
-"""The outputs: a terminal table, a Markdown table (docs/benchmarks.md), JSON and a PNG chart."""
+"""The outputs: a terminal table, a Markdown table (docs/benchmarks.md), JSON and a PNG chart,
+in a folder outside the source tree unless ``--out`` names one (``bench/results`` to commit)."""
 
 from __future__ import annotations
 
 import contextlib
 import itertools
 import json
+import os
 from pathlib import Path
 from typing import Any
 
+from mlp.data import user_cache_dir
+from mlp.errors import CannotWrite
 from mlp.files import atomic_write, cannot_write
+
+#: Names the results folder of a run without ``--out``; else the user cache's ``mlp/bench``.
+RESULTS_ENV = "MLP_BENCH_DIR"
 
 #: The files one run writes: ``<stem>.json``, ``<stem>.md`` and ``<stem>.png``.
 SUFFIXES = (".json", ".md", ".png")
@@ -238,6 +245,55 @@ def write_text(text: str, path: Path) -> None:
 
 def write_json(results: dict[str, Any], path: Path) -> None:
     write_text(json.dumps(results, indent=1, sort_keys=False) + "\n", path)
+
+
+def default_results_dir() -> Path:
+    """``$MLP_BENCH_DIR``, else ``$XDG_CACHE_HOME/mlp/bench`` (``~/.cache/mlp/bench``): never
+    the source tree, so a run leaves ``git status`` clean; committing results is a choice
+    (``--out bench/results``). ``CannotWrite`` rather than a home folder made up for it
+    (``HOME=/nonexistent``), as ``mlp.data.usable_cache_dir`` refuses too."""
+    named = os.environ.get(RESULTS_ENV, "")
+    if named.strip():
+        return Path(named)
+    if not os.path.isabs(os.environ.get("XDG_CACHE_HOME", "")):
+        try:
+            home = Path.home()
+        except (RuntimeError, KeyError):  # no HOME, and no password entry to fall back on
+            home = None
+        if home is None or not home.is_dir():
+            why = "no home folder" if home is None else f"the home folder {home} does not exist"
+            raise CannotWrite(
+                f"no user cache for the results ({why}): set {RESULTS_ENV} or XDG_CACHE_HOME "
+                "to a folder, or pass --out"
+            )
+    return user_cache_dir("bench")
+
+
+def out_folder_problem(folder: Path) -> str | None:
+    """Why the results cannot go into ``folder`` (``None``: they can); creates it, so that a
+    bad ``--out`` stops the run before its first row, not after hours of them."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        return "a file has that name; expected a folder"
+    except NotADirectoryError:
+        return "a file is in its path; expected a folder"
+    except OSError as exc:
+        return f"cannot create the folder ({exc.strerror or exc})"
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return "the folder is not writable"
+    return None
+
+
+def claim_folder(parent: Path, name: str) -> Path:
+    """``parent/name``, else ``name-2``, ``name-3``…: the first that does not exist, created
+    here, so that a rerun never replaces an earlier run's folder."""
+    for n in itertools.count(1):
+        with contextlib.suppress(FileExistsError):
+            folder = parent / (name if n == 1 else f"{name}-{n}")
+            folder.mkdir(parents=True)
+            return folder
+    raise AssertionError("itertools.count never ends")
 
 
 def claim_stem(folder: Path, name: str, results: dict[str, Any]) -> Path:

@@ -16,6 +16,7 @@ from typing import Any
 
 from backends import parse_device
 
+from .extras import PEER_MODULES, missing_reason
 from .memory import peak_rss_bytes, reset_peak_rss
 from .timing import Schedule
 from .workloads import WORKLOADS, training_data
@@ -26,7 +27,6 @@ TRAINERS = {
     "torch": ("bench.peers", "train_torch"),
     "sklearn": ("bench.peers", "train_sklearn"),
 }
-PEER_MODULES = {"torch": "torch", "sklearn": "sklearn"}
 
 
 def _device_memory(spec: dict[str, Any]) -> dict[str, Any]:
@@ -98,9 +98,10 @@ def classify(exc: BaseException, spec: dict[str, Any]) -> dict[str, Any]:
     from backends import BackendUnavailable
 
     reason = f"{type(exc).__name__}: {exc}".strip()
-    peer = PEER_MODULES.get(spec["impl"].removeprefix("tta-"))
-    if isinstance(exc, ImportError) and peer and (exc.name or "").split(".")[0] == peer:
-        return {"status": "missing", "reason": f"{peer} is not installed"}
+    peer = spec["impl"].removeprefix("tta-")
+    module = PEER_MODULES.get(peer)
+    if isinstance(exc, ImportError) and module and (exc.name or "").split(".")[0] == module:
+        return {"status": "missing", "reason": missing_reason(peer)}
     if isinstance(exc, BackendUnavailable) or (
         isinstance(exc, ImportError) and (exc.name or "").startswith("cupy")
     ):

@@ -65,12 +65,12 @@ def test_the_limit_is_recorded_on_a_gpu(cuda_backend):
 
 
 def test_missing_peer_is_reported(monkeypatch):
-    monkeypatch.setattr(cli.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(cli, "installed", lambda peer: False)
     args = cli.build_parser().parse_args(["--peers", "torch"])
     row = {"workload": "tiny", "device": "cpu", "impl": "torch", "samples": 64}
     assert cli.run_row(row, args, real=False, probes={}) == {
         "status": "missing",
-        "reason": "torch is not installed",
+        "reason": "torch is not installed (pip install -e '.[bench-torch]', or make bench)",
     }
 
 

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
 
+from bench import cli
 from mlp import files
-from tests.helpers import assert_one_line, run_module
+from tests.helpers import ROOT, assert_one_line, run_module
 
 TINY_BENCH = [
     "--workloads", "tiny", "--steps", "3", "--epochs", "1", "--warmup", "0", "--peers", "none",
@@ -137,3 +140,78 @@ def test_bench_disk_full_mid_run_is_one_line(tmp_path, monkeypatch, capsys):
     assert not any("Traceback" in line for line in err)
     (path,) = tmp_path.glob("*.json")  # the claimed file: whole JSON, no rows yet
     assert json.loads(path.read_text())["complete"] is False
+
+
+def git_status() -> set[str] | None:
+    """The repository's changed and untracked files (``None`` outside a git checkout)."""
+    if shutil.which("git") is None:
+        return None
+    done = subprocess.run(
+        ["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=all"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    return set(done.stdout.splitlines()) if done.returncode == 0 else None
+
+
+def test_bench_writes_nothing_into_the_source_tree_by_default(tmp_path):
+    """A run without ``--out`` goes to ``$MLP_BENCH_DIR``: ``git status`` as it was before."""
+    before, committed = git_status(), sorted((ROOT / "bench" / "results").iterdir())
+    done = run_module("bench", *TINY_BENCH, env={"MLP_BENCH_DIR": str(tmp_path / "runs")})
+    assert done.returncode == 0, done.stderr
+    (json_path,) = (tmp_path / "runs").glob("*-cpu-*.json")
+    assert f"results: {json_path}" in done.stdout and f"results: {json_path}" in done.stderr
+    assert json_path.with_suffix(".md").is_file()
+    assert sorted((ROOT / "bench" / "results").iterdir()) == committed
+    if before is not None:  # others' edits may come and go; the run must add no entry
+        assert git_status() - before == set()
+
+
+def test_bench_default_folder_is_the_user_cache(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("MLP_BENCH_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    assert cli.main(TINY_BENCH) == 0
+    (json_path,) = (tmp_path / "cache" / "mlp" / "bench").glob("*.json")
+    assert f"results: {json_path}" in capsys.readouterr().out
+
+
+def test_bench_out_is_honoured_over_the_default_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("MLP_BENCH_DIR", str(tmp_path / "default"))
+    assert cli.main([*TINY_BENCH, "--out", str(tmp_path / "chosen")]) == 0
+    assert len(list((tmp_path / "chosen").glob("*.json"))) == 1
+    assert not (tmp_path / "default").exists()
+
+
+def test_bench_without_a_home_folder_is_one_line(tmp_path, monkeypatch, capsys):
+    """No results folder made up under a home that is not there (``HOME=/nonexistent``)."""
+    for name in ("MLP_BENCH_DIR", "XDG_CACHE_HOME"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "nohome"))
+    monkeypatch.setattr(cli, "run", lambda *args: pytest.fail("a row ran"))
+    with pytest.raises(SystemExit) as exc:
+        cli.main(TINY_BENCH)
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and err.count("\n") == 1, err
+    assert f"the home folder {tmp_path / 'nohome'} does not exist" in err and "MLP_BENCH_DIR" in err
+    assert not (tmp_path / "nohome").exists()
+
+
+def test_bench_requested_peer_that_is_missing_is_one_line(tmp_path, monkeypatch, capsys):
+    """Named in ``--peers``, a peer must be there: say so before hours of rows, not after."""
+    monkeypatch.setattr(cli, "installed", lambda peer: False)
+    monkeypatch.setattr(cli, "run", lambda *args: pytest.fail("a row ran"))
+    with pytest.raises(SystemExit) as exc:
+        cli.main([*TINY_BENCH, "--peers", "torch", "--out", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and err.count("\n") == 1, err
+    assert "--peers torch: torch is not installed (pip install -e '.[bench-torch]'" in err
+
+
+def test_bench_default_peers_that_are_missing_are_rows(monkeypatch):
+    """Left to the default, a missing peer is only a row that says so (a plain checkout)."""
+    monkeypatch.setattr(cli, "installed", lambda peer: False)
+    args = cli.build_parser().parse_args([])
+    assert args.peers == ["torch", "sklearn"] and not args.peers_requested
+    row = {"workload": "tiny", "device": "cpu", "impl": "sklearn", "samples": 64}
+    assert cli.run_row(row, args, real=False, probes={})["status"] == "missing"
