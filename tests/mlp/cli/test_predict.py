@@ -1,0 +1,349 @@
+"""``mlp-predict``: a saved model's predictions for pictures, ``.npy`` arrays and CSV rows,
+printed or written as CSV, and every file it cannot use as one line."""
+
+from __future__ import annotations
+
+import csv
+import re
+import struct
+import sys
+import zlib
+
+import numpy as np
+import pytest
+
+from mlp import MLP
+from mlp.cli import predict
+from mlp.data.synthetic import make_images
+from tests.helpers import assert_one_line, one_line, run, run_module
+
+Image = pytest.importorskip("PIL.Image")
+
+NAMES = [f"class {c}" for c in range(10)]
+#: ``NAME (p)``, the parts of a classifier's line
+SHOWN_CLASS = re.compile(r"^(.+) \((\d\.\d{3})\)$")
+
+
+@pytest.fixture(scope="module")
+def pictures() -> np.ndarray:
+    """Twelve 28×28 uint8 pictures as the datasets hold them (light bands on dark noise)."""
+    return make_images(12, seed=7)[0]
+
+
+@pytest.fixture(scope="module")
+def classifier(tmp_path_factory):
+    """A 784-16-10 classifier trained for an epoch on synthetic pictures, its classes named."""
+    X, y = make_images(256, seed=1)
+    model = MLP([784, 16, 10], seed=0)
+    model.fit(X.reshape(-1, 784), y, epochs=1, batch_size=64)
+    path = model.save(tmp_path_factory.mktemp("classifier") / "run.npz", classes=NAMES)
+    return model, path
+
+
+def predict_lines(capsys, *argv):
+    code, out, err = run(predict.main, argv, capsys)
+    assert code == 0 and err == "", err
+    return out.splitlines()
+
+
+def parsed(line: str) -> tuple[str, list[str], list[float]]:
+    """A classifier's line: its label, the classes shown and their probabilities."""
+    label, shown = line.split(": ", 1)
+    parts = [SHOWN_CLASS.match(part).groups() for part in shown.split(" · ")]
+    return label, [name for name, _ in parts], [float(p) for _, p in parts]
+
+
+def read_csv(path) -> list[list[str]]:
+    with open(path, newline="") as file:
+        return list(csv.reader(file))
+
+
+def write_csv(path, rows, header=None):
+    with open(path, "w", newline="") as file:
+        writer = csv.writer(file)
+        if header is not None:
+            writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+@pytest.fixture
+def inputs(tmp_path, pictures):
+    """Each kind of input, and the rows the model should get from it (labels in order)."""
+    Image.fromarray(pictures[0]).save(tmp_path / "light.png")
+    Image.fromarray(255 - pictures[0]).save(tmp_path / "dark.png")  # dark on light
+    np.save(tmp_path / "stack.npy", pictures[1:4])  # (3, 28, 28) uint8
+    np.save(tmp_path / "one.npy", pictures[4].reshape(784))  # one uint8 row
+    np.save(tmp_path / "picture.npy", pictures[7])  # one (28, 28) picture
+    floats = pictures[5:7].reshape(2, 784) / 255
+    np.save(tmp_path / "rows.npy", floats)  # (2, 784) float64
+    header = [f"pixel{i}" for i in range(784)]
+    write_csv(tmp_path / "rows.csv", [[repr(float(v)) for v in row] for row in floats], header)
+    files = ["light.png", "dark.png", "stack.npy", "one.npy", "picture.npy", "rows.npy", "rows.csv"]
+    labels = [
+        "light.png",
+        "dark.png",
+        "stack.npy#0",
+        "stack.npy#1",
+        "stack.npy#2",
+        "one.npy",
+        "picture.npy",
+        "rows.npy#0",
+        "rows.npy#1",
+        "rows.csv#0",
+        "rows.csv#1",
+    ]
+    pixels = pictures[[0, 0, 1, 2, 3, 4, 7]].reshape(7, 784) / 255
+    expected_rows = np.concatenate([pixels, floats, floats])
+    return [tmp_path / f for f in files], [str(tmp_path / label) for label in labels], expected_rows
+
+
+# ---------------------------------------------------------------------------------- classifier
+def test_each_kind_of_input_gets_the_models_probabilities(classifier, inputs, tmp_path, capsys):
+    model, checkpoint = classifier
+    files, labels, rows = inputs
+    expected = model.predict_proba(rows)
+    lines = predict_lines(capsys, "--checkpoint", checkpoint, *files)
+    assert len(lines) == len(labels)
+    for line, label, probabilities in zip(lines, labels, expected, strict=True):
+        shown_label, names, shown = parsed(line)
+        assert shown_label == label
+        assert names == [NAMES[c] for c in np.argsort(-probabilities)[:3]]
+        np.testing.assert_allclose(shown, np.sort(probabilities)[::-1][:3], atol=6e-4)
+
+
+def test_the_output_file_holds_every_probability(classifier, inputs, tmp_path, capsys):
+    model, checkpoint = classifier
+    files, labels, rows = inputs
+    target = tmp_path / "predictions.csv"
+    target.write_text("an older file\n")
+    lines = predict_lines(capsys, "--checkpoint", checkpoint, "--output", target, *files)
+    assert lines == [f"predictions: {target} (11 samples)"]
+    table = read_csv(target)
+    assert table[0] == ["file", "row", "prediction", *NAMES]
+    expected = model.predict_proba(rows)
+    files_and_rows = [(label.split("#")[0], label.partition("#")[2] or "0") for label in labels]
+    assert [tuple(line[:2]) for line in table[1:]] == files_and_rows
+    assert [line[2] for line in table[1:]] == [NAMES[c] for c in expected.argmax(axis=1)]
+    np.testing.assert_allclose(
+        np.array([line[3:] for line in table[1:]], float), expected, atol=1e-6
+    )
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
+@pytest.mark.parametrize("top, shown", [(1, 1), (3, 3), (10, 10), (50, 10)])
+def test_top_k_classes_likeliest_first(classifier, pictures, tmp_path, capsys, top, shown):
+    model, checkpoint = classifier
+    np.save(tmp_path / "x.npy", pictures[:4])
+    expected = model.predict_proba(pictures[:4].reshape(4, 784))
+    lines = predict_lines(capsys, "--checkpoint", checkpoint, "--top", top, tmp_path / "x.npy")
+    for line, probabilities in zip(lines, expected, strict=True):
+        _, names, values = parsed(line)
+        assert names == [NAMES[c] for c in np.argsort(-probabilities)[:shown]]
+        assert values == sorted(values, reverse=True)
+        if shown == 10:
+            assert abs(sum(values) - 1) < 0.006
+
+
+def test_without_class_names_the_labels_are_numbers(pictures, tmp_path, capsys):
+    checkpoint = MLP([784, 8, 4], seed=3).save(tmp_path / "plain.npz")
+    one = MLP([784, 8, 1], seed=3).save(tmp_path / "binary.npz")  # one sigmoid: two classes
+    np.save(tmp_path / "x.npy", pictures[:2])
+    X = pictures[:2].reshape(2, 784)
+    for path, classes in [(checkpoint, 4), (one, 2)]:
+        expected = MLP.load(path).predict_proba(X)
+        lines = predict_lines(capsys, "--checkpoint", path, "--top", 9, tmp_path / "x.npy")
+        for line, probabilities in zip(lines, expected, strict=True):
+            _, names, _ = parsed(line)
+            assert names == [str(c) for c in np.argsort(-probabilities)]
+            assert len(names) == classes
+        predict_lines(
+            capsys, "--checkpoint", path, "--output", tmp_path / "p.csv", tmp_path / "x.npy"
+        )
+        assert read_csv(tmp_path / "p.csv")[0] == ["file", "row", "prediction"] + [
+            str(c) for c in range(classes)
+        ]
+
+
+# ---------------------------------------------------------------------------------- regression
+def test_a_regression_prints_and_writes_its_values(pictures, tmp_path, capsys):
+    X = pictures.reshape(-1, 784)
+    targets = np.stack([X.mean(axis=1) / 255, X[:, :100].mean(axis=1) / 255], axis=1)
+    model = MLP([784, 8, 2], seed=0, loss="squared_error")
+    model.fit(X, targets, epochs=2, batch_size=4)
+    checkpoint = model.save(tmp_path / "regression.npz")
+    np.save(tmp_path / "x.npy", pictures[:3])
+    expected = model.predict(X[:3])
+    lines = predict_lines(capsys, "--checkpoint", checkpoint, tmp_path / "x.npy")
+    assert lines == [
+        f"{tmp_path / 'x.npy'}#{i}: {values[0]:.6g}, {values[1]:.6g}"
+        for i, values in enumerate(expected)
+    ]
+    out = tmp_path / "values.csv"
+    predict_lines(capsys, "--checkpoint", checkpoint, "--output", out, tmp_path / "x.npy")
+    table = read_csv(out)
+    assert table[0] == ["file", "row", "prediction_0", "prediction_1"]
+    assert [line[1] for line in table[1:]] == ["0", "1", "2"]
+    np.testing.assert_allclose(
+        np.array([line[2:] for line in table[1:]], float), expected, rtol=1e-6
+    )
+
+    single = MLP([784, 4, 1], seed=0, loss="squared_error").save(tmp_path / "single.npz")
+    predict_lines(capsys, "--checkpoint", single, "--output", out, tmp_path / "x.npy")
+    assert read_csv(out)[0] == ["file", "row", "prediction"]
+
+
+# ---------------------------------------------------------------------------------- bad input
+def text_named_png(folder):
+    (folder / "notes.png").write_text("not a picture\n")
+    return folder / "notes.png", f"{folder / 'notes.png'}: not an image that Pillow can read"
+
+
+def truncated_png(folder):
+    noise = np.random.default_rng(0).integers(0, 256, size=(64, 64), dtype=np.uint8)
+    path = folder / "cut.png"
+    Image.fromarray(noise).save(path)
+    path.write_bytes(path.read_bytes()[:2000])
+    return path, f"{path}: cannot read the image: image file is truncated"
+
+
+def csv_short_row(folder):
+    path = write_csv(folder / "short.csv", [[0.5] * 784, [0.5] * 784, [0.5] * 5])
+    return path, f"{path} line 3: expected 784 values, got 5"
+
+
+def csv_word_in_a_row(folder):
+    path = write_csv(folder / "word.csv", [[0.5] * 784, ["0.5", "x", *["1"] * 782]], ["a"] * 784)
+    return path, f"{path} line 3, column 2: expected a number, got 'x'"
+
+
+def npy_wrong_width(folder):
+    np.save(folder / "wide.npy", np.zeros((2, 100), np.float32))
+    return folder / "wide.npy", (
+        f"{folder / 'wide.npy'}: expected a row of 784 inputs (shape (784,) or (n, 784), or "
+        "(28, 28) images), got shape (2, 100)"
+    )
+
+
+def npy_declaring_terabytes(folder):
+    path = folder / "bomb.npy"
+    header = np.lib.format.header_data_from_array_1_0(np.zeros((1, 784), np.uint8))
+    with open(path, "wb") as file:
+        np.lib.format.write_array_header_1_0(file, {**header, "shape": (10**9, 784)})
+        file.write(bytes(784))
+    return path, f"{path}: not a .npy array NumPy can read (mmap length is greater than file size)"
+
+
+def npy_of_text(folder):
+    np.save(folder / "words.npy", np.array(["a"] * 784))
+    return (
+        folder / "words.npy",
+        f"{folder / 'words.npy'}: expected numbers, got an array of dtype <U1",
+    )
+
+
+def npy_with_nan(folder):
+    np.save(folder / "nan.npy", np.full(784, np.nan))
+    return folder / "nan.npy", f"{folder / 'nan.npy'}: holds NaN or infinity"
+
+
+def missing_file(folder):
+    return folder / "gone.npy", f"{folder / 'gone.npy'}: no such file"
+
+
+def bomb_png(folder):
+    path = folder / "bomb.png"
+    ihdr = struct.pack(">IIBBBBB", 100_000, 100_000, 8, 0, 0, 0, 0)  # 10 gigapixels, no data
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr) + png_chunk(b"IEND", b""))
+    return path, re.compile(re.escape(f"{path}: Image size (10000000000 pixels) exceeds limit of "))
+
+
+def png_chunk(kind: bytes, data: bytes) -> bytes:
+    body = kind + data
+    return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+
+@pytest.mark.parametrize(
+    "bad_file",
+    [
+        text_named_png,
+        truncated_png,
+        bomb_png,
+        csv_short_row,
+        csv_word_in_a_row,
+        npy_wrong_width,
+        npy_declaring_terabytes,
+        npy_of_text,
+        npy_with_nan,
+        missing_file,
+    ],
+)
+def test_a_file_it_cannot_use_is_one_line(classifier, pictures, tmp_path, capsys, bad_file):
+    np.save(tmp_path / "good.npy", pictures[:2])
+    path, message = bad_file(tmp_path)
+    argv = ["--checkpoint", classifier[1], tmp_path / "good.npy", path]
+    code, out, err = run(predict.main, argv, capsys)
+    assert code == 1 and out == ""
+    if isinstance(message, str):
+        assert one_line(err, "mlp-predict") == message
+    else:  # Pillow's own words after the size
+        assert message.match(one_line(err, "mlp-predict"))
+
+
+def test_a_picture_for_a_model_not_of_784_inputs(pictures, tmp_path, capsys):
+    checkpoint = MLP([100, 4, 3], seed=0).save(tmp_path / "small.npz")
+    Image.fromarray(pictures[0]).save(tmp_path / "x.png")
+    code, out, err = run(predict.main, ["--checkpoint", checkpoint, tmp_path / "x.png"], capsys)
+    assert code == 1 and out == ""
+    assert one_line(err, "mlp-predict") == (
+        f"{tmp_path / 'x.png'}: a picture becomes 784 inputs (28×28 pixels), but the model "
+        "takes 100: give its inputs as .npy or .csv"
+    )
+    np.save(tmp_path / "x.npy", pictures[:2])  # 28×28 images are no rows of 100 either
+    code, _, err = run(predict.main, ["--checkpoint", checkpoint, tmp_path / "x.npy"], capsys)
+    assert code == 1
+    assert one_line(err, "mlp-predict") == (
+        f"{tmp_path / 'x.npy'}: expected a row of 100 inputs (shape (100,) or (n, 100)), got "
+        "shape (2, 28, 28)"
+    )
+
+
+def test_usage_errors_before_any_work(classifier, tmp_path, capsys):
+    checkpoint = classifier[1]
+    cases = [
+        (["--checkpoint", checkpoint, tmp_path / "notes.txt"], "argument FILE: "),
+        (["--checkpoint", checkpoint], "the following arguments are required: FILE"),
+        (["--checkpoint", checkpoint, "--top", "0", "x.npy"], "argument --top: "),
+        (["--checkpoint", checkpoint, "--output", tmp_path / "no" / "p.csv", "x.npy"], ""),
+    ]
+    for argv, start in cases:
+        code, out, err = run(predict.main, argv, capsys)
+        assert code == 2 and out == ""
+        assert one_line(err, "mlp-predict").startswith(start)
+    code, _, err = run(predict.main, cases[0][0], capsys)
+    assert f"{tmp_path / 'notes.txt'}: unknown kind of input '.txt': expected a picture (" in err
+    rows = write_csv(tmp_path / "rows.csv", [[0] * 784])
+    code, out, err = run(predict.main, ["--checkpoint", checkpoint, "--output", rows, rows], capsys)
+    assert code == 2 and out == ""
+    assert one_line(err, "mlp-predict") == f"--output {rows} would replace the input {rows}"
+    assert read_csv(rows) == [["0"] * 784]
+
+
+def test_without_pillow_a_picture_names_the_extra(
+    classifier, pictures, tmp_path, capsys, monkeypatch
+):
+    Image.fromarray(pictures[0]).save(tmp_path / "x.png")
+    np.save(tmp_path / "x.npy", pictures[:1])
+    monkeypatch.setitem(sys.modules, "PIL", None)
+    monkeypatch.setitem(sys.modules, "PIL.Image", None)
+    code, out, err = run(predict.main, ["--checkpoint", classifier[1], tmp_path / "x.png"], capsys)
+    assert code == 1 and out == ""
+    assert err == (
+        "mlp-predict: error: reading images needs PIL.Image: pip install 'mlp-backprop[images]' "
+        "(or pip install pillow)\n"
+    )
+    assert len(predict_lines(capsys, "--checkpoint", classifier[1], tmp_path / "x.npy")) == 1
+
+
+def test_as_a_module_a_usage_error_is_one_line():
+    assert_one_line(run_module("mlp.cli.predict", "--top", "2"), "mlp-predict", 2)
