@@ -81,8 +81,9 @@ class Checkpoint:
         where neither is known (the labels are then their numbers)."""
         names = self.meta.get("classes")  # checked at load: one per class
         dataset = self.run.get("dataset")
-        if names is None and len(CLASS_NAMES.get(dataset, ())) == reader.class_count(self.meta):
-            names = CLASS_NAMES[dataset]
+        known = CLASS_NAMES.get(dataset)
+        if names is None and known is not None and len(known) == reader.class_count(self.meta):
+            names = known
         return None if names is None else list(names)
 
     @property

@@ -256,6 +256,13 @@ class MLP:
         and the keyword arguments: ``mlp.checkpoint.save_checkpoint``)."""
         return save_checkpoint(path, self, **kwargs)
 
+    def to_onnx(self, path: Any, classes: Any = None, *, uint8_input: bool = False) -> Any:
+        """Write the model as an ONNX graph that outputs what ``predict_proba`` (for a
+        regression, ``predict``) returns; ``mlp.export.to_onnx`` says what it holds."""
+        from .export import to_onnx  # onnx is imported only when exporting
+
+        return to_onnx(self, path, classes, uint8_input=uint8_input)
+
     @classmethod
     def load(cls, path: Any, device: str | Backend = "cpu") -> MLP:
         """Rebuild a saved model on ``device`` (any device, whatever it was saved from), with

@@ -291,6 +291,17 @@ class _MLPEstimator(BaseEstimator):
     def _out_activation(self, outputs: int) -> str:
         raise NotImplementedError
 
+    # ------------------------------------------------------------------ exporting
+    def to_onnx(self, path: Any) -> Any:
+        """Write the fitted model as an ONNX graph (``mlp.export``): its output is what
+        ``predict_proba`` (a regressor: ``predict``, as a column per target) returns, a
+        classifier's ``classes_`` kept as its class names. It takes ``dtype`` inputs
+        (float32 by default), where scikit-learn's methods take float64 too."""
+        check_is_fitted(self, "model_")
+        classes = getattr(self, "classes_", None)
+        names = None if classes is None else [str(label) for label in classes]
+        return self.model_.to_onnx(path, classes=names)
+
     # ------------------------------------------------------------------ predicting
     def _outputs(self, X: Any) -> Any:
         check_is_fitted(self, "model_")
