@@ -1,4 +1,5 @@
-"""``mlp-eval``: test accuracy and the confusion matrix of a saved model, on any device.
+"""``mlp-eval``: test accuracy, the confusion matrix and each class's precision, recall and
+F1 of a saved model, on any device; classes by name where the checkpoint knows them.
 
     mlp-eval --checkpoint run.npz [--dataset fashion-mnist] [--data-dir PATH] [--device cpu]
 
@@ -64,14 +65,57 @@ def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, classes: int) -> np
     return matrix
 
 
-def format_confusion(matrix: np.ndarray) -> str:
-    """A plain-text table: rows are true classes, columns predicted ones."""
+def labels(classes: int, names: Sequence[str] | None) -> list[str]:
+    """Each class as a row is labelled: its number, and its name where known."""
+    return [str(i) if names is None else f"{i} {names[i]}" for i in range(classes)]
+
+
+def format_confusion(matrix: np.ndarray, names: Sequence[str] | None = None) -> str:
+    """A plain-text table: rows are true classes (by number and name), columns predicted
+    ones (by number)."""
+    rows = labels(len(matrix), names)
+    first = max(9, *map(len, rows))
     width = max(5, len(str(matrix.max())) + 1)
-    head = "true\\pred".rjust(9) + "".join(str(j).rjust(width) for j in range(len(matrix)))
-    rows = [
-        str(i).rjust(9) + "".join(str(v).rjust(width) for v in row) for i, row in enumerate(matrix)
+    head = "true\\pred".ljust(first) + "".join(str(j).rjust(width) for j in range(len(matrix)))
+    lines = [
+        label.ljust(first) + "".join(str(v).rjust(width) for v in row)
+        for label, row in zip(rows, matrix, strict=True)
     ]
-    return "\n".join([head, *rows])
+    return "\n".join([head, *lines])
+
+
+def class_scores(matrix: np.ndarray) -> dict[str, np.ndarray]:
+    """Each class's precision, recall and F1 from a confusion matrix (0 where undefined: no
+    prediction of the class, or no sample of it), and its support."""
+    hits = np.diag(matrix).astype(np.float64)
+    predicted, support = matrix.sum(axis=0), matrix.sum(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        precision = np.where(predicted > 0, hits / predicted, 0.0)
+        recall = np.where(support > 0, hits / support, 0.0)
+        both = precision + recall
+        f1 = np.where(both > 0, 2 * precision * recall / both, 0.0)
+    return {"precision": precision, "recall": recall, "f1": f1, "support": support}
+
+
+def format_scores(scores: dict[str, np.ndarray], names: Sequence[str] | None = None) -> str:
+    """Per-class precision, recall and F1 with their support, then the macro average."""
+    rows = labels(len(scores["support"]), names)
+    first = max(13, *map(len, rows))
+    head = "class".ljust(first) + "".join(
+        title.rjust(11) for title in ("precision", "recall", "f1", "support")
+    )
+
+    def line(label: str, values: Sequence[float], support: int) -> str:
+        return label.ljust(first) + "".join(f"{v:11.4f}" for v in values) + f"{support:11d}"
+
+    keys = ("precision", "recall", "f1")
+    lines = [
+        line(label, [scores[k][i] for k in keys], int(scores["support"][i]))
+        for i, label in enumerate(rows)
+    ]
+    macro = [float(np.mean(scores[k])) for k in keys]
+    lines.append(line("macro average", macro, int(scores["support"].sum())))
+    return "\n".join([head, *lines])
 
 
 def run(args: argparse.Namespace, out: Any = None, err: Any = None) -> dict[str, Any]:
@@ -103,9 +147,13 @@ def run(args: argparse.Namespace, out: Any = None, err: Any = None) -> dict[str,
         )
         return {**metrics, "confusion": None}
     matrix = confusion_matrix(data.y_test, model.predict(data.X_test), classes)
+    names = checkpoint.class_names
     print("confusion matrix (rows: true class, columns: predicted class):", file=out)
-    print(format_confusion(matrix), file=out, flush=True)
-    return {**metrics, "confusion": matrix}
+    print(format_confusion(matrix, names), file=out)
+    scores = class_scores(matrix)
+    print("per class:", file=out)
+    print(format_scores(scores, names), file=out, flush=True)
+    return {**metrics, "confusion": matrix, **scores}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

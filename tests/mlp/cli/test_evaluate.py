@@ -8,10 +8,11 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from mlp import MLP
 from mlp.cli import evaluate, train
-from mlp.data import SPLITS
+from mlp.data import CLASS_NAMES, SPLITS
 from mlp.data.synthetic import write_dataset
 from tests.helpers import ROOT, one_line, run
 
@@ -30,10 +31,49 @@ def test_eval_prints_accuracy_and_confusion_matrix(tmp_path, base, dataset, caps
     assert trained_accuracy in lines  # the same number mlp-train ended with
     assert "fashion-mnist test set" in out  # the dataset recorded in the checkpoint
     header = lines.index("confusion matrix (rows: true class, columns: predicted class):")
-    matrix = np.array([[int(v) for v in row.split()[1:]] for row in lines[header + 2 :]])
+    table = lines[header + 2 : header + 12]
+    assert [row[:13].rstrip() for row in table] == [  # labelled by the checkpoint's names
+        f"{i} {name}" for i, name in enumerate(CLASS_NAMES["fashion-mnist"])
+    ]
+    matrix = np.array([[int(v) for v in row.split()[-10:]] for row in table])
     assert matrix.shape == (10, 10) and matrix.sum() == 200
     accuracy = float(trained_accuracy.split()[-1])
     assert abs(np.trace(matrix) / 200 - accuracy) < 1e-9
+
+    scores = lines[lines.index("per class:") + 1 :]
+    assert scores[0].split() == ["class", "precision", "recall", "f1", "support"]
+    assert scores[1].startswith("0 T-shirt/top") and scores[-1].startswith("macro average")
+    values = np.array([[float(v) for v in row.split()[-4:]] for row in scores[1:11]])
+    expected = evaluate.class_scores(matrix)
+    for column, key in enumerate(("precision", "recall", "f1", "support")):
+        np.testing.assert_allclose(values[:, column], expected[key], atol=5e-5)
+    assert values[:, 3].tolist() == matrix.sum(axis=1).tolist()
+
+
+def test_class_scores_match_scikit_learn():
+    metrics = pytest.importorskip("sklearn.metrics")
+    rng = np.random.default_rng(3)
+    y_true, y_pred = rng.integers(0, 4, 300), rng.integers(0, 4, 300)
+    y_pred[y_pred == 3] = 2  # class 3 never predicted: its precision is 0, not NaN
+    scores = evaluate.class_scores(evaluate.confusion_matrix(y_true, y_pred, 4))
+    precision, recall, f1, support = metrics.precision_recall_fscore_support(
+        y_true, y_pred, labels=range(4), zero_division=0
+    )
+    np.testing.assert_allclose(scores["precision"], precision)
+    np.testing.assert_allclose(scores["recall"], recall)
+    np.testing.assert_allclose(scores["f1"], f1)
+    assert scores["support"].tolist() == support.tolist()
+
+
+def test_tables_without_names_number_the_classes():
+    matrix = evaluate.confusion_matrix(np.array([0, 1, 1]), np.array([0, 1, 0]), 2)
+    assert [row.split()[0] for row in evaluate.format_confusion(matrix).splitlines()[1:]] == [
+        "0",
+        "1",
+    ]
+    named = evaluate.format_scores(evaluate.class_scores(matrix), ["cat", "dog"]).splitlines()
+    assert [row.split()[:2] for row in named[1:3]] == [["0", "cat"], ["1", "dog"]]
+    assert named[2].split()[2:] == ["1.0000", "0.5000", "0.6667", "2"]
 
 
 def test_confusion_matrix_counts():
@@ -119,4 +159,6 @@ def test_a_confusion_matrix_is_shown_only_where_it_is_readable(data, tmp_path, c
     shown = MLP([784, 8, evaluate.MAX_SHOWN_CLASSES], seed=1).save(tmp_path / "shown.npz")
     code, out, _ = run(evaluate.main, ["--checkpoint", shown, "--data-dir", data], capsys)
     assert code == 0 and "confusion matrix (rows: true class" in out
-    assert len(out.splitlines()) == 7 + evaluate.MAX_SHOWN_CLASSES
+    # the matrix (a header and a row per class), then the per-class table (its title, a
+    # header, a row per class and the macro average)
+    assert len(out.splitlines()) == 7 + evaluate.MAX_SHOWN_CLASSES + 3 + evaluate.MAX_SHOWN_CLASSES
