@@ -44,10 +44,30 @@ from .locks import holding
 from .reporting import MetricsLog, check_plot_available, plot_history
 
 PROG = "mlp-train"
+#: The run's own settings: a resumed run takes them from its checkpoint (one given otherwise
+#: is refused); a fresh run, these defaults.
+RUN_SETTINGS: dict[str, Any] = {
+    "dataset": "fashion-mnist",
+    "hidden": [512, 256],
+    "activation": "relu",
+    "dropout": 0.0,
+    "dtype": "float32",
+    "optimizer": "adam",
+    "seed": 0,
+}
+#: Settings a resumed run takes from its checkpoint too, unless the command line changes them.
+CHANGEABLE_SETTINGS: dict[str, Any] = {"epochs": 10, "batch_size": 128}
 
 
 class RunStopped(MLPError, RuntimeError):
     """Training stopped early (diverged); the message says what was kept."""
+
+
+def resumed(key: str) -> str:
+    """The help's note on a setting a resumed run takes from its checkpoint."""
+    default = {**RUN_SETTINGS, **CHANGEABLE_SETTINGS}[key]
+    shown = ",".join(map(str, default)) if isinstance(default, list) else default
+    return f"(default: {shown}, or the resumed checkpoint's)"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,47 +76,49 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train a multilayer perceptron on MNIST, Fashion-MNIST or KMNIST.",
     )
     p.add_argument("--device", type=device_spec, default="cpu", help="cpu, cuda or cuda:N")
-    p.add_argument("--dataset", choices=DATASETS, default="fashion-mnist", help="what to learn")
+    p.add_argument("--dataset", choices=DATASETS, help=f"what to learn {resumed('dataset')}")
     p.add_argument("--data-dir", type=named_path, default=None, help=DATA_DIR_HELP)
     p.add_argument(
         "--hidden",
         type=hidden_sizes,
-        default="512,256",
-        help="hidden layer widths, comma-separated",
+        help=f"hidden layer widths, comma-separated {resumed('hidden')}",
     )
     p.add_argument(
-        "--activation", choices=("relu", "sigmoid", "tanh"), default="relu", help="of hidden layers"
+        "--activation",
+        choices=("relu", "sigmoid", "tanh"),
+        help=f"of hidden layers {resumed('activation')}",
     )
     p.add_argument(
         "--dropout",
         type=checked(checks.fraction, "dropout probability", float),
-        default=0.0,
-        help="dropout after hidden layers",
+        help=f"dropout after hidden layers {resumed('dropout')}",
     )
     p.add_argument(
         "--epochs",
         type=checked(checks.positive_int, "epochs"),
-        default=10,
-        help="passes over the training set, in all",
+        help=f"passes over the training set, in all {resumed('epochs')}",
     )
     p.add_argument(
         "--batch-size",
         type=checked(checks.positive_int, "batch size"),
-        default=128,
-        help="samples per step",
+        help=f"samples per step {resumed('batch_size')}",
     )
     p.add_argument(
         "--lr",
         type=checked(checks.positive_number, "learning rate", float),
         default=None,
-        help="learning rate (default: 1e-3 for adam/adamw, 0.05 for sgd/momentum)",
+        help="learning rate (default: 1e-3 for adam/adamw, 0.05 for sgd/momentum; when "
+        "resuming, the checkpoint's)",
     )
-    p.add_argument("--optimizer", choices=tuple(OPTIMIZERS), default="adam", help="update rule")
+    p.add_argument(
+        "--optimizer", choices=tuple(OPTIMIZERS), help=f"update rule {resumed('optimizer')}"
+    )
     p.add_argument(
         "--weight-decay",
         type=checked(checks.non_negative_number, "weight decay", float),
         default=None,
-        help="L2 (sgd, adam) or decoupled (adamw) weight decay (default: 0; 0.01 for adamw)",
+        help="L2 (sgd, adam) or decoupled (adamw) weight decay (default: 0; 0.01 for adamw; "
+        "when resuming, the checkpoint's)",
     )
     p.add_argument(
         "--lr-schedule",
@@ -123,14 +145,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--seed",
         type=checked(checks.whole_number, "seed"),
-        default=0,
-        help="initial weights, shuffling and dropout: the same seed repeats a run",
+        help=f"initial weights, shuffling and dropout: the same seed repeats a run "
+        f"{resumed('seed')}",
     )
     p.add_argument(
         "--dtype",
         choices=checks.DTYPES,
-        default="float32",
-        help="of weights and activations (float64: for gradient checks, slower)",
+        help=f"of weights and activations (float64: for gradient checks, slower) "
+        f"{resumed('dtype')}",
     )
     p.add_argument(
         "--precision",
@@ -160,8 +182,9 @@ def build_parser() -> argparse.ArgumentParser:
         type=named_path,
         default=None,
         metavar="RUN.npz",
-        help="continue a run from its checkpoint; --epochs stays the total "
-        "(checkpoints go back into this file unless --save says otherwise)",
+        help="continue a run from its checkpoint, its model, optimizer, seed and dataset with "
+        "it; --epochs stays the total (checkpoints go back into this file unless --save says "
+        "otherwise)",
     )
     g.add_argument(
         "--no-download",
@@ -257,33 +280,73 @@ def check_outputs_spare_the_data(args: argparse.Namespace, data: Dataset) -> Non
 
 
 def resumed_checkpoint(args: argparse.Namespace) -> Checkpoint | None:
-    """The ``--resume`` checkpoint, read and checked in full, or ``None``."""
-    if args.resume is None:
-        return None
-    checkpoint = load_checkpoint(args.resume)
-    if checkpoint.epoch > args.epochs:
+    """The ``--resume`` checkpoint, read and checked in full (``None`` without one), and the
+    settings the command line left out filled in: the checkpoint's, else the defaults."""
+    checkpoint = None if args.resume is None else load_checkpoint(args.resume)
+    stored = {} if checkpoint is None else stored_settings(checkpoint)
+    differences = [
+        f"--{key.replace('_', '-')} {shown(stored[key])} in the file but {shown(given)} here"
+        for key in RUN_SETTINGS
+        if (given := getattr(args, key)) is not None and key in stored and given != stored[key]
+    ]
+    if differences:  # the weights' shapes and the optimizer's state are compared by ``restore``
+        raise CheckpointError(checkpoint.path, "is another run: " + "; ".join(differences))
+    for key, default in {**RUN_SETTINGS, **CHANGEABLE_SETTINGS}.items():
+        if getattr(args, key) is None:
+            setattr(args, key, stored.get(key, default))
+    if checkpoint is not None and checkpoint.epoch > args.epochs:
         raise UsageError(
             f"{args.resume} already holds {checkpoint.epoch} epochs, more than "
             f"--epochs {args.epochs} (--epochs is the total, as when it started)"
         )
-    differences = []
-    if checkpoint.seed != args.seed:
-        differences.append(f"--seed {checkpoint.seed} in the file but {args.seed} here")
-    dataset = checkpoint.run.get("dataset")
-    if dataset is not None and dataset != args.dataset:
-        differences.append(f"--dataset {dataset} in the file but {args.dataset} here")
-    if differences:  # weights and optimizer are compared by ``restore``
-        raise CheckpointError(checkpoint.path, "is another run: " + "; ".join(differences))
     return checkpoint
+
+
+def stored_settings(checkpoint: Checkpoint) -> dict[str, Any]:
+    """The settings a checkpoint holds, as mlp-train's options name them (a checkpoint of
+    ``model.save`` may lack the run's: its dataset, epochs, batch size)."""
+    model = checkpoint.model_settings
+    stored = {
+        "hidden": model["sizes"][1:-1],
+        "activation": model["activation"],
+        "dropout": model["dropout"],
+        "dtype": model["dtype"],
+        "seed": checkpoint.seed,
+    }
+    run = checkpoint.run
+    spec = checkpoint.meta.get("optimizer")
+    if run.get("optimizer") in OPTIMIZERS:
+        stored["optimizer"] = run["optimizer"]
+    elif spec is not None:  # the optimizer's class: SGD with state is mlp-train's momentum
+        name = spec["name"].lower()
+        stored["optimizer"] = "momentum" if name == "sgd" and checkpoint.optimizer_state else name
+    for key in ("dataset", "epochs", "batch_size"):
+        if key in run:
+            stored[key] = run[key]
+    return stored
+
+
+def shown(value: Any) -> str:
+    """A setting as it is typed: ``512,256`` for hidden widths."""
+    return ",".join(map(str, value)) if isinstance(value, list) else str(value)
 
 
 def default_lr(optimizer: str) -> float:
     return 1e-3 if optimizer in ("adam", "adamw") else 0.05
 
 
-def build_optimizer(args: argparse.Namespace) -> Optimizer:
-    extra = {} if args.weight_decay is None else {"weight_decay": args.weight_decay}
-    return make_optimizer(args.optimizer, lr=args.lr or default_lr(args.optimizer), **extra)
+def build_optimizer(args: argparse.Namespace, checkpoint: Checkpoint | None) -> Optimizer:
+    """The optimizer the options name; resumed, with the checkpoint's hyperparameters where
+    the command line gives none (the learning rate and weight decay may change)."""
+    given = {
+        key: value
+        for key, value in (("lr", args.lr), ("weight_decay", args.weight_decay))
+        if value is not None
+    }
+    stored = None if checkpoint is None else checkpoint.build_optimizer()
+    if stored is not None and type(stored) is OPTIMIZERS[args.optimizer]:
+        return type(stored)(**{**stored.hyperparameters(), **given})
+    return make_optimizer(args.optimizer, **{"lr": default_lr(args.optimizer), **given})
 
 
 # ---------------------------------------------------------------------------------- the run
@@ -291,14 +354,15 @@ def run(args: argparse.Namespace, out: Any = None, err: Any = None) -> dict[str,
     """Train as the arguments say, printing per-epoch metrics; returns the final test metrics."""
     out = sys.stdout if out is None else out
     err = sys.stderr if err is None else err
+    checkpoint = resumed_checkpoint(args)  # first: it fills the settings the options omit
     check_options(args)
     backend = get_backend(args.device, precision=args.precision)
     with holding(path for _, path in outputs_of(args)):  # one run per file, refused at start
-        return train_and_report(args, backend, out, err)
+        return train_and_report(args, checkpoint, backend, out, err)
 
 
 def train_and_report(
-    args: argparse.Namespace, backend: Any, out: Any, err: Any
+    args: argparse.Namespace, checkpoint: Checkpoint | None, backend: Any, out: Any, err: Any
 ) -> dict[str, float]:
     """The run itself, holding its files: resume, read the data, train, evaluate, plot."""
 
@@ -306,7 +370,6 @@ def train_and_report(
         if not args.quiet:
             print(message, file=out, flush=True)
 
-    checkpoint = resumed_checkpoint(args)
     data = read_dataset(args.dataset, args, err, quiet=args.quiet, dtype=args.dtype)
     check_outputs_spare_the_data(args, data)
     sizes = [data.X_train.shape[1], *args.hidden, CLASSES[args.dataset]]
@@ -318,7 +381,7 @@ def train_and_report(
         seed=args.seed,
         dropout=args.dropout,
     )
-    optimizer = build_optimizer(args)
+    optimizer = build_optimizer(args, checkpoint)
     history: list[dict[str, Any]] = []
     initial_epoch = 0
     if checkpoint is not None:

@@ -152,10 +152,7 @@ def test_resume_with_another_architecture(data, checkpoint, capsys):
     argv[argv.index("16")] = "24"
     code, _, err = run(train.main, argv, capsys)
     assert code == 1
-    assert one_line(err) == (
-        f"{checkpoint}: does not match this model: sizes [784, 16, 10] in the file but "
-        "[784, 24, 10] here"
-    )
+    assert one_line(err) == f"{checkpoint}: is another run: --hidden 16 in the file but 24 here"
 
 
 def test_resume_with_another_seed_or_optimizer(data, checkpoint, capsys):
@@ -166,25 +163,94 @@ def test_resume_with_another_seed_or_optimizer(data, checkpoint, capsys):
     code, _, err = run(train.main, argv, capsys)
     assert code == 1
     assert (
-        one_line(err) == f"{checkpoint}: does not match this model: optimizer Adam in the "
-        "file but SGD here"
+        one_line(err) == f"{checkpoint}: is another run: --optimizer adam in the file but sgd here"
+    )
+    argv = train_on(data, "--resume", checkpoint, "--seed", "5", "--activation", "tanh")
+    code, _, err = run(train.main, argv, capsys)
+    assert one_line(err) == (  # every difference, in one line
+        f"{checkpoint}: is another run: --activation relu in the file but tanh here; "
+        "--seed 0 in the file but 5 here"
     )
 
 
-@pytest.mark.parametrize(
-    ("saved", "resumed", "difference"),
-    [("sgd", "momentum", "without momentum in the file but with"), ("momentum", "sgd", "with")],
-)
-def test_resume_sgd_with_and_without_momentum(data, tmp_path, capsys, saved, resumed, difference):
+@pytest.mark.parametrize(("saved", "resumed"), [("sgd", "momentum"), ("momentum", "sgd")])
+def test_resume_sgd_with_and_without_momentum(data, tmp_path, capsys, saved, resumed):
     """The same class, other state: refused (it was a KeyError, or momentum silently lost)."""
     path = tmp_path / f"{saved}.npz"
     assert run(train.main, train_on(data, "--optimizer", saved, "--save", path), capsys)[0] == 0
     argv = train_on(data, "--optimizer", resumed, "--resume", path, "--epochs", "2")
     code, _, err = run(train.main, argv, capsys)
     assert code == 1
-    assert one_line(err).startswith(
-        f"{path}: does not match this model: optimizer SGD {difference}"
+    assert one_line(err) == (
+        f"{path}: is another run: --optimizer {saved} in the file but {resumed} here"
     )
+
+
+def test_resume_takes_the_run_from_its_checkpoint(tmp_path, base, capsys):
+    """Only --resume and --epochs typed again: the model, optimizer (its learning rate
+    too), seed, batch size and dataset come from the file, bitwise as an unbroken run."""
+    command = [
+        *base, "--hidden", "24,12", "--activation", "tanh", "--dropout", "0.1",
+        "--optimizer", "momentum", "--lr", "0.02", "--seed", "3", "--batch-size", "50",
+        "--dtype", "float64",
+    ]  # fmt: skip
+    full, part = tmp_path / "full.npz", tmp_path / "part.npz"
+    assert run(train.main, [*command, "--epochs", "3", "--save", full], capsys)[0] == 0
+    assert run(train.main, [*command, "--epochs", "1", "--save", part], capsys)[0] == 0
+    data_dir = base[base.index("--data-dir") + 1]
+    argv = ["--data-dir", data_dir, "--no-download", "--resume", part, "--epochs", "3"]
+    code, out, _ = run(train.main, argv, capsys)
+    assert code == 0, out
+    assert "MLP(784-24-12-10, activation='tanh'" in out and "batch 50" in out
+    assert "SGD(lr=0.02" in out
+    same_checkpoints(full, part)
+    assert load_checkpoint(part).meta["optimizer"]["hyperparameters"]["lr"] == 0.02
+
+
+def test_resume_without_epochs_finishes_the_run(tmp_path, base, capsys, monkeypatch):
+    """--epochs, too, is the checkpoint's: an interrupted run is finished by --resume alone."""
+    path = tmp_path / "run.npz"
+    real_save = train.save_checkpoint
+
+    def stop_after_epoch_1(target, *args, epoch, **kwargs):
+        real_save(target, *args, epoch=epoch, **kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train, "save_checkpoint", stop_after_epoch_1)
+    assert run(train.main, [*base, "--epochs", "3", "--save", path], capsys)[0] == 130
+    monkeypatch.setattr(train, "save_checkpoint", real_save)
+    data_dir = base[base.index("--data-dir") + 1]
+    code, out, _ = run(train.main, ["--data-dir", data_dir, "--resume", path], capsys)
+    assert code == 0 and "resuming" in out and "epoch   3/3" in out
+    assert load_checkpoint(path).epoch == 3
+
+
+def test_resume_may_change_the_learning_rate(tmp_path, base, capsys):
+    path = tmp_path / "run.npz"
+    assert run(train.main, [*base, "--epochs", "1", "--save", path], capsys)[0] == 0
+    argv = [*base, "--epochs", "2", "--resume", path, "--lr", "0.0005", "--batch-size", "64"]
+    code, out, _ = run(train.main, argv, capsys)
+    assert code == 0 and "batch 64" in out
+    assert load_checkpoint(path).meta["optimizer"]["hyperparameters"]["lr"] == 0.0005
+
+
+def test_resume_of_a_library_checkpoint(tmp_path, dataset, capsys):
+    """A checkpoint of model.save, with no run recorded: its model and optimizer are taken,
+    the rest defaults (Fashion-MNIST's 10 classes)."""
+    from mlp import MLP, SGD
+    from mlp.data import load_dataset
+
+    data = load_dataset("fashion-mnist", dataset)
+    model = MLP([784, 20, 10], activation="sigmoid", seed=4)
+    model.fit(data.X_train, data.y_train, epochs=2, optimizer=SGD(lr=0.1, momentum=0.5))
+    path = model.save(tmp_path / "lib.npz")
+    assert load_checkpoint(path).epoch == 2  # the epochs fit trained
+    argv = ["--data-dir", dataset, "--resume", path, "--epochs", "3", "--quiet"]
+    code, _, err = run(train.main, argv, capsys)
+    assert code == 0, err
+    stored = load_checkpoint(path)
+    assert stored.epoch == 3 and stored.model_settings["activation"] == "sigmoid"
+    assert stored.meta["optimizer"]["hyperparameters"]["momentum"] == 0.5
 
 
 def test_resume_past_the_total_is_a_usage_error(data, tmp_path, capsys):

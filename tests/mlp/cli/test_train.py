@@ -152,13 +152,21 @@ def test_help(env, tmp_path):
         assert option in result.stdout
     help_text = " ".join(result.stdout.split())  # argparse wraps lines anywhere
     for default in ("512,256", "10", "128", "adam", "fashion-mnist", "float32"):
-        assert f"(default: {default})" in help_text
+        assert f"(default: {default}, or the resumed checkpoint's)" in help_text
 
 
-def test_hidden_default_is_parsed():
-    from mlp.cli.train import build_parser
+def test_defaults_fill_what_a_fresh_run_leaves_out():
+    from mlp.cli.train import build_parser, resumed_checkpoint
 
-    assert build_parser().parse_args([]).hidden == [512, 256]
+    args = build_parser().parse_args(["--epochs", "3"])
+    assert args.hidden is None  # not given: a resumed run would take its checkpoint's
+    assert resumed_checkpoint(args) is None
+    assert (args.hidden, args.epochs, args.optimizer, args.dataset) == (
+        [512, 256],
+        3,
+        "adam",
+        "fashion-mnist",
+    )
 
 
 @pytest.mark.parametrize(
