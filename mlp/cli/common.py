@@ -140,6 +140,17 @@ def checked(
     return parse
 
 
+def add_checkpoint_argument(parser: argparse.ArgumentParser) -> None:
+    """``--checkpoint RUN.npz``, the saved model that mlp-eval, -export and -predict read."""
+    parser.add_argument(
+        "--checkpoint",
+        type=named_path,
+        required=True,
+        metavar="RUN.npz",
+        help="a checkpoint written by mlp-train --save or model.save",
+    )
+
+
 def hidden_sizes(text: str) -> list[int]:
     """``"512,256"`` → ``[512, 256]``; ``""`` or ``"none"`` → no hidden layer."""
     if text.strip().lower() in ("", "none"):

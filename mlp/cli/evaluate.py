@@ -23,6 +23,7 @@ from .common import (
     DATA_DIR_HELP,
     OneLineParser,
     UsageError,
+    add_checkpoint_argument,
     device_spec,
     named_path,
     read_dataset,
@@ -39,13 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog=PROG,
         description="Evaluate a saved MLP on a test set.",
     )
-    p.add_argument(
-        "--checkpoint",
-        type=named_path,
-        required=True,
-        metavar="RUN.npz",
-        help="a checkpoint written by mlp-train --save or model.save",
-    )
+    add_checkpoint_argument(p)
     p.add_argument(
         "--dataset",
         choices=DATASETS,

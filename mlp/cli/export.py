@@ -19,7 +19,13 @@ from typing import Any
 from ..checkpoint import load_checkpoint
 from ..export import IR_VERSION, OPSET, output_name
 from ..model import MLP
-from .common import OneLineParser, UsageError, named_path, output_file, report_errors
+from .common import (
+    OneLineParser,
+    UsageError,
+    add_checkpoint_argument,
+    output_file,
+    report_errors,
+)
 
 PROG = "mlp-export"
 
@@ -30,13 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
         description=f"Export a saved MLP as an ONNX graph (opset {OPSET}, IR version "
         f"{IR_VERSION}).",
     )
-    p.add_argument(
-        "--checkpoint",
-        type=named_path,
-        required=True,
-        metavar="RUN.npz",
-        help="a checkpoint written by mlp-train --save or model.save",
-    )
+    add_checkpoint_argument(p)
     p.add_argument(
         "--onnx",
         type=output_file,

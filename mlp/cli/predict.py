@@ -32,6 +32,7 @@ from ..model import MLP
 from .common import (
     OneLineParser,
     UsageError,
+    add_checkpoint_argument,
     checked,
     device_spec,
     named_path,
@@ -69,13 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
         "rows or 28×28 images, or a .csv file of a sample per row, its numbers the model's "
         "inputs as they are (pixels scaled to 0..1, not 0..255)",
     )
-    p.add_argument(
-        "--checkpoint",
-        type=named_path,
-        required=True,
-        metavar="RUN.npz",
-        help="a checkpoint written by mlp-train --save or model.save",
-    )
+    add_checkpoint_argument(p)
     p.add_argument(
         "--top",
         type=checked(checks.positive_int, "top"),
