@@ -103,6 +103,8 @@ class OneLineParser(argparse.ArgumentParser):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("formatter_class", HelpFormatter)
+        if kwargs.get("description"):  # a module docstring as the description: plain text
+            kwargs["description"] = kwargs["description"].replace("``", "")
         super().__init__(*args, **kwargs)
         self.add_argument(
             "--version", action="version", version=f"%(prog)s {VERSION} ({DISTRIBUTION})"

@@ -6,9 +6,14 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
+from backends.errors import DISTRIBUTION
+from mlp.version import VERSION
 from tests.helpers import ROOT, assert_one_line, run_module
 
 
@@ -40,3 +45,21 @@ def test_usage_errors_are_one_line(argv):
     done = run_module(*argv)
     assert_one_line(done, f"python -m {argv[0]}", 2)
     assert "usage:" not in done.stderr and not (ROOT / "unused-folder").exists()
+
+
+@pytest.mark.parametrize(
+    "command",
+    ["mlp-train", "mlp-eval", "mlp-export", "mlp-predict", "mlp.cli.download", "bench.ops"],
+)
+def test_every_command_has_a_version_and_plain_help(command):
+    """``--version`` names the version and the distribution; ``--help`` shows no reST."""
+    runner = [str(Path(sys.executable).parent / command)]
+    if "." in command:
+        runner = [sys.executable, "-m", command]
+    shown = {}
+    for flag in ("--version", "--help"):
+        result = subprocess.run([*runner, flag], capture_output=True, text=True, cwd=ROOT)
+        assert result.returncode == 0, result.stderr
+        shown[flag] = result.stdout
+    assert shown["--version"].split()[-2:] == [VERSION, f"({DISTRIBUTION})"]
+    assert "usage:" in shown["--help"] and "``" not in shown["--help"]
