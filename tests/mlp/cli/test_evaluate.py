@@ -162,3 +162,19 @@ def test_a_confusion_matrix_is_shown_only_where_it_is_readable(data, tmp_path, c
     # the matrix (a header and a row per class), then the per-class table (its title, a
     # header, a row per class and the macro average)
     assert len(out.splitlines()) == 7 + evaluate.MAX_SHOWN_CLASSES + 3 + evaluate.MAX_SHOWN_CLASSES
+
+
+def test_eval_of_a_library_checkpoint_shows_the_epochs_fit_trained(data, tmp_path, capsys):
+    """model.save after fit records its epochs (it said "(epoch 0)" after any training)."""
+    from mlp.data import load_dataset
+
+    train_set = load_dataset("fashion-mnist", data)
+    model = MLP([784, 16, 10], seed=2)
+    model.fit(train_set.X_train, train_set.y_train, epochs=2)
+    saved = model.save(tmp_path / "lib.npz")
+    code, out, _ = run(evaluate.main, ["--checkpoint", saved, "--data-dir", data], capsys)
+    assert code == 0
+    assert f"from {saved} (epoch 2)" in out.splitlines()[0]
+    lines = out.splitlines()
+    first = lines[lines.index("per class:") + 2].split()
+    assert first[0] == "0" and float(first[1]) >= 0  # no names, no dataset: classes by number
