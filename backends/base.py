@@ -7,6 +7,11 @@ The default bodies, written against the array module ``self.xp`` (NumPy or CuPy)
 and those only compute. Ops come in forward/backward pairs whose backward needs only the
 forward's output, and every op that makes an array takes ``out=``, so a training step runs
 without allocating.
+
+Arrays of other libraries (PyTorch, JAX, CuPy, anything that speaks DLPack or the CUDA array
+interface) come in through one method, ``Backend.adopt``: it asks the array where it lives
+(``__dlpack_device__``, before importing anything) and uses its memory in place where that is
+this backend's device, or says where it is and how to fix that.
 """
 
 from __future__ import annotations
@@ -30,6 +35,70 @@ from .operands import (
     check_same_shape,
     check_shape,
 )
+
+#: DLPack's device types (the first of ``__dlpack_device__()``), named for messages.
+DLPACK_DEVICES = {
+    1: "cpu", 2: "cuda", 3: "cuda_host", 4: "opencl", 7: "vulkan", 8: "metal", 9: "vpi",
+    10: "rocm", 11: "rocm_host", 12: "ext_dev", 13: "cuda_managed", 14: "oneapi", 15: "webgpu",
+    16: "hexagon", 17: "maia",
+}  # fmt: skip
+KDLCPU, KDLCUDA, KDLCUDA_MANAGED = 1, 2, 13
+#: Device types whose memory the host reads in place (those ``np.from_dlpack`` takes).
+HOST_READABLE = frozenset({KDLCPU, 3, 11, KDLCUDA_MANAGED})  # 3, 11: pinned CUDA, ROCm host
+
+
+def array_location(a: Any) -> tuple[int, int | None] | None:
+    """Where ``a``'s memory is, as DLPack numbers it: ``(device type, index)`` from
+    ``__dlpack_device__()`` (kDLCPU = 1, kDLCUDA = 2, …); ``(kDLCUDA, None)`` for an object
+    with only ``__cuda_array_interface__`` (its pointer knows which GPU); ``None`` for one with
+    neither (a list, an object with ``__array__`` or a buffer: host memory). Asking costs no
+    import, so a CUDA tensor can be refused on a machine without CuPy."""
+    probe = getattr(a, "__dlpack_device__", None)
+    if probe is not None:
+        kind, index = probe()
+        return int(kind), int(index)
+    if hasattr(a, "__cuda_array_interface__"):
+        return KDLCUDA, None
+    return None
+
+
+def host_view(a: Any) -> np.ndarray:
+    """``a``, in host memory, as a NumPy array sharing that memory where its library lets it:
+    DLPack first (PyTorch, JAX), else ``np.asarray`` (``__array__``, the buffer protocol; a
+    list is copied, a ragged one raises ``ValueError``)."""
+    if isinstance(a, np.ndarray):
+        return a
+    if hasattr(a, "__dlpack__"):
+        try:
+            return np.from_dlpack(a)
+        except (BufferError, RuntimeError, TypeError):  # a dtype NumPy's DLPack lacks, say
+            if not hasattr(a, "__array__"):
+                raise
+    return np.asarray(a)
+
+
+def _type_name(a: Any) -> str:
+    """``a``'s type as its user writes it: ``torch.Tensor``, ``cupy.ndarray``."""
+    return f"{type(a).__module__.partition('.')[0]}.{type(a).__qualname__}"
+
+
+def _refuse_grad(a: Any) -> None:
+    if getattr(a, "requires_grad", False) is True:
+        raise TypeError(
+            f"a {_type_name(a)} that requires grad: pass x.detach() (the model reads its values; "
+            "it does not backpropagate into them)"
+        )
+
+
+def _move_hint(a: Any, device: str) -> str:
+    """How to move ``a`` to ``device`` in its own library, where we know it."""
+    library = type(a).__module__.partition(".")[0]
+    if device == "cpu":
+        to_host = {"torch": "x.cpu()", "cupy": "x.get()", "jax": "jax.device_get(x)"}
+        how = to_host.get("jax" if library == "jaxlib" else library)
+    else:
+        how = f"x.to('{device}')" if library == "torch" else None
+    return f"move it to {device} first" + (f" ({how})" if how else "")
 
 
 class Backend:
@@ -117,6 +186,49 @@ class Backend:
 
     def is_array(self, a: Any) -> bool:
         return isinstance(a, self.array_type)
+
+    def adopt(self, a: Any) -> Any:
+        """``a``, an array of any library, in place: where its memory is on this backend's
+        device (a CUDA tensor or CuPy array on this GPU) an array of this backend sharing it,
+        strides and dtype as they are; where it is host memory (a NumPy array, a CPU tensor,
+        a list) a NumPy view of it, which on the CPU is this backend's array and for a GPU
+        is uploaded by ``asarray``, its dtype converted on the host first as ever. Anything
+        elsewhere (another GPU, a CUDA tensor for the CPU) raises a one-line ``TypeError``
+        that names where it is and the fix; so does a tensor that requires grad.
+        """
+        _refuse_grad(a)
+        location = array_location(a)
+        if location is None or location[0] in HOST_READABLE:
+            return host_view(a)
+        return self._adopt(a, location)
+
+    def adopt_on_host(self, a: Any) -> np.ndarray:
+        """``a`` as a host NumPy array, for values checked on the host (labels, sample
+        weights): host memory in place, this backend's device memory copied back, memory
+        anywhere else refused as ``adopt`` refuses it."""
+        adopted = self.adopt(a)
+        return adopted if isinstance(adopted, np.ndarray) else self.to_numpy(adopted)
+
+    def _adopt(self, a: Any, location: tuple[int, int | None]) -> Any:
+        """``adopt``'s body for memory off the host: a backend whose device is elsewhere
+        adopts what lives there; this one, none."""
+        raise self._refusal(a, location)
+
+    def _refusal(self, a: Any, location: tuple[int, int | None]) -> TypeError:
+        """The error for an array this backend cannot use where it is: where, and the fix."""
+        device_type, index = location
+        where = DLPACK_DEVICES.get(device_type, f"DLPack device type {device_type}")
+        where = where if index is None else f"{where}:{index}"
+        refused = f"a {_type_name(a)} on {where} cannot be used on {self.device}"
+        if device_type not in (KDLCUDA, KDLCUDA_MANAGED):
+            return TypeError(
+                f"{refused} (models compute on the CPU or CUDA GPUs): {_move_hint(a, self.device)}"
+            )
+        gpu = "cuda" if index is None else f"cuda:{index}"
+        return TypeError(
+            f"{refused}: use a model on {gpu} (MLP(..., device='{gpu}')) or "
+            f"{_move_hint(a, self.device)}"
+        )
 
     def check_device(self, *arrays: Any) -> None:
         """Raise a ``TypeError`` that names the fix when an array (``None`` is skipped)

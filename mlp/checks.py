@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from backends import ACTIVATIONS
+from backends import ACTIVATIONS, Backend
 
 from .errors import DataError, InvalidArgument
 
@@ -136,10 +136,11 @@ def model_dtype(dtype: Any) -> np.dtype:
 
 
 # ---------------------------------------------------------------------------------- data
-def as_table(X: Any) -> np.ndarray:
-    """A host array from any array-like; rows of different lengths are a mistake."""
+def as_table(X: Any, backend: Backend) -> Any:
+    """``X``, any array or array-like, as an array of ``backend`` (``Backend.adopt``: in place
+    where it already lives on that device); rows of different lengths are a mistake."""
     try:
-        return np.asarray(X)
+        return backend.adopt(X)
     except ValueError as exc:
         raise DataError(f"inputs are not a numeric table: {exc}") from None
 

@@ -47,7 +47,9 @@ class MLP:
     ``loss="cross_entropy"`` (the default) trains on integer class labels: a softmax over
     two or more outputs, a sigmoid over one (two classes); ``loss="squared_error"`` on float
     targets, a column per output (``mlp/losses.py``).
-    Inputs may be float arrays, or uint8 images which are scaled to [0, 1] on the device.
+    Inputs may be float arrays, or uint8 images which are scaled to [0, 1] on the device, of
+    NumPy or of any library that speaks DLPack (PyTorch, JAX, CuPy): one already on the
+    model's device is used in place, not copied (``Backend.adopt``).
     """
 
     def __init__(
@@ -289,14 +291,13 @@ class MLP:
 
     # ------------------------------------------------------------------ data entering the model
     def device_inputs(self, X: Any, backend: Backend | None = None) -> tuple[Any, float]:
-        """Inputs checked and uploaded once (to ``backend``, by default the model's): uint8
-        stays compact (scaled per batch), floats become ``dtype``. Returns the device array
-        and the scale its batches take."""
+        """Inputs checked and put on ``backend``'s device (by default the model's) once per
+        call, through ``Backend.adopt``: an array already there is used in place (a CPU
+        tensor on the CPU, a CUDA tensor on its GPU), host data is uploaded once. uint8 stays
+        compact (scaled per batch); other dtypes become ``dtype``, a copy where they differ.
+        Returns the device array and the scale its batches take."""
         be = self.backend if backend is None else backend
-        if not be.is_array(X):
-            if type(X).__module__.startswith("cupy"):
-                be.check_device(X)  # a GPU array handed to a CPU model: say how to fix it
-            X = checks.as_table(X)
+        X = checks.as_table(X, be)
         checks.inputs(X, self.sizes[0])
         if X.dtype == np.uint8:
             return be.asarray(X), UINT8_SCALE
@@ -308,9 +309,10 @@ class MLP:
 
     def device_targets(self, y: Any, rows: int, backend: Backend | None = None) -> Any:
         """Targets checked against the loss and the output layer, on the device: class labels
-        as an (n, 1) int32 column, regression targets as (n, outputs) of ``dtype``."""
+        as an (n, 1) int32 column, regression targets as (n, outputs) of ``dtype``. They are
+        checked on the host (``Backend.adopt_on_host``: a copy only from a GPU)."""
         be = self.backend if backend is None else backend
-        y = be.to_numpy(y) if be.is_array(y) else np.asarray(y)
+        y = be.adopt_on_host(y)
         return be.asarray(self.loss_function.host_targets(y, rows, self.dtype))
 
     def device_weights(self, weights: Any, rows: int, backend: Backend | None = None) -> Any:
@@ -318,7 +320,10 @@ class MLP:
         if weights is None:
             return None
         be = self.backend if backend is None else backend
-        weights = be.to_numpy(weights) if be.is_array(weights) else weights
+        try:
+            weights = be.adopt_on_host(weights)  # checked on the host, as targets are
+        except ValueError:  # a ragged list
+            raise DataError(f"sample weights must be numbers, got {weights!r:.60}") from None
         return be.asarray(checks.sample_weights(weights, rows, self.dtype).reshape(-1, 1))
 
     def check_trainable(self) -> None:
@@ -379,13 +384,21 @@ class MLP:
         return be, out
 
     def forward(self, X: Any) -> Any:
-        """Outputs (logits, or ``output_activation`` values) for ``X``, on the model's device."""
+        """Outputs (logits, or ``output_activation`` values) for ``X``, an (n, outputs) array
+        of ``dtype`` on the model's device: a ``numpy.ndarray`` on the CPU, a
+        ``cupy.ndarray`` on CUDA, made for this call alone, so the caller owns it (no later
+        call writes into it).
+
+        Both speak DLPack, so ``torch.from_dlpack(model.forward(x))`` (or JAX's, or CuPy's
+        ``from_dlpack``) is a tensor sharing its memory, on the same device, with no copy.
+        """
         return self._outputs(X)[1]
 
     def predict_proba(self, X: Any) -> np.ndarray:
-        """Class probabilities as a NumPy array, a column per class (two for one sigmoid
-        output), or, for an inference model built with ``output_activation``, that
-        activation's outputs. A regression model has none."""
+        """Class probabilities as a NumPy array on the host (``torch.from_numpy`` shares
+        it), a column per class (two for one sigmoid output), or, for an inference model
+        built with ``output_activation``, that activation's outputs. A regression model has
+        none."""
         if self.output_activation is None and not self.loss_function.classifies:
             raise InvalidArgument("a squared_error model has no class probabilities: use predict")
         be, out = self._outputs(X)
@@ -396,7 +409,7 @@ class MLP:
 
     def predict(self, X: Any) -> np.ndarray:
         """Predicted labels (or, for regression, values: (n,) for one output, else (n,
-        outputs)) as a NumPy array."""
+        outputs)) as a NumPy array on the host."""
         be, out = self._outputs(X)
         with be.activated():
             if self.output_activation is None:

@@ -2,7 +2,8 @@
 # The prepared check for a GPU machine (`make gpu-check`): its own python3, nothing installed,
 # no network. Runs the CUDA tests (skips are failures: among them the new losses, the
 # scikit-learn estimators on device="cuda", early stopping and schedules with a recorded
-# step), short CPU-vs-GPU training runs (one with --early-stopping) on Fashion-MNIST where
+# step; PyTorch CUDA tensors in and out with no copy, which alone may skip: where python3
+# has no CUDA PyTorch), short CPU-vs-GPU training runs (one with --early-stopping) on Fashion-MNIST where
 # the run carried it in data/fashion-mnist (`make gpu-check-data`), else on synthetic data of
 # its shape, and the benchmark; results go under $OUT.
 # Budget: under 6 minutes in all (stage limits add up to 375 s, typical run far less).

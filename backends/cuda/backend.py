@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from ..base import KDLCUDA, KDLCUDA_MANAGED
 from ..errors import BackendUnavailable, install_hint
 from ..operands import LOSSES
 from ..xp_backend import XpBackend, adam_scalars
@@ -87,6 +88,26 @@ class CupyBackend(XpBackend):
 
     def to_numpy(self, a: Any) -> np.ndarray:
         return self.xp.asnumpy(a)
+
+    def _adopt(self, a: Any, location: tuple[int, int | None]) -> Any:
+        """GPU memory on this device in place: a CuPy array as it is, anything speaking DLPack
+        through ``cupy.from_dlpack``, the CUDA array interface through ``cupy.asarray``
+        (views, no copy)."""
+        if location[0] not in (KDLCUDA, KDLCUDA_MANAGED):
+            return super()._adopt(a, location)
+        if location[1] not in (None, self.index):
+            raise self._refusal(a, location)
+        cupy = self.xp
+        with self._device:
+            if isinstance(a, cupy.ndarray):
+                adopted = a
+            elif hasattr(a, "__dlpack__"):
+                adopted = cupy.from_dlpack(a)
+            else:
+                adopted = cupy.asarray(a)
+        if adopted.data.device_id != self.index:  # an interface's pointer knows its GPU
+            raise self._refusal(a, (KDLCUDA, adopted.data.device_id))
+        return adopted
 
     def empty(self, shape: Any, dtype: Any = np.float32) -> Any:
         with self._device:

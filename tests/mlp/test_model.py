@@ -257,10 +257,15 @@ def test_to_device_round_trip_keeps_predictions_and_optimizer_state(device, prob
 
 
 def test_inputs_from_another_device_say_how_to_move_them():
-    fake = type("ndarray", (), {"__module__": "cupy._core.core", "shape": (2, 6)})()
+    attributes = {"__module__": "cupy._core.core", "__dlpack_device__": lambda self: (2, 0)}
+    fake = type("ndarray", (), attributes)()  # a CuPy array on the first GPU, as DLPack says
     model = MLP([6, 4, 3])
-    with pytest.raises(TypeError, match=r"backend\.asarray"):
+    with pytest.raises(TypeError) as info:
         model.predict(fake)
+    assert str(info.value) == (
+        "a cupy.ndarray on cuda:0 cannot be used on cpu: use a model on cuda:0 "
+        "(MLP(..., device='cuda:0')) or move it to cpu first (x.get())"
+    )
 
 
 # ---------------------------------------------------------------------- errors
