@@ -55,8 +55,16 @@ RUN_SETTINGS: dict[str, Any] = {
     "optimizer": "adam",
     "seed": 0,
 }
-#: Settings a resumed run takes from its checkpoint too, unless the command line changes them.
-CHANGEABLE_SETTINGS: dict[str, Any] = {"epochs": 10, "batch_size": 128}
+#: Settings a resumed run takes from its checkpoint too, unless the command line changes them
+#: (``lr``: the rate the run started from, before any schedule lowered it).
+CHANGEABLE_SETTINGS: dict[str, Any] = {
+    "epochs": 10,
+    "batch_size": 128,
+    "lr": None,
+    "lr_schedule": None,
+    "validation_split": 0.0,
+    "early_stopping": None,
+}
 
 
 class RunStopped(MLPError, RuntimeError):
@@ -66,8 +74,7 @@ class RunStopped(MLPError, RuntimeError):
 def resumed(key: str) -> str:
     """The help's note on a setting a resumed run takes from its checkpoint."""
     default = {**RUN_SETTINGS, **CHANGEABLE_SETTINGS}[key]
-    shown = ",".join(map(str, default)) if isinstance(default, list) else default
-    return f"(default: {shown}, or the resumed checkpoint's)"
+    return f"(default: {shown(default)}, or the resumed checkpoint's)"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -125,14 +132,15 @@ def build_parser() -> argparse.ArgumentParser:
         choices=tuple(SCHEDULES),
         default=None,
         help="the learning rate per epoch: step (x0.1 every 10), cosine (to 0 at --epochs), "
-        "plateau (x0.1 after 5 epochs without a lower validation loss)",
+        "plateau (x0.1 after 5 epochs without a lower validation loss); when resuming, the "
+        "checkpoint's",
     )
     p.add_argument(
         "--validation-split",
         type=checked(checks.fraction, "validation split", float),
-        default=0.0,
         help="hold out this fraction of the training images (the last ones) and watch them, "
-        "not the test set, each epoch (default: watch the test set)",
+        "not the test set, each epoch (default: watch the test set; when resuming, the "
+        "checkpoint's)",
     )
     p.add_argument(
         "--early-stopping",
@@ -140,7 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="PATIENCE",
         help="stop after PATIENCE epochs without a lower validation loss, the best "
-        "epoch's weights kept",
+        "epoch's weights kept (when resuming, the checkpoint's)",
     )
     p.add_argument(
         "--seed",
@@ -314,21 +322,50 @@ def stored_settings(checkpoint: Checkpoint) -> dict[str, Any]:
         "seed": checkpoint.seed,
     }
     run = checkpoint.run
+    for key in ("dataset", "optimizer", *CHANGEABLE_SETTINGS):
+        if key in run:
+            try:
+                stored[key] = STORED_RUN_CHECKS[key](run[key])
+            except (InvalidArgument, TypeError) as exc:
+                raise CheckpointError(checkpoint.path, f"unusable run settings ({exc})") from None
     spec = checkpoint.meta.get("optimizer")
-    if run.get("optimizer") in OPTIMIZERS:
-        stored["optimizer"] = run["optimizer"]
-    elif spec is not None:  # the optimizer's class: SGD with state is mlp-train's momentum
+    if "optimizer" not in stored and spec is not None:  # SGD with state: mlp-train's momentum
         name = spec["name"].lower()
         stored["optimizer"] = "momentum" if name == "sgd" and checkpoint.optimizer_state else name
-    for key in ("dataset", "epochs", "batch_size"):
-        if key in run:
-            stored[key] = run[key]
     return stored
 
 
+def _one_of(name: str, allowed: Any, none: bool = False) -> Any:
+    def check(value: Any) -> Any:
+        if (value is None and none) or (isinstance(value, str) and value in allowed):
+            return value
+        raise InvalidArgument(f"{name} {value!r} is not one of {', '.join(allowed)}")
+
+    return check
+
+
+def _optional(check: Any) -> Any:
+    return lambda value: None if value is None else check(value)
+
+
+#: The checks of a run's settings read back from a checkpoint (as the options check them).
+STORED_RUN_CHECKS: dict[str, Any] = {
+    "dataset": _one_of("dataset", DATASETS),
+    "optimizer": _one_of("optimizer", OPTIMIZERS),
+    "epochs": lambda value: checks.positive_int("epochs", value),
+    "batch_size": lambda value: checks.positive_int("batch size", value),
+    "lr": _optional(lambda value: checks.positive_number("learning rate", value)),
+    "lr_schedule": _one_of("lr schedule", SCHEDULES, none=True),
+    "validation_split": lambda value: checks.fraction("validation split", value),
+    "early_stopping": _optional(lambda value: checks.positive_int("patience", value)),
+}
+
+
 def shown(value: Any) -> str:
-    """A setting as it is typed: ``512,256`` for hidden widths."""
-    return ",".join(map(str, value)) if isinstance(value, list) else str(value)
+    """A setting as it is typed: ``512,256`` for hidden widths, ``none`` for no hidden layer."""
+    if isinstance(value, list):
+        return ",".join(map(str, value)) or "none"
+    return str(value)
 
 
 def default_lr(optimizer: str) -> float:
@@ -337,7 +374,9 @@ def default_lr(optimizer: str) -> float:
 
 def build_optimizer(args: argparse.Namespace, checkpoint: Checkpoint | None) -> Optimizer:
     """The optimizer the options name; resumed, with the checkpoint's hyperparameters where
-    the command line gives none (the learning rate and weight decay may change)."""
+    the command line gives none (the learning rate and weight decay may change). The rate is
+    the one the run started from (``args.lr``, settled from the checkpoint's run): the stored
+    optimizer's is where a schedule had lowered it."""
     given = {
         key: value
         for key, value in (("lr", args.lr), ("weight_decay", args.weight_decay))
@@ -372,15 +411,18 @@ def train_and_report(
 
     data = read_dataset(args.dataset, args, err, quiet=args.quiet, dtype=args.dtype)
     check_outputs_spare_the_data(args, data)
-    sizes = [data.X_train.shape[1], *args.hidden, CLASSES[args.dataset]]
-    model = MLP(
-        sizes,
-        activation=args.activation,
-        device=backend,
-        dtype=args.dtype,
-        seed=args.seed,
-        dropout=args.dropout,
-    )
+    if checkpoint is None:
+        sizes = [data.X_train.shape[1], *args.hidden, CLASSES[args.dataset]]
+        model = MLP(
+            sizes,
+            activation=args.activation,
+            device=backend,
+            dtype=args.dtype,
+            seed=args.seed,
+            dropout=args.dropout,
+        )
+    else:  # every setting the model was built with (its init too), the options' agreeing
+        model = MLP(**checkpoint.model_settings, device=backend)
     optimizer = build_optimizer(args, checkpoint)
     history: list[dict[str, Any]] = []
     initial_epoch = 0
@@ -487,6 +529,10 @@ class Outputs:
             "batch_size": args.batch_size,
             "epochs": args.epochs,
             "optimizer": args.optimizer,
+            "lr": optimizer.lr,  # where the run starts, before a schedule lowers it
+            "lr_schedule": args.lr_schedule,
+            "validation_split": args.validation_split,
+            "early_stopping": args.early_stopping,
         }
 
     def end_epoch(self, record: dict[str, Any]) -> None:

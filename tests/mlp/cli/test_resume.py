@@ -37,9 +37,13 @@ def same_checkpoints(a: Path, b: Path) -> None:
     [
         ["--optimizer", "adam", "--dropout", "0.2"],
         ["--optimizer", "momentum", "--activation", "tanh", "--dtype", "float64"],
+        ["--lr-schedule", "cosine", "--validation-split", "0.2"],
+        ["--lr-schedule", "step", "--early-stopping", "5", "--lr", "0.003"],
     ],
 )
 def test_resume_ends_bitwise_equal_to_an_unbroken_run(tmp_path, base, capsys, monkeypatch, options):
+    """The settings, a schedule's starting rate and a validation split included, come back
+    from the checkpoint: --resume alone continues as if never stopped."""
     command = [*base, "--epochs", "4", "--batch-size", "64", "--seed", "7", *options]
     full, part = tmp_path / "full.npz", tmp_path / "part.npz"
     assert run(train.main, [*command, "--save", full], capsys)[0] == 0
@@ -58,7 +62,8 @@ def test_resume_ends_bitwise_equal_to_an_unbroken_run(tmp_path, base, capsys, mo
     monkeypatch.setattr(train, "save_checkpoint", real_save)
     assert load_checkpoint(part).epoch == 2
 
-    code, out, _ = run(train.main, [*command, "--save", part, "--resume", part], capsys)
+    resumed = [*base, "--resume", part]  # the run's settings come from the checkpoint
+    code, out, _ = run(train.main, resumed, capsys)
     assert code == 0
     assert f"resuming {part} after epoch 2 of 4" in out
     assert "epoch   1/4" not in out and "epoch   3/4" in out and "epoch   4/4" in out
@@ -234,6 +239,17 @@ def test_resume_may_change_the_learning_rate(tmp_path, base, capsys):
     assert load_checkpoint(path).meta["optimizer"]["hyperparameters"]["lr"] == 0.0005
 
 
+def test_resume_with_unusable_run_settings(tmp_path, base, capsys):
+    from mlp import MLP
+
+    path = MLP([784, 8, 10]).save(tmp_path / "odd.npz", run={"batch_size": 0})
+    code, _, err = run(train.main, [*base, "--resume", path], capsys)
+    assert code == 1
+    assert one_line(err) == (
+        f"{path}: unusable run settings (batch size must be a positive integer, got 0)"
+    )
+
+
 def test_resume_of_a_library_checkpoint(tmp_path, dataset, capsys):
     """A checkpoint of model.save, with no run recorded: its model and optimizer are taken,
     the rest defaults (Fashion-MNIST's 10 classes)."""
@@ -241,7 +257,7 @@ def test_resume_of_a_library_checkpoint(tmp_path, dataset, capsys):
     from mlp.data import load_dataset
 
     data = load_dataset("fashion-mnist", dataset)
-    model = MLP([784, 20, 10], activation="sigmoid", seed=4)
+    model = MLP([784, 20, 10], activation="sigmoid", seed=4, init="xavier")
     model.fit(data.X_train, data.y_train, epochs=2, optimizer=SGD(lr=0.1, momentum=0.5))
     path = model.save(tmp_path / "lib.npz")
     assert load_checkpoint(path).epoch == 2  # the epochs fit trained
