@@ -136,6 +136,13 @@ def read_npy(path: Path, width: int) -> tuple[np.ndarray, bool]:
     """A ``.npy`` file's rows: one row of ``width``, an (n, width) table, or, for a model of
     784 inputs, a 28×28 image or a stack of them. Whether it is a table comes second."""
     try:
+        with open(path, "rb") as f:
+            magic = f.read(len(np.lib.format.MAGIC_PREFIX))
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read it: {exc.strerror or exc}") from None
+    if magic != np.lib.format.MAGIC_PREFIX and not magic.startswith(b"PK"):
+        raise DataError(f"{path}: not a .npy file (save one with numpy.save)")
+    try:
         # mapped, not read: only the bytes in the file are touched, so a header declaring
         # terabytes is refused by its file's size instead of allocated
         array = np.load(path, mmap_mode="r", allow_pickle=False)
@@ -146,6 +153,11 @@ def read_npy(path: Path, width: int) -> tuple[np.ndarray, bool]:
         raise DataError(f"{path}: an .npz archive of several arrays; expected one .npy array")
     if array.dtype.kind not in "fiub":
         raise DataError(f"{path}: expected numbers, got an array of dtype {array.dtype}")
+    if array.dtype.kind in "iu" and array.dtype != np.uint8:  # pixels, or inputs? unclear
+        raise DataError(
+            f"{path}: integers of dtype {array.dtype}: save pixels as uint8 (0..255, scaled "
+            "by the model) or inputs as floats (as the model takes them)"
+        )
     shape = array.shape
     if array.ndim in (1, 2) and shape[-1] == width:
         return np.array(array).reshape(-1, width), array.ndim == 2

@@ -87,7 +87,7 @@ def image_input(image: Any) -> np.ndarray:
     """
     Image = require_pillow()
     ImageOps = require("PIL.ImageOps", "images", "reading images", package="pillow")
-    pixels = grayscale(ImageOps.exif_transpose(image))
+    pixels = grayscale(upright(ImageOps, image))
     background = float(np.median(border(pixels)))
     if background > MIDDLE_GREY:
         pixels = 255 - pixels
@@ -99,6 +99,17 @@ def image_input(image: Any) -> np.ndarray:
         resample = Image.Resampling.BOX if shrinking else Image.Resampling.LANCZOS
         square = np.asarray(Image.fromarray(square).resize(IMAGE_SHAPE[::-1], resample))
     return np.ascontiguousarray(square, dtype=np.uint8).reshape(IMAGE_INPUTS)
+
+
+def upright(ImageOps: Any, image: Any) -> Any:
+    """The picture turned as its EXIF orientation says; a corrupt EXIF block (which Pillow
+    warns of, or fails on) leaves it as stored: the pixels themselves are fine."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        try:
+            return ImageOps.exif_transpose(image)
+        except (SyntaxError, ValueError, OSError, EOFError, KeyError, TypeError):
+            return image
 
 
 def grayscale(image: Any) -> np.ndarray:

@@ -247,6 +247,20 @@ def npy_with_nan(folder):
     return folder / "nan.npy", f"{folder / 'nan.npy'}: holds NaN or infinity"
 
 
+def npy_of_wide_integers(folder):
+    np.save(folder / "ints.npy", np.zeros((2, 784), np.int64))  # pixels or inputs? unclear
+    return (
+        folder / "ints.npy",
+        f"{folder / 'ints.npy'}: integers of dtype int64: save pixels as uint8 (0..255, scaled "
+        "by the model) or inputs as floats (as the model takes them)",
+    )
+
+
+def not_npy(folder):
+    (folder / "bad.npy").write_bytes(b"x")
+    return folder / "bad.npy", f"{folder / 'bad.npy'}: not a .npy file (save one with numpy.save)"
+
+
 def missing_file(folder):
     return folder / "gone.npy", f"{folder / 'gone.npy'}: no such file"
 
@@ -275,6 +289,8 @@ def png_chunk(kind: bytes, data: bytes) -> bytes:
         npy_declaring_terabytes,
         npy_of_text,
         npy_with_nan,
+        npy_of_wide_integers,
+        not_npy,
         missing_file,
     ],
 )
@@ -347,3 +363,17 @@ def test_without_pillow_a_picture_names_the_extra(
 
 def test_as_a_module_a_usage_error_is_one_line():
     assert_one_line(run_module("mlp.cli.predict", "--top", "2"), "mlp-predict", 2)
+
+
+def test_a_corrupt_exif_block_leaves_the_picture_as_stored(classifier, pictures, tmp_path, capsys):
+    """Pillow fails on (or warns of) a broken EXIF block: the pixels are read all the same."""
+    good = tmp_path / "good.png"
+    Image.fromarray(pictures[0].reshape(28, 28)).save(good)
+    png = good.read_bytes()
+    end = png.rindex(b"IEND") - 4  # the IEND chunk's length field
+    broken = tmp_path / "exif.png"
+    broken.write_bytes(png[:end] + png_chunk(b"eXIf", b"garbage!") + png[end:])
+    code, out, err = run(predict.main, ["--checkpoint", classifier[1], good, broken], capsys)
+    assert code == 0 and err == ""
+    first, second = out.splitlines()
+    assert first.split(": ", 1)[1] == second.split(": ", 1)[1]
