@@ -36,7 +36,7 @@ def shell_block(marker: str) -> list[str]:
     return [line.split("#")[0].split() for line in block.splitlines() if line.strip()]
 
 
-def test_train_export_serve_and_predict_on_a_picture(tmp_path, monkeypatch):
+def test_train_export_serve_and_predict_on_a_picture(tmp_path, monkeypatch, capsys):
     """The recipe as written: mlp-train, mlp-export, mlp-predict on a PNG, then the ONNX file
     run by onnxruntime against predict_proba (on a small stand-in for Fashion-MNIST)."""
     pytest.importorskip("onnxruntime")
@@ -62,6 +62,7 @@ def test_train_export_serve_and_predict_on_a_picture(tmp_path, monkeypatch):
     namespace: dict = {}
     exec(compile(block, str(README), "exec"), namespace)
     assert namespace["probabilities"].shape == (100, 10)
+    assert capsys.readouterr().out == "True\n"  # onnxruntime agrees with predict_proba
 
 
 def test_the_pytorch_example_runs(capsys):

@@ -60,9 +60,7 @@ def run(args: argparse.Namespace, out: Any = None) -> Path:
         raise UsageError(f"--onnx {args.onnx} would replace the checkpoint it exports")
     checkpoint = load_checkpoint(args.checkpoint)
     model = MLP.from_checkpoint(checkpoint, "cpu")
-    # a regression has no classes (and Checkpoint.class_names would look up dataset None)
-    classes = checkpoint.class_names if model.loss_function.classifies else None
-    path = model.to_onnx(args.onnx, classes, uint8_input=args.uint8_input)
+    path = model.to_onnx(args.onnx, checkpoint.class_names, uint8_input=args.uint8_input)
     size = path.stat().st_size
     inputs = "uint8" if args.uint8_input else model.dtype.name
     print(

@@ -9,18 +9,17 @@ import subprocess
 import sys
 
 import numpy as np
+import onnx
+import onnxruntime as ort
 import pytest
 
-onnx = pytest.importorskip("onnx")
-ort = pytest.importorskip("onnxruntime")
-
-import mlp.extras  # noqa: E402
-import mlp.files  # noqa: E402
-from mlp import MLP  # noqa: E402
-from mlp.errors import CannotWrite, InvalidArgument, MissingExtra  # noqa: E402
-from mlp.export import IR_VERSION, OPSET, to_onnx  # noqa: E402
-from tests.helpers import ROOT  # noqa: E402
-from tests.mlp.problems import blobs  # noqa: E402
+import mlp.extras
+import mlp.files
+from mlp import MLP
+from mlp.errors import CannotWrite, InvalidArgument, MissingExtra
+from mlp.export import IR_VERSION, OPSET, to_onnx
+from tests.helpers import ROOT
+from tests.mlp.problems import blobs
 
 #: A few epochs are enough to compare a graph with the model: they need not converge.
 QUICK_FIT = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
@@ -204,6 +203,12 @@ def test_an_existing_file_is_replaced_whole(tmp_path):
         ([10, 1], "cross_entropy", ["a"], "expected 2 class names, one per class, got 1"),
         ([10, 2], "squared_error", ["a", "b"], "a regression model has no classes to name"),
         ([10, 2], "cross_entropy", "ab", "class names must be a list of texts, got 'ab'"),
+        (
+            [10, 2],
+            "cross_entropy",
+            ["a", "b\nc"],
+            "a class name must be one printable line of text, got 'b\\nc'",
+        ),
     ],
 )
 def test_bad_class_names_are_refused_before_writing(sizes, loss, classes, message, tmp_path):

@@ -7,17 +7,15 @@ import json
 import re
 
 import numpy as np
-import pytest
+import onnx
+import onnxruntime as ort
 
-onnx = pytest.importorskip("onnx")
-ort = pytest.importorskip("onnxruntime")
-
-import mlp.extras  # noqa: E402
-from mlp import MLP  # noqa: E402
-from mlp.cli import export  # noqa: E402
-from mlp.data import CLASS_NAMES, load_dataset  # noqa: E402
-from mlp.export import IR_VERSION, OPSET  # noqa: E402
-from tests.helpers import assert_one_line, one_line, run, run_module  # noqa: E402
+import mlp.extras
+from mlp import MLP
+from mlp.cli import export
+from mlp.data import CLASS_NAMES, load_dataset
+from mlp.export import IR_VERSION, OPSET
+from tests.helpers import assert_one_line, one_line, run, run_module
 
 PROG = "mlp-export"
 

@@ -11,13 +11,12 @@ import zlib
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from mlp import MLP
 from mlp.cli import predict
 from mlp.data.synthetic import make_images
 from tests.helpers import assert_one_line, one_line, run, run_module
-
-Image = pytest.importorskip("PIL.Image")
 
 NAMES = [f"class {c}" for c in range(10)]
 #: ``NAME (p)``, the parts of a classifier's line

@@ -9,13 +9,12 @@ import zlib
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from mlp.data import images
 from mlp.data.images import image_input, pad_to_square, read_image
 from mlp.errors import DataError, MissingExtra
 from tests.helpers import peak_allocation
-
-Image = pytest.importorskip("PIL.Image")
 
 
 def stroke_pattern() -> np.ndarray:
