@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from ..checkpoint import load_checkpoint
-from ..data import DATASETS
+from ..data import CLASS_NAMES, DATASETS
 from ..model import MLP
 from .common import (
     DATA_DIR_HELP,
@@ -142,7 +142,9 @@ def run(args: argparse.Namespace, out: Any = None, err: Any = None) -> dict[str,
         )
         return {**metrics, "confusion": None}
     matrix = confusion_matrix(data.y_test, model.predict(data.X_test), classes)
-    names = checkpoint.class_names
+    names = checkpoint.class_names  # another dataset than the checkpoint's: its own names
+    if args.dataset is not None and args.dataset != checkpoint.run.get("dataset"):
+        names = CLASS_NAMES[dataset] if len(CLASS_NAMES[dataset]) == classes else None
     print("confusion matrix (rows: true class, columns: predicted class):", file=out)
     print(format_confusion(matrix, names), file=out)
     scores = class_scores(matrix)

@@ -481,6 +481,8 @@ def train(
             callback=outputs.end_epoch,
             on_batch=outputs.progress.batch,
         )
+        if args.early_stopping is not None and outputs.save_path is not None:
+            outputs.save(model.epochs_trained)  # fit ended on the best epoch's weights: keep them
     except TrainingDiverged as exc:
         raise RunStopped(f"{exc}; {outputs.kept()}") from None
     except CannotWrite as exc:  # a full disk under the checkpoint or the log

@@ -178,3 +178,13 @@ def test_eval_of_a_library_checkpoint_shows_the_epochs_fit_trained(data, tmp_pat
     lines = out.splitlines()
     first = lines[lines.index("per class:") + 2].split()
     assert first[0] == "0" and float(first[1]) >= 0  # no names, no dataset: classes by number
+
+
+def test_eval_on_another_dataset_names_its_classes(data, checkpoint, capsys):
+    """A Fashion-MNIST checkpoint evaluated on MNIST: the rows are MNIST's digits."""
+    argv = ["--checkpoint", checkpoint, "--data-dir", data, "--dataset", "mnist"]
+    code, out, _ = run(evaluate.main, argv, capsys)
+    assert code == 0
+    lines = out.splitlines()
+    first = lines[lines.index("per class:") + 1 :][1].split()
+    assert first[:2] == ["0", "0"] and "T-shirt/top" not in out

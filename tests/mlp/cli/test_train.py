@@ -812,3 +812,22 @@ def test_validation_split_schedule_and_early_stopping(base, tmp_path, capsys):
 def test_bad_training_options_are_one_line(base, capsys, option, value, message):
     code, _, err = run(train.main, [*base, option, value], capsys)
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_early_stopping_saves_the_best_epochs_weights(base, tmp_path, capsys):
+    """The checkpoint holds what the run ended with, the best epoch's weights, so mlp-eval,
+    mlp-export and mlp-predict serve the model the run reported."""
+    from mlp import MLP
+    from mlp.data import load_dataset
+
+    saved, log = tmp_path / "run.npz", tmp_path / "log.jsonl"
+    argv = [*base, "--epochs", "30", "--early-stopping", "1", "--lr", "0.5",
+            "--optimizer", "sgd", "--save", str(saved), "--log", str(log), "--quiet"]  # fmt: skip
+    code, _, err = run(train.main, argv, capsys)
+    assert code == 0, err
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    best = min(records, key=lambda r: r["test_loss"])
+    assert best is not records[-1]  # it stopped after a worse epoch
+    data = load_dataset("fashion-mnist", base[base.index("--data-dir") + 1])
+    stored = MLP.load(saved).evaluate(data.X_test, data.y_test)  # the test set was watched
+    assert stored["loss"] == pytest.approx(best["test_loss"], rel=1e-6)
