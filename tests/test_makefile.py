@@ -70,7 +70,8 @@ def requirements(extras: list[str]) -> set[str]:
     ],
 )
 def test_make_bench_installs_only_the_peers_it_runs(tmp_path, args, peers):
-    """``make bench ARGS="--peers none"`` once installed PyTorch and scikit-learn anyway."""
+    """Each run installs the peers its --peers names, and no other (``--peers none``: neither
+    PyTorch nor scikit-learn)."""
     extras = make_bench_extras(tmp_path, args)
     assert "bench" in extras and "test" not in extras  # `test` would bring both peers back
     assert requirements(extras) & {"torch", "scikit-learn"} == peers

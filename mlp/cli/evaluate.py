@@ -125,7 +125,7 @@ def run(args: argparse.Namespace, out: Any = None, err: Any = None) -> dict[str,
         )
     model = MLP.from_checkpoint(checkpoint, args.device)
     dataset = args.dataset or checkpoint.run.get("dataset") or "fashion-mnist"
-    classes = model.sizes[-1]
+    classes = model.loss_function.classes or model.sizes[-1]  # one sigmoid output: 2 classes
     # the test labels must fit the model, and the images its dtype
     data = read_dataset(dataset, args, err, classes=classes, dtype=model.dtype)
     metrics = model.evaluate(data.X_test, data.y_test)  # checks the feature count

@@ -228,8 +228,12 @@ def check_options(args: argparse.Namespace) -> None:
     after the dataset loads or the first epoch."""
     if args.precision != "float32" and args.dtype != "float32":
         raise UsageError(
-            f"--precision {args.precision} reduces float32 matmuls only: "
-            f"drop it, or use --dtype float32"
+            f"--precision {args.precision} reduces float32 matmuls only: drop it"
+            + (
+                f" ({args.resume} holds a {args.dtype} model)"
+                if args.resume is not None
+                else ", or use --dtype float32"
+            )
         )
     check_distinct_outputs(args)
     if args.resume is not None and args.save is None:  # checkpoints go back into it

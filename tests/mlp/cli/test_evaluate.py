@@ -188,3 +188,15 @@ def test_eval_on_another_dataset_names_its_classes(data, checkpoint, capsys):
     lines = out.splitlines()
     first = lines[lines.index("per class:") + 1 :][1].split()
     assert first[:2] == ["0", "0"] and "T-shirt/top" not in out
+
+
+def test_eval_of_a_binary_model(tmp_path, capsys):
+    """One sigmoid output tells two classes apart: labels 0 and 1, a 2×2 matrix."""
+    two = write_dataset(tmp_path / "two", n_train=50, n_test=40, classes=2)
+    binary = MLP([784, 8, 1], seed=1).save(tmp_path / "binary.npz")
+    code, out, err = run(evaluate.main, ["--checkpoint", binary, "--data-dir", two], capsys)
+    assert code == 0, err
+    lines = out.splitlines()
+    header = lines.index("confusion matrix (rows: true class, columns: predicted class):")
+    matrix = [[int(v) for v in row.split()[1:]] for row in lines[header + 2 : header + 4]]
+    assert np.array(matrix).sum() == 40 and lines[header + 4] == "per class:"

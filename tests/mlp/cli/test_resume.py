@@ -309,3 +309,15 @@ def test_resume_through_a_symbolic_link_keeps_the_link(data, checkpoint, tmp_pat
     assert code == 0
     assert link.is_symlink() and link.resolve() == checkpoint.resolve()
     assert load_checkpoint(checkpoint).epoch == 2
+
+
+def test_resume_of_a_float64_run_with_a_reduced_precision(data, tmp_path, capsys):
+    """The dtype came from the checkpoint: the fix is to drop --precision, not to retype it."""
+    path = tmp_path / "f64.npz"
+    assert run(train.main, train_on(data, "--dtype", "float64", "--save", path), capsys)[0] == 0
+    argv = train_on(data, "--resume", path, "--epochs", "2", "--precision", "bf16")
+    code, _, err = run(train.main, argv, capsys)
+    assert code == 2
+    assert one_line(err) == (
+        f"--precision bf16 reduces float32 matmuls only: drop it ({path} holds a float64 model)"
+    )
