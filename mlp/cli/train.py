@@ -129,11 +129,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--lr-schedule",
-        choices=tuple(SCHEDULES),
+        choices=(*SCHEDULES, "none"),
         default=None,
         help="the learning rate per epoch: step (x0.1 every 10), cosine (to 0 at --epochs), "
-        "plateau (x0.1 after 5 epochs without a lower validation loss); when resuming, the "
-        "checkpoint's",
+        "plateau (x0.1 after 5 epochs without a lower validation loss), none (the default; "
+        "when resuming, the checkpoint's)",
     )
     p.add_argument(
         "--validation-split",
@@ -306,6 +306,8 @@ def resumed_checkpoint(args: argparse.Namespace) -> Checkpoint | None:
     for key, default in {**RUN_SETTINGS, **CHANGEABLE_SETTINGS}.items():
         if getattr(args, key) is None:
             setattr(args, key, stored.get(key, default))
+    if args.lr_schedule == "none":  # said, to turn a resumed run's schedule off
+        args.lr_schedule = None
     if checkpoint is not None and checkpoint.epoch > args.epochs:
         raise UsageError(
             f"{args.resume} already holds {checkpoint.epoch} epochs, more than "

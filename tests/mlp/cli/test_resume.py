@@ -3,6 +3,7 @@ of another run, truncated or missing, refused with one line."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -321,3 +322,16 @@ def test_resume_of_a_float64_run_with_a_reduced_precision(data, tmp_path, capsys
     assert one_line(err) == (
         f"--precision bf16 reduces float32 matmuls only: drop it ({path} holds a float64 model)"
     )
+
+
+def test_resume_may_turn_a_schedule_off(tmp_path, base, capsys):
+    path, log = tmp_path / "run.npz", tmp_path / "log.jsonl"
+    argv = [*base, "--epochs", "1", "--lr-schedule", "cosine", "--save", path]
+    assert run(train.main, argv, capsys)[0] == 0
+    resumed = [*base, "--resume", path, "--epochs", "3", "--log", log]
+    assert run(train.main, [*resumed, "--lr-schedule", "none"], capsys)[0] == 0
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    assert len(records) == 2 and not any("lr" in r for r in records)  # no schedule set a rate
+    stored = load_checkpoint(path)
+    assert stored.run["lr_schedule"] is None
+    assert stored.meta["optimizer"]["hyperparameters"]["lr"] == 1e-3  # the starting rate
