@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from mlp import MLP
+from tests.mlp.problems import numeric_gradients
 
 # (outputs, loss, a target maker)
 PROBLEMS = {
@@ -16,23 +17,6 @@ PROBLEMS = {
     "regression": (1, "squared_error", lambda rng, n: rng.standard_normal(n)),
     "multi-output": (2, "squared_error", lambda rng, n: rng.standard_normal((n, 2))),
 }
-
-
-def numeric_gradients(model, state, X, y, weights, h=1e-6):
-    out = {}
-    for key, value in state.items():
-        grad = np.zeros_like(value)
-        for idx in np.ndindex(value.shape):
-            losses = []
-            for sign in (1.0, -1.0):
-                probe = {k: v.copy() for k, v in state.items()}
-                probe[key][idx] += sign * h
-                model.load_state_dict(probe)
-                losses.append(model.evaluate(X, y, sample_weight=weights)["loss"])
-            grad[idx] = (losses[0] - losses[1]) / (2 * h)
-        out[key] = grad
-    model.load_state_dict(state)
-    return out
 
 
 @pytest.mark.parametrize("problem", sorted(PROBLEMS))

@@ -7,27 +7,9 @@ import numpy as np
 import pytest
 
 from mlp import MLP, Adam
-from tests.mlp.problems import blobs, small_problem
+from tests.mlp.problems import blobs, numeric_gradients, small_problem
 
 ACTS = ["relu", "sigmoid", "tanh"]
-
-
-def numeric_gradients(model, state, X, y, h=1e-6):
-    """Central differences of the loss w.r.t. every parameter entry, through the public API."""
-    out = {}
-    for key, value in state.items():
-        grad = np.zeros_like(value)
-        for idx in np.ndindex(value.shape):
-            losses = []
-            for sign in (1.0, -1.0):
-                probe = {k: v.copy() for k, v in state.items()}
-                probe[key][idx] += sign * h
-                model.load_state_dict(probe)
-                losses.append(model.evaluate(X, y)["loss"])
-            grad[idx] = (losses[0] - losses[1]) / (2 * h)
-        out[key] = grad
-    model.load_state_dict(state)
-    return out
 
 
 def _bad_states(good):
