@@ -142,6 +142,15 @@ def checked(
     return parse
 
 
+def same_file(a: Path, b: Path) -> bool:
+    """Whether two names are one file (links followed, hard ones too; a missing one is no
+    file yet, so nothing it could replace)."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
 def add_checkpoint_argument(parser: argparse.ArgumentParser) -> None:
     """``--checkpoint RUN.npz``, the saved model that mlp-eval, -export and -predict read."""
     parser.add_argument(

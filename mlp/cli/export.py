@@ -10,7 +10,6 @@ error lines follow ``mlp-eval``: 2 for a bad command line, 1 for a runtime failu
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,6 +24,7 @@ from .common import (
     add_checkpoint_argument,
     output_file,
     report_errors,
+    same_file,
 )
 
 PROG = "mlp-export"
@@ -56,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
 def run(args: argparse.Namespace, out: Any = None) -> Path:
     """Load the checkpoint on the CPU, write its ONNX graph, say what was written."""
     out = sys.stdout if out is None else out
-    if _same_file(args.onnx, args.checkpoint):
+    if same_file(args.onnx, args.checkpoint):
         raise UsageError(f"--onnx {args.onnx} would replace the checkpoint it exports")
     checkpoint = load_checkpoint(args.checkpoint)
     model = MLP.from_checkpoint(checkpoint, "cpu")
@@ -70,14 +70,6 @@ def run(args: argparse.Namespace, out: Any = None) -> Path:
         flush=True,
     )
     return path
-
-
-def _same_file(a: Path, b: Path) -> bool:
-    """Whether two names are one file (a missing one is no file yet)."""
-    try:
-        return os.path.samefile(a, b)
-    except OSError:
-        return False
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -39,6 +39,7 @@ from .common import (
     one_line,
     output_file,
     report_errors,
+    same_file,
 )
 
 PROG = "mlp-predict"
@@ -307,9 +308,8 @@ def check_files(args: argparse.Namespace) -> None:
     """``--output`` must not replace the checkpoint or an input (a CSV of inputs, say)."""
     if args.output is None:
         return
-    target = args.output.resolve()
     for path in (args.checkpoint, *args.files):
-        if path.resolve() == target:
+        if same_file(path, args.output):
             raise UsageError(f"--output {args.output} would replace the input {path}")
 
 
