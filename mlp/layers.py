@@ -65,6 +65,7 @@ class Linear(Layer):
         self.bias: Any = None
         self.grad_weight: Any = None
         self.grad_bias: Any = None
+        self.grads: Any = None  # both gradients: the layer's slice of the flat buffer
         self._x: Any = None
         self._y: Any = None
 
@@ -81,6 +82,7 @@ class Linear(Layer):
         self.bias = params[n_weight:]
         self.grad_weight = grads[:n_weight].reshape(shape)
         self.grad_bias = grads[n_weight:]
+        self.grads = grads
 
     def forward(self, x: Any, training: bool = False) -> Any:
         out = self.buffer("y", (x.shape[0], self.out_features), self.weight.dtype)

@@ -340,10 +340,15 @@ class MLP:
             x = layer.forward(x, training)
         return x
 
-    def backward_pass(self, grad: Any) -> None:
-        """Gradients of the last forward pass into ``self.grads``, from dL/d(outputs)."""
+    def backward_pass(self, grad: Any, ready: Callable[[Any], Any] | None = None) -> None:
+        """Gradients of the last forward pass into ``self.grads``, from dL/d(outputs);
+        ``ready`` gets each layer's slice of them as soon as it is complete, last layer first
+        (a data-parallel step starts summing it across processes)."""
         for i in range(len(self.layers) - 1, -1, -1):
-            grad = self.layers[i].backward(grad, need_dx=i > 0)
+            layer = self.layers[i]
+            grad = layer.backward(grad, need_dx=i > 0)
+            if ready is not None and isinstance(layer, Linear):
+                ready(layer.grads)
 
     def _snapshot(self) -> tuple[Backend, list[Layer]]:
         """The backend and layer replicas one inference call computes with, taken together
@@ -426,9 +431,12 @@ class MLP:
         targets: Any,
         weights: Any = None,
         view: tuple[Backend, list[Layer]] | None = None,
+        communicator: Any = None,
     ) -> dict[str, float]:
         """The loss (and accuracy, for a classifier) of inputs and targets already on the
-        device, weighted by ``weights`` (an (n, 1) column) where given."""
+        device, weighted by ``weights`` (an (n, 1) column) where given. With a
+        ``communicator`` (``mlp.distributed``), each process measures its share of the rows
+        and the totals are summed across processes."""
         view = self._snapshot() if view is None else view
         be = view[0]
         totals = be.zeros((2,), np.float64)
@@ -437,6 +445,10 @@ class MLP:
         if weights is not None:
             weight_sum = be.sum_rows(weights)
             total = float(be.to_numpy(weight_sum)[0])
+        if communicator is not None:
+            mine = slice(*communicator.share(X.shape[0]))
+            X, targets = X[mine], targets[mine]
+            weights = None if weights is None else weights[mine]
 
         def accumulate(rows: slice, outputs: Any) -> None:
             w = None if weights is None else weights[rows]
@@ -444,11 +456,16 @@ class MLP:
 
         self._inference(view, X, scale, accumulate)
         loss_sum, hits = be.to_numpy(totals)
+        if communicator is not None:
+            loss_sum, hits = communicator.sum([loss_sum, hits])
         return self.loss_function.record(float(loss_sum), float(hits), total)
 
-    def evaluate(self, X: Any, y: Any, sample_weight: Any = None) -> dict[str, float]:
+    def evaluate(
+        self, X: Any, y: Any, sample_weight: Any = None, communicator: Any = None
+    ) -> dict[str, float]:
         """The mean loss on ``(X, y)`` (weighted by ``sample_weight``), and a classifier's
-        accuracy: ``{"loss": ..., "accuracy": ...}``."""
+        accuracy: ``{"loss": ..., "accuracy": ...}``; with a ``communicator``, measured in
+        shares by every process and the same on each."""
         self.check_trainable()
         view = self._snapshot()
         be = view[0]
@@ -456,13 +473,15 @@ class MLP:
             X, scale = self.device_inputs(X, be)
             targets = self.device_targets(y, X.shape[0], be)
             weights = self.device_weights(sample_weight, X.shape[0], be)
-            return self.evaluate_on_device(X, scale, targets, weights, view)
+            return self.evaluate_on_device(X, scale, targets, weights, view, communicator)
 
     def loss_and_gradients(
-        self, X: Any, y: Any, sample_weight: Any = None
+        self, X: Any, y: Any, sample_weight: Any = None, communicator: Any = None
     ) -> tuple[float, dict[str, np.ndarray]]:
         """The mean loss over all of ``(X, y)`` (weighted by ``sample_weight``) and its
-        gradients, dropout off."""
+        gradients, dropout off: the training step's, for one batch of every row. With a
+        ``communicator``, each process computes its share of the rows and the gradients are
+        summed across processes, as a data-parallel step does."""
         self.check_trainable()
         be = self.backend
         with self.changing("loss_and_gradients", within_fit=True), be.activated():
@@ -470,19 +489,17 @@ class MLP:
             n = X.shape[0]
             targets = self.device_targets(y, n)
             weights = self.device_weights(sample_weight, n)
-            order = be.asarray(np.arange(n, dtype=np.int64))
-            x = be.gather_rows(X, order, be.empty((n, self.sizes[0]), self.dtype), scale)
-            totals = be.zeros((2,), np.float64)
-            outputs = self.forward_pass(x)
-            weight_sum = None if weights is None else be.sum_rows(weights)
-            grad = self.loss_function.accumulate(be, outputs, targets, totals, weights, weight_sum)
-            self.backward_pass(grad)
+            step = training.TrainingStep(
+                self, X, targets, weights, scale, n, None, n, record=False,
+                communicator=communicator,
+            )  # fmt: skip
+            step.start_epoch(None)
+            step.gradients(n, training=False)
             grads = {}
             for i, layer in enumerate(self.linears):
                 grads[f"{i}.weight"] = be.to_numpy(layer.grad_weight).copy()
                 grads[f"{i}.bias"] = be.to_numpy(layer.grad_bias).copy()
-            total = n if weights is None else float(be.to_numpy(weight_sum)[0])
-            return float(be.to_numpy(totals)[0]) / total, grads
+            return float(step.summed_totals()[0]) / step.weight(), grads
 
     # ------------------------------------------------------------------ training
     def fit(self, X: Any, y: Any, epochs: int = 10, **options: Any) -> list[dict[str, Any]]:

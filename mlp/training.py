@@ -23,7 +23,7 @@ import numpy as np
 
 from backends.buffers import BufferCache, DeviceCounter
 
-from . import checks
+from . import checks, distributed
 from .errors import TrainingDiverged
 from .layers import Dropout
 from .optim import Adam, Optimizer, make_optimizer
@@ -32,6 +32,7 @@ from .schedules import make_schedule
 from .stopping import EarlyStopping
 
 if TYPE_CHECKING:
+    from .distributed import Communicator
     from .model import MLP
 
 
@@ -53,11 +54,15 @@ def fit(
     verbose: bool = False,
     callback: Callable[[dict[str, Any]], Any] | None = None,
     on_batch: Callable[[int], Any] | None = None,
+    communicator: Communicator | None = None,
 ) -> list[dict[str, Any]]:
     """``MLP.fit``: every argument and the data are checked before the model changes.
 
     Without ``initial_epoch``, ``epochs`` more epochs after the ``model.epochs_trained``
     already done; with it (a resume, as in Keras), epochs ``initial_epoch + 1`` to ``epochs``.
+    With a ``communicator``, every process of its world calls ``fit`` alike and they train
+    the one model together (``mlp/distributed.py``): rank 0's weights and optimizer state
+    to start with, the same records on every process, ``verbose`` shown by rank 0 alone.
     """
     model.check_trainable()
     epochs = checks.positive_int("epochs", epochs)
@@ -77,6 +82,7 @@ def fit(
     stopping = EarlyStopping() if early_stopping is True else early_stopping or None
     if stopping is not None and not isinstance(stopping, EarlyStopping):
         raise TypeError(f"early_stopping must be True or an EarlyStopping, got {early_stopping!r}")
+    distributed.check(communicator, batch_size)
     be = model.backend
     history: list[dict[str, Any]] = []
     with be.activated():
@@ -89,19 +95,31 @@ def fit(
             n, validation = _split(held_out(n, split), X, scale, targets, weights)
         elif validation_data is not None:
             validation = _validation(model, validation_data)
+        chosen = optimizer or model.optimizer or Adam()
+        if communicator is not None:
+            communicator.agree(
+                distributed.fingerprint(
+                    model, chosen, X, targets, weights, validation, n, batch_size, epochs,
+                    initial_epoch, seed, shuffle, schedule, stopping,
+                )
+            )  # fmt: skip
         # only now, with every argument checked: a failed call leaves the model as it was
-        optimizer = optimizer or model.optimizer or Adam()
+        optimizer = chosen
         optimizer.bind(be, model.num_parameters, model.dtype, model=model)
         model.optimizer = optimizer
+        if communicator is not None:
+            distributed.start_alike(communicator, model, optimizer)
         if schedule is not None:
             schedule.start(optimizer.lr, epochs)
         if stopping is not None:
             stopping.start()
-        shown = Verbose(n, batch_size, epochs) if verbose else None
+        root = communicator is None or communicator.is_root
+        shown = Verbose(n, batch_size, epochs) if verbose and root else None
         dropouts = [layer for layer in model.layers if isinstance(layer, Dropout)]
         step = TrainingStep(
-            model, X, targets, weights, scale, batch_size, optimizer, n, record=not dropouts
-        )
+            model, X, targets, weights, scale, batch_size, optimizer, n,
+            record=not dropouts, communicator=communicator,
+        )  # fmt: skip
         try:
             for epoch in range(initial_epoch, epochs):
                 start_time = time.perf_counter()
@@ -111,7 +129,9 @@ def fit(
                 order = np.random.default_rng([seed, epoch]).permutation(n) if shuffle else None
                 step.start_epoch(order)
                 if dropouts:
-                    dropout_rng = be.random_generator([seed, epoch, 1])
+                    dropout_rng = be.random_generator(
+                        [seed, epoch, 1] + ([communicator.rank] if communicator else [])
+                    )  # each process its own masks
                     for layer in dropouts:
                         layer.generator = dropout_rng
                 for batch, start in enumerate(range(0, n, batch_size)):
@@ -120,7 +140,7 @@ def fit(
                         on_batch(batch)
                     if shown is not None:
                         shown.batch(batch)
-                loss_sum, hits = be.to_numpy(step.totals)  # the one read of the epoch
+                loss_sum, hits = step.summed_totals()  # the one read of the epoch
                 record: dict[str, Any] = {
                     "epoch": epoch + 1,
                     **model.loss_function.record(float(loss_sum), float(hits), step.weight()),
@@ -132,8 +152,10 @@ def fit(
                     raise TrainingDiverged(epoch + 1, record["loss"])
                 if not be.all_finite(model.params):  # the last step's update is not in the loss
                     raise TrainingDiverged(epoch + 1, math.nan, what="a weight")
+                if communicator is not None:
+                    distributed.check_replicas(communicator, model)
                 if validation is not None:
-                    measured = model.evaluate_on_device(*validation)
+                    measured = model.evaluate_on_device(*validation, communicator=communicator)
                     record.update({f"val_{key}": value for key, value in measured.items()})
                 model.epochs_trained = epoch + 1
                 history.append(record)
@@ -196,7 +218,9 @@ class TrainingStep:
     the optimizer's settings change); a short last batch runs op by op.
 
     ``record`` is False for models whose step draws random numbers (dropout): a recording
-    would hold one epoch's generator.
+    would hold one epoch's generator. With a ``communicator`` (``mlp.distributed``), this
+    process takes its share of every batch, and the gradients are summed across processes
+    before the update, inside the recorded step.
     """
 
     def __init__(
@@ -207,19 +231,27 @@ class TrainingStep:
         weights: Any,
         scale: float,
         batch_size: int,
-        optimizer: Optimizer,
+        optimizer: Optimizer | None,
         rows: int,
         record: bool = True,
+        communicator: Any = None,
     ) -> None:
         be = model.backend
         self.model, self.X, self.targets, self.weights = model, X, targets, weights
         self.scale, self.batch_size, self.record = scale, batch_size, record
         self.optimizer = optimizer
+        self.communicator = communicator
+        if communicator is not None:
+            communicator.bind(be)
         self.rows = rows  # the first ``rows`` of X are trained on (the rest: validation_split)
         self.order = be.asarray(np.arange(rows, dtype=np.int64))  # the epoch's row order
-        self.start = DeviceCounter(be, by=batch_size)  # where the next batch starts in it
+        self.batch = DeviceCounter(be, by=batch_size)  # where the next batch starts in it
+        # where this process's share of it starts (with one process, the batch's start)
+        self.start = self.batch if communicator is None else DeviceCounter(be, by=batch_size)
         self.totals = be.zeros((2,), np.float64)  # summed loss and correct predictions
         self._buffers = BufferCache(be)  # the batch's inputs, targets and weights
+        self._shares: dict[int, Any] = {}  # a batch size's share of the gradient, on the device
+        self._position = 0  # the next batch's start, counted on the host
         self._total_weight: float | None = None
         self._recording: Any = None
         self._recorded_with: Any = None  # the optimizer settings the recording holds
@@ -228,18 +260,24 @@ class TrainingStep:
         """Rewind to the first batch and zero the totals; ``order`` (host) replaces the order."""
         if order is not None:
             self.order[...] = self.model.backend.asarray(order.astype(np.int64, copy=False))
-        self.start.set(0)
+        self._position = 0
+        self.batch.set(0)
+        if self.start is not self.batch:
+            self.start.set(self._share(self.batch_size)[0])
         self.totals[...] = 0
 
     def run(self, size: int) -> None:
         """One step on the next ``size`` rows: replayed where recorded, else run (and, for a
         full batch, recorded for the steps after it)."""
         settings = tuple(self.optimizer.hyperparameters().values())  # frozen in a recording
+        self._position += size
         if size == self.batch_size and self._recording is not None:
             if settings == self._recorded_with:
                 self._recording()
                 return
             self._recording = None  # the settings changed (a schedule): record afresh
+        if size != self.batch_size and self.start is not self.batch:  # a short last batch
+            self.start.set(self._position - size + self._share(size)[0])
         self._step(size)
         if size == self.batch_size and self.record and self._recorded_with != settings:
             self._recorded_with = settings  # one try per setting: a refusal is not retried
@@ -256,28 +294,69 @@ class TrainingStep:
             self._total_weight = float(be.to_numpy(be.sum_rows(self.weights[: self.rows]))[0])
         return self._total_weight
 
-    def _step(self, size: int) -> None:
-        model, be = self.model, self.model.backend
-        xb = self._buffers.get("x", (size, model.sizes[0]), model.dtype)
+    def summed_totals(self) -> np.ndarray:
+        """The summed loss and correct predictions so far, over every process: the one read
+        of an epoch."""
+        totals = self.model.backend.to_numpy(self.totals)
+        return totals if self.communicator is None else self.communicator.sum(totals)
+
+    def _share(self, size: int) -> tuple[int, int]:
+        """This process's ``[start, stop)`` of a batch of ``size`` rows."""
+        return (0, size) if self.communicator is None else self.communicator.share(size)
+
+    def gradients(self, size: int, training: bool = True) -> None:
+        """The gradient of the mean loss of the next batch of ``size`` rows into
+        ``model.grads``, summed over the processes' shares of it; its loss into the totals."""
+        model, be, comm = self.model, self.model.backend, self.communicator
+        first, stop = self._share(size)
+        rows = stop - first
+        if rows == 0:  # a last batch with fewer rows than there are processes
+            model.grads[...] = 0
+            for layer in reversed(model.linears):
+                comm.gradient_ready(layer.grads)
+            comm.gradients_done(model.grads)
+            return
+        xb = self._buffers.get("x", (rows, model.sizes[0]), model.dtype)
         be.gather_rows(self.X, self.order, xb, self.scale, start=self.start.array)
-        yb = self._buffers.get("y", (size, self.targets.shape[1]), self.targets.dtype)
+        yb = self._buffers.get("y", (rows, self.targets.shape[1]), self.targets.dtype)
         be.gather_rows(self.targets, self.order, yb, 1.0, start=self.start.array)
         wb = weight_sum = None
-        if self.weights is not None:
-            wb = self._buffers.get("w", (size, 1), model.dtype)
-            be.gather_rows(self.weights, self.order, wb, 1.0, start=self.start.array)
-            weight_sum = be.sum_rows(wb, out=self._buffers.get("w_sum", (1,), model.dtype))
-        outputs = model.forward_pass(xb, training=True)
+        if self.weights is not None:  # the whole batch's weights give each row its share
+            batch = self._buffers.get("batch_w", (size, 1), model.dtype)
+            be.gather_rows(self.weights, self.order, batch, 1.0, start=self.batch.array)
+            weight_sum = be.sum_rows(batch, out=self._buffers.get("w_sum", (1,), model.dtype))
+            wb = batch[first:stop]
+        outputs = model.forward_pass(xb, training=training)
         grad = model.loss_function.accumulate(be, outputs, yb, self.totals, wb, weight_sum)
-        model.backward_pass(grad)
-        self.start.advance()
-        self.optimizer.update(model.params, model.grads)
+        if comm is None:
+            model.backward_pass(grad)
+            return
+        if self.weights is None and rows != size:  # the mean over the share, made the batch's
+            be.multiply(grad, self._batch_share(size, rows), out=grad)
+        model.backward_pass(grad, ready=comm.gradient_ready)
+        comm.gradients_done(model.grads)
+
+    def _batch_share(self, size: int, rows: int) -> Any:
+        """``rows / size`` as a one-element device array, made once per batch size."""
+        share = self._shares.get(size)
+        if share is None:
+            be = self.model.backend
+            share = self._shares[size] = be.asarray(np.array([rows / size], self.model.dtype))
+        return share
+
+    def _step(self, size: int) -> None:
+        self.gradients(size)
+        self.batch.advance()
+        if self.start is not self.batch:
+            self.start.advance()
+        self.optimizer.update(self.model.params, self.model.grads)
 
     def _arrays(self) -> tuple:
         """Every array a recorded step reads or writes, kept alive as long as it is."""
         model = self.model
+        counters = (self.batch.arrays(), self.start.arrays())
         return (
-            self.X, self.targets, self.weights, self.order, self.start.arrays(), self.totals,
+            self.X, self.targets, self.weights, self.order, counters, self.totals,
             model.params, model.grads, self.optimizer.arrays(), self._buffers.arrays(),
-            tuple(layer.arrays() for layer in model.layers),
+            tuple(self._shares.values()), tuple(layer.arrays() for layer in model.layers),
         )  # fmt: skip

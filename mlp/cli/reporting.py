@@ -30,11 +30,17 @@ class MetricsLog:
     """
 
     def __init__(
-        self, path: str | os.PathLike, device: str, append: bool = False, watched: str = "test"
+        self,
+        path: str | os.PathLike,
+        device: str,
+        append: bool = False,
+        watched: str = "test",
+        world_size: int = 1,
     ) -> None:
         self.watched = watched  # what the val_* metrics were measured on: test or val
         self.path = Path(path)
         self.device = device
+        self.world_size = world_size  # processes training the model together
         self._mode = "a" if append else "w"
         self._file: IO[str] | None = None
 
@@ -47,6 +53,7 @@ class MetricsLog:
             f"{self.watched}_loss": _finite_or_none(record.get("val_loss")),
             f"{self.watched}_accuracy": _finite_or_none(record.get("val_accuracy")),
             "device": self.device,
+            "world_size": self.world_size,
         }
         if "lr" in record:  # with --lr-schedule
             line["lr"] = record["lr"]

@@ -15,10 +15,11 @@ from typing import Any
 
 from backends import PRECISIONS, get_backend
 
-from .. import checks
+from .. import checks, distributed
 from ..checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from ..checkpoint_reader import stored_epoch
 from ..data import CLASS_NAMES, CLASSES, DATASETS, SPLITS, Dataset
+from ..distributed import Communicator
 from ..errors import CannotWrite, CheckpointError, InvalidArgument, MLPError, TrainingDiverged
 from ..model import MLP
 from ..optim import OPTIMIZERS, Optimizer, make_optimizer
@@ -176,6 +177,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_const",
         const="tf32",
         help="the same as --precision tf32",
+    )
+    p.add_argument(
+        "--distributed",
+        action="store_true",
+        help="insist on training data-parallel under an MPI launcher (mpiexec -n N "
+        "mlp-train ..., or srun), even with one process; a launcher's world of two or more "
+        "is used without it (needs the 'dist' extra)",
     )
     g = p.add_argument_group("checkpoints, logs and downloads")
     g.add_argument(
@@ -395,27 +403,48 @@ def build_optimizer(args: argparse.Namespace, checkpoint: Checkpoint | None) -> 
 
 
 # ---------------------------------------------------------------------------------- the run
-def run(args: argparse.Namespace, out: Any = None, err: Any = None) -> dict[str, float]:
-    """Train as the arguments say, printing per-epoch metrics; returns the final test metrics."""
+def run(
+    args: argparse.Namespace, out: Any = None, err: Any = None, world: Communicator | None = None
+) -> dict[str, float]:
+    """Train as the arguments say, printing per-epoch metrics; returns the final test metrics.
+
+    With ``world`` (a data-parallel run), every process trains and rank 0 alone prints,
+    holds and writes the run's files."""
     out = sys.stdout if out is None else out
     err = sys.stderr if err is None else err
     checkpoint = resumed_checkpoint(args)  # first: it fills the settings the options omit
     check_options(args)
-    backend = get_backend(args.device, precision=args.precision)
-    with holding(path for _, path in outputs_of(args)):  # one run per file, refused at start
-        return train_and_report(args, checkpoint, backend, out, err)
+    backend = get_backend(device_of(args.device, world), precision=args.precision)
+    root = world is None or world.is_root
+    with holding(path for _, path in outputs_of(args) if root):  # one run per file
+        return train_and_report(args, checkpoint, backend, out, err, world)
+
+
+def device_of(spec: str, world: Communicator | None) -> str:
+    """The device a process trains on: with several processes on a machine, ``cuda`` is
+    the GPU of the process's place there (``cuda:<local rank>``)."""
+    return f"cuda:{world.local_rank}" if world is not None and spec == "cuda" else spec
 
 
 def train_and_report(
-    args: argparse.Namespace, checkpoint: Checkpoint | None, backend: Any, out: Any, err: Any
+    args: argparse.Namespace,
+    checkpoint: Checkpoint | None,
+    backend: Any,
+    out: Any,
+    err: Any,
+    world: Communicator | None = None,
 ) -> dict[str, float]:
     """The run itself, holding its files: resume, read the data, train, evaluate, plot."""
+    root = world is None or world.is_root
+    if not root:
+        args.quiet = True  # rank 0 alone prints, shows progress and writes files
 
     def say(message: str) -> None:
         if not args.quiet:
             print(message, file=out, flush=True)
 
-    data = read_dataset(args.dataset, args, err, quiet=args.quiet, dtype=args.dtype)
+    with distributed.root_first(world):  # a dataset is downloaded once, by rank 0
+        data = read_dataset(args.dataset, args, err, quiet=args.quiet, dtype=args.dtype)
     check_outputs_spare_the_data(args, data)
     if checkpoint is None:
         sizes = [data.X_train.shape[1], *args.hidden, CLASSES[args.dataset]]
@@ -442,16 +471,20 @@ def train_and_report(
     )
     say(f"{model} · {optimizer} · batch {args.batch_size}")
     say(f"device: {backend.describe()}")
+    if world is not None:
+        say(f"data-parallel: {world.describe(backend)}")
     if checkpoint is not None:
         say(f"resuming {args.resume} after epoch {initial_epoch} of {args.epochs}")
 
     trained_on = len(data.X_train) - held_out(len(data.X_train), args.validation_split)
-    outputs = Outputs(args, model, optimizer, history, trained_on, out, err)
-    train(args, model, optimizer, data, initial_epoch, outputs)
+    outputs = Outputs(args, model, optimizer, history, trained_on, out, err, world)
+    train(args, model, optimizer, data, initial_epoch, outputs, world)
     finished_before = args.resume is not None and initial_epoch == args.epochs
     if outputs.save_path is not None and finished_before and outputs.save_path != args.resume:
         outputs.save(args.epochs)  # nothing trained, but --save names another file: copy there
-    final = model.evaluate(data.X_test, data.y_test)
+    final = model.evaluate(data.X_test, data.y_test, communicator=world)
+    if not root:
+        return final
     if args.plot is not None:
         widths = "-".join(str(w) for w in model.sizes)
         plot_history(history, args.plot, title=f"{args.dataset} · MLP {widths} · {args.optimizer}")
@@ -467,6 +500,7 @@ def train(
     data: Dataset,
     initial_epoch: int,
     outputs: Outputs,
+    world: Communicator | None = None,
 ) -> None:
     """``fit`` as the options say; a run that stops says which checkpoint it left."""
     try:
@@ -486,6 +520,7 @@ def train(
             else EarlyStopping(patience=args.early_stopping),
             callback=outputs.end_epoch,
             on_batch=outputs.progress.batch,
+            communicator=world,
         )
         if args.early_stopping is not None and outputs.save_path is not None:
             outputs.save(model.epochs_trained)  # fit ended on the best epoch's weights: keep them
@@ -516,20 +551,25 @@ class Outputs:
         samples: int,
         out: Any,
         err: Any,
+        world: Communicator | None = None,
     ) -> None:
         self.args, self.model, self.optimizer, self.history = args, model, optimizer, history
         self.out = out
         self.watched = "val" if args.validation_split else "test"  # what val_* were measured on
+        root = world is None or world.is_root  # the others write nothing
         self.save_path: Path | None = args.save if args.save is not None else args.resume
+        if not root:
+            self.save_path = None
         # whether the file at save_path is this run's: it resumed from it, or saved into it
         self.ours = args.save is None and args.resume is not None
         self.progress = EpochProgress(
             samples, args.batch_size, args.epochs, err, enabled=not args.quiet
         )
         resumed = args.resume is not None
+        size = 1 if world is None else world.size
         self.log = (
-            MetricsLog(args.log, model.device, append=resumed, watched=self.watched)
-            if args.log
+            MetricsLog(args.log, model.device, resumed, self.watched, world_size=size)
+            if args.log and root
             else None
         )
         self.run_info = {
@@ -590,12 +630,25 @@ class Outputs:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)  # bad values: one line on stderr, exit status 2
-    return report_errors(
-        PROG,
-        lambda: run(args),
-        interrupted="nothing saved",
-        out_of_memory="a smaller --hidden or --batch-size needs less",
-    )
+    world: Communicator | None = None
+
+    def join() -> None:
+        nonlocal world
+        world = distributed.from_environment(insist=args.distributed)
+
+    status = report_errors(PROG, join)
+    if status:
+        return status
+    prog = PROG if world is None or world.is_root else f"{PROG} (rank {world.rank})"
+    with distributed.ending_all_on_failure(world) as ending:
+        status = report_errors(
+            prog,
+            lambda: run(args, world=world),
+            interrupted="nothing saved",
+            out_of_memory="a smaller --hidden or --batch-size needs less",
+        )
+        ending.status = status
+    return status
 
 
 if __name__ == "__main__":

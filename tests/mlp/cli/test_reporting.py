@@ -28,8 +28,10 @@ def test_metrics_log_one_json_line_per_epoch_appended_on_resume(tmp_path, base, 
         "test_loss",
         "test_accuracy",
         "device",
+        "world_size",
     }
     assert lines[0]["device"] == "cpu" and lines[0]["seconds"] > 0
+    assert lines[0]["world_size"] == 1
     assert 0 <= lines[1]["test_accuracy"] <= 1 and lines[1]["train_loss"] > 0
     assert run(train.main, [*argv, "--epochs", "3", "--resume", saved], capsys)[0] == 0
     assert [json.loads(x)["epoch"] for x in log.read_text().splitlines()] == [1, 2, 3]

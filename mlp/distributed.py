@@ -1,0 +1,333 @@
+"""Data-parallel training: one model on N processes, started by an MPI launcher.
+
+``mpiexec -n N`` (or ``srun``, or any MPI launcher) starts the processes; mpi4py carries
+what passes between them on the host, and between GPUs NCCL reduces the gradients on the
+device (``backends/cuda/nccl.py``), set up over MPI, as ChainerMN's ``pure_nccl``
+communicator did. Nothing is scattered: every process holds the whole dataset, derives each
+epoch's row order from ``(seed, epoch)`` as one process does, and takes its share of every
+batch, so the global batch, and the path training follows, stay those of one process.
+
+Per step, each process's loss gradient is scaled by its share of the batch, the backward
+pass runs on its rows, and the gradients are summed across processes: the sum is the
+gradient of the whole batch's mean loss. On the CPU, each layer's gradient starts its
+non-blocking ``Iallreduce`` as the backward pass produces it; on GPUs, one NCCL all-reduce
+of the flat gradient buffer is enqueued on the step's stream (and recorded with it).
+
+mpi4py is imported only here, and only when a communicator is made: a run outside a
+launcher never initialises MPI.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pickle
+import sys
+import traceback
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import numpy as np
+
+from .errors import InvalidArgument, MLPError
+from .extras import require
+from .version import VERSION
+
+#: What launchers set: the world's size (MPICH/Hydra and Intel MPI, Open MPI, MVAPICH, Slurm's
+#: ``srun``; PMIx-based launchers also set one of the first two).
+SIZE_VARIABLES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE", "SLURM_STEP_NUM_TASKS")
+
+
+class DistributedError(MLPError, RuntimeError):
+    """A data-parallel run that cannot go on: no launcher where one was asked for, or
+    processes that disagree on what they train."""
+
+
+def launched_size(environ: Mapping[str, str] | None = None) -> int | None:
+    """The number of processes the launcher around this one started (1 and more), or
+    ``None`` when no launcher started it."""
+    environ = os.environ if environ is None else environ
+    for name in SIZE_VARIABLES:
+        value = environ.get(name, "")
+        if value.strip().isdigit():
+            return int(value)
+    return None
+
+
+def from_environment(insist: bool = False) -> Communicator | None:
+    """The communicator of the launcher's world: ``None`` for one process outside a launcher
+    (and for a world of one, unless ``insist``); with ``insist``, a launcher is required."""
+    size = launched_size()
+    if size is None:
+        if insist:
+            raise DistributedError(
+                "no MPI launcher started this process: run it as mpiexec -n N ... (or srun), "
+                "or leave out --distributed"
+            )
+        return None
+    if size == 1 and not insist:
+        return None
+    return Communicator()
+
+
+def shares(rows: int, size: int) -> list[tuple[int, int]]:
+    """Each rank's ``[start, stop)`` of ``rows`` rows: as even as they divide, in rank order."""
+    return [(rank * rows // size, (rank + 1) * rows // size) for rank in range(size)]
+
+
+class Communicator:
+    """One process's place among the processes training one model: its ``rank``, the
+    world's ``size``, and the collectives training needs.
+
+    ``mpi_comm`` is an mpi4py communicator (``MPI.COMM_WORLD`` by default). Hand the same
+    communicator to ``fit`` (and ``evaluate``) on every process. Copies of a communicator
+    are the communicator itself: it names a group of processes, as a device names a GPU.
+    """
+
+    def __init__(self, mpi_comm: Any = None, overlap: bool = True) -> None:
+        mpi = require("mpi4py.MPI", "dist", "training on several processes", package="mpi4py")
+        self._mpi = mpi
+        self.comm = mpi.COMM_WORLD if mpi_comm is None else mpi_comm
+        self.rank: int = self.comm.Get_rank()
+        self.size: int = self.comm.Get_size()
+        node = self.comm.Split_type(mpi.COMM_TYPE_SHARED)
+        #: this process's place among those on its machine: the GPU it takes
+        self.local_rank: int = node.Get_rank()
+        self.local_size: int = node.Get_size()
+        node.Free()
+        #: on the CPU, start each layer's all-reduce as its gradient is ready (False: one
+        #: blocking all-reduce of the whole buffer after the backward pass)
+        self.overlap = overlap
+        self._device: Any = None  # NCCL's communicator, for a CUDA backend
+        self._device_for: Any = None
+        self._pending: list[Any] = []
+
+    def __repr__(self) -> str:
+        return f"Communicator(rank={self.rank}, size={self.size})"
+
+    def __deepcopy__(self, memo: dict) -> Communicator:
+        return self
+
+    def __copy__(self) -> Communicator:
+        return self
+
+    def __reduce__(self) -> Any:
+        raise TypeError("a Communicator cannot be pickled: each process makes its own")
+
+    @property
+    def is_root(self) -> bool:
+        """Whether this is rank 0, the process that prints and writes files."""
+        return self.rank == 0
+
+    def share(self, rows: int) -> tuple[int, int]:
+        """This rank's ``[start, stop)`` of ``rows`` rows."""
+        return shares(rows, self.size)[self.rank]
+
+    def library(self) -> str:
+        """The MPI library in use, in a few words."""
+        return self._mpi.Get_library_version().strip().splitlines()[0].strip()
+
+    def describe(self, backend: Any) -> str:
+        """The device line's addition: how many processes, on which devices."""
+        hosts = len(set(self.comm.allgather(self._mpi.Get_processor_name())))
+        where = "GPU" if backend.device.startswith("cuda") else "CPU"
+        link = "NCCL" if where == "GPU" else "MPI"
+        return (
+            f"{self.size} processes on {hosts} machine{'s' * (hosts > 1)}, one {where} each "
+            f"({link}; {self.library()})"
+        )
+
+    # ------------------------------------------------------------------ the gradients
+    def bind(self, backend: Any) -> None:
+        """Ready the gradient all-reduce for ``backend``'s device (NCCL for a GPU, set up
+        over MPI the first time)."""
+        if not backend.device.startswith("cuda") or self._device_for is backend:
+            return
+        from backends.cuda.nccl import NcclGroup
+
+        self._device = NcclGroup(backend, self.size, self.rank, self.comm.bcast)
+        self._device_for = backend
+
+    def gradient_ready(self, grads: Any) -> None:
+        """One layer's gradient (a slice of the flat buffer) is complete: on the CPU, start
+        summing it across processes (non-blocking) while the backward pass goes on."""
+        if self._device is None and self.overlap:
+            self._pending.append(self.comm.Iallreduce(self._mpi.IN_PLACE, grads))
+
+    def gradients_done(self, grads: Any) -> None:
+        """The flat gradient buffer is complete: sum it across processes, in place, before
+        the update (one NCCL call on the step's stream; on the CPU, wait for the layers')."""
+        if self._device is not None:
+            self._device.allreduce(grads)
+        elif self.overlap:
+            self._mpi.Request.Waitall(self._pending)
+            self._pending.clear()
+        else:
+            self.comm.Allreduce(self._mpi.IN_PLACE, grads)
+
+    def broadcast(self, backend: Any, array: Any) -> None:
+        """Rank 0's ``array`` (on the device) into every process's, in place."""
+        if self._device is not None:
+            self._device.broadcast(array)
+            return
+        host = backend.to_numpy(array)
+        self.comm.Bcast(host, root=0)
+        array[...] = backend.asarray(host)
+
+    # ------------------------------------------------------------------ on the host
+    def sum(self, values: Any) -> np.ndarray:
+        """The sum over processes of a few host numbers, the same on every process (rank
+        0's sum, broadcast, whatever order the library adds in)."""
+        total = np.array(values, dtype=np.float64)
+        self.comm.Allreduce(self._mpi.IN_PLACE, total)
+        self.comm.Bcast(total, root=0)
+        return total
+
+    def agree(self, settings: Mapping[str, Any]) -> None:
+        """Refuse to start unless every process has the same ``settings``: a setting that
+        differs names itself, its value here and on rank 0. Raised on every process."""
+        everyone = self.comm.allgather(pickle.dumps(dict(settings)))
+        root = pickle.loads(everyone[0])
+        for rank, packed in enumerate(everyone):
+            theirs = pickle.loads(packed)
+            for key in root.keys() | theirs.keys():
+                if theirs.get(key) != root.get(key):
+                    raise DistributedError(
+                        f"the processes disagree on {key}: {theirs.get(key)!r} on rank {rank}, "
+                        f"{root.get(key)!r} on rank 0; start every process with the same "
+                        "settings, data and version"
+                    )
+
+    def barrier(self) -> None:
+        self.comm.Barrier()
+
+    def abort(self, status: int = 1) -> None:
+        """End every process of the world now (MPI_Abort): one that failed while the others
+        wait in a collective would otherwise leave them waiting for ever."""
+        sys.stdout.flush()
+        sys.stderr.flush()
+        self.comm.Abort(status)
+
+
+# ---------------------------------------------------------------------- what a command needs
+@contextlib.contextmanager
+def root_first(world: Communicator | None) -> Iterator[None]:
+    """Rank 0 runs the block before the others do (a dataset is downloaded once, then read
+    by all); should it fail, ``ending_all_on_failure`` ends the waiting others."""
+    if world is not None and not world.is_root:
+        world.barrier()
+    yield
+    if world is not None and world.is_root:
+        world.barrier()
+
+
+class Ending:
+    """The exit status a command's work ended with, set by the command."""
+
+    status = 0
+
+
+@contextlib.contextmanager
+def ending_all_on_failure(world: Communicator | None) -> Iterator[Ending]:
+    """A command's work on one process of several: a failure there (a non-zero status the
+    command sets, or a bug escaping with its traceback) ends every process of the world at
+    once, rather than leaving the others waiting in a collective for ever."""
+    ending = Ending()
+    several = world is not None and world.size > 1
+    try:
+        yield ending
+    except BaseException:
+        if several:
+            traceback.print_exc()
+            world.abort(1)
+        raise
+    if several and ending.status:
+        world.abort(ending.status)
+
+
+# ---------------------------------------------------------------------- what fit asks of it
+def check(communicator: Any, batch_size: int) -> None:
+    """``fit``'s ``communicator`` argument, checked where it enters."""
+    if communicator is None:
+        return
+    if not isinstance(communicator, Communicator):
+        raise TypeError(
+            f"communicator must be an mlp.distributed.Communicator, got {communicator!r}"
+        )
+    if batch_size < communicator.size:
+        raise InvalidArgument(
+            f"batch_size {batch_size} leaves some of the {communicator.size} processes without "
+            f"rows: use a batch of at least {communicator.size} (it is the global batch)"
+        )
+
+
+def _digest(backend: Any, array: Any) -> tuple | None:
+    """A cheap summary of an array that two copies share only if they hold the same rows in
+    the same order: its shape, dtype, sum and the sum of its row sums weighted by position."""
+    if array is None:
+        return None
+    xp = backend.xp
+    rows = xp.sum(array.reshape(array.shape[0], -1), axis=1, dtype=np.float64)
+    place = xp.arange(1, rows.shape[0] + 1, dtype=np.float64)
+    sums = backend.to_numpy(xp.stack([xp.sum(rows), xp.dot(rows, place)]))
+    return (array.shape, array.dtype.str, *(float(v) for v in sums))
+
+
+def fingerprint(
+    model: Any,
+    optimizer: Any,
+    X: Any,
+    targets: Any,
+    weights: Any,
+    validation: Any,
+    rows: int,
+    batch_size: int,
+    epochs: int,
+    initial_epoch: int,
+    seed: int,
+    shuffle: bool,
+    schedule: Any,
+    stopping: Any,
+) -> dict[str, Any]:
+    """What every process of a ``fit`` must share: settings, model, optimizer, data."""
+    be = model.backend
+    held = validation or (None, None, None, None)
+    return {
+        "the version": VERSION,
+        "the device kind": be.device.partition(":")[0],
+        "the precision": be.precision,
+        "the model": (model.config(), model.dtype.str, model.epochs_trained),
+        "the optimizer": (type(optimizer).__name__, optimizer.hyperparameters()),
+        "the training data": (_digest(be, X), _digest(be, targets), _digest(be, weights)),
+        "the validation data": tuple(_digest(be, a) for a in (held[0], held[2], held[3])),
+        "the rows trained on": rows,
+        "batch_size": batch_size,
+        "epochs": (initial_epoch, epochs),
+        "seed": seed,
+        "shuffle": shuffle,
+        "the lr schedule": None if schedule is None else type(schedule).__name__,
+        "early stopping": None
+        if stopping is None
+        else (stopping.patience, stopping.min_delta, stopping.monitor),
+    }
+
+
+def start_alike(communicator: Communicator, model: Any, optimizer: Any) -> None:
+    """Every process starts from rank 0's weights and optimizer state (update count too)."""
+    be = model.backend
+    for array in (model.params, *optimizer.arrays()):
+        communicator.broadcast(be, array)
+
+
+def check_replicas(communicator: Communicator, model: Any) -> None:
+    """Refuse to go on when the processes' weights have drifted apart (each applies the same
+    summed gradient, so they agree bit for bit unless something changed one of them)."""
+    mine = _digest(model.backend, model.params.reshape(-1, 1))
+    theirs = communicator.comm.allgather(mine)
+    for rank, digest in enumerate(theirs):
+        if digest != theirs[0]:
+            raise DistributedError(
+                f"the weights on rank {rank} differ from rank 0's after epoch "
+                f"{model.epochs_trained + 1}: something changed one process's model alone "
+                "(a callback, another thread)"
+            )
