@@ -9,7 +9,7 @@ ARGS ?=
 PY := $(VENV)/bin/python
 comma := ,
 # A CUDA device needs CuPy: pulled in through the matching extra.
-EXTRAS := fast,test,dev$(if $(filter cuda%,$(DEVICE)),$(comma)cuda$(CUDA))
+EXTRAS := fast,test,dev,dist$(if $(filter cuda%,$(DEVICE)),$(comma)cuda$(CUDA))
 
 .PHONY: venv data train test lint bench gpu-check gpu-check-data clean
 

@@ -10,6 +10,7 @@ import pytest
 
 from backends import NumpyBackend, get_backend
 from mlp.data.synthetic import write_dataset
+from mlp.distributed import launched_size
 from tests.helpers import backend_or_skip
 
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)]
@@ -59,3 +60,8 @@ def cuda_backend():
 def idx_dataset(tmp_path):
     """A folder holding a small, learnable dataset in the MNIST file layout."""
     return write_dataset(tmp_path / "tiny-mnist", n_train=600, n_test=200)
+
+
+#: The tests under tests/dist run inside an MPI world (tests/mlp/test_distributed.py starts
+#: one); collected outside a launcher, they are left out.
+collect_ignore = [] if launched_size() else ["dist"]

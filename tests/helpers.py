@@ -88,3 +88,42 @@ def peak_allocation(call: Callable[[], Any], error: type[BaseException]) -> int:
         return tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
+
+
+def require_dist() -> bool:
+    """``MLP_REQUIRE_DIST=1`` (CI sets it): a distributed test that cannot run fails."""
+    return os.environ.get("MLP_REQUIRE_DIST", "") not in ("", "0")
+
+
+def mpiexec_or_skip() -> str:
+    """The MPI launcher beside this Python (the ``dist`` extra's MPICH) or on ``PATH``,
+    with mpi4py importable; else a skip (a failure under MLP_REQUIRE_DIST=1)."""
+    import shutil
+
+    beside = Path(sys.executable).parent / "mpiexec"
+    launcher = str(beside) if beside.exists() else shutil.which("mpiexec")
+    problem = None if launcher else "no mpiexec here"
+    try:
+        import mpi4py  # noqa: F401
+    except ImportError:
+        problem = "mpi4py is not installed (the 'dist' extra)"
+    if problem:
+        if require_dist():
+            pytest.fail(f"MLP_REQUIRE_DIST=1 but {problem}")
+        pytest.skip(problem)
+    return launcher
+
+
+def mpiexec(
+    launcher: str, *programs: Sequence[Any], timeout: float = 120, env: dict | None = None
+) -> subprocess.CompletedProcess:
+    """``mpiexec -n 1 PROGRAM_0 : -n 1 PROGRAM_1 …``: one process per program (rank i runs
+    ``programs[i]``), from the repository root; killed, with its children, after ``timeout``."""
+    argv = [launcher]
+    for i, program in enumerate(programs):
+        argv += ([":"] if i else []) + ["-n", "1", *(str(a) for a in program)]
+    full_env = {**os.environ, **(env or {}), "PYTHONPATH": str(ROOT)}
+    full_env.pop("MLP_REQUIRE_DIST", None)
+    return subprocess.run(
+        argv, cwd=ROOT, env=full_env, capture_output=True, text=True, timeout=timeout
+    )

@@ -19,9 +19,9 @@ pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="make not i
 @pytest.mark.parametrize(
     ("variables", "extras"),
     [
-        ([], "fast,test,dev"),
-        (["DEVICE=cuda"], "fast,test,dev,cuda12"),
-        (["DEVICE=cuda:1", "CUDA=13"], "fast,test,dev,cuda13"),
+        ([], "fast,test,dev,dist"),
+        (["DEVICE=cuda"], "fast,test,dev,dist,cuda12"),
+        (["DEVICE=cuda:1", "CUDA=13"], "fast,test,dev,dist,cuda13"),
     ],
 )
 def test_make_train_installs_the_extras_for_the_device(tmp_path, variables, extras):

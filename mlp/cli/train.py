@@ -415,6 +415,8 @@ def run(
     checkpoint = resumed_checkpoint(args)  # first: it fills the settings the options omit
     check_options(args)
     backend = get_backend(device_of(args.device, world), precision=args.precision)
+    if world is not None and backend.device == "cpu":
+        world.share_cores()
     root = world is None or world.is_root
     with holding(path for _, path in outputs_of(args) if root):  # one run per file
         return train_and_report(args, checkpoint, backend, out, err, world)
