@@ -149,7 +149,8 @@ class Communicator:
             each = f"{'/'.join(str(t) for t in sorted(set(threads)))} BLAS thread(s) each"
             link = "MPI"
         machines = f"{hosts} machine{'s' * (hosts > 1)}"
-        return f"{self.size} processes on {machines}, {each} ({link}; {self.library()})"
+        processes = f"{self.size} process{'es' * (self.size > 1)}"
+        return f"{processes} on {machines}, {each} ({link}; {self.library()})"
 
     def share_cores(self) -> int | None:
         """Give this process's BLAS its share of the machine's cores, when several of the

@@ -62,6 +62,6 @@ def idx_dataset(tmp_path):
     return write_dataset(tmp_path / "tiny-mnist", n_train=600, n_test=200)
 
 
-#: The tests under tests/dist run inside an MPI world (tests/mlp/test_distributed.py starts
+#: The tests under tests/distributed run inside an MPI world (tests/mlp/test_distributed.py starts
 #: one); collected outside a launcher, they are left out.
-collect_ignore = [] if launched_size() else ["dist"]
+collect_ignore = [] if launched_size() else ["distributed"]

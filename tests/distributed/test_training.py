@@ -1,0 +1,136 @@
+"""Two processes train one model as one process would: the same gradient, the same weights,
+the same records, on every process; and they refuse to start when they disagree."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mlp import MLP
+from mlp.distributed import DistributedError
+from mlp.errors import InvalidArgument
+from mlp.optim import SGD
+from tests.mlp.problems import blobs
+
+FLOAT64 = {"dtype": "float64", "seed": 3}
+
+
+def weights_of(model):
+    return model.backend.to_numpy(model.params).copy()
+
+
+@pytest.mark.parametrize("rows", [101, 256, 1])
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("loss", ["cross_entropy", "squared_error"])
+def test_summed_gradient_is_the_whole_batch_gradient(world, rows, weighted, loss):
+    X, y = blobs(rows, classes=3, features=7, seed=1)
+    w = np.random.default_rng(2).uniform(0.1, 3.0, rows) if weighted else None
+    outputs = 3 if loss == "cross_entropy" else 2
+    if loss == "squared_error":
+        y = np.stack([X[:, 0], X[:, 1] * X[:, 2]], axis=1)
+    model = MLP([7, 9, outputs], loss=loss, **FLOAT64)
+    together, grads = model.loss_and_gradients(X, y, w, communicator=world)
+    alone, expected = model.loss_and_gradients(X, y, w)
+    assert together == pytest.approx(alone, rel=1e-12, abs=1e-14)
+    for key in expected:
+        np.testing.assert_allclose(grads[key], expected[key], rtol=1e-12, atol=1e-14)
+    assert np.any(expected["0.weight"] != 0)  # a gradient worth comparing
+
+
+@pytest.mark.parametrize(
+    ("rows", "options"),
+    [
+        (250, {"batch_size": 64}),  # a short last batch, split
+        (129, {"batch_size": 128}),  # a last batch of one row: rank 1 has none of it
+        (300, {"batch_size": 50, "validation_split": 0.2, "optimizer": "momentum"}),
+        (200, {"batch_size": 33, "sample_weight": "uniform", "lr_schedule": "cosine"}),
+    ],
+)
+def test_two_processes_train_as_one(world, rows, options):
+    X, y = blobs(rows, classes=4, features=6, seed=4)
+    if options.get("sample_weight") == "uniform":
+        options = {**options, "sample_weight": np.random.default_rng(5).uniform(0.2, 2, rows)}
+    together = MLP([6, 12, 8, 4], **FLOAT64)
+    history = together.fit(X, y, epochs=2, communicator=world, **options)
+    alone = MLP([6, 12, 8, 4], **FLOAT64)
+    expected = alone.fit(X, y, epochs=2, **options)
+    np.testing.assert_allclose(weights_of(together), weights_of(alone), rtol=0, atol=1e-9)
+    for mine, theirs in zip(history, expected, strict=True):
+        for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
+            if key in theirs:
+                assert mine[key] == pytest.approx(theirs[key], rel=1e-9)
+    assert world.comm.allgather([{k: v for k, v in r.items() if k != "seconds"} for r in history])
+    records = world.comm.allgather([(r["loss"], r.get("val_loss")) for r in history])
+    assert records[0] == records[1]  # every process has the same records
+    assert together.optimizer.steps == alone.optimizer.steps
+
+
+def test_the_processes_start_from_rank_0s_weights(world):
+    X, y = blobs(120, classes=3, features=5, seed=6)
+    model = MLP([5, 8, 3], **FLOAT64)
+    reference = MLP([5, 8, 3], **FLOAT64)
+    if world.rank == 1:  # the same configuration, other weights: rank 0's are taken
+        model.params[...] += 0.5
+    model.fit(X, y, epochs=1, batch_size=40, communicator=world, optimizer=SGD(lr=0.1))
+    reference.fit(X, y, epochs=1, batch_size=40, optimizer=SGD(lr=0.1))
+    np.testing.assert_allclose(weights_of(model), weights_of(reference), rtol=0, atol=1e-12)
+
+
+def test_dropout_draws_its_own_masks_and_the_replicas_agree(world):
+    X, y = blobs(200, classes=3, features=5, seed=7)
+    model = MLP([5, 16, 3], dropout=0.5, seed=1)
+    model.fit(X, y, epochs=2, batch_size=32, communicator=world)
+    gathered = world.comm.allgather(weights_of(model))
+    np.testing.assert_array_equal(gathered[0], gathered[1])
+
+
+def test_evaluation_is_shared_and_the_same_everywhere(world):
+    X, y = blobs(333, classes=3, features=5, seed=8)
+    model = MLP([5, 8, 3], **FLOAT64)
+    weights = np.linspace(0.5, 1.5, 333)
+    shared = model.evaluate(X, y, weights, communicator=world)
+    assert shared == pytest.approx(model.evaluate(X, y, weights), rel=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("rank_1", "named"),
+    [
+        ({"batch_size": 64}, "batch_size"),
+        ({"epochs": 3}, "epochs"),
+        ({"seed": 9}, "seed"),
+        ({"data": "changed"}, "the training data"),
+        ({"optimizer": "sgd"}, "the optimizer"),
+    ],
+)
+def test_processes_that_disagree_are_refused_at_the_start(world, rank_1, named):
+    X, y = blobs(100, classes=3, features=5, seed=9)
+    options = {"batch_size": 32, "epochs": 1, "seed": 0, "optimizer": "adam"}
+    if world.rank == 1:
+        options.update({k: v for k, v in rank_1.items() if k != "data"})
+        if "data" in rank_1:
+            X = X.copy()
+            X[50, 2] += 1e-3
+    model = MLP([5, 8, 3], **FLOAT64)
+    before = weights_of(model)
+    with pytest.raises(DistributedError, match=named):
+        model.fit(X, y, communicator=world, **options)
+    np.testing.assert_array_equal(weights_of(model), before)  # refused before it changed
+    assert model.epochs_trained == 0
+
+
+def test_a_batch_smaller_than_the_world_is_refused(world):
+    X, y = blobs(10, classes=2, features=3)
+    with pytest.raises(InvalidArgument, match="at least 2"):
+        MLP([3, 2]).fit(X, y, batch_size=1, communicator=world)
+
+
+def test_a_model_changed_on_one_process_alone_is_caught(world):
+    X, y = blobs(90, classes=3, features=5, seed=10)
+    model = MLP([5, 8, 3], **FLOAT64)
+
+    def meddle(record):
+        if world.rank == 1:
+            model.params[0] += 1.0
+
+    with pytest.raises(DistributedError, match="differ from rank 0"):
+        model.fit(X, y, epochs=2, batch_size=30, communicator=world, callback=meddle)
