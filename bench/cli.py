@@ -12,7 +12,7 @@ from mlp import checks
 from mlp.cli.common import OneLineParser, checked, named_path, report_errors
 from mlp.errors import CannotWrite, InvalidArgument
 
-from . import report
+from . import distributed, report
 from .extras import PEERS, choices, installed, missing_reason, parse_peers
 from .machine import machine_info, slug
 from .runner import run_command, run_task
@@ -183,6 +183,14 @@ def build_parser() -> argparse.ArgumentParser:
         action=argparse.BooleanOptionalAction,
         default=True,
         help="peak RSS of `mlp-train --epochs 1` on the real dataset",
+    )
+    p.add_argument(
+        "--distributed",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="std and big (those in --workloads) on the CPU: one process on every core "
+        f"against {distributed.PROCESSES} under mpiexec sharing them, and the all-reduce's "
+        "share of an epoch (skipped, saying why, without mpi4py or mpiexec)",
     )
     p.add_argument(
         "--row-timeout",
@@ -477,6 +485,7 @@ def run(
             "cpu_steps": args.cpu_steps,
             "data": data,
             "real_data": real,
+            "distributed": args.distributed,
             "argv": list(sys.argv[1:] if argv is None else argv),
         },
         "workloads": {n: WORKLOADS[n].to_dict() for n in args.workloads},
@@ -493,6 +502,7 @@ def run(
     results["rows"] = run_benchmark(args, real, devices, probes, versions, save_partial)
     results["time_to_accuracy"] = time_to_accuracy(args, real, devices, versions)
     results["cli_rss"] = cli_rss(args, real)
+    results["distributed"] = distributed.run_section(args, real, devices, log)
     results["complete"] = True
     if args.plot:
         why = report.plot(results, stem.with_suffix(".png"))
@@ -515,4 +525,5 @@ def run(
         for r in results["time_to_accuracy"]["rows"]
         if r["impl"] not in PEERS and r["status"] == "error"
     ]
+    failed += [r for r in results["distributed"]["rows"] if r["status"] == "error"]
     return 1 if failed else 0

@@ -46,6 +46,16 @@ TARGETS = (
     ("big", "cuda", "ratio_to_limit", "max", 1.3),
 )
 TTA_COLUMNS = ("implementation", "device", "seconds", "epochs", "test accuracy", "note")
+DIST_COLUMNS = (
+    "workload",
+    "processes × threads",
+    "s/epoch",
+    "vs 1 process",
+    "all-reduce alone",
+    "its share",
+    "bytes/step",
+    "note",
+)
 #: Columns of words (left-aligned); every other column holds numbers or dashes.
 TEXT_COLUMNS = ("workload", "device", "implementation", "note")
 
@@ -116,6 +126,46 @@ def tta_cells(row: dict[str, Any]) -> list[str]:
         str(row["epochs"]) if reached else "—",
         f"{curve[-1]:.4f}" if curve else "—",
         remark,
+    ]
+
+
+def dist_cells(row: dict[str, Any]) -> list[str]:
+    """One distributed row: its epoch, and in a world, the all-reduce alone and its share."""
+    ok = row["status"] == "ok"
+    world = ok and row["processes"] > 1
+    speed = row.get("speed_vs_one_process")
+    notes = [] if ok else [f"{row['status']}: {row.get('reason', '')}".strip()]
+    if ok and row["steps"] < row["full_steps"]:
+        notes.append(f"{row['steps']} of {row['full_steps']} steps")
+    if ok and row.get("contended"):
+        notes.append(f"machine busy: {row['quiet_epochs']} of {len(row['epoch_seconds'])} quiet")
+    if world:
+        notes.append(row.get("mpi", "").split(" (")[0].replace(" Version:", ""))
+    return [
+        row["workload"],
+        row["label"],
+        f"{row['median_seconds']:.3f}" if ok else "—",
+        f"{speed:.2f}×" if speed is not None else "—",
+        f"{row['allreduce_seconds'] * 1e3:.2f} ms" if world else "—",
+        f"{row['allreduce_share']:.0%}" if world else "—",
+        f"{row['bytes_per_step'] / 1e6:.2f} MB" if world else "—",
+        ", ".join(n for n in notes if n),
+    ]
+
+
+def dist_lines(section: dict[str, Any], markdown: bool) -> list[str]:
+    """The distributed rows (bench/distributed.py), or the line saying why they were not run."""
+    if section.get("status") != "ok":
+        return [f"distributed: skipped ({section.get('reason', 'not run')})"] if section else []
+    table = markdown_table if markdown else text_table
+    return [
+        f"distributed, on this machine's CPU ({section['schedule']}): one process on every "
+        f"core against {section['processes']} sharing them (mpiexec); all-reduce alone: one "
+        "blocking Allreduce of the float32 gradient buffer in that world; its share: that × "
+        "steps over the epoch; bytes/step: 2(N−1)/N × 4 × parameters, what each process sends "
+        "(docs/scaling.md):",
+        *([""] if markdown else []),
+        table(DIST_COLUMNS, [dist_cells(r) for r in section["rows"]]),
     ]
 
 
@@ -234,6 +284,9 @@ def summary_text(results: dict[str, Any], markdown: bool = False) -> str:
         ]
     elif cli.get("reason"):
         lines += ["", f"mlp-train peak RSS: skipped ({cli['reason']})"]
+    dist = dist_lines(results.get("distributed") or {}, markdown)
+    if dist:
+        lines += ["", *dist]
     if results.get("plot"):
         lines += ["", f"chart: {results['plot']}"]
     return "\n".join(lines)

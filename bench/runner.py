@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -26,6 +27,18 @@ def child_env() -> dict[str, str]:
     return env
 
 
+def kill(proc: subprocess.Popen) -> None:
+    """Kill ``proc``, with its process group when it leads one: an MPI launcher's ranks are
+    its children, and a launcher killed alone may leave them waiting in a collective."""
+    try:
+        if os.getpgid(proc.pid) == proc.pid:
+            os.killpg(proc.pid, signal.SIGKILL)
+            return
+    except (ProcessLookupError, PermissionError):
+        pass
+    proc.kill()
+
+
 def wait_with_rusage(proc: subprocess.Popen, timeout: float) -> tuple[int, int | None, bool]:
     """``(exit status, peak RSS in bytes, timed out)`` of ``proc``, killed past ``timeout``."""
     deadline = time.monotonic() + timeout
@@ -37,11 +50,11 @@ def wait_with_rusage(proc: subprocess.Popen, timeout: float) -> tuple[int, int |
                 proc.returncode = os.waitstatus_to_exitcode(status)
                 return proc.returncode, rusage_maxrss_bytes(usage.ru_maxrss), timed_out
             if time.monotonic() > deadline and not timed_out:
-                proc.kill()
+                kill(proc)
                 timed_out = True
             time.sleep(0.02)
     except BaseException:  # interrupted or terminated: never leave a row running behind us
-        proc.kill()
+        kill(proc)
         proc.wait()
         raise
 
@@ -66,13 +79,17 @@ def run_command(command: Sequence[str], timeout: float, **popen: Any) -> dict[st
     }
 
 
-def run_task(spec: dict[str, Any], timeout: float) -> dict[str, Any]:
-    """Run one row (see ``bench.worker``) in a fresh process; always returns a result."""
+def run_task(spec: dict[str, Any], timeout: float, launcher: Sequence[str] = ()) -> dict[str, Any]:
+    """Run one row (see ``bench.worker``) in a fresh process; always returns a result.
+
+    ``launcher`` (``mpiexec -n 2``) starts the worker as a world of processes instead, in a
+    session of its own so that a timeout ends all of them (rank 0 writes the result)."""
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         spec_path, result_path = Path(tmp) / "spec.json", Path(tmp) / "result.json"
         spec_path.write_text(json.dumps(spec))
         command = [sys.executable, "-m", "bench.worker", str(spec_path), str(result_path)]
-        done = run_command(command, timeout)
+        popen = {"start_new_session": True} if launcher else {}
+        done = run_command([*launcher, *command], timeout, **popen)
         if result_path.exists():
             result = json.loads(result_path.read_text())
         elif done["timed_out"]:

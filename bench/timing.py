@@ -75,11 +75,16 @@ class OtherWork:
         self._own = _own_cpu_seconds()
         self._wall = time.perf_counter()
 
+    def own_seconds(self) -> float:
+        """CPU seconds of the timed work since ``start()``: this process's (every process of
+        an MPI world's, in ``bench.distributed.WorldWork``)."""
+        return _own_cpu_seconds() - self._own
+
     def stop(self) -> float | None:
         busy, wall = _machine_busy(), time.perf_counter() - self._wall
+        own = self.own_seconds()  # before any return: in a world, every process must ask
         if busy is None or self._busy is None or wall < MIN_WATCH_SECONDS:
             return None
-        own = _own_cpu_seconds() - self._own
         other = busy[0] - self._busy[0] - own
         return max(0.0, other / (wall * busy[1]))
 
@@ -93,8 +98,11 @@ class Schedule:
     max_extra: int = 3
 
 
-def run_epochs(run_epoch: Callable[[int], float], schedule: Schedule) -> dict[str, Any]:
-    """Run epochs ``0, 1, …`` (``run_epoch(i)`` returns epoch ``i``'s seconds) as scheduled.
+def run_epochs(
+    run_epoch: Callable[[int], float], schedule: Schedule, watch: OtherWork | None = None
+) -> dict[str, Any]:
+    """Run epochs ``0, 1, …`` (``run_epoch(i)`` returns epoch ``i``'s seconds) as scheduled;
+    ``watch`` judges each epoch quiet or not (``OtherWork()`` unless given).
 
     Returns every timed epoch's seconds and other-work share, and the median, minimum and
     spread over the quiet epochs (over all timed epochs, flagged, if too few were quiet).
@@ -102,7 +110,7 @@ def run_epochs(run_epoch: Callable[[int], float], schedule: Schedule) -> dict[st
     warm = [run_epoch(i) for i in range(schedule.warmup)]
     seconds: list[float] = []
     other: list[float | None] = []
-    watch = OtherWork()
+    watch = OtherWork() if watch is None else watch
     epoch = schedule.warmup
     while True:
         watch.start()

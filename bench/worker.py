@@ -115,6 +115,10 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     spec_path, result_path = argv
     spec = json.loads(Path(spec_path).read_text())
+    if spec["impl"] == "dist":  # one of a world's processes: rank 0 alone writes the result
+        from .distributed import worker_main
+
+        return worker_main(spec, Path(result_path))
     try:
         result = {"status": "ok", **run(spec)}
         result.update(_device_memory(spec) if "device_memory_bytes" not in result else {})

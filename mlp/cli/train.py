@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -558,10 +559,9 @@ class Outputs:
         self.args, self.model, self.optimizer, self.history = args, model, optimizer, history
         self.out = out
         self.watched = "val" if args.validation_split else "test"  # what val_* were measured on
-        root = world is None or world.is_root  # the others write nothing
+        root = world is None or world.is_root
+        self.writes = root  # the other processes write nothing, but know what rank 0 keeps
         self.save_path: Path | None = args.save if args.save is not None else args.resume
-        if not root:
-            self.save_path = None
         # whether the file at save_path is this run's: it resumed from it, or saved into it
         self.ours = args.save is None and args.resume is not None
         self.progress = EpochProgress(
@@ -603,6 +603,8 @@ class Outputs:
 
     def save(self, epoch: int) -> None:
         self.ours = True
+        if not self.writes:
+            return
         save_checkpoint(
             self.save_path,
             self.model,
@@ -642,6 +644,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if status:
         return status
     prog = PROG if world is None or world.is_root else f"{PROG} (rank {world.rank})"
+    if world is not None and not world.is_root:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches all: rank 0 answers it
     with distributed.ending_all_on_failure(world) as ending:
         status = report_errors(
             prog,
