@@ -166,9 +166,8 @@ def test_ctrl_c_ends_both_and_rank_0_says_what_it_kept(launcher, dataset, tmp_pa
 
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds the processes through /proc")
 def test_a_process_killed_outright_ends_the_other(launcher, dataset, tmp_path):
-    process = started(
-        launcher, quick(dataset, "--epochs", "500", "--log", tmp_path / "l"), tmp_path
-    )
+    program = quick(dataset, "--epochs", "500", "--log", tmp_path / "log.jsonl")
+    process = started(launcher, program)
     os.kill(rank_pid(1, str(tmp_path)), signal.SIGKILL)  # what the out-of-memory killer does
     started_at = time.monotonic()
     process.communicate(timeout=30)
