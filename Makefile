@@ -54,10 +54,15 @@ gpu-check:
 	sh scripts/gpu-check.sh
 
 # Here, before a GPU run: Fashion-MNIST into data/fashion-mnist (ignored by git, 30 MB) for the
-# run to carry, so that gpu-check compares CPU and GPU accuracy on the real test set.
+# run to carry, so that gpu-check compares CPU and GPU accuracy on the real test set; and the
+# dist extra's wheels for the GPU machine's Python 3.12 into .whl (15 MB, carried too), used
+# there only if its own mpi4py cannot start MPI.
 gpu-check-data: venv data
 	mkdir -p data/fashion-mnist
 	cp "$$($(PY) -c 'from mlp.data import find_dataset; print(find_dataset("fashion-mnist"))')"/*-ubyte* data/fashion-mnist/
+	$(PY) -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 \
+		--implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_5_x86_64 \
+		-d .whl mpi4py==4.1.2 mpich==5.0.2
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info

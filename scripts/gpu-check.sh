@@ -5,7 +5,9 @@
 # step; PyTorch CUDA tensors in and out with no copy, which alone may skip: where python3
 # has no CUDA PyTorch), short CPU-vs-GPU training runs (one with --early-stopping) on Fashion-MNIST where
 # the run carried it in data/fashion-mnist (`make gpu-check-data`), else on synthetic data of
-# its shape, and the benchmark; results go under $OUT.
+# its shape, a data-parallel run under mpiexec (NCCL, a world of one: one GPU hosts one NCCL
+# rank; the cuda tests check its all-reduce is recorded in the step), and the benchmark;
+# results go under $OUT.
 # Budget: under 6 minutes in all (stage limits add up to 375 s, typical run far less).
 set -u
 cd "$(dirname "$0")/.."
@@ -28,6 +30,15 @@ stage() {  # stage NAME SECONDS COMMAND...: run with a time limit, log to $OUT/N
     [ "$rc" = 0 ] || status=1
 }
 
+# MPI for the NCCL checks: the machine's own mpi4py where it starts, else the carried wheels
+# (`make gpu-check-data` puts them in .whl).
+if ! $PY -c 'from mpi4py import MPI' >/dev/null 2>&1 && ls .whl/mpi4py-*.whl >/dev/null 2>&1; then
+    $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+        --target /tmp/mpi-site .whl/mpi4py-*.whl .whl/mpich-*.whl &&
+        export PYTHONPATH="$PYTHONPATH:/tmp/mpi-site" PATH="$PATH:/tmp/mpi-site/bin"
+fi
+MPIEXEC=$(command -v mpiexec || echo mpiexec)
+
 REAL=${GPU_CHECK_DATA:-data/fashion-mnist}
 if $PY -c 'import sys; from mlp.data import find_dataset; find_dataset("fashion-mnist", sys.argv[1])' \
     "$REAL" >/dev/null 2>&1; then
@@ -42,6 +53,7 @@ fi
     echo "commit: ${MLP_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}"
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>&1 | sed 's/^/gpu: /'
     $PY -c 'import sys, numpy, cupy; print("python", sys.version.split()[0], "numpy", numpy.__version__, "cupy", cupy.__version__)' 2>&1
+    $PY -c 'from mpi4py import MPI; from cupy.cuda import nccl; print("mpi:", MPI.Get_library_version().split(chr(10))[0], "· nccl", nccl.get_version())' 2>&1 | tail -n 1
     echo "training data: $KIND"
 } | tee "$OUT/machine.txt"
 
@@ -57,12 +69,15 @@ stage train-cpu 20 $train --device cpu
 # A recorded step under a schedule and early stopping, watching held-out training images.
 stage train-cuda-early-stop 20 $train --device cuda --epochs 6 --lr-schedule cosine \
     --validation-split 0.1 --early-stopping 2
+# Data-parallel under a launcher: NCCL in a world of one, the step still recorded.
+stage train-cuda-nccl 20 "$MPIEXEC" -n 1 $train --device cuda --distributed
 # At most 8 files come back from $OUT: the training logs become one.
-for name in train-cuda train-cuda-bf16 train-cuda-op-by-op train-cpu train-cuda-early-stop; do
+for name in train-cuda train-cuda-bf16 train-cuda-op-by-op train-cpu train-cuda-early-stop \
+    train-cuda-nccl; do
     echo "== $name" && cat "$OUT/$name.log" && rm -f "$OUT/$name.log"
 done >"$OUT/train.log"
-stage ops 20 $PY -m bench.ops --device cuda
-stage bench 130 $PY -m bench --workloads std,std-b256,std-b1024,big --devices cpu,cuda \
+stage ops 15 $PY -m bench.ops --device cuda
+stage bench 115 $PY -m bench --workloads std,std-b256,std-b1024,big --devices cpu,cuda \
     --peers torch --no-textbook --epochs 3 --cpu-steps 40 --data synthetic \
     --no-time-to-accuracy --no-cli-rss --no-plot --out "$OUT"
 
