@@ -357,7 +357,12 @@ def measure(spec: dict[str, Any], world: Any = None) -> dict[str, Any]:
     from .ours import make_optimizer
     from .workloads import training_data
 
-    threadpoolctl.threadpool_limits(spec["threads"], user_api="blas")
+    def hold_threads() -> None:
+        """Again before every epoch: Numba's first use loads SciPy, whose own OpenBLAS
+        would otherwise run as many threads as there are cores."""
+        threadpoolctl.threadpool_limits(spec["threads"], user_api="blas")
+
+    hold_threads()
     workload = WORKLOADS[spec["workload"]]
     X, y, source = training_data(spec["real"], spec["samples"])
     reset = reset_peak_rss()
@@ -368,6 +373,7 @@ def measure(spec: dict[str, Any], world: Any = None) -> dict[str, Any]:
     losses: list[float] = []
 
     def run_epoch(i: int) -> float:
+        hold_threads()
         (record,) = model.fit(
             X, y, epochs=i + 1, initial_epoch=i, seed=0, shuffle=True,
             batch_size=workload.batch_size, optimizer=optimizer, communicator=world,

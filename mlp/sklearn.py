@@ -110,11 +110,22 @@ class _MLPEstimator(BaseEstimator):
         raise NotImplementedError
 
     # ------------------------------------------------------------------ fitting
-    def fit(self, X: Any, y: Any, sample_weight: Any = None) -> _MLPEstimator:
-        """Train for up to ``max_iter`` epochs (from the weights it has, with ``warm_start``)."""
-        return self._fit(X, y, sample_weight, incremental=False)
+    def fit(
+        self, X: Any, y: Any, sample_weight: Any = None, communicator: Any = None
+    ) -> _MLPEstimator:
+        """Train for up to ``max_iter`` epochs (from the weights it has, with ``warm_start``);
+        with a ``communicator`` (``mlp.distributed``), on every process of its world at once
+        (give each the same ``random_state``)."""
+        return self._fit(X, y, sample_weight, incremental=False, communicator=communicator)
 
-    def _fit(self, X: Any, y: Any, sample_weight: Any, incremental: bool) -> _MLPEstimator:
+    def _fit(
+        self,
+        X: Any,
+        y: Any,
+        sample_weight: Any,
+        incremental: bool,
+        communicator: Any = None,
+    ) -> _MLPEstimator:
         self._check_parameters()
         fitted = hasattr(self, "model_")
         first = not fitted or not (self.warm_start or incremental)
@@ -158,6 +169,7 @@ class _MLPEstimator(BaseEstimator):
             lr_schedule=self._schedule(rows),
             early_stopping=stopping,
             verbose=bool(self.verbose),
+            communicator=communicator,
         )
         if first:
             self.loss_curve_ = []
@@ -378,10 +390,13 @@ class MLPClassifier(ClassifierMixin, _MLPEstimator):
             self._classes_given = True
         return self._fit(X, y, sample_weight, incremental=True)
 
-    def fit(self, X: Any, y: Any, sample_weight: Any = None) -> MLPClassifier:
-        """Train for up to ``max_iter`` epochs; ``classes_`` are the labels of ``y``."""
+    def fit(
+        self, X: Any, y: Any, sample_weight: Any = None, communicator: Any = None
+    ) -> MLPClassifier:
+        """Train for up to ``max_iter`` epochs; ``classes_`` are the labels of ``y``; with a
+        ``communicator``, on every process of its world at once."""
         self._classes_given = bool(self.warm_start and hasattr(self, "model_"))
-        return self._fit(X, y, sample_weight, incremental=False)
+        return self._fit(X, y, sample_weight, incremental=False, communicator=communicator)
 
     def predict_proba(self, X: Any) -> np.ndarray:
         """Each class's probability, a column per entry of ``classes_``."""

@@ -134,3 +134,21 @@ def test_a_model_changed_on_one_process_alone_is_caught(world):
 
     with pytest.raises(DistributedError, match="differ from rank 0"):
         model.fit(X, y, epochs=2, batch_size=30, communicator=world, callback=meddle)
+
+
+@pytest.mark.parametrize("early_stopping", [False, True])
+def test_a_scikit_learn_estimator_fits_on_two_processes_as_on_one(world, early_stopping):
+    pytest.importorskip("sklearn")
+    from mlp.sklearn import MLPClassifier
+
+    X, y = blobs(240, classes=3, features=5, seed=11)
+    options = {"hidden_layer_sizes": (8,), "max_iter": 3, "batch_size": 48, "random_state": 0,
+               "early_stopping": early_stopping, "n_iter_no_change": 50}  # fmt: skip
+    with pytest.warns(Warning):  # three epochs do not converge
+        together = MLPClassifier(**options).fit(X, y, communicator=world)
+    with pytest.warns(Warning):
+        alone = MLPClassifier(**options).fit(X, y)
+    np.testing.assert_allclose(
+        together.predict_proba(X), alone.predict_proba(X), rtol=1e-5, atol=1e-6
+    )
+    assert together.loss_curve_ == pytest.approx(alone.loss_curve_, rel=1e-5)
