@@ -342,6 +342,7 @@ def fingerprint(
 def start_alike(communicator: Communicator, model: Any, optimizer: Any) -> None:
     """Every process starts from rank 0's weights and optimizer state (update count too)."""
     be = model.backend
+    communicator.bind(be)  # on GPUs, through NCCL
     for array in (model.params, *optimizer.arrays()):
         communicator.broadcast(be, array)
 
