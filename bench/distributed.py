@@ -28,7 +28,7 @@ import sys
 import time
 import traceback
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -105,16 +105,27 @@ class StepCurve:
     them; above the largest, the last segment's slope (in proportion to the batch when only
     one point is measured); below the smallest, in proportion to the batch but never under
     ``floor``, the launch- (or interpreter-) bound step: a GPU at batch 128 runs twenty
-    small kernels of a few µs each, which a smaller batch does not make fewer."""
+    small kernels of a few µs each, which a smaller batch does not make fewer.
+
+    A step on fewer rows is never taken to be slower than one measured on more: each point
+    is lowered to the fastest measured at a larger batch (on a shared machine, a point above
+    a later one is noise). ``measured`` keeps the points as given."""
 
     points: tuple[tuple[int, float], ...]
     floor: float
     source: str = ""
+    measured: tuple[tuple[int, float], ...] = field(init=False)
 
     def __post_init__(self) -> None:
         if not self.points:
             raise ValueError("a step curve needs at least one measured point")
-        object.__setattr__(self, "points", tuple(sorted(self.points)))
+        measured = tuple(sorted(self.points))
+        envelope, fastest = [], math.inf
+        for batch, seconds in reversed(measured):
+            fastest = min(fastest, seconds)
+            envelope.append((batch, fastest))
+        object.__setattr__(self, "measured", measured)
+        object.__setattr__(self, "points", tuple(reversed(envelope)))
 
     def __call__(self, batch: float) -> float:
         (b0, t0), (bn, tn) = self.points[0], self.points[-1]
@@ -132,6 +143,7 @@ class StepCurve:
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "measured": [list(p) for p in self.measured],
             "points": [list(p) for p in self.points],
             "floor": self.floor,
             "source": self.source,
@@ -268,13 +280,13 @@ def measure_step(workload: Workload, batch: int, X: Any, y: Any, seconds: float)
 
     estimate = min(run_epoch(0), run_epoch(1)) / steps[0]
     steps[0] = max(3, min(X.shape[0] // batch, math.ceil(seconds / max(estimate, 1e-9))))
-    out = run_epochs(lambda i: run_epoch(i + 2), Schedule(warmup=1, epochs=3, max_extra=2))
+    out = run_epochs(lambda i: run_epoch(i + 2), Schedule(warmup=1, epochs=5, max_extra=3))
     return out["median_seconds"] / steps[0]
 
 
 def cpu_curves(
     batches: Sequence[int] = CPU_BATCHES,
-    seconds: float = 0.3,
+    seconds: float = 0.4,
     log: Callable[[str], None] = lambda message: None,
 ) -> dict[str, StepCurve]:
     """std's and big's step times on this machine, one process on all its cores, at each
@@ -285,6 +297,7 @@ def cpu_curves(
     measured = {}
     for name in DISTRIBUTED_WORKLOADS:
         workload = WORKLOADS[name]
+        measure_step(workload, 64, X, y, seconds)  # not kept: compiles, allocates, warms up
         found = []
         for batch in batches:
             found.append((batch, measure_step(workload, batch, X, y, seconds)))
@@ -599,7 +612,10 @@ def curve_lines(curves: dict[str, StepCurve]) -> list[str]:
     """One line per curve: where its numbers come from, and each measured point."""
     lines = []
     for name, curve in curves.items():
-        points = ", ".join(f"{b}: {duration(t)}" for b, t in curve.points)
+        points = ", ".join(
+            f"{b}: {duration(t)}" + ("" if t == used else f" (taken as {duration(used)})")
+            for (b, t), (_, used) in zip(curve.measured, curve.points, strict=True)
+        )
         lines.append(
             f"- {name} ({curve.source}), seconds per step by batch: {points}; "
             f"floor {duration(curve.floor)}"
@@ -669,7 +685,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--cpu",
         action=argparse.BooleanOptionalAction,
         default=True,
-        help="measure this machine's step times (about a minute) for the CPU-node table",
+        help="measure this machine's step times (two minutes or so) for the CPU-node table",
     )
     p.add_argument("--json", type=Path, default=None, help="also write the numbers here")
     return p

@@ -78,8 +78,10 @@ def blas_threads() -> int | None:
         import threadpoolctl
     except ImportError:
         return None
-    counts = [pool["num_threads"] for pool in threadpoolctl.threadpool_info()]
-    return max(counts, default=None)
+    pools = [p for p in threadpoolctl.threadpool_info() if p["user_api"] == "blas"]
+    # NumPy's own BLAS does the products; another (SciPy's, loaded by Numba) sits idle
+    mine = [p for p in pools if "numpy" in p["filepath"]] or pools
+    return max((p["num_threads"] for p in mine), default=None)
 
 
 def shares(rows: int, size: int) -> list[tuple[int, int]]:

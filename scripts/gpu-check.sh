@@ -79,7 +79,7 @@ done >"$OUT/train.log"
 stage ops 15 $PY -m bench.ops --device cuda
 stage bench 115 $PY -m bench --workloads std,std-b256,std-b1024,big --devices cpu,cuda \
     --peers torch --no-textbook --epochs 3 --cpu-steps 40 --data synthetic \
-    --no-time-to-accuracy --no-cli-rss --no-plot --out "$OUT"
+    --no-time-to-accuracy --no-cli-rss --no-distributed --no-plot --out "$OUT"
 
 {
     echo "training runs on $KIND (device, each epoch's metrics and seconds, final accuracy):"

@@ -63,6 +63,15 @@ def test_the_step_curve_passes_through_its_points_and_keeps_its_floor():
         StepCurve((), floor=0.0)
 
 
+def test_a_step_on_fewer_rows_is_never_taken_as_slower_than_one_on_more():
+    curve = StepCurve(((1, 3.0), (2, 1.0), (4, 2.0), (8, 1.5), (16, 4.0)), floor=0.1)
+    assert curve.measured == ((1, 3.0), (2, 1.0), (4, 2.0), (8, 1.5), (16, 4.0))
+    assert curve.points == ((1, 1.0), (2, 1.0), (4, 1.5), (8, 1.5), (16, 4.0))
+    assert curve.to_dict()["measured"][0] == [1, 3.0]
+    (line,) = dist.curve_lines({"std": StepCurve(((1, 3e-3), (2, 1e-3)), 0)})
+    assert "1: 3 ms (taken as 1 ms), 2: 1 ms" in line
+
+
 def curves():
     return {**dist.gpu_curves(), "linear": LINEAR}
 
