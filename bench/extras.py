@@ -13,14 +13,23 @@ import importlib.util
 import sys
 from collections.abc import Callable, Sequence
 
+#: PyTorch as a speed-minded user runs it, beside its eager loop (``bench/torch_peers.py``):
+#: fused Adam, ``torch.compile`` (max-autotune, reduce-overhead) and a captured CUDA graph.
+TORCH_VARIANTS = ("torch-fused", "torch-compile", "torch-compile-ro", "torch-graph")
 #: The other implementations timed beside ours, in the order their rows run.
-PEERS = ("torch", "sklearn")
+PEERS = ("torch", *TORCH_VARIANTS, "sklearn")
 #: What every run needs: the chart, BLAS thread and memory info (pyproject.toml).
 BASE_EXTRA = "bench"
 #: The extra that installs each peer, its import name and its distribution's name.
 PEER_EXTRAS = {"torch": "bench-torch", "sklearn": "bench-sklearn"}
 PEER_MODULES = {"torch": "torch", "sklearn": "sklearn"}
 PEER_PACKAGES = {"torch": "torch", "sklearn": "scikit-learn"}
+for _variant in TORCH_VARIANTS:  # every PyTorch row needs PyTorch, and nothing else
+    PEER_EXTRAS[_variant], PEER_MODULES[_variant], PEER_PACKAGES[_variant] = (
+        "bench-torch",
+        "torch",
+        "torch",
+    )
 
 
 def choices(
@@ -77,7 +86,7 @@ def run_peers(argv: Sequence[str]) -> list[str] | None:
 
 def extras_for(peers: Sequence[str]) -> list[str]:
     """The base extra and each peer's, in ``PEERS`` order: one install (and stamp) per set."""
-    return [BASE_EXTRA, *(PEER_EXTRAS[p] for p in PEERS if p in peers)]
+    return list(dict.fromkeys([BASE_EXTRA, *(PEER_EXTRAS[p] for p in PEERS if p in peers)]))
 
 
 def installed(peer: str) -> bool:

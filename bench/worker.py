@@ -16,6 +16,7 @@ from typing import Any
 
 from backends import parse_device
 
+from . import torch_peers
 from .extras import PEER_MODULES, missing_reason
 from .memory import peak_rss_bytes, reset_peak_rss
 from .timing import Schedule
@@ -26,6 +27,7 @@ TRAINERS = {
     "textbook": ("bench.textbook", "train_textbook"),
     "torch": ("bench.peers", "train_torch"),
     "sklearn": ("bench.peers", "train_sklearn"),
+    **{impl: ("bench.torch_peers", fn) for impl, fn in torch_peers.TRAINERS.items()},
 }
 
 

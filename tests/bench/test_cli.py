@@ -212,6 +212,7 @@ def test_bench_default_peers_that_are_missing_are_rows(monkeypatch):
     """Left to the default, a missing peer is only a row that says so (a plain checkout)."""
     monkeypatch.setattr(cli, "installed", lambda peer: False)
     args = cli.build_parser().parse_args([])
-    assert args.peers == ["torch", "sklearn"] and not args.peers_requested
+    assert args.peers == list(cli.PEERS) and not args.peers_requested
+    assert args.peers[0] == "torch" and args.peers[-1] == "sklearn"
     row = {"workload": "tiny", "device": "cpu", "impl": "sklearn", "samples": 64}
     assert cli.run_row(row, args, real=False, probes={})["status"] == "missing"

@@ -1,0 +1,242 @@
+"""The strongest PyTorch a speed-minded user would run, beside the eager loop of ``peers``.
+
+Same model, Adam (same hyperparameters), batch and float32 as the eager row; each variant is
+one row (``--peers``): ``torch-fused`` (eager, ``Adam(fused=True)``), ``torch-compile``
+(``torch.compile(mode="max-autotune")``), ``torch-compile-ro`` (``mode="reduce-overhead"``,
+which records CUDA graphs on a GPU) and ``torch-graph`` (the whole step captured with
+``torch.cuda.graph``, PyTorch's documented recipe; CUDA only). Compilation happens before
+the first epoch and is timed on its own (``compile_seconds``): it is a one-off cost, not
+part of an epoch. TF32 is off unless asked for (``tf32``), as it is for our rows, so that
+both sides multiply in full float32.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from .peers import torch_device, torch_model, torch_synchronizer
+from .timing import Schedule, run_epochs
+from .workloads import Workload
+
+#: The ``torch.compile`` mode of each compiled row.
+COMPILE_MODES = {"torch-compile": "max-autotune", "torch-compile-ro": "reduce-overhead"}
+#: Every variant this module trains, in the order their rows run.
+VARIANTS = ("torch-fused", *COMPILE_MODES, "torch-graph")
+#: Calls of each batch shape before the clock starts: compilation, autotuning, and (in
+#: reduce-overhead) the CUDA graph trees' warm-up and recording runs.
+COMPILE_CALLS = 3
+
+
+def set_precision(tf32: bool) -> dict[str, Any]:
+    """TF32 on or off for matmuls and cuDNN (off: full float32, as ours); what was set."""
+    import torch
+
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+    torch.backends.cudnn.allow_tf32 = tf32
+    torch.set_float32_matmul_precision("high" if tf32 else "highest")
+    return {"tf32": tf32, "matmul_precision": torch.get_float32_matmul_precision()}
+
+
+def adam(workload: Workload, params: Any, **options: Any) -> Any:
+    """The workload's optimizer (Adam, its learning rate) with PyTorch's speed options."""
+    import torch
+
+    if workload.optimizer == "momentum":
+        return torch.optim.SGD(params, lr=workload.lr, momentum=workload.momentum, **options)
+    return torch.optim.Adam(params, lr=workload.lr, **options)
+
+
+def fused_problem(workload: Workload, dev: Any) -> str | None:
+    """Why fused Adam cannot run on ``dev`` (``None``: it can): a row skipped, not a crash."""
+    import torch
+
+    probe = torch.nn.Linear(2, 2).to(dev)
+    try:
+        opt = adam(workload, probe.parameters(), fused=True)
+        probe(torch.ones(1, 2, device=dev)).sum().backward()
+        opt.step()
+    except (RuntimeError, TypeError, ValueError) as exc:
+        return f"fused {workload.optimizer} is not supported on {dev.type}: {exc}"
+    return None
+
+
+def _tail(n: int, batch: int) -> list[int]:
+    """The batch shapes of an epoch: full batches, and a smaller last one if any."""
+    return [batch] + ([n % batch] if n % batch and n > batch else [])
+
+
+class Trainer:
+    """One variant's step, ``step(xb, yb) -> loss``, with its model and optimizer."""
+
+    def __init__(self, impl: str, workload: Workload, dev: Any) -> None:
+        import torch
+
+        torch.manual_seed(0)
+        self.model = torch_model(workload).to(dev)
+        self.loss_fn = torch.nn.CrossEntropyLoss()
+        options = {"fused": True} if impl == "torch-fused" else {}
+        self.optimizer = adam(workload, self.model.parameters(), **options)
+        self.forward: Callable[[Any, Any], Any] = lambda xb, yb: self.loss_fn(self.model(xb), yb)
+        if impl in COMPILE_MODES:
+            # The forward and loss through Inductor (backward with it, by AOTAutograd), and
+            # the optimizer step as PyTorch's "compiling the optimizer" recipe does it.
+            # Static shapes: the last, smaller batch gets its own specialised kernels.
+            self.forward = torch.compile(self.forward, mode=COMPILE_MODES[impl], dynamic=False)
+            self.opt_step = torch.compile(self.optimizer.step, mode=COMPILE_MODES[impl])
+        else:
+            self.opt_step = self.optimizer.step
+
+    def step(self, xb: Any, yb: Any) -> Any:
+        self.optimizer.zero_grad(set_to_none=True)
+        loss = self.forward(xb, yb)
+        loss.backward()
+        self.opt_step()
+        return loss.detach()
+
+
+class GraphTrainer:
+    """The whole training step captured once with ``torch.cuda.graph`` and replayed: static
+    input and target tensors, warm-up on a side stream, ``Adam(capturable=True)``, as
+    PyTorch's CUDA Graphs notes capture a whole network. The epoch's last, smaller batch
+    runs eagerly on the same tensors (one step of hundreds)."""
+
+    def __init__(self, workload: Workload, dev: Any, X: Any, y: Any) -> None:
+        import torch
+
+        with torch.cuda.device(dev):  # capture on this GPU, not the current one
+            self._capture(workload, dev, X, y)
+
+    def _capture(self, workload: Workload, dev: Any, X: Any, y: Any) -> None:
+        import torch
+
+        torch.manual_seed(0)
+        self.model = torch_model(workload).to(dev)
+        self.loss_fn = torch.nn.CrossEntropyLoss()
+        capturable = {"capturable": True} if workload.optimizer == "adam" else {}
+        self.optimizer = adam(workload, self.model.parameters(), **capturable)
+        batch = workload.batch_size
+        self.static_x = X[:batch].clone()
+        self.static_y = y[:batch].clone()
+        side = torch.cuda.Stream(dev)
+        side.wait_stream(torch.cuda.current_stream(dev))
+        with torch.cuda.stream(side):
+            for _ in range(COMPILE_CALLS):
+                self._eager(self.static_x, self.static_y)
+        torch.cuda.current_stream(dev).wait_stream(side)
+        self.graph = torch.cuda.CUDAGraph()
+        self.optimizer.zero_grad(set_to_none=True)
+        with torch.cuda.graph(self.graph):
+            self.static_loss = self.loss_fn(self.model(self.static_x), self.static_y)
+            self.static_loss.backward()
+            self.optimizer.step()
+
+    def _eager(self, xb: Any, yb: Any) -> Any:
+        self.optimizer.zero_grad(set_to_none=False)  # keep the captured .grad tensors
+        loss = self.loss_fn(self.model(xb), yb)
+        loss.backward()
+        self.optimizer.step()
+        return loss.detach()
+
+    def step(self, xb: Any, yb: Any) -> Any:
+        if xb.shape[0] != self.static_x.shape[0]:
+            return self._eager(xb, yb)
+        self.static_x.copy_(xb)
+        self.static_y.copy_(yb)
+        self.graph.replay()
+        return self.static_loss.detach().clone()
+
+
+def epoch(step: Callable[[Any, Any], Any], X: Any, y: Any, batch: int) -> float:
+    """One shuffled epoch through ``step``; the mean loss, read once at the end."""
+    import torch
+
+    n = X.shape[0]
+    order = torch.randperm(n, device=X.device)
+    total = torch.zeros((), device=X.device)
+    for start in range(0, n, batch):
+        idx = order[start : start + batch]
+        total += step(X[idx], y[idx]) * idx.shape[0]
+    return float(total) / n
+
+
+def train_variant(
+    impl: str,
+    workload: Workload,
+    device: str,
+    X: np.ndarray,
+    y: np.ndarray,
+    schedule: Schedule,
+    tf32: bool = False,
+) -> dict[str, Any]:
+    """Time one variant's epochs; a variant this device cannot run is a skipped row."""
+    import torch
+
+    if impl not in VARIANTS:
+        raise ValueError(f"unknown PyTorch variant {impl!r}: choose from {', '.join(VARIANTS)}")
+    dev = torch_device(device)
+    if impl == "torch-graph" and dev.type != "cuda":
+        return {"status": "skipped", "reason": "needs CUDA (torch.cuda.graph)"}
+    precision = set_precision(tf32)
+    if impl == "torch-fused" and (why := fused_problem(workload, dev)):
+        return {"status": "skipped", "reason": why}
+    Xt, yt = torch.from_numpy(X).to(dev), torch.from_numpy(y).to(dev)
+    synchronize = torch_synchronizer(dev)
+    synchronize()
+    start = time.perf_counter()
+    if impl == "torch-graph":
+        trainer: Trainer | GraphTrainer = GraphTrainer(workload, dev, Xt, yt)
+    else:
+        trainer = Trainer(impl, workload, dev)
+        if impl in COMPILE_MODES:
+            for rows in _tail(Xt.shape[0], workload.batch_size):
+                for _ in range(COMPILE_CALLS):
+                    trainer.step(Xt[:rows], yt[:rows])
+    synchronize()
+    compile_seconds = time.perf_counter() - start
+    losses: list[float] = []
+
+    def run_epoch(_: int) -> float:
+        synchronize()
+        began = time.perf_counter()
+        losses.append(epoch(trainer.step, Xt, yt, workload.batch_size))
+        synchronize()
+        return time.perf_counter() - began
+
+    out = run_epochs(run_epoch, schedule)
+    out.update(final_loss=losses[-1], losses=losses, threads=torch.get_num_threads(), **precision)
+    if impl in COMPILE_MODES or impl == "torch-graph":
+        out.update(compile_seconds=compile_seconds, compile_mode=COMPILE_MODES.get(impl, "graph"))
+    if dev.type == "cuda":
+        out["device_memory_bytes"] = int(torch.cuda.max_memory_reserved(dev))
+        out["device_memory_kind"] = "torch max_memory_reserved"
+        out["device_name"] = torch.cuda.get_device_name(dev)
+    return out
+
+
+def train_fused(workload: Workload, device: str, X: Any, y: Any, schedule: Schedule) -> Any:
+    return train_variant("torch-fused", workload, device, X, y, schedule)
+
+
+def train_compile(workload: Workload, device: str, X: Any, y: Any, schedule: Schedule) -> Any:
+    return train_variant("torch-compile", workload, device, X, y, schedule)
+
+
+def train_compile_ro(workload: Workload, device: str, X: Any, y: Any, schedule: Schedule) -> Any:
+    return train_variant("torch-compile-ro", workload, device, X, y, schedule)
+
+
+def train_graph(workload: Workload, device: str, X: Any, y: Any, schedule: Schedule) -> Any:
+    return train_variant("torch-graph", workload, device, X, y, schedule)
+
+
+#: The worker's entry for each row: ``(workload, device, X, y, schedule) -> result``.
+TRAINERS = {
+    "torch-fused": "train_fused",
+    "torch-compile": "train_compile",
+    "torch-compile-ro": "train_compile_ro",
+    "torch-graph": "train_graph",
+}
