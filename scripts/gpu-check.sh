@@ -57,29 +57,29 @@ fi
     echo "training data: $KIND"
 } | tee "$OUT/machine.txt"
 
-stage cuda-tests 125 $PY -m pytest -q -m cuda -p no:cacheprovider --durations=10 tests
+stage cuda-tests 110 $PY -m pytest -q -m cuda -p no:cacheprovider --durations=10 tests
 [ "$IMAGES" = "$REAL" ] || $PY -m mlp.cli.synthetic "$DATA/images" 60000 10000 >/dev/null
 # The same seeded run on each device: their test accuracies should agree within noise.
 train="$PY -m mlp --data-dir $IMAGES --no-download --seed 0 --epochs 3"
-stage train-cuda 20 $train --device cuda
-stage train-cuda-bf16 20 $train --device cuda --precision bf16
+stage train-cuda 15 $train --device cuda
+stage train-cuda-bf16 15 $train --device cuda --precision bf16
 # The same, each step run op by op instead of replayed from its recording (CUDA graph).
-stage train-cuda-op-by-op 20 env MLP_NO_CUDA_GRAPH=1 $train --device cuda
-stage train-cpu 20 $train --device cpu
+stage train-cuda-op-by-op 15 env MLP_NO_CUDA_GRAPH=1 $train --device cuda
+stage train-cpu 15 $train --device cpu
 # A recorded step under a schedule and early stopping, watching held-out training images.
-stage train-cuda-early-stop 20 $train --device cuda --epochs 6 --lr-schedule cosine \
+stage train-cuda-early-stop 15 $train --device cuda --epochs 6 --lr-schedule cosine \
     --validation-split 0.1 --early-stopping 2
 # Data-parallel under a launcher: NCCL in a world of one, the step still recorded.
-stage train-cuda-nccl 20 "$MPIEXEC" -n 1 $train --device cuda --distributed
+stage train-cuda-nccl 15 "$MPIEXEC" -n 1 $train --device cuda --distributed
 # At most 8 files come back from $OUT: the training logs become one.
 for name in train-cuda train-cuda-bf16 train-cuda-op-by-op train-cpu train-cuda-early-stop \
     train-cuda-nccl; do
     echo "== $name" && cat "$OUT/$name.log" && rm -f "$OUT/$name.log"
 done >"$OUT/train.log"
 stage ops 15 $PY -m bench.ops --device cuda
-stage bench 115 $PY -m bench --workloads std,std-b256,std-b1024,big --devices cpu,cuda \
-    --peers torch --no-textbook --epochs 3 --cpu-steps 40 --data synthetic \
-    --no-time-to-accuracy --no-cli-rss --no-distributed --no-plot --out "$OUT"
+stage bench 160 $PY -m bench --workloads std,std-b256,std-b1024,big --devices cuda \
+    --peers torch,torch-fused,torch-compile-ro,torch-graph --no-textbook --epochs 3 \
+    --data synthetic --no-time-to-accuracy --no-cli-rss --no-distributed --no-plot --out "$OUT"
 
 {
     echo "training runs on $KIND (device, each epoch's metrics and seconds, final accuracy):"
