@@ -99,7 +99,13 @@ class Communicator:
     """
 
     def __init__(self, mpi_comm: Any = None, overlap: bool = True) -> None:
-        mpi = require("mpi4py.MPI", "dist", "training on several processes", package="mpi4py")
+        try:
+            mpi = require("mpi4py.MPI", "dist", "training on several processes", "mpi4py")
+        except RuntimeError as exc:  # mpi4py there, but no MPI library it can load
+            raise DistributedError(
+                f"mpi4py cannot start MPI ({exc}): install the 'dist' extra's MPICH "
+                "(pip install mpich) or build mpi4py against your MPI (docs/distributed.md)"
+            ) from None
         self._mpi = mpi
         self.comm = mpi.COMM_WORLD if mpi_comm is None else mpi_comm
         self.rank: int = self.comm.Get_rank()

@@ -74,3 +74,12 @@ def test_two_processes_pass_the_distributed_tests():
     done = mpiexec(launcher, suite, suite, timeout=300)
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
     assert done.stdout.count(" passed") == 2, done.stdout[-2000:]
+
+
+def test_an_mpi4py_without_an_mpi_library_says_what_to_install(monkeypatch):
+    def unloadable(*args, **kwargs):
+        raise RuntimeError("cannot load MPI library")
+
+    monkeypatch.setattr(distributed, "require", unloadable)
+    with pytest.raises(DistributedError, match="cannot start MPI.*pip install mpich"):
+        distributed.Communicator()
