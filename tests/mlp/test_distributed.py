@@ -81,5 +81,5 @@ def test_an_mpi4py_without_an_mpi_library_says_what_to_install(monkeypatch):
         raise RuntimeError("cannot load MPI library")
 
     monkeypatch.setattr(distributed, "require", unloadable)
-    with pytest.raises(DistributedError, match="cannot start MPI.*pip install mpich"):
+    with pytest.raises(DistributedError, match=r"cannot start MPI.*pip install mpich"):
         distributed.Communicator()
