@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import pickle
 import sys
 import traceback
 from collections.abc import Iterator, Mapping
@@ -119,7 +118,6 @@ class Communicator:
         #: blocking all-reduce of the whole buffer after the backward pass)
         self.overlap = overlap
         self._device: Any = None  # NCCL's communicator, for a CUDA backend
-        self._device_for: Any = None
         self._pending: list[Any] = []
 
     def __repr__(self) -> str:
@@ -176,12 +174,13 @@ class Communicator:
     def bind(self, backend: Any) -> None:
         """Ready the gradient all-reduce for ``backend``'s device (NCCL for a GPU, set up
         over MPI the first time)."""
-        if not backend.device.startswith("cuda") or self._device_for is backend:
+        if not backend.device.startswith("cuda"):
+            return
+        if self._device is not None and self._device.backend is backend:
             return
         from backends.cuda.nccl import NcclGroup
 
         self._device = NcclGroup(backend, self.size, self.rank, self.comm.bcast)
-        self._device_for = backend
 
     def gradient_ready(self, grads: Any) -> None:
         """One layer's gradient (a slice of the flat buffer) is complete: on the CPU, start
@@ -221,10 +220,9 @@ class Communicator:
     def agree(self, settings: Mapping[str, Any]) -> None:
         """Refuse to start unless every process has the same ``settings``: a setting that
         differs names itself, its value here and on rank 0. Raised on every process."""
-        everyone = self.comm.allgather(pickle.dumps(dict(settings)))
-        root = pickle.loads(everyone[0])
-        for rank, packed in enumerate(everyone):
-            theirs = pickle.loads(packed)
+        everyone = self.comm.allgather(dict(settings))  # mpi4py pickles them
+        root = everyone[0]
+        for rank, theirs in enumerate(everyone):
             for key in root.keys() | theirs.keys():
                 if theirs.get(key) != root.get(key):
                     raise DistributedError(

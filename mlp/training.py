@@ -95,16 +95,15 @@ def fit(
             n, validation = _split(held_out(n, split), X, scale, targets, weights)
         elif validation_data is not None:
             validation = _validation(model, validation_data)
-        chosen = optimizer or model.optimizer or Adam()
+        optimizer = optimizer or model.optimizer or Adam()
         if communicator is not None:
             communicator.agree(
                 distributed.fingerprint(
-                    model, chosen, X, targets, weights, validation, n, batch_size, epochs,
+                    model, optimizer, X, targets, weights, validation, n, batch_size, epochs,
                     initial_epoch, seed, shuffle, schedule, stopping,
                 )
             )  # fmt: skip
         # only now, with every argument checked: a failed call leaves the model as it was
-        optimizer = chosen
         optimizer.bind(be, model.num_parameters, model.dtype, model=model)
         model.optimizer = optimizer
         if communicator is not None:

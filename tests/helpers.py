@@ -35,13 +35,18 @@ def one_line(err: str, prog: str = "mlp-train") -> str:
     return err[len(f"{prog}: error: ") : -1]
 
 
+def repo_env(env: dict[str, str] | None = None) -> dict[str, str]:
+    """This environment, with ``env`` on top, for a process that imports the repository's
+    code as the tests do."""
+    return {**os.environ, **(env or {}), "PYTHONPATH": str(ROOT)}
+
+
 def run_module(*argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """``python -m argv…`` from the repository root, as a user runs it."""
-    full_env = {**os.environ, **(env or {}), "PYTHONPATH": str(ROOT)}
     return subprocess.run(
         [sys.executable, "-m", *argv],
         cwd=ROOT,
-        env=full_env,
+        env=repo_env(env),
         capture_output=True,
         text=True,
         timeout=120,
@@ -98,10 +103,9 @@ def require_dist() -> bool:
 def mpiexec_or_skip() -> str:
     """The MPI launcher beside this Python (the ``dist`` extra's MPICH) or on ``PATH``,
     with mpi4py importable; else a skip (a failure under MLP_REQUIRE_DIST=1)."""
-    import shutil
+    from bench.distributed import launcher as find_launcher
 
-    beside = Path(sys.executable).parent / "mpiexec"
-    launcher = str(beside) if beside.exists() else shutil.which("mpiexec")
+    launcher = find_launcher()
     problem = None if launcher else "no mpiexec here"
     try:
         import mpi4py  # noqa: F401
@@ -115,15 +119,14 @@ def mpiexec_or_skip() -> str:
 
 
 def mpiexec(
-    launcher: str, *programs: Sequence[Any], timeout: float = 120, env: dict | None = None
+    launcher: str, *programs: Sequence[Any], timeout: float = 120
 ) -> subprocess.CompletedProcess:
     """``mpiexec -n 1 PROGRAM_0 : -n 1 PROGRAM_1 …``: one process per program (rank i runs
-    ``programs[i]``), from the repository root; killed, with its children, after ``timeout``."""
+    ``programs[i]``), from the repository root; the launcher is killed after ``timeout``
+    (and ends its processes)."""
     argv = [launcher]
     for i, program in enumerate(programs):
         argv += ([":"] if i else []) + ["-n", "1", *(str(a) for a in program)]
-    full_env = {**os.environ, **(env or {}), "PYTHONPATH": str(ROOT)}
-    full_env.pop("MLP_REQUIRE_DIST", None)
     return subprocess.run(
-        argv, cwd=ROOT, env=full_env, capture_output=True, text=True, timeout=timeout
+        argv, cwd=ROOT, env=repo_env(), capture_output=True, text=True, timeout=timeout
     )

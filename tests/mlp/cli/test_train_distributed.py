@@ -18,7 +18,7 @@ import pytest
 
 from mlp.checkpoint import load_checkpoint
 from mlp.cli import train
-from tests.helpers import ROOT, mpiexec, mpiexec_or_skip, one_line, run
+from tests.helpers import ROOT, mpiexec, mpiexec_or_skip, one_line, repo_env, run
 
 TRAIN = [sys.executable, "-m", "mlp.cli.train"]
 
@@ -127,9 +127,8 @@ def started(launcher: str, program: list) -> subprocess.Popen:
     """``mpiexec -n 2 program`` in a session of its own (a terminal's process group), once
     its first epoch has ended."""
     argv = [launcher, "-n", "2", *(str(a) for a in program)]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
     process = subprocess.Popen(
-        argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        argv, cwd=ROOT, env=repo_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         start_new_session=True,
     )  # fmt: skip
     for line in process.stdout:
