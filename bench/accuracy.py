@@ -77,7 +77,14 @@ def time_to_accuracy_torch(
 
     from mlp.data import load_dataset
 
-    from .peers import torch_device, torch_epoch, torch_model, torch_optimizer, torch_synchronizer
+    from .peers import (
+        eager_step,
+        torch_device,
+        torch_epoch,
+        torch_model,
+        torch_optimizer,
+        torch_synchronizer,
+    )
 
     data = load_dataset(DATASET)
     dev = torch_device(device)
@@ -90,8 +97,9 @@ def time_to_accuracy_torch(
     X_train, y_train = tensors(data.X_train, data.y_train)
     X_test, y_test = tensors(data.X_test, data.y_test)
     model = torch_model(workload).to(dev)
-    optimizer = torch_optimizer(workload, model.parameters())
-    loss_fn = torch.nn.CrossEntropyLoss()
+    step = eager_step(
+        model, torch_optimizer(workload, model.parameters()), torch.nn.CrossEntropyLoss()
+    )
     synchronize = torch_synchronizer(dev)
     curve: list[float] = []
     seconds: list[float] = []
@@ -102,7 +110,7 @@ def time_to_accuracy_torch(
         synchronize()
         start = time.perf_counter()
         model.train()
-        torch_epoch(model, optimizer, loss_fn, X_train, y_train, workload.batch_size)
+        torch_epoch(step, X_train, y_train, workload.batch_size)
         synchronize()
         seconds.append(time.perf_counter() - start)
         other.append(watch.stop())

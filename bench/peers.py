@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -35,12 +36,14 @@ def torch_model(workload: Workload) -> Any:
     return nn.Sequential(*layers)
 
 
-def torch_optimizer(workload: Workload, params: Any) -> Any:
+def torch_optimizer(workload: Workload, params: Any, **options: Any) -> Any:
+    """The workload's optimizer (Adam or momentum SGD, its learning rate), with PyTorch's
+    own ``options`` (``fused=True``, ``capturable=True``)."""
     import torch
 
     if workload.optimizer == "momentum":
-        return torch.optim.SGD(params, lr=workload.lr, momentum=workload.momentum)
-    return torch.optim.Adam(params, lr=workload.lr)
+        return torch.optim.SGD(params, lr=workload.lr, momentum=workload.momentum, **options)
+    return torch.optim.Adam(params, lr=workload.lr, **options)
 
 
 def torch_device(device: str) -> Any:
@@ -56,8 +59,22 @@ def torch_device(device: str) -> Any:
     return torch.device("cuda", index)
 
 
-def torch_epoch(model: Any, optimizer: Any, loss_fn: Any, X: Any, y: Any, batch: int) -> float:
-    """One shuffled epoch; returns the mean training loss (read once, at the end)."""
+def eager_step(model: Any, optimizer: Any, loss_fn: Any) -> Callable[[Any, Any], Any]:
+    """PyTorch's usual step, ``step(xb, yb) -> loss``: zero the gradients, forward, loss,
+    backward, update."""
+
+    def step(xb: Any, yb: Any) -> Any:
+        optimizer.zero_grad(set_to_none=True)
+        loss = loss_fn(model(xb), yb)
+        loss.backward()
+        optimizer.step()
+        return loss.detach()
+
+    return step
+
+
+def torch_epoch(step: Callable[[Any, Any], Any], X: Any, y: Any, batch: int) -> float:
+    """One shuffled epoch of ``step``; returns the mean training loss (read once, at the end)."""
     import torch
 
     n = X.shape[0]
@@ -65,13 +82,21 @@ def torch_epoch(model: Any, optimizer: Any, loss_fn: Any, X: Any, y: Any, batch:
     total = torch.zeros((), device=X.device)
     for start in range(0, n, batch):
         idx = order[start : start + batch]
-        xb, yb = X[idx], y[idx]
-        optimizer.zero_grad(set_to_none=True)
-        loss = loss_fn(model(xb), yb)
-        loss.backward()
-        optimizer.step()
-        total += loss.detach() * idx.shape[0]
+        total += step(X[idx], y[idx]) * idx.shape[0]
     return float(total) / n
+
+
+def torch_memory(dev: Any) -> dict[str, Any]:
+    """A CUDA row's device memory and GPU name (nothing on the CPU)."""
+    import torch
+
+    if dev.type != "cuda":
+        return {}
+    return {
+        "device_memory_bytes": int(torch.cuda.max_memory_reserved(dev)),
+        "device_memory_kind": "torch max_memory_reserved",
+        "device_name": torch.cuda.get_device_name(dev),
+    }
 
 
 def torch_synchronizer(device: Any) -> Any:
@@ -92,7 +117,7 @@ def train_torch(
     torch.manual_seed(0)
     model = torch_model(workload).to(dev)
     optimizer = torch_optimizer(workload, model.parameters())
-    loss_fn = torch.nn.CrossEntropyLoss()
+    step = eager_step(model, optimizer, torch.nn.CrossEntropyLoss())
     Xt, yt = torch.from_numpy(X).to(dev), torch.from_numpy(y).to(dev)
     synchronize = torch_synchronizer(dev)
     losses: list[float] = []
@@ -100,16 +125,12 @@ def train_torch(
     def run_epoch(_: int) -> float:
         synchronize()
         start = time.perf_counter()
-        losses.append(torch_epoch(model, optimizer, loss_fn, Xt, yt, workload.batch_size))
+        losses.append(torch_epoch(step, Xt, yt, workload.batch_size))
         synchronize()
         return time.perf_counter() - start
 
     out = run_epochs(run_epoch, schedule)
-    out.update(final_loss=losses[-1], threads=torch.get_num_threads())
-    if dev.type == "cuda":
-        out["device_memory_bytes"] = int(torch.cuda.max_memory_reserved(dev))
-        out["device_memory_kind"] = "torch max_memory_reserved"
-        out["device_name"] = torch.cuda.get_device_name(dev)
+    out.update(final_loss=losses[-1], threads=torch.get_num_threads(), **torch_memory(dev))
     return out
 
 

@@ -18,7 +18,14 @@ from typing import Any
 
 import numpy as np
 
-from .peers import torch_device, torch_model, torch_synchronizer
+from .peers import (
+    torch_device,
+    torch_epoch,
+    torch_memory,
+    torch_model,
+    torch_optimizer,
+    torch_synchronizer,
+)
 from .timing import Schedule, run_epochs
 from .workloads import Workload
 
@@ -41,22 +48,13 @@ def set_precision(tf32: bool) -> dict[str, Any]:
     return {"tf32": tf32, "matmul_precision": torch.get_float32_matmul_precision()}
 
 
-def adam(workload: Workload, params: Any, **options: Any) -> Any:
-    """The workload's optimizer (Adam, its learning rate) with PyTorch's speed options."""
-    import torch
-
-    if workload.optimizer == "momentum":
-        return torch.optim.SGD(params, lr=workload.lr, momentum=workload.momentum, **options)
-    return torch.optim.Adam(params, lr=workload.lr, **options)
-
-
 def fused_problem(workload: Workload, dev: Any) -> str | None:
     """Why fused Adam cannot run on ``dev`` (``None``: it can): a row skipped, not a crash."""
     import torch
 
     probe = torch.nn.Linear(2, 2).to(dev)
     try:
-        opt = adam(workload, probe.parameters(), fused=True)
+        opt = torch_optimizer(workload, probe.parameters(), fused=True)
         probe(torch.ones(1, 2, device=dev)).sum().backward()
         opt.step()
     except (RuntimeError, TypeError, ValueError) as exc:
@@ -79,7 +77,7 @@ class Trainer:
         self.model = torch_model(workload).to(dev)
         self.loss_fn = torch.nn.CrossEntropyLoss()
         options = {"fused": True} if impl == "torch-fused" else {}
-        self.optimizer = adam(workload, self.model.parameters(), **options)
+        self.optimizer = torch_optimizer(workload, self.model.parameters(), **options)
         self.forward: Callable[[Any, Any], Any] = lambda xb, yb: self.loss_fn(self.model(xb), yb)
         if impl in COMPILE_MODES:
             # The forward and loss through Inductor (backward with it, by AOTAutograd), and
@@ -117,7 +115,7 @@ class GraphTrainer:
         self.model = torch_model(workload).to(dev)
         self.loss_fn = torch.nn.CrossEntropyLoss()
         capturable = {"capturable": True} if workload.optimizer == "adam" else {}
-        self.optimizer = adam(workload, self.model.parameters(), **capturable)
+        self.optimizer = torch_optimizer(workload, self.model.parameters(), **capturable)
         batch = workload.batch_size
         self.static_x = X[:batch].clone()
         self.static_y = y[:batch].clone()
@@ -148,19 +146,6 @@ class GraphTrainer:
         self.static_y.copy_(yb)
         self.graph.replay()
         return self.static_loss.detach().clone()
-
-
-def epoch(step: Callable[[Any, Any], Any], X: Any, y: Any, batch: int) -> float:
-    """One shuffled epoch through ``step``; the mean loss, read once at the end."""
-    import torch
-
-    n = X.shape[0]
-    order = torch.randperm(n, device=X.device)
-    total = torch.zeros((), device=X.device)
-    for start in range(0, n, batch):
-        idx = order[start : start + batch]
-        total += step(X[idx], y[idx]) * idx.shape[0]
-    return float(total) / n
 
 
 def train_variant(
@@ -202,7 +187,7 @@ def train_variant(
     def run_epoch(_: int) -> float:
         synchronize()
         began = time.perf_counter()
-        losses.append(epoch(trainer.step, Xt, yt, workload.batch_size))
+        losses.append(torch_epoch(trainer.step, Xt, yt, workload.batch_size))
         synchronize()
         return time.perf_counter() - began
 
@@ -210,10 +195,7 @@ def train_variant(
     out.update(final_loss=losses[-1], losses=losses, threads=torch.get_num_threads(), **precision)
     if impl in COMPILE_MODES or impl == "torch-graph":
         out.update(compile_seconds=compile_seconds, compile_mode=COMPILE_MODES.get(impl, "graph"))
-    if dev.type == "cuda":
-        out["device_memory_bytes"] = int(torch.cuda.max_memory_reserved(dev))
-        out["device_memory_kind"] = "torch max_memory_reserved"
-        out["device_name"] = torch.cuda.get_device_name(dev)
+    out.update(torch_memory(dev))
     return out
 
 
