@@ -184,6 +184,11 @@ class Backend:
         """Make this backend's device current for the enclosed work."""
         yield
 
+    def threads_for(self, largest_product: int) -> contextlib.AbstractContextManager:
+        """The enclosed work's products have at most ``largest_product`` multiply-adds: a
+        backend may pick its threads for them (the CPU's: ``backends/threads.py``)."""
+        return contextlib.nullcontext()
+
     def is_array(self, a: Any) -> bool:
         return isinstance(a, self.array_type)
 

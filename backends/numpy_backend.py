@@ -8,11 +8,12 @@ loop each (``backends/cpu_kernels.py``), exactly as the CUDA backend fuses them 
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import numpy as np
 
-from . import cpu_kernels
+from . import cpu_kernels, threads
 from .errors import BackendUnavailable, install_hint
 from .operands import LOSSES
 from .xp_backend import OPTIMIZER_BLOCK, XpBackend, adam_scalars, host_int, rows_at
@@ -64,6 +65,9 @@ class NumpyBackend(XpBackend):
     def to_numpy(self, a: Any) -> np.ndarray:
         self.check_device(a)
         return a
+
+    def threads_for(self, largest_product: int) -> contextlib.AbstractContextManager:
+        return threads.threads_for(largest_product)
 
     # ------------------------------------------------------------------ fused bodies (Numba)
     def _bias_activation(self, x: Any, bias: Any, name: str, out: Any) -> Any:

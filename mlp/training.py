@@ -14,6 +14,7 @@ launch per batch. On the CPU, or where recording is refused, it runs op by op, u
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from collections.abc import Callable
@@ -120,50 +121,51 @@ def fit(
             record=not dropouts, communicator=communicator,
         )  # fmt: skip
         try:
-            for epoch in range(initial_epoch, epochs):
-                start_time = time.perf_counter()
-                if schedule is not None:
-                    optimizer.lr = schedule.rate(epoch, optimizer.lr, history)
-                # drawn on the host so every device sees the same order
-                order = np.random.default_rng([seed, epoch]).permutation(n) if shuffle else None
-                step.start_epoch(order)
-                if dropouts:
-                    dropout_rng = be.random_generator(
-                        [seed, epoch, 1] + ([communicator.rank] if communicator else [])
-                    )  # each process its own masks
-                    for layer in dropouts:
-                        layer.generator = dropout_rng
-                for batch, start in enumerate(range(0, n, batch_size)):
-                    step.run(min(batch_size, n - start))
-                    if on_batch is not None:
-                        on_batch(batch)
+            with be.threads_for(step.largest_product()):  # small products: one thread
+                for epoch in range(initial_epoch, epochs):
+                    start_time = time.perf_counter()
+                    if schedule is not None:
+                        optimizer.lr = schedule.rate(epoch, optimizer.lr, history)
+                    # drawn on the host so every device sees the same order
+                    order = np.random.default_rng([seed, epoch]).permutation(n) if shuffle else None
+                    step.start_epoch(order)
+                    if dropouts:
+                        dropout_rng = be.random_generator(
+                            [seed, epoch, 1] + ([communicator.rank] if communicator else [])
+                        )  # each process its own masks
+                        for layer in dropouts:
+                            layer.generator = dropout_rng
+                    for batch, start in enumerate(range(0, n, batch_size)):
+                        step.run(min(batch_size, n - start))
+                        if on_batch is not None:
+                            on_batch(batch)
+                        if shown is not None:
+                            shown.batch(batch)
+                    loss_sum, hits = step.summed_totals()  # the one read of the epoch
+                    record: dict[str, Any] = {
+                        "epoch": epoch + 1,
+                        **model.loss_function.record(float(loss_sum), float(hits), step.weight()),
+                        "seconds": time.perf_counter() - start_time,
+                    }
+                    if schedule is not None:
+                        record["lr"] = optimizer.lr
+                    if not math.isfinite(record["loss"]):
+                        raise TrainingDiverged(epoch + 1, record["loss"])
+                    if not be.all_finite(model.params):  # the last step's update is not in the loss
+                        raise TrainingDiverged(epoch + 1, math.nan, what="a weight")
+                    if communicator is not None:
+                        distributed.check_replicas(communicator, model)
+                    if validation is not None:
+                        measured = model.evaluate_on_device(*validation, communicator=communicator)
+                        record.update({f"val_{key}": value for key, value in measured.items()})
+                    model.epochs_trained = epoch + 1
+                    history.append(record)
                     if shown is not None:
-                        shown.batch(batch)
-                loss_sum, hits = step.summed_totals()  # the one read of the epoch
-                record: dict[str, Any] = {
-                    "epoch": epoch + 1,
-                    **model.loss_function.record(float(loss_sum), float(hits), step.weight()),
-                    "seconds": time.perf_counter() - start_time,
-                }
-                if schedule is not None:
-                    record["lr"] = optimizer.lr
-                if not math.isfinite(record["loss"]):
-                    raise TrainingDiverged(epoch + 1, record["loss"])
-                if not be.all_finite(model.params):  # the last step's update is not in the loss
-                    raise TrainingDiverged(epoch + 1, math.nan, what="a weight")
-                if communicator is not None:
-                    distributed.check_replicas(communicator, model)
-                if validation is not None:
-                    measured = model.evaluate_on_device(*validation, communicator=communicator)
-                    record.update({f"val_{key}": value for key, value in measured.items()})
-                model.epochs_trained = epoch + 1
-                history.append(record)
-                if shown is not None:
-                    shown.end(record)
-                if callback is not None:
-                    callback(record)
-                if stopping is not None and stopping.stop(record, model):
-                    break
+                        shown.end(record)
+                    if callback is not None:
+                        callback(record)
+                    if stopping is not None and stopping.stop(record, model):
+                        break
         finally:
             if shown is not None:
                 shown.close()
@@ -298,6 +300,12 @@ class TrainingStep:
         of an epoch."""
         totals = self.model.backend.to_numpy(self.totals)
         return totals if self.communicator is None else self.communicator.sum(totals)
+
+    def largest_product(self) -> int:
+        """Multiply-adds of the step's largest matrix product: this process's share of a
+        batch through the widest layer."""
+        first, stop = self._share(min(self.batch_size, self.rows))
+        return (stop - first) * max(a * b for a, b in itertools.pairwise(self.model.sizes))
 
     def _share(self, size: int) -> tuple[int, int]:
         """This process's ``[start, stop)`` of a batch of ``size`` rows."""
