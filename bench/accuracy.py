@@ -70,25 +70,23 @@ def time_to_accuracy_ours(
 
 
 def time_to_accuracy_torch(
-    workload: Workload, device: str, target: float, max_epochs: int
+    workload: Workload, device: str, target: float, max_epochs: int, impl: str = "torch"
 ) -> dict[str, Any]:
-    """PyTorch's loop from ``peers``, test accuracy under ``no_grad`` after each epoch."""
+    """PyTorch's ``impl``: the eager loop, or a variant of ``torch_peers`` with the same step
+    its speed row times (TF32 off); test accuracy under ``no_grad`` after each epoch.
+    Compilation or capture comes before the first epoch and is reported apart."""
     import torch
 
     from mlp.data import load_dataset
 
-    from .peers import (
-        eager_step,
-        torch_device,
-        torch_epoch,
-        torch_model,
-        torch_optimizer,
-        torch_synchronizer,
-    )
+    from .peers import set_precision, torch_device, torch_epoch, torch_synchronizer
+    from .torch_peers import compile_record, ready_trainer, variant_problem
 
-    data = load_dataset(DATASET)
     dev = torch_device(device)
-    torch.manual_seed(0)
+    settings = set_precision(False)
+    if why := variant_problem(impl, workload, dev):
+        return {"status": "skipped", "reason": why}
+    data = load_dataset(DATASET)
 
     def tensors(images: np.ndarray, labels: np.ndarray) -> tuple[Any, Any]:
         X = torch.from_numpy(np.multiply(images, np.float32(1 / 255), dtype=np.float32))
@@ -96,10 +94,8 @@ def time_to_accuracy_torch(
 
     X_train, y_train = tensors(data.X_train, data.y_train)
     X_test, y_test = tensors(data.X_test, data.y_test)
-    model = torch_model(workload).to(dev)
-    step = eager_step(
-        model, torch_optimizer(workload, model.parameters()), torch.nn.CrossEntropyLoss()
-    )
+    trainer, compile_seconds = ready_trainer(impl, workload, dev, X_train, y_train)
+    model = trainer.model
     synchronize = torch_synchronizer(dev)
     curve: list[float] = []
     seconds: list[float] = []
@@ -110,7 +106,7 @@ def time_to_accuracy_torch(
         synchronize()
         start = time.perf_counter()
         model.train()
-        torch_epoch(step, X_train, y_train, workload.batch_size)
+        torch_epoch(trainer.step, X_train, y_train, workload.batch_size)
         synchronize()
         seconds.append(time.perf_counter() - start)
         other.append(watch.stop())
@@ -120,4 +116,8 @@ def time_to_accuracy_torch(
         curve.append(float(correct) / X_test.shape[0])
         if curve[-1] >= target:
             break
-    return _result(target, curve, seconds, other)
+    return {
+        **_result(target, curve, seconds, other),
+        **settings,
+        **compile_record(impl, compile_seconds),
+    }

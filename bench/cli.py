@@ -8,13 +8,16 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from backends import PRECISIONS as MATMUL_PRECISIONS
 from mlp import checks
 from mlp.cli.common import OneLineParser, checked, named_path, report_errors
 from mlp.errors import CannotWrite, InvalidArgument
 
 from . import distributed, report
-from .extras import PEERS, TORCH_VARIANTS, choices, installed, missing_reason, parse_peers
+from .extras import PEERS, TORCH_ROWS, choices, installed, missing_reason, parse_peers
 from .machine import machine_info, slug
+from .peers import TORCH_PRECISIONS
+from .report import precision_of
 from .runner import run_command, run_task
 from .timing import QUIET
 from .workloads import (
@@ -39,6 +42,10 @@ PEER_DEVICES = {"torch": ("cpu", "cuda"), "sklearn": ("cpu",)}
 CUDA_BY_DEFAULT = ("torch-compile", "torch-compile-ro", "torch-graph")
 #: Rows that cannot run on a device, and why: reported as skipped, with no process started.
 NEEDS = {("torch-graph", "cpu"): "needs CUDA (torch.cuda.graph)"}
+#: Matmul precisions a run can time, each its own table: float32 first.
+PRECISIONS = tuple(MATMUL_PRECISIONS)
+#: The rows planned at every precision: the limit, then this library.
+OURS = ("limit", "mlp")
 
 
 def accuracy_target(name: str, value: object) -> float:
@@ -62,6 +69,13 @@ def _cpu_steps(text: str) -> dict[str, int]:
             )
         out.update(dict.fromkeys(names, int(value)))
     return out
+
+
+def _precisions(text: str) -> list[str]:
+    """``--precisions``: a subset of ``PRECISIONS``, in their order (float32 first, the one
+    the others are compared with) whatever the order given."""
+    chosen = choices("precision", PRECISIONS)(text)
+    return [p for p in PRECISIONS if p in chosen]
 
 
 class _Requested(argparse.Action):
@@ -105,6 +119,14 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"{','.join(PEERS)} (the default; {','.join(CUDA_BY_DEFAULT)} on the CPU only "
         "when named), a subset, or none; a peer named here must be installed, while a default "
         "one that is not is a row that says so",
+    )
+    p.add_argument(
+        "--precisions",
+        type=_precisions,
+        default=["float32"],
+        help="matmul precisions, a table each: float32 (TF32 off on both sides), tf32 (TF32 "
+        "on for both), bf16 (the limit and ours, against our float32; no PyTorch row); on the "
+        "CPU the rounding is emulated, slowly",
     )
     p.add_argument(
         "--textbook",
@@ -172,7 +194,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--time-to-accuracy",
         action=argparse.BooleanOptionalAction,
         default=True,
-        help="seconds until the std model reaches --target on the real test set",
+        help="seconds until the std model reaches --target on the real test set, ours against "
+        "the PyTorch rows of --peers (on the CPU eager PyTorch alone unless they are named)",
     )
     p.add_argument(
         "--target",
@@ -238,9 +261,10 @@ def resolve_devices(spec: str, timeout: float) -> tuple[list[str], dict[str, Any
     return devices, found
 
 
-def row_label(impl: str, device: str, versions: dict[str, str]) -> str:
+def row_label(impl: str, device: str, versions: dict[str, str], precision: str = "float32") -> str:
+    """What a row is, in words; a reduced precision named after it (tables, chart, logs)."""
     torch = f"PyTorch {versions.get('torch', '')}".strip()
-    return {
+    label = {
         "limit": "matmul-only limit",
         "mlp": "mlp (this library)",
         "textbook": f"textbook {'NumPy' if device == 'cpu' else 'CuPy'} loop",
@@ -251,35 +275,70 @@ def row_label(impl: str, device: str, versions: dict[str, str]) -> str:
         "torch-graph": f"{torch} CUDA graph",
         "sklearn": "scikit-learn MLPClassifier",
     }[impl]
+    return label if precision == "float32" else f"{label}, {precision}"
+
+
+def runs_at(impl: str, precision: str) -> bool:
+    """Whether ``impl`` has a row at ``precision``: every row at float32; the limit and ours
+    at every precision; PyTorch's at those it has (TF32 on at tf32), the textbook loop and
+    scikit-learn at float32 alone."""
+    if precision == "float32" or impl in OURS:
+        return True
+    return impl in TORCH_ROWS and precision in TORCH_PRECISIONS
+
+
+def runs_on(impl: str, device: str, args: argparse.Namespace) -> bool:
+    """Whether ``impl`` has a row on ``device``: each peer where it runs, and the rows of
+    ``CUDA_BY_DEFAULT`` on the CPU only when ``--peers`` names them."""
+    if device not in PEER_DEVICES.get(impl, DEVICES):
+        return False
+    return not (device == "cpu" and impl in CUDA_BY_DEFAULT and not args.peers_requested)
+
+
+def epoch_steps(args: argparse.Namespace, workload: str, device: str) -> int | None:
+    """The steps an epoch is cut to (``None``: a whole epoch): ``--steps``, and on the CPU
+    ``--cpu-steps`` too, the smaller of the two."""
+    steps = args.steps
+    if device == "cpu" and workload in args.cpu_steps:
+        steps = min(steps or args.cpu_steps[workload], args.cpu_steps[workload])
+    return steps
 
 
 def plan(args: argparse.Namespace, devices: list[str]) -> list[dict[str, Any]]:
-    """Every row to run, in order: per workload and device, the limit first."""
-    impls = ["limit", "mlp", *(["textbook"] if args.textbook else []), *args.peers]
+    """Every row to run, in order: per workload and device, ours at each precision (its
+    limit first), then the others at each precision they have. Ours come first so that a
+    run cut short (a time limit) still has them; each table keeps this order."""
+    others = [*(["textbook"] if args.textbook else []), *args.peers]
     rows = []
     for name in args.workloads:
         workload = WORKLOADS[name]
         for device in devices:
-            steps = args.steps
-            if device == "cpu" and name in args.cpu_steps:
-                steps = min(steps or args.cpu_steps[name], args.cpu_steps[name])
-            samples = epoch_samples(workload, steps)
-            for impl in impls:
-                if device not in PEER_DEVICES.get(impl, DEVICES):
-                    continue
-                if device == "cpu" and impl in CUDA_BY_DEFAULT and not args.peers_requested:
-                    continue
-                rows.append(
-                    {
-                        "workload": name,
-                        "device": device,
-                        "impl": impl,
-                        "samples": samples,
-                        "steps": steps_per_epoch(workload, samples),
-                        "full_steps": steps_per_epoch(workload, EPOCH_SAMPLES),
-                    }
-                )
+            samples = epoch_samples(workload, epoch_steps(args, name, device))
+            pairs = [(p, impl) for p in args.precisions for impl in OURS]
+            pairs += [(p, impl) for p in args.precisions for impl in others if runs_at(impl, p)]
+            rows += [
+                {
+                    "workload": name,
+                    "device": device,
+                    "impl": impl,
+                    "precision": precision,
+                    "samples": samples,
+                    "steps": steps_per_epoch(workload, samples),
+                    "full_steps": steps_per_epoch(workload, EPOCH_SAMPLES),
+                }
+                for precision, impl in pairs
+                if runs_on(impl, device, args)
+            ]
     return rows
+
+
+def cannot_run(impl: str, device: str) -> dict[str, str] | None:
+    """A row's result with no process started: its peer missing, or its device unable to
+    run it (``None``: it can run)."""
+    if impl in PEERS and not installed(impl):
+        return {"status": "missing", "reason": missing_reason(impl)}
+    need = NEEDS.get((impl, device.partition(":")[0]))
+    return {"status": "skipped", "reason": need} if need else None
 
 
 def run_row(
@@ -289,11 +348,9 @@ def run_row(
     probe = probes.get(row["device"])
     if probe is not None and probe["status"] != "ok":
         return {"status": "unavailable", "reason": probe.get("reason", "device unavailable")}
-    if row["impl"] in PEERS and not installed(row["impl"]):
-        return {"status": "missing", "reason": missing_reason(row["impl"])}
-    need = NEEDS.get((row["impl"], row["device"].partition(":")[0]))
-    if need:
-        return {"status": "skipped", "reason": need}
+    refused = cannot_run(row["impl"], row["device"])
+    if refused:
+        return refused
     spec = {
         **row,
         "warmup": args.warmup,
@@ -306,7 +363,7 @@ def run_row(
 
 
 def finish_row(row: dict[str, Any], limit: dict[str, Any] | None) -> None:
-    """Add throughput and the ratio to this workload's and device's limit."""
+    """Add throughput and the ratio to the limit of this workload, device and precision."""
     if row["status"] != "ok":
         return
     row["samples_per_second"] = row["samples"] / row["median_seconds"]
@@ -315,28 +372,49 @@ def finish_row(row: dict[str, Any], limit: dict[str, Any] | None) -> None:
         row["ratio_to_limit"] = row["median_seconds"] / limit["median_seconds"]
 
 
+def same_setting(row: dict[str, Any]) -> tuple[str, str, str]:
+    """What rows compared with each other share: workload, device and matmul precision."""
+    return row["workload"], row["device"], precision_of(row)
+
+
 def compare_to_torch(rows: list[dict[str, Any]]) -> None:
-    """Add each row's speed relative to PyTorch on the same workload and device.
+    """Add each row's speed relative to PyTorch on the same workload, device and precision.
 
     ``speed_vs_torch`` is eager PyTorch's epoch time over this row's: above 1.0 is faster.
     ``speed_vs_best_torch`` (ours only) is the fastest PyTorch row's (eager, fused,
     compiled, CUDA graph) over ours, as the targets compare.
     """
-    torch_seconds: dict[tuple[str, str], float] = {}
-    best: dict[tuple[str, str], float] = {}
+    torch_seconds: dict[tuple[str, str, str], float] = {}
+    best: dict[tuple[str, str, str], float] = {}
     for r in rows:
-        if r["impl"] in ("torch", *TORCH_VARIANTS) and r.get("status") == "ok":
-            key = (r["workload"], r["device"])
+        if r["impl"] in TORCH_ROWS and r.get("status") == "ok":
+            key = same_setting(r)
             if r["impl"] == "torch":
                 torch_seconds[key] = r["median_seconds"]
             best[key] = min(best.get(key, r["median_seconds"]), r["median_seconds"])
     for r in rows:
-        key = (r["workload"], r["device"])
+        key = same_setting(r)
         reference = torch_seconds.get(key)
         if r["impl"] not in ("torch", "limit") and r.get("status") == "ok" and reference:
             r["speed_vs_torch"] = reference / r["median_seconds"]
         if r["impl"] == "mlp" and r.get("status") == "ok" and key in best:
             r["speed_vs_best_torch"] = best[key] / r["median_seconds"]
+
+
+def compare_to_float32(rows: list[dict[str, Any]]) -> None:
+    """Add ``speed_vs_float32`` to the limit's and our rows at a reduced precision: the
+    float32 row's epoch time over this one's, same workload and device (above 1.0: faster).
+    Ours at bf16 is the ``bf16_speedup`` target's figure; the limit's, what bf16 products
+    alone gain."""
+    float32 = {
+        (r["impl"], r["workload"], r["device"]): r["median_seconds"]
+        for r in rows
+        if r["impl"] in OURS and r.get("status") == "ok" and precision_of(r) == "float32"
+    }
+    for r in rows:
+        reference = float32.get((r["impl"], r["workload"], r["device"]))
+        if precision_of(r) != "float32" and r.get("status") == "ok" and reference:
+            r["speed_vs_float32"] = reference / r["median_seconds"]
 
 
 def run_benchmark(
@@ -349,16 +427,16 @@ def run_benchmark(
 ) -> list[dict[str, Any]]:
     """Run every planned row in turn; ``save`` gets the rows done so far after each one."""
     planned = plan(args, devices)
-    limits: dict[tuple[str, str], dict[str, Any]] = {}
+    limits: dict[tuple[str, str, str], dict[str, Any]] = {}
     for i, row in enumerate(planned, 1):
-        row["label"] = row_label(row["impl"], row["device"], versions)
+        row["label"] = row_label(row["impl"], row["device"], versions, row["precision"])
         log(f"[{i}/{len(planned)}] {row['workload']} on {row['device']}: {row['label']} …")
         row["load_average_before"] = load_average()
         result = run_row(row, args, real, probes)
         row.update(result)
         if row["impl"] == "limit":
-            limits[row["workload"], row["device"]] = row
-        finish_row(row, limits.get((row["workload"], row["device"])))
+            limits[same_setting(row)] = row
+        finish_row(row, limits.get(same_setting(row)))
         cells = report.row_cells(row)
         log(
             f"    {cells[3]} s/epoch, {cells[4]} limit"
@@ -366,29 +444,42 @@ def run_benchmark(
             else f"    {report.note(row)}"
         )
         compare_to_torch(planned[:i])
+        compare_to_float32(planned[:i])
         save(planned[:i])
     return planned
+
+
+def tta_impls(args: argparse.Namespace, device: str) -> list[str]:
+    """Ours, then the PyTorch rows of ``--peers`` that race it to the target: on a GPU every
+    one, to find PyTorch's best; on the CPU eager PyTorch alone unless ``--peers`` names the
+    variants (each is another run of many epochs, a compile on top)."""
+    torch_rows = [p for p in args.peers if p in TORCH_ROWS]
+    if device == "cpu" and not args.peers_requested:
+        torch_rows = [p for p in torch_rows if p == "torch"]
+    return ["mlp", *torch_rows]
 
 
 def time_to_accuracy(
     args: argparse.Namespace, real: bool, devices: list[str], versions: dict[str, str]
 ) -> dict[str, Any]:
+    """Training seconds to ``--target`` on std, ours against each PyTorch row of
+    ``tta_impls``, float32 (TF32 off), on every device."""
     out: dict[str, Any] = {"target": args.target, "workload": "std", "rows": []}
     if not args.time_to_accuracy:
         return {**out, "reason": "--no-time-to-accuracy"}
     if not real:
         return {**out, "reason": f"{DATASET} is not on disk (see README: make data)"}
-    impls = ["mlp", *(["torch"] if "torch" in args.peers else [])]
     for device in devices:
-        for impl in impls:
+        for impl in tta_impls(args, device):
             row: dict[str, Any] = {
                 "impl": impl,
                 "device": device,
                 "label": row_label(impl, device, versions),
             }
             log(f"time to {args.target}: {row['label']} on {device} …")
-            if impl in PEERS and not installed(impl):
-                row.update(status="missing", reason=missing_reason(impl))
+            refused = cannot_run(impl, device)
+            if refused:
+                row.update(refused)
             else:
                 row.update(
                     run_task(
@@ -501,6 +592,7 @@ def run(
             "workloads": args.workloads,
             "devices": devices,
             "peers": args.peers,
+            "precisions": args.precisions,
             "textbook": args.textbook,
             "epochs": args.epochs,
             "warmup": args.warmup,

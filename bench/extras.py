@@ -16,8 +16,10 @@ from collections.abc import Callable, Sequence
 #: PyTorch as a speed-minded user runs it, beside its eager loop (``bench/torch_peers.py``):
 #: fused Adam, ``torch.compile`` (max-autotune, reduce-overhead) and a captured CUDA graph.
 TORCH_VARIANTS = ("torch-fused", "torch-compile", "torch-compile-ro", "torch-graph")
+#: Every PyTorch row: its eager loop and the variants.
+TORCH_ROWS = ("torch", *TORCH_VARIANTS)
 #: The other implementations timed beside ours, in the order their rows run.
-PEERS = ("torch", *TORCH_VARIANTS, "sklearn")
+PEERS = (*TORCH_ROWS, "sklearn")
 #: What every run needs: the chart, BLAS thread and memory info (pyproject.toml).
 BASE_EXTRA = "bench"
 #: The extra that installs each peer, its import name and its distribution's name.

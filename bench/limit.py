@@ -7,7 +7,10 @@ through the backend's own ``matmul`` (BLAS on the CPU, cuBLAS on a GPU), with tr
 passed exactly as the library's layers pass them. Operands never feed back
 into each other, so values stay bounded (no overflow or denormals to slow BLAS down).
 On a GPU the step's products are recorded as a CUDA graph, as ``MLP.fit`` records its
-training step, so that both are measured without the host's launch costs.
+training step, so that both are measured without the host's launch costs. At a reduced
+``precision`` (``tf32``, ``bf16``) the products go through a backend of that precision, as
+ours do: TF32 tensor cores, or bfloat16 copies of the operands (the conversion included, as
+in our layers), on a GPU; on the CPU, the rounding emulated.
 """
 
 from __future__ import annotations
@@ -46,12 +49,17 @@ def _operands(backend: Any, workload: Workload, rows: int, rng: np.random.Genera
 
 
 def measure_limit(
-    workload: Workload, device: str, samples: int, schedule: Schedule
+    workload: Workload,
+    device: str,
+    samples: int,
+    schedule: Schedule,
+    precision: str = "float32",
 ) -> dict[str, Any]:
-    """Time the GEMMs of one epoch as ``schedule`` says (repetitions play the epochs)."""
+    """Time the GEMMs of one epoch as ``schedule`` says (repetitions play the epochs), at
+    the matmul ``precision`` of the rows it is the limit of."""
     from backends import get_backend
 
-    backend = get_backend(device)
+    backend = get_backend(device, precision=precision)
     rng = np.random.default_rng(0)
     with backend.activated():
         plan = [

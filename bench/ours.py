@@ -20,18 +20,31 @@ def make_optimizer(workload: Workload) -> Any:
 
 
 def train_ours(
-    workload: Workload, device: str, X: np.ndarray, y: np.ndarray, schedule: Schedule
+    workload: Workload,
+    device: str,
+    X: np.ndarray,
+    y: np.ndarray,
+    schedule: Schedule,
+    precision: str = "float32",
 ) -> dict[str, Any]:
     """``fit`` one epoch at a time (``initial_epoch=i``), the optimizer carried along.
 
     An epoch's seconds are ``fit``'s own record: the epoch's steps from the shuffle to the
     one read of the loss totals, which on a GPU waits for the device (so the whole epoch
-    is synchronised). ``fit``'s input checks before the epoch are not counted.
+    is synchronised). ``fit``'s input checks before the epoch are not counted. The model's
+    float32 matmuls run at ``precision`` (``tf32``, ``bf16``: tensor cores on a GPU, the
+    rounding emulated on the CPU), as ``get_backend(device, precision=...)`` sets them.
     """
+    from backends import get_backend
     from mlp import MLP
 
+    backend = get_backend(device, precision=precision)
     model = MLP(
-        list(workload.sizes), activation=workload.activation, device=device, dtype="float32", seed=0
+        list(workload.sizes),
+        activation=workload.activation,
+        device=backend,
+        dtype="float32",
+        seed=0,
     )
     optimizer = make_optimizer(workload)
     losses: list[float] = []

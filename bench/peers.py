@@ -21,6 +21,28 @@ from .timing import Schedule, run_epochs
 from .workloads import CLASSES, Workload
 
 PEERS = ("torch", "sklearn")
+#: The precisions a PyTorch row runs at: float32 with TF32 off, as ours, and ``tf32`` with
+#: it on. None at bf16: PyTorch's bfloat16 is autocast, another recipe than bf16 products
+#: alone, so our bf16 row is held against our own float32 row instead.
+TORCH_PRECISIONS = ("float32", "tf32")
+
+
+def tf32_for(precision: str) -> bool:
+    """Whether a PyTorch row at ``precision`` turns TF32 on; ``ValueError`` for one it has
+    no row at (a planning mistake, not a row to time in float32 under another name)."""
+    if precision not in TORCH_PRECISIONS:
+        raise ValueError(f"PyTorch rows run at {' or '.join(TORCH_PRECISIONS)}, not {precision!r}")
+    return precision == "tf32"
+
+
+def set_precision(tf32: bool) -> dict[str, Any]:
+    """TF32 on or off for matmuls and cuDNN (off: full float32, as ours); what was set."""
+    import torch
+
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+    torch.backends.cudnn.allow_tf32 = tf32
+    torch.set_float32_matmul_precision("high" if tf32 else "highest")
+    return {"tf32": tf32, "matmul_precision": torch.get_float32_matmul_precision()}
 
 
 def torch_model(workload: Workload) -> Any:
@@ -108,12 +130,18 @@ def torch_synchronizer(device: Any) -> Any:
 
 
 def train_torch(
-    workload: Workload, device: str, X: np.ndarray, y: np.ndarray, schedule: Schedule
+    workload: Workload,
+    device: str,
+    X: np.ndarray,
+    y: np.ndarray,
+    schedule: Schedule,
+    precision: str = "float32",
 ) -> dict[str, Any]:
     """PyTorch's usual training loop; each epoch timed with ``cuda.synchronize`` around it."""
     import torch
 
     dev = torch_device(device)
+    settings = set_precision(tf32_for(precision))
     torch.manual_seed(0)
     model = torch_model(workload).to(dev)
     optimizer = torch_optimizer(workload, model.parameters())
@@ -130,7 +158,8 @@ def train_torch(
         return time.perf_counter() - start
 
     out = run_epochs(run_epoch, schedule)
-    out.update(final_loss=losses[-1], threads=torch.get_num_threads(), **torch_memory(dev))
+    out.update(final_loss=losses[-1], threads=torch.get_num_threads(), **settings)
+    out.update(torch_memory(dev))
     return out
 
 

@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from backends import PRECISIONS as MATMUL_PRECISIONS
 from mlp.data import user_cache_dir
 from mlp.errors import CannotWrite
 from mlp.files import atomic_write, cannot_write
@@ -49,6 +50,16 @@ TARGETS = (
     ("big", "cpu", "ratio_to_limit", "max", 1.05),
     ("tiny", "cpu", "ratio_to_limit", "max", 1.6),
 )
+#: Where a target's figure is, when not in our float32 row's field of its name: the row of
+#: ours at that precision, and its field (``bench.cli.compare_to_float32`` fills it in).
+METRIC_SOURCES = {"bf16_speedup": ("bf16", "speed_vs_float32")}
+#: What each precision's table holds, above it.
+TABLE_HEADINGS = {
+    "float32": "float32 matmuls, TF32 off on both sides",
+    "tf32": "TF32 on for both sides: our tf32 matmuls and the limit's, PyTorch's allow_tf32",
+    "bf16": "bf16 matmuls (bfloat16 operands, float32 sums): the limit and ours only, each "
+    "against its float32 row in the note (PyTorch's bfloat16 is autocast, another recipe)",
+}
 #: How each target's figure reads.
 METRIC_NAMES = {
     "ratio_to_limit": "× limit",
@@ -70,6 +81,27 @@ DIST_COLUMNS = (
 TEXT_COLUMNS = ("workload", "device", "implementation", "note")
 
 
+def precision_of(row: dict[str, Any]) -> str:
+    """A row's matmul precision; rows of results written before there was one are float32."""
+    return row.get("precision", "float32")
+
+
+def precision_tables(rows: list[dict[str, Any]]) -> list[tuple[str, list[dict[str, Any]]]]:
+    """The rows split by precision, one table each: float32 first, then as ``backends``
+    lists them (any other after, as first seen); each table keeps the rows' order."""
+    order = dict.fromkeys([*MATMUL_PRECISIONS, *(precision_of(r) for r in rows)])
+    tables = [(p, [r for r in rows if precision_of(r) == p]) for p in order]
+    return [(p, table) for p, table in tables if table]
+
+
+def table_heading(precision: str, rows: list[dict[str, Any]]) -> str:
+    """The line above a precision's table; a reduced precision on the CPU is emulated."""
+    heading = TABLE_HEADINGS.get(precision, f"{precision} matmuls")
+    if precision != "float32" and any(r["device"] == "cpu" for r in rows):
+        heading += "; on the CPU the rounding is emulated: slower, not a speed figure"
+    return heading + ":"
+
+
 def megabytes(n: int | None) -> str:
     return "—" if n is None else f"{n / 1e6:,.0f} MB"
 
@@ -87,6 +119,8 @@ def note(row: dict[str, Any]) -> str:
         notes.append(f"{what} {row['compile_seconds']:.1f} s, not timed")
     if row.get("tf32"):
         notes.append("TF32")
+    if row.get("speed_vs_float32"):
+        notes.append(f"{row['speed_vs_float32']:.2f}× the float32 row's speed")
     if row.get("threads"):
         notes.append(f"{row['threads']} threads")
     if row.get("dtype") and row["dtype"] != "float32":
@@ -120,28 +154,56 @@ def row_cells(row: dict[str, Any]) -> list[str]:
     ]
 
 
+def tta_note(row: dict[str, Any]) -> str:
+    """Why a time-to-accuracy row has no figure, or what else its figure needs said."""
+    if row["status"] != "ok":
+        return f"{row['status']}: {row.get('reason', '')}"
+    notes = [] if row.get("reached") else [f"not reached in {len(row['accuracy_curve'])} epochs"]
+    if row.get("compile_seconds") is not None:
+        what = "capture" if row.get("compile_mode") == "graph" else "compile"
+        notes.append(f"{what} {row['compile_seconds']:.1f} s, not counted")
+    if row.get("contended"):
+        notes.append("machine busy during some epochs")
+    return ", ".join(notes)
+
+
 def tta_cells(row: dict[str, Any]) -> list[str]:
-    ok = row["status"] == "ok"
-    reached = ok and row.get("reached")
+    reached = row["status"] == "ok" and row.get("reached")
     curve = row.get("accuracy_curve") or []
-    busy = " (machine busy during some epochs)" if row.get("contended") else ""
-    remark = (
-        busy
-        if reached
-        else (
-            f"not reached in {len(curve)} epochs"
-            if ok
-            else f"{row['status']}: {row.get('reason', '')}"
-        )
-    )
     return [
         row["label"],
         row["device"],
         f"{row['seconds']:.1f}" if reached else "—",
         str(row["epochs"]) if reached else "—",
         f"{curve[-1]:.4f}" if curve else "—",
-        remark,
+        tta_note(row),
     ]
+
+
+def tta_best_lines(rows: list[dict[str, Any]], target: float) -> list[str]:
+    """Per device, the PyTorch row that reached ``target`` in the fewest training seconds,
+    against ours: time to accuracy's verdict, ours against PyTorch's best."""
+    lines = []
+    for device in dict.fromkeys(r["device"] for r in rows):
+        here = [r for r in rows if r["device"] == device]
+        ran = [r for r in here if r["impl"] != "mlp" and r["status"] == "ok"]
+        reached = [r for r in ran if r.get("reached")]
+        if not reached:
+            lines += [f"no PyTorch row reached {target} on {device}"] if ran else []
+            continue
+        best = min(reached, key=lambda r: r["seconds"])
+        line = (
+            f"fastest PyTorch to {target} on {device}, of {len(ran)} run: {best['label']}, "
+            f"{best['seconds']:.1f} s"
+        )
+        ours = [r for r in here if r["impl"] == "mlp" and r["status"] == "ok" and r.get("reached")]
+        if ours:
+            speed = best["seconds"] / ours[0]["seconds"]
+            line += f"; ours {ours[0]['seconds']:.1f} s, {speed:.2f}× its speed"
+        else:
+            line += "; ours did not reach it"
+        lines.append(line)
+    return lines
 
 
 def dist_cells(row: dict[str, Any]) -> list[str]:
@@ -236,30 +298,35 @@ def machine_line(machine: dict[str, Any]) -> str:
 
 
 def _pending(workload: str, device: str, metric: str, rows: list[dict[str, Any]]) -> str:
-    """Why a target has no figure yet: no such device or workload in the run, or a row it
-    compares failed or was left out."""
+    """Why a target has no figure yet: no such device or workload in the run, no row at the
+    precision it needs, or a row it compares failed or was left out."""
     if not any(r["device"].partition(":")[0] == device for r in rows):
         return "needs a GPU" if device == "cuda" else f"needs a {device} run"
-    if metric == "bf16_speedup":
-        return "no bfloat16 row of ours yet"
     if not any(r["workload"] == workload for r in rows):
         return f"{workload} not in --workloads"
+    if metric == "bf16_speedup" and not any(precision_of(r) == "bf16" for r in rows):
+        return "no bf16 row of ours: add bf16 to --precisions"
     return {
         "ratio_to_limit": "our row or the limit did not run",
         "speed_vs_best_torch": "our row or every PyTorch row did not run",
+        "bf16_speedup": "our float32 or bf16 row did not run",
     }[metric]
 
 
 def target_lines(rows: list[dict[str, Any]]) -> list[str]:
-    """Every target, one line each: the figure, the bound, and met, NOT met or pending."""
+    """Every target, one line each: the figure, the bound, and met, NOT met or pending;
+    none for a run without float32 rows, which every target compares against."""
+    if not any(precision_of(r) == "float32" for r in rows):
+        return []
     ours = {
-        (r["workload"], r["device"].partition(":")[0]): r
+        (r["workload"], r["device"].partition(":")[0], precision_of(r)): r
         for r in rows
         if r["impl"] == "mlp" and r.get("status") == "ok"
     }
     lines = ["targets:"]
     for workload, device, metric, kind, bound in TARGETS:
-        value = ours.get((workload, device), {}).get(metric)
+        precision, field = METRIC_SOURCES.get(metric, ("float32", metric))
+        value = ours.get((workload, device, precision), {}).get(field)
         sign = "≥" if kind == "min" else "≤"
         head = f"target {workload} on {device}:"
         what = METRIC_NAMES[metric]
@@ -275,7 +342,8 @@ def target_lines(rows: list[dict[str, Any]]) -> list[str]:
 
 
 def summary_text(results: dict[str, Any], markdown: bool = False) -> str:
-    """The whole report: header lines, the main table, time to accuracy, mlp-train's RSS."""
+    """The whole report: header lines, a table per matmul precision, the targets, time to
+    accuracy, mlp-train's RSS."""
     table = markdown_table if markdown else text_table
     cfg = results["config"]
     lines = [
@@ -285,8 +353,8 @@ def summary_text(results: dict[str, Any], markdown: bool = False) -> str:
         f"other work used > {cfg['quiet_threshold']:.0%} of the machine is retried "
         f"(up to {cfg['max_extra']} more)",
         "× limit: epoch time over the matmul-only limit (lower is better); vs PyTorch: "
-        "eager PyTorch's epoch time over this row's, same workload and device (higher is "
-        "faster); PyTorch compile and graph times are one-off, apart from the epochs",
+        "eager PyTorch's epoch time over this row's, same workload, device and precision "
+        "(higher is faster); PyTorch compile and graph times are one-off, apart from the epochs",
     ]
     short = sorted(
         {
@@ -297,18 +365,27 @@ def summary_text(results: dict[str, Any], markdown: bool = False) -> str:
     )
     for workload, device, steps, full in short:
         lines.append(f"note: {workload} on {device}: epochs cut to {steps} of {full} steps")
-    lines += ["", table(COLUMNS, [row_cells(r) for r in results["rows"]])]
+    for precision, rows in precision_tables(results["rows"]):
+        lines += [
+            "",
+            table_heading(precision, rows),
+            *([""] if markdown else []),
+            table(COLUMNS, [row_cells(r) for r in rows]),
+        ]
     targets = target_lines(results["rows"])
     if targets:
         lines += ["", *targets]
     tta = results.get("time_to_accuracy") or {}
     if tta.get("rows"):
+        best = tta_best_lines(tta["rows"], tta["target"])
         lines += [
             "",
             f"time to {tta['target']} test accuracy ({tta['workload']}, "
             f"training seconds, evaluation not counted):",
             *([""] if markdown else []),
             table(TTA_COLUMNS, [tta_cells(r) for r in tta["rows"]]),
+            *([""] if markdown and best else []),
+            *best,
         ]
     elif tta.get("reason"):
         lines += ["", f"time to accuracy: skipped ({tta['reason']})"]
@@ -423,7 +500,8 @@ def _create_exclusively(path: Path, text: str) -> None:
 
 
 def plot(results: dict[str, Any], path: Path) -> str | None:
-    """A bar chart of each row's ratio to the limit, one panel per device.
+    """A bar chart of each float32 row's ratio to the limit, one panel per device (the
+    reduced precisions' rows are in their tables).
 
     Returns ``None`` when written, else why not (matplotlib missing, nothing to draw).
     """
@@ -438,6 +516,7 @@ def plot(results: dict[str, Any], path: Path) -> str | None:
         r
         for r in results["rows"]
         if r["status"] == "ok" and r["impl"] != "limit" and r.get("ratio_to_limit")
+        if precision_of(r) == "float32"
     ]
     devices = list(dict.fromkeys(r["device"] for r in rows))
     if not devices:

@@ -6,8 +6,8 @@ one row (``--peers``): ``torch-fused`` (eager, ``Adam(fused=True)``), ``torch-co
 which records CUDA graphs on a GPU) and ``torch-graph`` (the whole step captured with
 ``torch.cuda.graph``, PyTorch's documented recipe; CUDA only). Compilation happens before
 the first epoch and is timed on its own (``compile_seconds``): it is a one-off cost, not
-part of an epoch. TF32 is off unless asked for (``tf32``), as it is for our rows, so that
-both sides multiply in full float32.
+part of an epoch. TF32 is off unless asked for (``tf32``; the rows of ``--precisions tf32``),
+as it is for our rows, so that both sides multiply in full float32.
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ from typing import Any
 import numpy as np
 
 from .peers import (
+    set_precision,
+    tf32_for,
     torch_device,
     torch_epoch,
     torch_memory,
@@ -38,16 +40,6 @@ VARIANTS = ("torch-fused", *COMPILE_MODES, "torch-graph")
 COMPILE_CALLS = 3
 
 
-def set_precision(tf32: bool) -> dict[str, Any]:
-    """TF32 on or off for matmuls and cuDNN (off: full float32, as ours); what was set."""
-    import torch
-
-    torch.backends.cuda.matmul.allow_tf32 = tf32
-    torch.backends.cudnn.allow_tf32 = tf32
-    torch.set_float32_matmul_precision("high" if tf32 else "highest")
-    return {"tf32": tf32, "matmul_precision": torch.get_float32_matmul_precision()}
-
-
 def fused_problem(workload: Workload, dev: Any) -> str | None:
     """Why fused Adam cannot run on ``dev`` (``None``: it can): a row skipped, not a crash."""
     import torch
@@ -62,13 +54,23 @@ def fused_problem(workload: Workload, dev: Any) -> str | None:
     return None
 
 
+def variant_problem(impl: str, workload: Workload, dev: Any) -> str | None:
+    """Why ``dev`` cannot run the variant (``None``: it can): a skipped row, not a crash."""
+    if impl == "torch-graph" and dev.type != "cuda":
+        return "needs CUDA (torch.cuda.graph)"
+    if impl == "torch-fused":
+        return fused_problem(workload, dev)
+    return None
+
+
 def _tail(n: int, batch: int) -> list[int]:
     """The batch shapes of an epoch: full batches, and a smaller last one if any."""
     return [batch] + ([n % batch] if n % batch and n > batch else [])
 
 
 class Trainer:
-    """One variant's step, ``step(xb, yb) -> loss``, with its model and optimizer."""
+    """One variant's step, ``step(xb, yb) -> loss``, with its model and optimizer
+    (``impl="torch"``: the eager loop of ``peers``, default Adam, nothing compiled)."""
 
     def __init__(self, impl: str, workload: Workload, dev: Any) -> None:
         import torch
@@ -148,6 +150,27 @@ class GraphTrainer:
         return self.static_loss.detach().clone()
 
 
+def ready_trainer(
+    impl: str, workload: Workload, dev: Any, X: Any, y: Any
+) -> tuple[Trainer | GraphTrainer, float]:
+    """``impl``'s trainer on ``dev`` with its compilation or capture done, and the seconds
+    that took: a one-off cost, kept out of every epoch. The warm-up calls train too (3 per
+    batch shape compiled, 3 before a capture: a handful of steps on the first rows)."""
+    synchronize = torch_synchronizer(dev)
+    synchronize()
+    start = time.perf_counter()
+    if impl == "torch-graph":
+        trainer: Trainer | GraphTrainer = GraphTrainer(workload, dev, X, y)
+    else:
+        trainer = Trainer(impl, workload, dev)
+        if impl in COMPILE_MODES:
+            for rows in _tail(X.shape[0], workload.batch_size):
+                for _ in range(COMPILE_CALLS):
+                    trainer.step(X[:rows], y[:rows])
+    synchronize()
+    return trainer, time.perf_counter() - start
+
+
 def train_variant(
     impl: str,
     workload: Workload,
@@ -163,25 +186,12 @@ def train_variant(
     if impl not in VARIANTS:
         raise ValueError(f"unknown PyTorch variant {impl!r}: choose from {', '.join(VARIANTS)}")
     dev = torch_device(device)
-    if impl == "torch-graph" and dev.type != "cuda":
-        return {"status": "skipped", "reason": "needs CUDA (torch.cuda.graph)"}
-    precision = set_precision(tf32)
-    if impl == "torch-fused" and (why := fused_problem(workload, dev)):
+    settings = set_precision(tf32)
+    if why := variant_problem(impl, workload, dev):
         return {"status": "skipped", "reason": why}
     Xt, yt = torch.from_numpy(X).to(dev), torch.from_numpy(y).to(dev)
+    trainer, compile_seconds = ready_trainer(impl, workload, dev, Xt, yt)
     synchronize = torch_synchronizer(dev)
-    synchronize()
-    start = time.perf_counter()
-    if impl == "torch-graph":
-        trainer: Trainer | GraphTrainer = GraphTrainer(workload, dev, Xt, yt)
-    else:
-        trainer = Trainer(impl, workload, dev)
-        if impl in COMPILE_MODES:
-            for rows in _tail(Xt.shape[0], workload.batch_size):
-                for _ in range(COMPILE_CALLS):
-                    trainer.step(Xt[:rows], yt[:rows])
-    synchronize()
-    compile_seconds = time.perf_counter() - start
     losses: list[float] = []
 
     def run_epoch(_: int) -> float:
@@ -192,30 +202,44 @@ def train_variant(
         return time.perf_counter() - began
 
     out = run_epochs(run_epoch, schedule)
-    out.update(final_loss=losses[-1], losses=losses, threads=torch.get_num_threads(), **precision)
-    if impl in COMPILE_MODES or impl == "torch-graph":
-        out.update(compile_seconds=compile_seconds, compile_mode=COMPILE_MODES.get(impl, "graph"))
+    out.update(final_loss=losses[-1], losses=losses, threads=torch.get_num_threads(), **settings)
+    out.update(compile_record(impl, compile_seconds))
     out.update(torch_memory(dev))
     return out
 
 
-def train_fused(workload: Workload, device: str, X: Any, y: Any, schedule: Schedule) -> Any:
-    return train_variant("torch-fused", workload, device, X, y, schedule)
+def compile_record(impl: str, seconds: float) -> dict[str, Any]:
+    """A compiled or captured row's one-off seconds and how (nothing for an eager one)."""
+    if impl not in COMPILE_MODES and impl != "torch-graph":
+        return {}
+    return {"compile_seconds": seconds, "compile_mode": COMPILE_MODES.get(impl, "graph")}
 
 
-def train_compile(workload: Workload, device: str, X: Any, y: Any, schedule: Schedule) -> Any:
-    return train_variant("torch-compile", workload, device, X, y, schedule)
+def train_fused(
+    workload: Workload, device: str, X: Any, y: Any, schedule: Schedule, precision: str = "float32"
+) -> Any:
+    return train_variant("torch-fused", workload, device, X, y, schedule, tf32_for(precision))
 
 
-def train_compile_ro(workload: Workload, device: str, X: Any, y: Any, schedule: Schedule) -> Any:
-    return train_variant("torch-compile-ro", workload, device, X, y, schedule)
+def train_compile(
+    workload: Workload, device: str, X: Any, y: Any, schedule: Schedule, precision: str = "float32"
+) -> Any:
+    return train_variant("torch-compile", workload, device, X, y, schedule, tf32_for(precision))
 
 
-def train_graph(workload: Workload, device: str, X: Any, y: Any, schedule: Schedule) -> Any:
-    return train_variant("torch-graph", workload, device, X, y, schedule)
+def train_compile_ro(
+    workload: Workload, device: str, X: Any, y: Any, schedule: Schedule, precision: str = "float32"
+) -> Any:
+    return train_variant("torch-compile-ro", workload, device, X, y, schedule, tf32_for(precision))
 
 
-#: The worker's entry for each row: ``(workload, device, X, y, schedule) -> result``.
+def train_graph(
+    workload: Workload, device: str, X: Any, y: Any, schedule: Schedule, precision: str = "float32"
+) -> Any:
+    return train_variant("torch-graph", workload, device, X, y, schedule, tf32_for(precision))
+
+
+#: The worker's entry for each row: ``(workload, device, X, y, schedule[, precision]) -> result``.
 TRAINERS = {
     "torch-fused": "train_fused",
     "torch-compile": "train_compile",

@@ -67,6 +67,24 @@ def probe(device: str) -> dict[str, Any]:
     return out
 
 
+def precision_option(spec: dict[str, Any]) -> dict[str, str]:
+    """The row's matmul precision for its trainer where it is not float32: rows planned at
+    float32 alone (textbook, scikit-learn) take no such argument."""
+    precision = spec.get("precision", "float32")
+    return {} if precision == "float32" else {"precision": precision}
+
+
+def time_to_accuracy(spec: dict[str, Any], workload: Any) -> dict[str, Any]:
+    """``tta-mlp`` (ours) or ``tta-<PyTorch row>`` (its eager loop or a variant's step)."""
+    from . import accuracy
+
+    peer = spec["impl"].removeprefix("tta-")
+    task = (workload, spec["device"], spec["target"], spec["max_epochs"])
+    if peer == "mlp":
+        return accuracy.time_to_accuracy_ours(*task)
+    return accuracy.time_to_accuracy_torch(*task, impl=peer)
+
+
 def run(spec: dict[str, Any]) -> dict[str, Any]:
     """Run the task that ``spec`` names and return its measurements."""
     impl, device = spec["impl"], spec.get("device", "cpu")
@@ -76,20 +94,16 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
     if impl == "limit":
         from .limit import measure_limit
 
-        return measure_limit(workload, device, spec["samples"], schedule(spec, spec["repeats"]))
-    if impl in ("tta-mlp", "tta-torch"):
-        from . import accuracy
-
-        fn = {
-            "tta-mlp": accuracy.time_to_accuracy_ours,
-            "tta-torch": accuracy.time_to_accuracy_torch,
-        }[impl]
-        return fn(workload, device, spec["target"], spec["max_epochs"])
+        repeats = schedule(spec, spec["repeats"])
+        return measure_limit(workload, device, spec["samples"], repeats, **precision_option(spec))
+    if impl.startswith("tta-"):
+        return time_to_accuracy(spec, workload)
     module_name, function = TRAINERS[impl]
     module = __import__(module_name, fromlist=[function])
     X, y, source = training_data(spec["real"], spec["samples"])
     reset = reset_peak_rss()  # the dataset's decompression and conversion are not training
-    out = getattr(module, function)(workload, device, X, y, schedule(spec, spec["epochs"]))
+    train = getattr(module, function)
+    out = train(workload, device, X, y, schedule(spec, spec["epochs"]), **precision_option(spec))
     out["data"] = source
     out["rss_reset_after_data"] = reset
     return out

@@ -86,6 +86,24 @@ def test_tf32_is_off_unless_asked_for():
     assert torch.get_float32_matmul_precision() == "highest"
 
 
+def test_pytorch_rows_turn_tf32_on_at_tf32_and_have_no_bf16_row():
+    torch_peers = pytest.importorskip("bench.torch_peers")
+    pytest.importorskip("torch")
+    from bench import peers
+
+    X, y = small_data()
+    try:
+        fused = torch_peers.train_fused(SMALL, "cpu", X, y, SCHEDULE, precision="tf32")
+        assert fused["tf32"] is True and fused["matmul_precision"] == "high"
+        eager = peers.train_torch(SMALL, "cpu", X, y, SCHEDULE, precision="tf32")
+        assert eager["tf32"] is True
+    finally:
+        torch_peers.set_precision(False)
+    assert peers.train_torch(SMALL, "cpu", X, y, SCHEDULE)["tf32"] is False  # set back
+    with pytest.raises(ValueError, match="PyTorch rows run at float32 or tf32, not 'bf16'"):
+        torch_peers.train_fused(SMALL, "cpu", X, y, SCHEDULE, precision="bf16")
+
+
 def impls(argv: list[str], device: str) -> list[str]:
     rows = cli.plan(cli.build_parser().parse_args(["--workloads", "std", *argv]), [device])
     return [r["impl"] for r in rows]
@@ -140,6 +158,7 @@ def test_the_targets_section_prints_every_target():
     assert all(line.endswith(("met", ")")) for line in lines[1:])
     gpu = report.target_lines([row("big", "cuda", "mlp", 1.0, speed_vs_best_torch=1.2)])
     assert "target big on cuda: 1.20 vs fastest PyTorch (≥ 1): met" in gpu
-    bf16 = "bf16 speed-up over float32 (≥ 1.5): pending (no bfloat16 row of ours yet)"
+    bf16 = "bf16 speed-up over float32 (≥ 1.5): pending (no bf16 row of ours: add bf16 to"
+    bf16 += " --precisions)"
     assert f"target big on cuda: {bf16}" in gpu
     assert "target big on cuda: × limit (≤ 1.15): pending (our row or the limit did not run)" in gpu
