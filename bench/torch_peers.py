@@ -12,6 +12,7 @@ as it is for our rows, so that both sides multiply in full float32.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from typing import Any
@@ -215,28 +216,24 @@ def compile_record(impl: str, seconds: float) -> dict[str, Any]:
     return {"compile_seconds": seconds, "compile_mode": COMPILE_MODES.get(impl, "graph")}
 
 
-def train_fused(
-    workload: Workload, device: str, X: Any, y: Any, schedule: Schedule, precision: str = "float32"
+def train_row(
+    impl: str,
+    workload: Workload,
+    device: str,
+    X: Any,
+    y: Any,
+    schedule: Schedule,
+    precision: str = "float32",
 ) -> Any:
-    return train_variant("torch-fused", workload, device, X, y, schedule, tf32_for(precision))
+    """A variant's row at ``precision`` (TF32 on for ``tf32``): ``train_variant`` as the
+    worker calls it."""
+    return train_variant(impl, workload, device, X, y, schedule, tf32_for(precision))
 
 
-def train_compile(
-    workload: Workload, device: str, X: Any, y: Any, schedule: Schedule, precision: str = "float32"
-) -> Any:
-    return train_variant("torch-compile", workload, device, X, y, schedule, tf32_for(precision))
-
-
-def train_compile_ro(
-    workload: Workload, device: str, X: Any, y: Any, schedule: Schedule, precision: str = "float32"
-) -> Any:
-    return train_variant("torch-compile-ro", workload, device, X, y, schedule, tf32_for(precision))
-
-
-def train_graph(
-    workload: Workload, device: str, X: Any, y: Any, schedule: Schedule, precision: str = "float32"
-) -> Any:
-    return train_variant("torch-graph", workload, device, X, y, schedule, tf32_for(precision))
+train_fused = functools.partial(train_row, "torch-fused")
+train_compile = functools.partial(train_row, "torch-compile")
+train_compile_ro = functools.partial(train_row, "torch-compile-ro")
+train_graph = functools.partial(train_row, "torch-graph")
 
 
 #: The worker's entry for each row: ``(workload, device, X, y, schedule[, precision]) -> result``.
