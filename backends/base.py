@@ -184,9 +184,11 @@ class Backend:
         """Make this backend's device current for the enclosed work."""
         yield
 
-    def threads_for(self, largest_product: int) -> contextlib.AbstractContextManager:
-        """The enclosed work's products have at most ``largest_product`` multiply-adds: a
-        backend may pick its threads for them (the CPU's: ``backends/threads.py``)."""
+    def threads_for(
+        self, product: tuple[int, int, int], dtype: Any
+    ) -> contextlib.AbstractContextManager:
+        """The enclosed work's largest product is ``product`` (rows × inner × columns) of
+        ``dtype``: a backend may pick its threads for it (the CPU's: ``backends/threads.py``)."""
         return contextlib.nullcontext()
 
     def is_array(self, a: Any) -> bool:

@@ -66,8 +66,10 @@ class NumpyBackend(XpBackend):
         self.check_device(a)
         return a
 
-    def threads_for(self, largest_product: int) -> contextlib.AbstractContextManager:
-        return threads.threads_for(largest_product)
+    def threads_for(
+        self, product: tuple[int, int, int], dtype: Any
+    ) -> contextlib.AbstractContextManager:
+        return threads.threads_for(product, dtype)
 
     # ------------------------------------------------------------------ fused bodies (Numba)
     def _bias_activation(self, x: Any, bias: Any, name: str, out: Any) -> Any:

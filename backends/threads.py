@@ -1,24 +1,38 @@
-"""NumPy's BLAS threads: the CPU backend holds small products to one thread.
+"""NumPy's BLAS threads: a fit of small products runs on one thread where one is faster here.
 
-Why: OpenBLAS splits a product between its threads from about 0.26 M multiply-adds up, but
-for products as small as the tiny model's (64 × 784 × 128: 6.4 M) waking its second thread
-costs more than that thread gives. On a 2-core Xeon a tiny epoch took 0.41 s with one BLAS
-thread against 0.52 s with two, while std (products up to 51 M) was faster on two (1.9 s
-against 2.4 s). A fit whose largest product is below ``SMALL_PRODUCT`` runs on one thread.
+Why: OpenBLAS splits a product between its threads from about 0.26 M multiply-adds up, and
+whether that pays for products as small as the tiny model's (64 × 784 × 128: 6.4 M) depends
+on the machine. On a 2-core Xeon VM a tiny epoch took 0.36-0.39 s on one thread against
+0.44-0.51 s on two; on a 2-core AMD EPYC VM, 0.29 s on one against 0.20 s on two. So no
+size rule serves both: for a fit whose largest product is below ``SMALL_PRODUCT`` (above it,
+every thread was faster on both), that product is timed on one thread and on the process's
+count, once per process and shape, and one thread is kept only where it is clearly faster.
 
 The thread count is the process's: while such a fit runs, other BLAS work in the process
-runs on one thread too (slower, never wrong). Without threadpoolctl nothing changes.
+runs on one thread too (slower, never wrong). OpenBLAS rounds differently on one thread
+than on two, so a fit's last digits follow the choice; ``OPENBLAS_NUM_THREADS`` pins it (a
+count of 1 is never timed). Without threadpoolctl nothing changes.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import math
+import time
 from collections.abc import Iterator
 from typing import Any
 
-#: Multiply-adds below which a product runs faster on one BLAS thread than on two.
+import numpy as np
+
+#: Multiply-adds from which a product ran faster on every thread than on one (Xeon, EPYC).
 SMALL_PRODUCT = 10_000_000
+#: One thread is kept where its time is below this fraction of the default count's: a near
+#: tie keeps the default, so the choice (and its rounding) does not flip between runs.
+CLEARLY_FASTER = 0.85
+#: The timing: rounds alternate the two counts, each round this many products; the best
+#: round of each count is compared (a few milliseconds for the tiny model's product).
+ROUNDS, REPEATS = 5, 10
 
 
 @functools.cache
@@ -34,17 +48,57 @@ def numpy_blas() -> tuple[Any, ...]:
 
 
 @contextlib.contextmanager
-def threads_for(largest_product: int) -> Iterator[None]:
-    """One BLAS thread inside the block where ``largest_product`` (multiply-adds) is small;
-    the thread counts as they were after it."""
-    if largest_product >= SMALL_PRODUCT or not numpy_blas():
+def threads_for(product: tuple[int, int, int], dtype: Any = np.float32) -> Iterator[None]:
+    """One BLAS thread inside the block where ``product`` (the enclosed work's largest:
+    rows × inner × columns) runs clearly faster on one; the thread counts as they were
+    after it."""
+    if not one_is_faster(product, dtype):
         yield
         return
-    before = [(c, c.get_num_threads()) for c in numpy_blas()]
-    for c, _ in before:
-        c.set_num_threads(1)
+    before = _set_threads(1)
     try:
         yield
     finally:
         for c, threads in before:
             c.set_num_threads(threads)
+
+
+def one_is_faster(product: tuple[int, int, int], dtype: Any = np.float32) -> bool:
+    """Whether a ``product`` of ``dtype`` runs clearly faster on one BLAS thread than on
+    the process's count: timed the first time a small product is asked about, here."""
+    if math.prod(product) >= SMALL_PRODUCT or not numpy_blas():
+        return False
+    threads = numpy_blas()[0].get_num_threads()
+    return threads > 1 and _timed_faster(tuple(product), np.dtype(dtype).str, threads)
+
+
+@functools.cache
+def _timed_faster(product: tuple[int, int, int], dtype: str, threads: int) -> bool:
+    rows, inner, columns = product
+    rng = np.random.default_rng(0)
+    a = rng.random((rows, inner), dtype=np.float64).astype(dtype)
+    b = rng.random((inner, columns), dtype=np.float64).astype(dtype)
+    out = np.empty((rows, columns), dtype)
+    best = dict.fromkeys((1, threads), math.inf)
+    before = _set_threads(threads)
+    try:
+        for _ in range(ROUNDS):
+            for count in best:
+                _set_threads(count)
+                np.matmul(a, b, out=out)  # the threads awake, the operands in cache
+                start = time.perf_counter()
+                for _ in range(REPEATS):
+                    np.matmul(a, b, out=out)
+                best[count] = min(best[count], time.perf_counter() - start)
+    finally:
+        for c, count in before:
+            c.set_num_threads(count)
+    return best[1] < CLEARLY_FASTER * best[threads]
+
+
+def _set_threads(count: int) -> list[tuple[Any, int]]:
+    """Set NumPy's BLAS to ``count`` threads; the counts it had."""
+    before = [(c, c.get_num_threads()) for c in numpy_blas()]
+    for c, _ in before:
+        c.set_num_threads(count)
+    return before

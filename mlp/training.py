@@ -121,7 +121,7 @@ def fit(
             record=not dropouts, communicator=communicator,
         )  # fmt: skip
         try:
-            with be.threads_for(step.largest_product()):  # small products: one thread
+            with be.threads_for(step.largest_product(), model.dtype):
                 for epoch in range(initial_epoch, epochs):
                     start_time = time.perf_counter()
                     if schedule is not None:
@@ -301,11 +301,14 @@ class TrainingStep:
         totals = self.model.backend.to_numpy(self.totals)
         return totals if self.communicator is None else self.communicator.sum(totals)
 
-    def largest_product(self) -> int:
-        """Multiply-adds of the step's largest matrix product: this process's share of a
-        batch through the widest layer."""
+    def largest_product(self) -> tuple[int, int, int]:
+        """The step's largest matrix product, rows × inner × columns: this process's share
+        of a batch through the widest layer."""
         first, stop = self._share(min(self.batch_size, self.rows))
-        return (stop - first) * max(a * b for a, b in itertools.pairwise(self.model.sizes))
+        inner, columns = max(
+            itertools.pairwise(self.model.sizes), key=lambda pair: pair[0] * pair[1]
+        )
+        return stop - first, inner, columns
 
     def _share(self, size: int) -> tuple[int, int]:
         """This process's ``[start, stop)`` of a batch of ``size`` rows."""

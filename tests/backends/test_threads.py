@@ -1,4 +1,5 @@
-"""The CPU backend's BLAS threads: small products on one thread, the count restored after."""
+"""The CPU backend's BLAS threads: a small product timed once, one thread where it is clearly
+faster, the count restored after."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from mlp import MLP
 
 threadpoolctl = pytest.importorskip("threadpoolctl")  # the ``fast`` extra: CI installs it
 
+SMALL = (64, 64, 8)
+
 
 @pytest.fixture
 def two_threads():
@@ -20,42 +23,81 @@ def two_threads():
         yield
 
 
+@pytest.fixture
+def one_faster(monkeypatch):
+    """The timing's verdict, set by the test: whether one thread was clearly faster."""
+    verdict = {"one": True}
+    monkeypatch.setattr(threads, "_timed_faster", lambda *args: verdict["one"])
+    return verdict
+
+
 def _blas_threads() -> int:
     return threads.numpy_blas()[0].get_num_threads()
 
 
-def test_small_products_run_on_one_thread_and_the_count_comes_back(two_threads):
-    with threads.threads_for(threads.SMALL_PRODUCT - 1):
+def test_one_thread_inside_where_it_is_faster_and_the_count_comes_back(two_threads, one_faster):
+    with threads.threads_for(SMALL):
         assert _blas_threads() == 1
     assert _blas_threads() == 2
 
 
-def test_large_products_keep_the_threads(two_threads):
-    with threads.threads_for(threads.SMALL_PRODUCT):
+def test_the_threads_stay_where_one_is_not_faster(two_threads, one_faster):
+    one_faster["one"] = False
+    with threads.threads_for(SMALL):
         assert _blas_threads() == 2
 
 
-def test_the_count_comes_back_after_an_error(two_threads):
-    with pytest.raises(RuntimeError, match="inside"), threads.threads_for(1):
+def test_large_products_keep_the_threads_untimed(two_threads, monkeypatch):
+    monkeypatch.setattr(threads, "_timed_faster", lambda *args: pytest.fail("timed"))
+    with threads.threads_for((threads.SMALL_PRODUCT, 1, 1)):
+        assert _blas_threads() == 2
+
+
+def test_one_thread_already_is_not_timed(monkeypatch):
+    monkeypatch.setattr(threads, "_timed_faster", lambda *args: pytest.fail("timed"))
+    with threadpoolctl.threadpool_limits(1, user_api="blas"):
+        assert not threads.one_is_faster(SMALL)
+
+
+def test_the_count_comes_back_after_an_error(two_threads, one_faster):
+    with pytest.raises(RuntimeError, match="inside"), threads.threads_for(SMALL):
         raise RuntimeError("inside")
     assert _blas_threads() == 2
 
 
-@pytest.mark.parametrize(("width", "expected"), [(8, 1), (4096, 2)])
-def test_fit_picks_the_threads_by_its_largest_product(two_threads, width, expected):
-    """The largest product is a batch through the widest layer: 64 × 64 × 8 is small,
-    64 × 64 × 4096 (16.8 M multiply-adds) is not."""
+def test_the_timing_runs_once_per_shape_and_leaves_the_count(two_threads, monkeypatch):
+    """A real timing: a verdict either way, the count as it was, and the same shape asked
+    again answered from the first timing (the product is not run again)."""
+    threads._timed_faster.cache_clear()
+    runs = []
+    matmul = np.matmul
+    monkeypatch.setattr(np, "matmul", lambda *a, **k: runs.append(1) or matmul(*a, **k))
+    verdict = threads.one_is_faster((32, 48, 16), np.float64)
+    assert isinstance(verdict, bool)
+    assert len(runs) == threads.ROUNDS * 2 * (threads.REPEATS + 1)
+    assert _blas_threads() == 2
+    assert threads.one_is_faster((32, 48, 16), np.float64) is verdict
+    assert len(runs) == threads.ROUNDS * 2 * (threads.REPEATS + 1)
+
+
+@pytest.mark.parametrize(("width", "product"), [(8, (64, 64, 8)), (300, (64, 64, 300))])
+def test_fit_asks_about_its_largest_product(two_threads, monkeypatch, width, product):
+    """The largest product is a batch through the widest layer, in the model's dtype, and
+    the fit runs on what the answer says."""
+    asked = []
+    monkeypatch.setattr(threads, "_timed_faster", lambda *args: asked.append(args) or True)
     rng = np.random.default_rng(0)
     X, y = rng.random((64, 64), dtype=np.float32), rng.integers(0, 3, 64)
     seen = []
     MLP([64, width, 3]).fit(
         X, y, epochs=1, batch_size=64, callback=lambda record: seen.append(_blas_threads())
     )
-    assert seen == [expected]
+    assert asked == [(product, "<f4", 2)]
+    assert seen == [1]
     assert _blas_threads() == 2
 
 
-def test_the_base_backend_leaves_the_threads_alone(two_threads):
+def test_the_base_backend_leaves_the_threads_alone(two_threads, one_faster):
     """A backend that picks no host threads (a GPU's) inherits a context that does nothing."""
-    with Backend.threads_for(get_backend("cpu"), 1):
+    with Backend.threads_for(get_backend("cpu"), SMALL, np.float32):
         assert _blas_threads() == 2
