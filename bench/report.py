@@ -121,6 +121,9 @@ def note(row: dict[str, Any]) -> str:
         notes.append("TF32")
     if row.get("speed_vs_float32"):
         notes.append(f"{row['speed_vs_float32']:.2f}× the float32 row's speed")
+    if len(row.get("run_medians", ())) > 1:
+        runs = " and ".join(f"{seconds:.3f}" for seconds in row["run_medians"])
+        notes.append(f"faster of runs before and after ours ({runs} s)")
     if row.get("threads"):
         notes.append(f"{row['threads']} threads")
     if row.get("dtype") and row["dtype"] != "float32":
@@ -349,7 +352,8 @@ def summary_text(results: dict[str, Any], markdown: bool = False) -> str:
     lines = [
         f"machine: {machine_line(results['machine'])}",
         f"data: {cfg['data']}; {cfg['epochs']} timed epoch(s) after {cfg['warmup']} "
-        f"warm-up, median; limit: median of {cfg['limit_repeats']}; an epoch during which "
+        f"warm-up, median; limit: median of {cfg['limit_repeats']} (on a CPU, timed before "
+        "and after ours, the faster kept); an epoch during which "
         f"other work used > {cfg['quiet_threshold']:.0%} of the machine is retried "
         f"(up to {cfg['max_extra']} more)",
         "× limit: epoch time over the matmul-only limit (lower is better); vs PyTorch: "

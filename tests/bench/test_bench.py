@@ -5,6 +5,7 @@ that its results have the expected structure. Needs neither PyTorch nor scikit-l
 
 from __future__ import annotations
 
+import copy
 import json
 import subprocess
 import sys
@@ -83,7 +84,33 @@ def test_plan_caps_cpu_steps_and_keeps_sklearn_on_the_cpu():
     assert {r["steps"] for r in big_cpu} == {5}
     assert {r["steps"] for r in rows if r["workload"] == "std"} == {469}
     assert not [r for r in rows if r["impl"] == "sklearn" and r["device"] == "cuda"]
-    assert [r["impl"] for r in big_cpu] == ["limit", "mlp", "textbook", "torch", "sklearn"]
+    assert [r["impl"] for r in big_cpu] == ["limit", "mlp", "limit", "textbook", "torch", "sklearn"]
+    assert [r.get("again", False) for r in big_cpu] == [False, False, True, False, False, False]
+    big_cuda = [r for r in rows if (r["workload"], r["device"]) == ("big", "cuda")]
+    assert [r["impl"] for r in big_cuda] == ["limit", "mlp", "textbook", "torch"]
+
+
+def test_the_cpu_limit_is_timed_again_after_ours_and_the_faster_run_kept(monkeypatch):
+    """A drifting CPU: the limit's second run (after ours) was faster, so it is the limit of
+    every row of the setting, ours included, and the table has one limit row."""
+    medians = {"limit": [0.25, 0.13], "mlp": [0.2], "textbook": [0.3]}
+
+    def run_row(row, args, real, probes):
+        return {"status": "ok", "median_seconds": medians[row["impl"]].pop(0)}
+
+    monkeypatch.setattr(cli, "run_row", run_row)
+    args = cli.build_parser().parse_args(["--workloads", "tiny", "--peers", "none"])
+    saved = []
+    rows = cli.run_benchmark(
+        args, False, ["cpu"], {}, {}, save=lambda rows: saved.append(copy.deepcopy(rows))
+    )
+    assert [r["impl"] for r in rows] == ["limit", "mlp", "textbook"]
+    limit, ours, textbook = rows
+    assert limit["median_seconds"] == 0.13 and limit["run_medians"] == [0.25, 0.13]
+    assert ours["ratio_to_limit"] == pytest.approx(0.2 / 0.13)
+    assert textbook["ratio_to_limit"] == pytest.approx(0.3 / 0.13)
+    assert [len(s) for s in saved] == [1, 2, 2, 3]
+    assert saved[1][1]["ratio_to_limit"] == pytest.approx(0.2 / 0.25)  # before the second run
 
 
 @pytest.mark.parametrize("bad", [["--peers", "jax"], ["--workloads", "huge"], ["--steps", "0"]])

@@ -110,13 +110,14 @@ def impls(argv: list[str], device: str) -> list[str]:
 
 
 def test_compiled_and_graph_rows_are_on_by_default_on_a_gpu_only():
-    assert impls([], "cpu") == ["limit", "mlp", "textbook", "torch", "torch-fused", "sklearn"]
+    cpu = ["limit", "mlp", "limit", "textbook", "torch", "torch-fused", "sklearn"]
+    assert impls([], "cpu") == cpu
     assert impls([], "cuda") == [
         "limit", "mlp", "textbook", "torch", "torch-fused", "torch-compile",
         "torch-compile-ro", "torch-graph",
     ]  # fmt: skip
     named = ["--peers", "torch-compile,torch-graph", "--no-textbook"]
-    assert impls(named, "cpu") == ["limit", "mlp", "torch-compile", "torch-graph"]
+    assert impls(named, "cpu") == ["limit", "mlp", "limit", "torch-compile", "torch-graph"]
 
 
 def test_every_pytorch_row_installs_pytorch_once(capsys):
