@@ -167,6 +167,9 @@ class Backend:
     def synchronize(self) -> None:
         """Wait until all queued work on the device has finished (a no-op on the CPU)."""
 
+    #: Why the last ``capture`` made no recording (``None``: it made one, or was not asked).
+    capture_failure: str | None = None
+
     def capture(self, step: Callable[[], Any], keep: Any = ()) -> Callable[[], None] | None:
         """A recording of ``step``'s device work that replays with one launch, or ``None``.
 

@@ -9,11 +9,12 @@ loop each (``backends/cpu_kernels.py``), exactly as the CUDA backend fuses them 
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-from . import cpu_kernels, threads
+from . import cpu_kernels, recording, threads
 from .errors import BackendUnavailable, install_hint
 from .operands import LOSSES
 from .xp_backend import OPTIMIZER_BLOCK, XpBackend, adam_scalars, host_int, rows_at
@@ -70,6 +71,13 @@ class NumpyBackend(XpBackend):
         self, product: tuple[int, int, int], dtype: Any
     ) -> contextlib.AbstractContextManager:
         return threads.threads_for(product, dtype)
+
+    def capture(self, step: Callable[[], Any], keep: Any = ()) -> Callable[[], None] | None:
+        """``step`` recorded as the op bodies it calls, replayed without its Python and
+        checks (``backends/recording.py``); ``None``, the reason in ``capture_failure``,
+        where it does what a replay could not repeat."""
+        calls, self.capture_failure = recording.record(self, step)
+        return None if calls is None else recording.Recording(calls, keep)
 
     # ------------------------------------------------------------------ fused bodies (Numba)
     def _bias_activation(self, x: Any, bias: Any, name: str, out: Any) -> Any:

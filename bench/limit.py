@@ -6,8 +6,9 @@ forward ``a_i·W_i``, backward ``dW_i = a_iᵀ·dz_i`` and, for every layer but 
 through the backend's own ``matmul`` (BLAS on the CPU, cuBLAS on a GPU), with transposes
 passed exactly as the library's layers pass them. Operands never feed back
 into each other, so values stay bounded (no overflow or denormals to slow BLAS down).
-On a GPU the step's products are recorded as a CUDA graph, as ``MLP.fit`` records its
-training step, so that both are measured without the host's launch costs. At a reduced
+The step's products are recorded (a CUDA graph on a GPU, the op bodies' calls on the
+CPU), as ``MLP.fit`` records its training step, so that both are measured without the
+host's cost per op. At a reduced
 ``precision`` (``tf32``, ``bf16``) the products go through a backend of that precision, as
 ours do: TF32 tensor cores, or bfloat16 copies of the operands (the conversion included, as
 in our layers), on a GPU; on the CPU, the rounding emulated.
@@ -78,8 +79,8 @@ def measure_limit(
                 if i > 0:
                     matmul(dz[i], W[i], out=dx[i], transpose_b=True)
 
-        # Where the backend records steps (CUDA graphs), so does the limit: it is then the
-        # GPU's time for the products, not the host's cost of launching them one by one.
+        # The backend records steps (a CUDA graph; on the CPU, the bodies' calls), so does
+        # the limit: it is then the products' time, not the host's cost of calling each op.
         steps, recorded = [], []
         for ops, count in plan:
             products(ops)  # once op by op first: cuBLAS settles its choices outside a recording

@@ -113,7 +113,7 @@ def note(row: dict[str, Any]) -> str:
     if row.get("impl") == "limit" and row.get("gflops"):
         notes.append(f"{row['gflops']:,.0f} GFLOP/s")
     if row.get("impl") == "limit" and row.get("recorded"):
-        notes.append("CUDA graph")
+        notes.append("CUDA graph" if row["device"].startswith("cuda") else "recorded")
     if row.get("compile_seconds") is not None:
         what = "capture" if row.get("compile_mode") == "graph" else "compile"
         notes.append(f"{what} {row['compile_seconds']:.1f} s, not timed")

@@ -175,12 +175,19 @@ class Communicator:
         """Ready the gradient all-reduce for ``backend``'s device (NCCL for a GPU, set up
         over MPI the first time)."""
         if not backend.device.startswith("cuda"):
+            self._device = None  # a GPU's NCCL group from an earlier fit sums no host arrays
             return
         if self._device is not None and self._device.backend is backend:
             return
         from backends.cuda.nccl import NcclGroup
 
         self._device = NcclGroup(backend, self.size, self.rank, self.comm.bcast)
+
+    @property
+    def recordable(self) -> bool:
+        """Whether its gradient sum is device work that a recorded step holds (NCCL, after
+        ``bind`` to a GPU), not host calls that a replay would leave out (MPI)."""
+        return self._device is not None
 
     def gradient_ready(self, grads: Any) -> None:
         """One layer's gradient (a slice of the flat buffer) is complete: on the CPU, start

@@ -221,7 +221,8 @@ class TrainingStep:
     ``record`` is False for models whose step draws random numbers (dropout): a recording
     would hold one epoch's generator. With a ``communicator`` (``mlp.distributed``), this
     process takes its share of every batch, and the gradients are summed across processes
-    before the update, inside the recorded step.
+    before the update: inside the recorded step on GPUs (NCCL), op by op on the CPU (MPI's
+    host calls are no backend op a recording could replay).
     """
 
     def __init__(
@@ -239,11 +240,12 @@ class TrainingStep:
     ) -> None:
         be = model.backend
         self.model, self.X, self.targets, self.weights = model, X, targets, weights
-        self.scale, self.batch_size, self.record = scale, batch_size, record
+        self.scale, self.batch_size = scale, batch_size
         self.optimizer = optimizer
         self.communicator = communicator
         if communicator is not None:
             communicator.bind(be)
+        self.record = record and (communicator is None or communicator.recordable)
         self.rows = rows  # the first ``rows`` of X are trained on (the rest: validation_split)
         self.order = be.asarray(np.arange(rows, dtype=np.int64))  # the epoch's row order
         self.batch = DeviceCounter(be, by=batch_size)  # where the next batch starts in it

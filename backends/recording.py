@@ -1,0 +1,95 @@
+"""Recording a training step on the CPU: its Python and checks run once, replays call the bodies.
+
+Why: a small model's step is a dozen ops on small arrays, and each public op checks its
+operands before its body computes, while the layers, the model and the step add Python of
+their own: about a fifth of a tiny step (64 × 784 × 128) on a 2-core EPYC. As a CUDA graph
+replays a step's kernels (``backends/cuda/graphs.py``), a recording here replays the bodies
+that did the work (``_matmul``, ``_bias_activation``, ``_adam_update``, ...), in order, on
+the same arrays, with the arguments they were given.
+
+Recording runs nothing: each body the public ops call is logged instead of run, and returns
+the array it would have written. What a replay could not repeat refuses the recording (the
+step then runs op by op, as before): a body that would allocate its result, one whose answer
+goes to the host (``argmax``, ``all_finite``), random numbers (``dropout_mask``), a host copy
+(``to_numpy``) or a new array (``empty``, ``zeros``, ``asarray``), as the CUDA recording
+refuses allocation. Only the recording thread's calls are logged; another thread's run.
+"""
+
+from __future__ import annotations
+
+import inspect
+import threading
+from collections.abc import Callable
+from typing import Any
+
+#: The bodies the public ops of ``backends.base.Backend`` end in, logged while recording;
+#: each returns its ``out`` argument, but for these (the name of what they return).
+RECORDED = (
+    "_matmul", "_matmul_reduced", "_round_mantissa", "_bias_add", "_add", "_multiply",
+    "_sum_rows", "_activation", "_backprop_activation", "_bias_activation",
+    "_backprop_bias_activation", "_softmax", "_gather_rows", "_loss", "_sgd_update",
+    "_adam_update",
+)  # fmt: skip
+RETURNS = {"_loss": "grad", "_sgd_update": None, "_adam_update": None}
+#: What a replay could not repeat: see the module's docstring.
+REFUSED = ("_argmax", "_all_finite", "_dropout_mask", "to_numpy", "empty", "zeros", "asarray")
+
+_one_at_a_time = threading.Lock()
+
+
+class Refused(Exception):
+    """A step did what a recording cannot replay."""
+
+
+def record(backend: Any, step: Callable[[], Any]) -> tuple[list | None, str | None]:
+    """``step``'s body calls on ``backend``: ``(calls, None)``, or ``(None, why)`` where the
+    step did something a replay could not repeat (or failed)."""
+    calls: list[tuple[Callable, tuple, dict]] = []
+    thread = threading.get_ident()
+    with _one_at_a_time:
+        for name in RECORDED + REFUSED:
+            body = getattr(backend, name)
+            setattr(backend, name, _stand_in(name, body, calls, thread))
+        try:
+            step()
+        except Exception as exc:  # a refusal, or anything else: the caller runs op by op
+            return None, f"{type(exc).__name__}: {exc}"
+        finally:
+            for name in RECORDED + REFUSED:
+                delattr(backend, name)
+    return calls, None
+
+
+def _stand_in(name: str, body: Callable, calls: list, thread: int) -> Callable:
+    """``body`` as the recording thread sees it: logged (or refused), not run."""
+    returns = RETURNS.get(name, "out")
+    signature = inspect.signature(body)
+
+    def stand_in(*args: Any, **kwargs: Any) -> Any:
+        if threading.get_ident() != thread:
+            return body(*args, **kwargs)
+        if name in REFUSED:
+            raise Refused(f"{name.lstrip('_')} cannot be replayed from a recorded step")
+        result = None if returns is None else signature.bind(*args, **kwargs).arguments[returns]
+        if returns is not None and result is None:
+            raise Refused(f"{name.lstrip('_')} would allocate its result in a recorded step")
+        calls.append((body, args, kwargs))
+        return result
+
+    return stand_in
+
+
+class Recording:
+    """A recorded step: each call makes the recorded body calls again, in order. It holds
+    the arrays the step uses (``keep``), as the CUDA recording does."""
+
+    def __init__(self, calls: list[tuple[Callable, tuple, dict]], keep: Any) -> None:
+        self._calls = tuple(calls)
+        self._held = keep
+
+    def __call__(self) -> None:
+        for body, args, kwargs in self._calls:
+            body(*args, **kwargs)
+
+    def __len__(self) -> int:
+        return len(self._calls)
