@@ -48,6 +48,7 @@ def train_ours(
     )
     optimizer = make_optimizer(workload)
     losses: list[float] = []
+    threads: set[int] = set()
 
     def run_epoch(i: int) -> float:
         (record,) = model.fit(
@@ -59,8 +60,19 @@ def train_ours(
             shuffle=True,
             batch_size=workload.batch_size,
             optimizer=optimizer,
+            callback=lambda _: threads.update(_blas_threads()),  # after the epoch's timing
         )
         losses.append(record["loss"])
         return record["seconds"]
 
-    return {**run_epochs(run_epoch, schedule), "final_loss": losses[-1]}
+    out = {**run_epochs(run_epoch, schedule), "final_loss": losses[-1]}
+    if device == "cpu" and len(threads) == 1:  # BLAS's, in the fit (backends/threads.py)
+        out["threads"] = threads.pop()
+    return out
+
+
+def _blas_threads() -> set[int]:
+    """NumPy's BLAS thread count now, as a set (empty where threadpoolctl is missing)."""
+    from backends.threads import numpy_blas
+
+    return {c.get_num_threads() for c in numpy_blas()[:1]}

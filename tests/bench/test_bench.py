@@ -50,6 +50,7 @@ def test_bench_runs_end_to_end(tmp_path):
     assert rows["limit"]["ratio_to_limit"] == 1.0
     assert rows["limit"]["recorded"] is True  # replayed as ours are (backends/recording.py)
     assert len(rows["mlp"]["epoch_seconds"]) == 1
+    assert rows["mlp"]["threads"] >= 1  # BLAS's, inside the fit (the `fast` extra's threadpoolctl)
     assert path.with_suffix(".md").exists() and not path.with_suffix(".png").exists()
 
 
