@@ -11,13 +11,17 @@ Recording runs nothing: each body the public ops call is logged instead of run, 
 the array it would have written. What a replay could not repeat refuses the recording (the
 step then runs op by op, as before): a body that would allocate its result, one whose answer
 goes to the host (``argmax``, ``all_finite``), random numbers (``dropout_mask``), a host copy
-(``to_numpy``) or a new array (``empty``, ``zeros``, ``asarray``), as the CUDA recording
-refuses allocation. Only the recording thread's calls are logged; another thread's run.
+(``to_numpy``) or a new array through the backend (``empty``, ``zeros``, ``asarray``), as
+the CUDA recording refuses allocation. Only the recording thread's calls are logged; another
+thread's run. A step must do all its array work through backend ops (the library's layers,
+losses and optimizers do): work beside them would run once, at the recording, and never in
+a replay.
 """
 
 from __future__ import annotations
 
 import inspect
+import os
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -44,20 +48,30 @@ class Refused(Exception):
 def record(backend: Any, step: Callable[[], Any]) -> tuple[list | None, str | None]:
     """``step``'s body calls on ``backend``: ``(calls, None)``, or ``(None, why)`` where the
     step did something a replay could not repeat (or failed)."""
+    if disabled():
+        return None, "MLP_NO_CPU_RECORDING is set"
     calls: list[tuple[Callable, tuple, dict]] = []
     thread = threading.get_ident()
+    installed = []
     with _one_at_a_time:
-        for name in RECORDED + REFUSED:
-            body = getattr(backend, name)
-            setattr(backend, name, _stand_in(name, body, calls, thread))
         try:
+            for name in RECORDED + REFUSED:
+                if name in vars(backend):  # an instance's own attribute: not a class's body
+                    raise Refused(f"{name} is set on this backend instance")
+                setattr(backend, name, _stand_in(name, getattr(backend, name), calls, thread))
+                installed.append(name)
             step()
         except Exception as exc:  # a refusal, or anything else: the caller runs op by op
             return None, f"{type(exc).__name__}: {exc}"
         finally:
-            for name in RECORDED + REFUSED:
+            for name in installed:
                 delattr(backend, name)
     return calls, None
+
+
+def disabled() -> bool:
+    """``MLP_NO_CPU_RECORDING=1`` runs every CPU step op by op (to compare)."""
+    return os.environ.get("MLP_NO_CPU_RECORDING", "") not in ("", "0")
 
 
 def _stand_in(name: str, body: Callable, calls: list, thread: int) -> Callable:

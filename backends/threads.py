@@ -10,8 +10,9 @@ count, once per process and shape, and one thread is kept only where it is clear
 
 The thread count is the process's: while such a fit runs, other BLAS work in the process
 runs on one thread too (slower, never wrong). OpenBLAS rounds differently on one thread
-than on two, so a fit's last digits follow the choice; ``OPENBLAS_NUM_THREADS`` pins it (a
-count of 1 is never timed). Without threadpoolctl nothing changes.
+than on two, so a fit's last digits follow the choice, which a new process makes afresh
+(a resumed run is bit-exact where both chose alike). ``OPENBLAS_NUM_THREADS`` set pins it:
+then nothing is timed and the count stays as set. Without threadpoolctl nothing changes.
 """
 
 from __future__ import annotations
@@ -19,12 +20,16 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
+import os
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 
+#: The environment variable that sets OpenBLAS's threads: where set, the choice is the user's.
+PINNED = "OPENBLAS_NUM_THREADS"
 #: Multiply-adds from which a product ran faster on every thread than on one (Xeon, EPYC).
 SMALL_PRODUCT = 10_000_000
 #: One thread is kept where its time is below this fraction of the default count's: a near
@@ -66,14 +71,22 @@ def threads_for(product: tuple[int, int, int], dtype: Any = np.float32) -> Itera
 def one_is_faster(product: tuple[int, int, int], dtype: Any = np.float32) -> bool:
     """Whether a ``product`` of ``dtype`` runs clearly faster on one BLAS thread than on
     the process's count: timed the first time a small product is asked about, here."""
-    if math.prod(product) >= SMALL_PRODUCT or not numpy_blas():
+    if math.prod(product) >= SMALL_PRODUCT or PINNED in os.environ or not numpy_blas():
         return False
     threads = numpy_blas()[0].get_num_threads()
     return threads > 1 and _timed_faster(tuple(product), np.dtype(dtype).str, threads)
 
 
+_one_timing_at_a_time = threading.Lock()
+
+
 @functools.cache
 def _timed_faster(product: tuple[int, int, int], dtype: str, threads: int) -> bool:
+    with _one_timing_at_a_time:
+        return _time(product, dtype, threads)
+
+
+def _time(product: tuple[int, int, int], dtype: str, threads: int) -> bool:
     rows, inner, columns = product
     rng = np.random.default_rng(0)
     a = rng.random((rows, inner), dtype=np.float64).astype(dtype)

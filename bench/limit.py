@@ -11,7 +11,8 @@ CPU), as ``MLP.fit`` records its training step, so that both are measured withou
 host's cost per op. At a reduced
 ``precision`` (``tf32``, ``bf16``) the products go through a backend of that precision, as
 ours do: TF32 tensor cores, or bfloat16 copies of the operands (the conversion included, as
-in our layers), on a GPU; on the CPU, the rounding emulated.
+in our layers), on a GPU; on the CPU, the rounding emulated. On the CPU it runs on the BLAS
+threads ``fit`` picks for the same largest product (``backends/threads.py``).
 """
 
 from __future__ import annotations
@@ -62,7 +63,9 @@ def measure_limit(
 
     backend = get_backend(device, precision=precision)
     rng = np.random.default_rng(0)
-    with backend.activated():
+    inner, columns = max(itertools.pairwise(workload.sizes), key=lambda pair: pair[0] * pair[1])
+    largest = (min(workload.batch_size, samples), inner, columns)  # as fit picks its threads
+    with backend.activated(), backend.threads_for(largest, np.float32):
         plan = [
             (_operands(backend, workload, rows, rng), count)
             for rows, count in batch_sizes(workload, samples)

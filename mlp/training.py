@@ -9,7 +9,8 @@ A small MLP's step on a GPU is bound by the host: each of its twenty-odd ops cos
 changes from one step to the next lives on the device: the batch's first position in the
 epoch's row order, and the optimizer's update count, each advanced by the step itself. The
 same step can then be recorded as a CUDA graph (``Backend.capture``) and replayed with one
-launch per batch. On the CPU, or where recording is refused, it runs op by op, unchanged.
+launch per batch; on the CPU, as the op bodies it calls (``backends/recording.py``), which
+saves its Python and checks. Where recording is refused, it runs op by op, unchanged.
 """
 
 from __future__ import annotations

@@ -56,6 +56,12 @@ def test_what_a_replay_could_not_repeat_refuses_the_recording(cpu, step, why):
     assert not _stand_ins(cpu)  # the backend is as it was
 
 
+def test_the_environment_turns_recording_off(cpu, monkeypatch):
+    monkeypatch.setenv("MLP_NO_CPU_RECORDING", "1")
+    assert cpu.capture(DeviceCounter(cpu).advance) is None
+    assert cpu.capture_failure == "MLP_NO_CPU_RECORDING is set"
+
+
 def test_a_failing_step_refuses_and_leaves_the_backend_as_it_was(cpu):
     def step() -> None:
         raise RuntimeError("in the step")

@@ -16,8 +16,10 @@ SMALL = (64, 64, 8)
 
 
 @pytest.fixture
-def two_threads():
-    """NumPy's BLAS on two threads (even on a one-core machine), as it was after the test."""
+def two_threads(monkeypatch):
+    """NumPy's BLAS on two threads (even on a one-core machine), as it was after the test,
+    and not pinned by the environment."""
+    monkeypatch.delenv(threads.PINNED, raising=False)
     assert threads.numpy_blas(), "threadpoolctl finds no BLAS of NumPy's"
     with threadpoolctl.threadpool_limits(2, user_api="blas"):
         yield
@@ -57,6 +59,13 @@ def test_one_thread_already_is_not_timed(monkeypatch):
     monkeypatch.setattr(threads, "_timed_faster", lambda *args: pytest.fail("timed"))
     with threadpoolctl.threadpool_limits(1, user_api="blas"):
         assert not threads.one_is_faster(SMALL)
+
+
+def test_a_count_pinned_in_the_environment_is_not_timed(two_threads, monkeypatch):
+    monkeypatch.setenv(threads.PINNED, "2")
+    monkeypatch.setattr(threads, "_timed_faster", lambda *args: pytest.fail("timed"))
+    with threads.threads_for(SMALL):
+        assert _blas_threads() == 2
 
 
 def test_the_count_comes_back_after_an_error(two_threads, one_faster):
