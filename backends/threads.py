@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import itertools
 import math
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -50,6 +51,13 @@ def numpy_blas() -> tuple[Any, ...]:
         return ()
     blas = [c for c in threadpoolctl.ThreadpoolController().lib_controllers if c.user_api == "blas"]
     return tuple(c for c in blas if "numpy" in c.filepath) or tuple(blas)
+
+
+def largest_product(rows: int, sizes: Sequence[int]) -> tuple[int, int, int]:
+    """The largest product of a batch of ``rows`` through layers of ``sizes``: rows × inner
+    × columns of the widest layer (what ``threads_for`` is asked about)."""
+    inner, columns = max(itertools.pairwise(sizes), key=lambda pair: pair[0] * pair[1])
+    return rows, inner, columns
 
 
 @contextlib.contextmanager

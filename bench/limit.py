@@ -59,12 +59,11 @@ def measure_limit(
 ) -> dict[str, Any]:
     """Time the GEMMs of one epoch as ``schedule`` says (repetitions play the epochs), at
     the matmul ``precision`` of the rows it is the limit of."""
-    from backends import get_backend
+    from backends import get_backend, threads
 
     backend = get_backend(device, precision=precision)
     rng = np.random.default_rng(0)
-    inner, columns = max(itertools.pairwise(workload.sizes), key=lambda pair: pair[0] * pair[1])
-    largest = (min(workload.batch_size, samples), inner, columns)  # as fit picks its threads
+    largest = threads.largest_product(min(workload.batch_size, samples), workload.sizes)
     with backend.activated(), backend.threads_for(largest, np.float32):
         plan = [
             (_operands(backend, workload, rows, rng), count)

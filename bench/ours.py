@@ -36,6 +36,7 @@ def train_ours(
     rounding emulated on the CPU), as ``get_backend(device, precision=...)`` sets them.
     """
     from backends import get_backend
+    from backends.threads import numpy_blas
     from mlp import MLP
 
     backend = get_backend(device, precision=precision)
@@ -48,6 +49,7 @@ def train_ours(
     )
     optimizer = make_optimizer(workload)
     losses: list[float] = []
+    blas = numpy_blas()[:1]  # none where threadpoolctl is missing: no note
     threads: set[int] = set()
 
     def run_epoch(i: int) -> float:
@@ -60,7 +62,7 @@ def train_ours(
             shuffle=True,
             batch_size=workload.batch_size,
             optimizer=optimizer,
-            callback=lambda _: threads.update(_blas_threads()),  # after the epoch's timing
+            callback=lambda _: threads.update(c.get_num_threads() for c in blas),  # untimed
         )
         losses.append(record["loss"])
         return record["seconds"]
@@ -69,10 +71,3 @@ def train_ours(
     if device == "cpu" and len(threads) == 1:  # BLAS's, in the fit (backends/threads.py)
         out["threads"] = threads.pop()
     return out
-
-
-def _blas_threads() -> set[int]:
-    """NumPy's BLAS thread count now, as a set (empty where threadpoolctl is missing)."""
-    from backends.threads import numpy_blas
-
-    return {c.get_num_threads() for c in numpy_blas()[:1]}

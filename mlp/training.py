@@ -15,7 +15,6 @@ saves its Python and checks. Where recording is refused, it runs op by op, uncha
 
 from __future__ import annotations
 
-import itertools
 import math
 import time
 from collections.abc import Callable
@@ -23,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from backends import threads
 from backends.buffers import BufferCache, DeviceCounter
 
 from . import checks, distributed
@@ -308,10 +308,7 @@ class TrainingStep:
         """The step's largest matrix product, rows × inner × columns: this process's share
         of a batch through the widest layer."""
         first, stop = self._share(min(self.batch_size, self.rows))
-        inner, columns = max(
-            itertools.pairwise(self.model.sizes), key=lambda pair: pair[0] * pair[1]
-        )
-        return stop - first, inner, columns
+        return threads.largest_product(stop - first, self.model.sizes)
 
     def _share(self, size: int) -> tuple[int, int]:
         """This process's ``[start, stop)`` of a batch of ``size`` rows."""
