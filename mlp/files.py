@@ -24,7 +24,9 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], object]) 
 
     On any error the temporary file is removed and ``path`` is as it was (after SIGKILL a
     ``.<name>.*.tmp`` may remain, harmless); a failing write or rename is a ``CannotWrite``
-    (an ``OSError``) naming ``path``, so a full disk is one clear line.
+    (an ``OSError``) naming ``path``, so a full disk is one clear line. An interrupt (Ctrl-C,
+    or the commands' SIGTERM) stays the interrupt, though the writer's own clean-up fails
+    under it (``np.savez``: zipfile cannot close with a member half written).
     """
     named, path = path, Path(os.path.realpath(path))  # through a symbolic link, to its file
     folder = path.parent
@@ -38,13 +40,24 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], object]) 
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, path)
-        except BaseException:
+        except BaseException as exc:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
+            interrupt = _interrupt_under(exc)
+            if interrupt is not None:
+                raise interrupt from None
             raise
     except OSError as exc:
         raise cannot_write(named, exc) from None
     _fsync_folder(folder)
+
+
+def _interrupt_under(exc: BaseException) -> KeyboardInterrupt | None:
+    """The interrupt that a later error was raised while handling, if any (not ``exc``)."""
+    context = exc.__context__
+    while context is not None and not isinstance(context, KeyboardInterrupt):
+        context = context.__context__
+    return None if isinstance(exc, KeyboardInterrupt) else context
 
 
 def _open_temp(fd: int) -> IO[bytes]:
