@@ -127,15 +127,18 @@ def _build(numba: Any) -> Any:
     # The losses: ``weights`` is None (each row's gradient scaled by ``scale``, 1/rows) or a
     # weight per row, the gradient then scaled by weight/weight_sum[0] and the totals
     # weighted. Numba compiles the two apart, so the unweighted loop is the one it was.
-    @jit
-    def _positive(total):  # a batch of zero weights has no gradient, not 0/0
-        return total if total > 0 else 1.0
-
+    # A batch of zero weights has no gradient, not 0/0: its sum counts as 1. Written out in
+    # each loss, not a jitted helper: a kernel that closes over another kernel gets a new
+    # cache key in every process (Numba hashes the pickled closure, and a dispatcher
+    # pickles with a fresh id), so it would be compiled again at every start.
     @jit
     def softmax_xent(logits, labels, grad, totals, scale, weights, weight_sum):
         rows, classes = logits.shape
         loss = 0.0
         hits = 0.0
+        norm = 1.0
+        if weight_sum is not None and weight_sum[0] > 0:
+            norm = weight_sum[0]
         for r in range(rows):
             label = labels[r]
             if label < 0 or label >= classes:
@@ -153,7 +156,7 @@ def _build(numba: Any) -> Any:
                 grad[r, j] = e
                 total += e
             inv = 1.0 / total
-            row_scale = scale if weights is None else weights[r] / _positive(weight_sum[0])
+            row_scale = scale if weights is None else weights[r] / norm
             for j in range(classes):
                 grad[r, j] = (grad[r, j] * inv - (1.0 if j == label else 0.0)) * row_scale
             if weights is None:
@@ -170,6 +173,9 @@ def _build(numba: Any) -> Any:
         rows = logits.shape[0]
         loss = 0.0
         hits = 0.0
+        norm = 1.0
+        if weight_sum is not None and weight_sum[0] > 0:
+            norm = weight_sum[0]
         for r in range(rows):
             label = labels[r]
             if label < 0 or label > 1:
@@ -178,7 +184,7 @@ def _build(numba: Any) -> Any:
             y = 1.0 if label == 1 else 0.0
             row_loss = max(z, 0.0) - z * y + np.log1p(np.exp(-abs(z)))
             p = 0.5 * np.tanh(0.5 * z) + 0.5
-            row_scale = scale if weights is None else weights[r] / _positive(weight_sum[0])
+            row_scale = scale if weights is None else weights[r] / norm
             grad[r, 0] = (p - y) * row_scale
             w = 1.0 if weights is None else weights[r]
             loss += w * row_loss
@@ -190,8 +196,11 @@ def _build(numba: Any) -> Any:
     def squared_error(outputs, targets, grad, totals, scale, weights, weight_sum):
         rows, width = outputs.shape
         loss = 0.0
+        norm = 1.0
+        if weight_sum is not None and weight_sum[0] > 0:
+            norm = weight_sum[0]
         for r in range(rows):
-            row_scale = scale if weights is None else weights[r] / _positive(weight_sum[0])
+            row_scale = scale if weights is None else weights[r] / norm
             row_loss = 0.0
             for j in range(width):
                 d = outputs[r, j] - targets[r, j]
