@@ -260,9 +260,23 @@ class Backend:
         """
         self.check_device(a, b, out)
         check_matmul(a, b, out, transpose_a, transpose_b)
+        return self._product(a, b, out, transpose_a, transpose_b)
+
+    def _product(self, a: Any, b: Any, out: Any, transpose_a: bool, transpose_b: bool) -> Any:
+        """The body a checked product ends in: ``_matmul_reduced`` for float32 at a reduced
+        ``precision``, else ``_matmul``."""
         if self.precision != "float32" and a.dtype == b.dtype == np.float32:
             return self._matmul_reduced(a, b, out, transpose_a, transpose_b)
         return self._matmul(a, b, out, transpose_a, transpose_b)
+
+    def linear(self, x: Any, weight: Any, bias: Any, name: str, out: Any = None) -> Any:
+        """``activation(x @ weight + bias)``, a dense layer's forward: ``matmul`` then
+        ``bias_activation``, unless the backend folds the bias and the activation into the
+        product itself (the CUDA backend: a cuBLASLt epilogue)."""
+        self.check_device(x, weight, bias, out)
+        check_matmul(x, weight, out, False, False)
+        check_shape("linear", "bias", bias, (weight.shape[1],))
+        return self._linear(x, weight, bias, check_activation(name), out)
 
     def round_mantissa(self, x: Any, bits: int, out: Any = None) -> Any:
         """float32 ``x`` rounded to ``bits`` mantissa bits, to nearest, ties to even.

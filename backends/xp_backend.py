@@ -150,6 +150,10 @@ class XpBackend(Backend):
         out = self._bias_add(x, bias, out)
         return self._activation(name, out, out)
 
+    def _linear(self, x: Any, weight: Any, bias: Any, name: str, out: Any) -> Any:
+        y = self._product(x, weight, out, False, False)
+        return self._bias_activation(y, bias, name, y)
+
     def _backprop_bias_activation(
         self, name: str, dy: Any, y: Any, grad_bias: Any, out: Any
     ) -> Any:

@@ -53,7 +53,8 @@ class Linear(Layer):
     """``y = activation(x·W + b)`` with ``W`` of shape (in, out), as the textbook writes it.
 
     The activation is fused into the layer (``"identity"`` for none), so the backend can add
-    the bias and apply the activation in one pass, and the backward needs only ``y``.
+    the bias and apply the activation in one pass (on a GPU, in the product's epilogue), and
+    the backward needs only ``y``.
     ``weight``, ``bias`` and their gradients are views into the model's flat buffers.
     """
 
@@ -86,8 +87,7 @@ class Linear(Layer):
 
     def forward(self, x: Any, training: bool = False) -> Any:
         out = self.buffer("y", (x.shape[0], self.out_features), self.weight.dtype)
-        self.backend.matmul(x, self.weight, out=out)
-        self.backend.bias_activation(out, self.bias, self.activation, out=out)
+        self.backend.linear(x, self.weight, self.bias, self.activation, out=out)
         self._x, self._y = x, out
         return out
 

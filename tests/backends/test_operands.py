@@ -22,6 +22,7 @@ def _ops_with_foreign(backend, foreign, own):
         lambda: backend.activation("tanh", foreign),
         lambda: backend.backprop_activation("sigmoid", foreign, own),
         lambda: backend.bias_activation(foreign, own[0], "relu"),
+        lambda: backend.linear(own, foreign, own[0], "relu"),
         lambda: backend.softmax(foreign),
         lambda: backend.sgd_update(own.reshape(-1), foreign, None, 0.1),
         lambda: backend.adam_update(
@@ -54,6 +55,13 @@ def _mismatched_calls(be):
         ),
         "bias of width 1": lambda: be.bias_activation(
             a, be.asarray(np.ones(1, np.float32)), "relu", out=a
+        ),
+        "linear, bias of another width": lambda: be.linear(
+            a, be.asarray(np.ones((3, 4), np.float32)), short, "relu"
+        ),
+        "linear, weight of another height": lambda: be.linear(a, a, a[0], "relu"),
+        "linear into an out of another shape": lambda: be.linear(
+            a, be.asarray(np.ones((3, 4), np.float32)), short[:4], "relu", out=a
         ),
         "relu backward, y smaller": lambda: be.backprop_activation(
             "relu", a, be.asarray(np.ones((2, 3), np.float32)), out=a

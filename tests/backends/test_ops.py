@@ -143,6 +143,32 @@ def test_matmul_into_view_of_flat_buffer(backend):
     np.testing.assert_array_equal(flat_host[15:], 0.0)
 
 
+@pytest.mark.parametrize("name", ACTIVATIONS)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_linear_is_the_product_then_bias_and_activation(backend, name, dtype):
+    """A dense layer's forward, its weight and bias views into one flat buffer, as a model's
+    are, here one element off its start: the bias is not aligned to 16 bytes."""
+    rng = np.random.default_rng(4)
+    rows, inner, cols = 33, 70, 19
+    x, w, b = (
+        rng.standard_normal((rows, inner)),
+        rng.standard_normal((inner, cols)),
+        rng.standard_normal(cols),
+    )
+    flat = dev(backend, np.concatenate([[0.0], w.ravel(), b]), dtype)
+    weight, bias = flat[1 : 1 + w.size].reshape(w.shape), flat[1 + w.size :]
+    X = dev(backend, x, dtype)
+    expected = ref_forward(name, x @ w + b)
+    close = {"rtol": 1e-5, "atol": 1e-5} if dtype == np.float32 else tol(dtype)
+    out = backend.empty((rows, cols), dtype)
+    assert backend.linear(X, weight, bias, name, out=out) is out
+    np.testing.assert_allclose(host(backend, out), expected, **close)
+    np.testing.assert_allclose(
+        host(backend, backend.linear(X, weight, bias, name)), expected, **close
+    )
+    np.testing.assert_array_equal(host(backend, X), x.astype(dtype))  # the input is left alone
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_bias_add(backend, dtype):
     rng = np.random.default_rng(3)
