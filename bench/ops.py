@@ -9,6 +9,7 @@ way where PyTorch is installed, as the reference for what a call may cost.
 
 from __future__ import annotations
 
+import functools
 import sys
 import time
 from collections.abc import Callable
@@ -58,6 +59,9 @@ def our_ops(be: Any) -> tuple[dict[str, Callable[[], Any]], Callable[[], None]]:
         "matmul x·W (128×784·784×512)": lambda: be.matmul(x, w, out=y),
         "matmul dW = xᵀ·dz": lambda: be.matmul(x, z, out=dw, transpose_a=True),
         "bias + ReLU (128×512)": lambda: be.bias_activation(z, bias, "relu", out=y),
+        "linear: x·W + b, ReLU (CUDA: one cuBLASLt product)": lambda: be.linear(
+            x, w, bias, "relu", out=y
+        ),
         "ReLU backward": lambda: be.backprop_activation("relu", z, y, out=dz),
         "bias gradient (column sums)": lambda: be.sum_rows(z, out=colsum),
         "softmax cross-entropy (128×10)": lambda: be.accumulate_loss(
@@ -87,6 +91,51 @@ def launch_costs(be: Any) -> dict[str, Callable[[], Any]]:
         "launch: ElementwiseKernel, 1 element": lambda: copy(one, one_out),
         "launch: RawKernel, no arguments": lambda: noop((1,), (1,), ()),
     }
+
+
+def layer_forwards(be: Any) -> dict[str, Callable[[], Any]]:
+    """A layer's forward, std's first and big's second, as two kernels (the product, then
+    bias + ReLU) and as ``linear`` (on CUDA, one product with the bias and ReLU in its
+    epilogue): timed replayed from a CUDA graph, where the GPU's time is what counts."""
+    rng = np.random.default_rng(1)
+    ops: dict[str, Callable[[], Any]] = {}
+    for rows, inner, cols in ((BATCH, FEATURES, HIDDEN), (512, 2048, 2048)):
+        x, w, bias = (
+            be.asarray(rng.standard_normal(shape).astype(np.float32))
+            for shape in ((rows, inner), (inner, cols), (cols,))
+        )
+        y = be.empty((rows, cols))
+        size = f"{rows}×{inner}·{inner}×{cols}"
+
+        def apart(x: Any = x, w: Any = w, bias: Any = bias, y: Any = y) -> Any:
+            be.matmul(x, w, out=y)
+            return be.bias_activation(y, bias, "relu", out=y)
+
+        ops[f"x·W, then bias + ReLU ({size}, two kernels)"] = apart
+        ops[f"linear ({size}, one product)"] = functools.partial(
+            be.linear, x, w, bias, "relu", out=y
+        )
+    return ops
+
+
+def replayed_microseconds(be: Any, call: Callable[[], Any], calls: int) -> float | None:
+    """The device's time per call: ``calls`` calls recorded as one step (a CUDA graph),
+    replayed; ``None`` where they cannot be recorded."""
+    call()  # outside the recording: whatever is made once per shape
+    recording = be.capture(lambda: [call() for _ in range(calls)])
+    if recording is None:
+        return None
+    recording()
+    be.synchronize()
+    start = time.perf_counter()
+    for _ in range(REPLAYS):
+        recording()
+    be.synchronize()
+    return (time.perf_counter() - start) / (REPLAYS * calls) * 1e6
+
+
+#: Replays of a recorded run of calls, timed together.
+REPLAYS = 10
 
 
 def torch_ops(device: str) -> tuple[dict[str, Callable[[], Any]], Callable[[], None]] | None:
@@ -153,6 +202,12 @@ def time_ops(device: str, calls: int) -> None:
             for name, call in ops.items():
                 us = per_call_microseconds(call, sync, calls)
                 print(f"  {us:9.1f} µs  {name}", flush=True)
+        if hasattr(be, "gemm"):  # CUDA: what a recorded step spends on the GPU
+            print(f"replayed from a CUDA graph of {calls // 10} calls, time per call")
+            for name, call in layer_forwards(be).items():
+                us = replayed_microseconds(be, call, max(1, calls // 10))
+                shown = "  (not recorded)" if us is None else f"{us:9.1f} µs"
+                print(f"  {shown}  {name}", flush=True)
 
 
 if __name__ == "__main__":

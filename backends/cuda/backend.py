@@ -18,7 +18,7 @@ from ..base import KDLCUDA, KDLCUDA_MANAGED
 from ..errors import BackendUnavailable, install_hint
 from ..operands import LOSSES
 from ..xp_backend import XpBackend, adam_scalars
-from . import cublas, graphs, kernels
+from . import cublas, cublaslt, graphs, kernels
 
 
 def import_cupy() -> Any:
@@ -30,6 +30,13 @@ def import_cupy() -> Any:
             f"{install_hint('cuda12', 'cuda13')} (or use --device cpu)"
         ) from exc
     return cupy
+
+
+#: cuBLAS's compute type for a float32 product at each precision cuBLASLt's epilogues take.
+_LT_COMPUTE = {
+    "float32": cublas.CUBLAS_COMPUTE_32F,
+    "tf32": cublas.CUBLAS_COMPUTE_32F_FAST_TF32,
+}
 
 
 def _linalg_settings(cupy: Any) -> Any:
@@ -152,6 +159,7 @@ class CupyBackend(XpBackend):
             self.scratch_arrays(),
             tuple(self._bf16_buffers().values()),
             tuple(self._ones.values()),
+            getattr(self._thread, "lt", None),  # its workspace
         )
         return graphs.Recording(graph, (keep, owned))
 
@@ -178,6 +186,26 @@ class CupyBackend(XpBackend):
         if cublas.fits(a, b, out):
             return self.gemm(a, b, out, transpose_a, transpose_b)
         return super()._matmul(a, b, out, transpose_a, transpose_b)
+
+    def _linear(self, x: Any, weight: Any, bias: Any, name: str, out: Any) -> Any:
+        """The bias and the activation in the product's epilogue (``cublaslt.py``) where
+        cuBLASLt takes the operands and the precision; the GEMM and the bias kernel else."""
+        compute_type = _LT_COMPUTE.get(self.precision)
+        epilogue = cublaslt.EPILOGUES.get(name)
+        if compute_type and epilogue and cublaslt.fits(x, weight, bias, out):
+            with self._device:
+                lt = self._lt()
+                if lt is not None and lt.linear(
+                    self.xp, x, weight, bias, epilogue, out, compute_type
+                ):
+                    return out
+        return super()._linear(x, weight, bias, name, out)
+
+    def _lt(self) -> cublaslt.Lt | None:
+        """The calling thread's cuBLASLt on this GPU (``None`` where it cannot serve)."""
+        if not hasattr(self._thread, "lt"):
+            self._thread.lt = cublaslt.Lt.make(self.xp)
+        return self._thread.lt
 
     def _matmul_reduced(
         self, a: Any, b: Any, out: Any, transpose_a: bool, transpose_b: bool

@@ -54,14 +54,14 @@ def _cupy_binding() -> Any:
     return cublas
 
 
-@functools.cache
-def _library() -> Any:
-    """cuBLAS itself, the copy CuPy loaded, through ctypes; None where it is not found.
-    Look it up only once CuPy has made a cuBLAS handle (so that the library is loaded)."""
+def loaded_library(fragment: str, signatures: dict[str, list]) -> Any:
+    """The one library this process has loaded whose path holds ``fragment``, through
+    ctypes with ``signatures`` (name: argument types; each returns a status, an int); None
+    where it is not loaded once, or lacks one of them (not Linux: no ``/proc/self/maps``)."""
     try:
         with open("/proc/self/maps") as maps:
-            paths = {line.split()[-1] for line in maps if "/libcublas.so" in line}
-    except OSError:  # not Linux
+            paths = {line.split()[-1] for line in maps if fragment in line}
+    except OSError:
         return None
     if len(paths) != 1:
         return None
@@ -69,21 +69,27 @@ def _library() -> Any:
         library = ctypes.CDLL(paths.pop())
     except OSError:
         return None
-    pointer, integer = ctypes.c_void_p, ctypes.c_int
-    signatures = {
-        "cublasSetStream_v2": [pointer, pointer],
-        "cublasSetPointerMode_v2": [pointer, integer],
-        # handle, op_a, op_b, m, n, k, alpha, A, A type, lda, B, B type, ldb, beta, C, C type,
-        # ldc, compute type, algorithm
-        "cublasGemmEx": [pointer] + [integer] * 5 + [pointer, pointer, integer, integer]
-        + [pointer, integer, integer, pointer, pointer, integer, integer, integer, integer],
-    }  # fmt: skip
     for name, argtypes in signatures.items():
         function = getattr(library, name, None)
         if function is None:
             return None
         function.argtypes, function.restype = argtypes, ctypes.c_int
     return library
+
+
+@functools.cache
+def _library() -> Any:
+    """cuBLAS itself, the copy CuPy loaded, through ctypes; None where it is not found.
+    Look it up only once CuPy has made a cuBLAS handle (so that the library is loaded)."""
+    pointer, integer = ctypes.c_void_p, ctypes.c_int
+    return loaded_library("/libcublas.so", {
+        "cublasSetStream_v2": [pointer, pointer],
+        "cublasSetPointerMode_v2": [pointer, integer],
+        # handle, op_a, op_b, m, n, k, alpha, A, A type, lda, B, B type, ldb, beta, C, C type,
+        # ldc, compute type, algorithm
+        "cublasGemmEx": [pointer] + [integer] * 5 + [pointer, pointer, integer, integer]
+        + [pointer, integer, integer, pointer, pointer, integer, integer, integer, integer],
+    })  # fmt: skip
 
 
 def _check(what: str, status: int) -> None:

@@ -10,6 +10,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from bench import cli, report
@@ -180,11 +181,29 @@ def test_op_timings_run_end_to_end(device, capsys):
     assert ops.main(["--device", device, "--calls", "3"]) == 0
     out = capsys.readouterr().out
     assert "µs  matmul x·W" in out and "Adam over 535,818 parameters" in out
-    if device == "cuda":  # CuPy's own matmul route and the bare launch costs
+    if device == "cuda":  # CuPy's own matmul route, the bare launch costs, graph replays
         assert "µs  cupy.matmul x·W" in out and "µs  launch: RawKernel" in out
+        assert "µs  linear (128×784·784×512, one product)" in out
     assert sum(m * n + n for m, n in ((784, 512), (512, 256), (256, 10))) == ops.PARAMETERS
     with pytest.raises(SystemExit):
         ops.main(["--calls", "0"])
+
+
+def test_layer_forwards_agree_and_replay_from_a_recording(device):
+    """Both ways of a layer's forward give the same layer, and each replays recorded (on the
+    CPU, a recording of the bodies stands in for the CUDA graph)."""
+    from backends import get_backend
+    from bench import ops
+
+    be = get_backend(device)
+    forwards = list(ops.layer_forwards(be).values())
+    assert len(forwards) == 4
+    for apart, linear in zip(forwards[::2], forwards[1::2], strict=True):
+        expected = be.to_numpy(apart()).copy()
+        np.testing.assert_allclose(be.to_numpy(linear()), expected, rtol=1e-5, atol=1e-4)
+    for call in forwards:
+        us = ops.replayed_microseconds(be, call, 2)
+        assert us is not None and us > 0
 
 
 def test_op_timings_on_a_bad_device_say_so_in_one_line(capsys):

@@ -1,0 +1,259 @@
+"""A dense layer's forward as one cuBLASLt product: the bias and ReLU in its epilogue.
+
+Why: a layer's forward was a GEMM, then a kernel that read its result back to add the bias
+and apply the activation. cuBLASLt's epilogues (``CUBLASLT_EPILOGUE_BIAS``, ``_RELU_BIAS``)
+do both as the product's tiles are written, so the pass over memory and the launch go. The
+library ships beside cuBLAS (which links it), and is called, like cuBLAS's GEMM in
+``cublas.py``, through ctypes on the copy CuPy loaded, so a step with it can be recorded as
+a CUDA graph. Where it is not found, a shape finds no algorithm, or ``MLP_NO_CUBLASLT=1``,
+the caller runs the GEMM and the bias kernel as before.
+
+Each calling thread has its own handle, workspace and plans (a plan's descriptor is
+rewritten with each call's bias pointer), so concurrent inference never shares one.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import os
+import weakref
+from typing import Any
+
+import numpy as np
+
+from .cublas import CUDA_R_32F, cublas_gemm_arguments, loaded_library
+
+# cublasLt.h's enum values: a stable ABI.
+CUBLASLT_MATMUL_DESC_EPILOGUE = 7
+CUBLASLT_MATMUL_DESC_BIAS_POINTER = 8
+CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES = 1
+#: The preference attributes for the least alignment of A, B, C and D, in bytes.
+CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_BYTES = (5, 6, 7, 8)
+CUBLASLT_EPILOGUE_BIAS = 4
+CUBLASLT_EPILOGUE_RELU_BIAS = 6
+#: The epilogue for each activation cuBLASLt applies itself.
+EPILOGUES = {"identity": CUBLASLT_EPILOGUE_BIAS, "relu": CUBLASLT_EPILOGUE_RELU_BIAS}
+#: Each thread's workspace (cuBLAS's own default before Hopper): room for split-K products.
+WORKSPACE_BYTES = 4 << 20
+
+
+def disabled() -> bool:
+    """``MLP_NO_CUBLASLT=1``: the forward runs as a GEMM and a bias kernel (to compare)."""
+    return os.environ.get("MLP_NO_CUBLASLT", "") not in ("", "0")
+
+
+class _Algo(ctypes.Structure):  # cublasLtMatmulAlgo_t
+    _fields_ = [("data", ctypes.c_uint64 * 8)]
+
+
+class _Heuristic(ctypes.Structure):  # cublasLtMatmulHeuristicResult_t
+    _fields_ = [
+        ("algo", _Algo),
+        ("workspace_size", ctypes.c_size_t),
+        ("state", ctypes.c_int),
+        ("waves_count", ctypes.c_float),
+        ("reserved", ctypes.c_int * 4),
+    ]
+
+
+_P, _I, _U64, _I64, _SIZE = (
+    ctypes.c_void_p, ctypes.c_int, ctypes.c_uint64, ctypes.c_int64, ctypes.c_size_t
+)  # fmt: skip
+_SIGNATURES = {
+    "cublasLtCreate": [_P],
+    "cublasLtDestroy": [_P],
+    "cublasLtMatmulDescCreate": [_P, _I, _I],
+    "cublasLtMatmulDescDestroy": [_P],
+    "cublasLtMatmulDescSetAttribute": [_P, _I, _P, _SIZE],
+    "cublasLtMatrixLayoutCreate": [_P, _I, _U64, _U64, _I64],
+    "cublasLtMatrixLayoutDestroy": [_P],
+    "cublasLtMatmulPreferenceCreate": [_P],
+    "cublasLtMatmulPreferenceDestroy": [_P],
+    "cublasLtMatmulPreferenceSetAttribute": [_P, _I, _P, _SIZE],
+    "cublasLtMatmulAlgoGetHeuristic": [_P] * 7 + [_I, _P, _P],
+    # handle, desc, alpha, A, A layout, B, B layout, beta, C, C layout, D, D layout, algo,
+    # workspace, its size, stream
+    "cublasLtMatmul": [_P] * 14 + [_SIZE, _P],
+}
+
+
+@functools.cache
+def _library() -> Any:
+    """cuBLASLt, the copy loaded beside CuPy's cuBLAS, with its signatures; None where not.
+    Look it up only once CuPy has made a cuBLAS handle (which loads both)."""
+    return loaded_library("/libcublasLt.so", _SIGNATURES)
+
+
+def _check(what: str, status: int) -> None:
+    if status != 0:
+        raise RuntimeError(f"cuBLASLt {what} failed with status {status}")
+
+
+def alignment(pointer: int) -> int:
+    """The largest power of two, up to 256, that divides ``pointer`` (bytes)."""
+    return min(pointer & -pointer, 256) if pointer else 256
+
+
+def fits(x: Any, weight: Any, bias: Any, out: Any) -> bool:
+    """Whether ``linear`` takes these operands: non-empty float32 C-contiguous matrices, a
+    float32 bias of unit stride, and an ``out`` to write into."""
+    return (
+        out is not None
+        and x.ndim == weight.ndim == 2
+        and x.dtype == weight.dtype == bias.dtype == out.dtype == np.float32
+        and x.size > 0
+        and weight.size > 0
+        and x.flags.c_contiguous
+        and weight.flags.c_contiguous
+        and out.flags.c_contiguous
+        and bias.flags.c_contiguous
+    )
+
+
+def layouts(x_shape: tuple[int, int], weight_shape: tuple[int, int]) -> tuple[tuple, ...]:
+    """``((rows, cols, ld) of cuBLASLt's A, of its B, of its D)``, column-major, for the
+    row-major ``x·weight``: A is the weight's buffer, B the input's, D the output's, and a
+    bias of D's rows is one per output unit (see ``cublas.cublas_gemm_arguments``)."""
+    _, _, m, n, k, ld_weight, ld_x, ld_out = cublas_gemm_arguments(
+        x_shape, weight_shape, False, False
+    )
+    return (m, k, ld_weight), (k, n, ld_x), (m, n, ld_out)
+
+
+class _Plan:
+    """One product's descriptors and the algorithm cuBLASLt's heuristics chose for it."""
+
+    def __init__(
+        self,
+        library: Any,
+        handle: Any,
+        shapes: tuple[tuple[int, int], tuple[int, int]],
+        epilogue: int,
+        compute_type: int,
+        aligned: tuple[int, ...],
+        bias: int,
+    ) -> None:
+        self.library = library
+        self.desc = ctypes.c_void_p()
+        self.layouts = [ctypes.c_void_p() for _ in range(3)]
+        self.algo = _Algo()
+        self.workspace_size = 0
+        self._finalizer = weakref.finalize(self, _destroy_plan, library, self.desc, self.layouts)
+        _check("MatmulDescCreate", library.cublasLtMatmulDescCreate(
+            ctypes.byref(self.desc), compute_type, CUDA_R_32F
+        ))  # fmt: skip
+        self._set(CUBLASLT_MATMUL_DESC_EPILOGUE, ctypes.c_uint32(epilogue))
+        self.set_bias(bias)
+        for layout, (rows, cols, ld) in zip(self.layouts, layouts(*shapes), strict=True):
+            _check("MatrixLayoutCreate", library.cublasLtMatrixLayoutCreate(
+                ctypes.byref(layout), CUDA_R_32F, rows, cols, ld
+            ))  # fmt: skip
+        self.usable = self._choose(handle, aligned)
+
+    def _set(self, attribute: int, value: Any) -> None:
+        _check("MatmulDescSetAttribute", self.library.cublasLtMatmulDescSetAttribute(
+            self.desc, attribute, ctypes.byref(value), ctypes.sizeof(value)
+        ))  # fmt: skip
+
+    def set_bias(self, pointer: int) -> None:
+        self._set(CUBLASLT_MATMUL_DESC_BIAS_POINTER, ctypes.c_void_p(pointer))
+
+    def _choose(self, handle: Any, aligned: tuple[int, ...]) -> bool:
+        """Ask the heuristics for one algorithm within the workspace and these alignments
+        (A: the weight, B: the input, C and D: the output); False where there is none."""
+        library = self.library
+        preference = ctypes.c_void_p()
+        _check("MatmulPreferenceCreate", library.cublasLtMatmulPreferenceCreate(
+            ctypes.byref(preference)
+        ))  # fmt: skip
+        try:
+            room = ctypes.c_uint64(WORKSPACE_BYTES)
+            settings = [(CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, room)] + [
+                (attribute, ctypes.c_uint32(value))
+                for attribute, value in zip(
+                    CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_BYTES, aligned, strict=True
+                )
+            ]
+            for attribute, value in settings:
+                _check("MatmulPreferenceSetAttribute", library.cublasLtMatmulPreferenceSetAttribute(
+                    preference, attribute, ctypes.byref(value), ctypes.sizeof(value)
+                ))  # fmt: skip
+            result, found = _Heuristic(), ctypes.c_int(0)
+            a, b, d = self.layouts
+            status = library.cublasLtMatmulAlgoGetHeuristic(
+                handle, self.desc, a, b, d, d, preference, 1,
+                ctypes.byref(result), ctypes.byref(found),
+            )  # fmt: skip
+        finally:
+            library.cublasLtMatmulPreferenceDestroy(preference)
+        if status != 0 or found.value < 1 or result.state != 0:
+            return False
+        self.algo, self.workspace_size = result.algo, result.workspace_size
+        return True
+
+
+def _destroy_plan(library: Any, desc: Any, layouts: list) -> None:
+    for layout in layouts:
+        if layout.value:
+            library.cublasLtMatrixLayoutDestroy(layout)
+    if desc.value:
+        library.cublasLtMatmulDescDestroy(desc)
+
+
+class Lt:
+    """One thread's cuBLASLt on one GPU: a handle, a workspace and the plans by product.
+    Make it with the GPU current; ``None`` from ``Lt.make`` where cuBLASLt cannot serve."""
+
+    def __init__(self, cupy: Any, library: Any) -> None:
+        self.library = library
+        self.handle = ctypes.c_void_p()
+        _check("Create", library.cublasLtCreate(ctypes.byref(self.handle)))
+        self._finalizer = weakref.finalize(self, library.cublasLtDestroy, self.handle)
+        self.workspace = cupy.empty(WORKSPACE_BYTES, np.uint8)
+        self.plans: dict[tuple, _Plan] = {}
+
+    @classmethod
+    def make(cls, cupy: Any) -> Lt | None:
+        if disabled():
+            return None
+        cupy.cuda.device.get_cublas_handle()  # loads cuBLAS, and so cuBLASLt
+        library = _library()
+        if library is None:
+            return None
+        try:
+            return cls(cupy, library)
+        except RuntimeError:  # no handle on this GPU: the GEMM and the bias kernel serve
+            return None
+
+    def linear(
+        self, cupy: Any, x: Any, weight: Any, bias: Any, epilogue: int, out: Any, compute_type: int
+    ) -> bool:
+        """``epilogue(x·weight + bias)`` into ``out`` on the current stream (operands that
+        ``fits`` took); False where no algorithm serves this product or cuBLASLt refused it
+        (``out`` is then to be written by the caller)."""
+        shapes = (x.shape, weight.shape)
+        aligned = tuple(alignment(p) for p in (weight.data.ptr, x.data.ptr, out.data.ptr))
+        aligned += aligned[-1:]  # C is D
+        key = (shapes, epilogue, compute_type, aligned, alignment(bias.data.ptr))
+        plan = self.plans.get(key)
+        if plan is None:
+            plan = self.plans[key] = _Plan(
+                self.library, self.handle, shapes, epilogue, compute_type, aligned, bias.data.ptr
+            )
+        if not plan.usable:
+            return False
+        plan.set_bias(bias.data.ptr)
+        a, b, d = plan.layouts
+        one_zero = _ONE_ZERO.ctypes.data
+        status = self.library.cublasLtMatmul(
+            self.handle, plan.desc, one_zero, weight.data.ptr, a, x.data.ptr, b,
+            one_zero + 4, out.data.ptr, d, out.data.ptr, d, ctypes.byref(plan.algo),
+            self.workspace.data.ptr, plan.workspace_size, cupy.cuda.get_current_stream().ptr,
+        )  # fmt: skip
+        plan.usable = status == 0  # a refusal here (not supported after all) is not retried
+        return plan.usable
+
+
+#: Host alpha and beta, 1 and 0, read by cuBLASLt when a product is enqueued.
+_ONE_ZERO = np.array([1.0, 0.0], np.float32)
