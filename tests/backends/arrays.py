@@ -16,3 +16,17 @@ def host(backend, a):
 def dev(backend, a, dtype=None):
     """A fresh device copy (never an alias of the host array the reference is computed from)."""
     return backend.asarray(np.array(a, copy=True), dtype=dtype)
+
+
+def layer_problem(seed, rows, inner, cols):
+    """A dense layer's input, weight and bias, float64 standard normals."""
+    rng = np.random.default_rng(seed)
+    shapes = ((rows, inner), (inner, cols), (cols,))
+    return tuple(rng.standard_normal(shape) for shape in shapes)
+
+
+def flat_layer(backend, w, b, dtype):
+    """``w`` and ``b`` as views into one flat buffer on ``backend``, as a model's layers are,
+    starting one element in: the bias is then not aligned to 16 bytes."""
+    flat = dev(backend, np.concatenate([[0.0], w.ravel(), b]), dtype)
+    return flat[1 : 1 + w.size].reshape(w.shape), flat[1 + w.size :]

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from backends import ACTIVATIONS
-from tests.backends.arrays import DTYPES, dev, host
+from tests.backends.arrays import DTYPES, dev, flat_layer, host, layer_problem
 
 TOL = {
     np.dtype(np.float32): {"rtol": 1e-5, "atol": 1e-6},
@@ -146,21 +146,13 @@ def test_matmul_into_view_of_flat_buffer(backend):
 @pytest.mark.parametrize("name", ACTIVATIONS)
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_linear_is_the_product_then_bias_and_activation(backend, name, dtype):
-    """A dense layer's forward, its weight and bias views into one flat buffer, as a model's
-    are, here one element off its start: the bias is not aligned to 16 bytes."""
-    rng = np.random.default_rng(4)
-    rows, inner, cols = 33, 70, 19
-    x, w, b = (
-        rng.standard_normal((rows, inner)),
-        rng.standard_normal((inner, cols)),
-        rng.standard_normal(cols),
-    )
-    flat = dev(backend, np.concatenate([[0.0], w.ravel(), b]), dtype)
-    weight, bias = flat[1 : 1 + w.size].reshape(w.shape), flat[1 + w.size :]
+    """A dense layer's forward, its weight and bias views into one flat buffer."""
+    x, w, b = layer_problem(4, 33, 70, 19)
+    weight, bias = flat_layer(backend, w, b, dtype)
     X = dev(backend, x, dtype)
     expected = ref_forward(name, x @ w + b)
     close = {"rtol": 1e-5, "atol": 1e-5} if dtype == np.float32 else tol(dtype)
-    out = backend.empty((rows, cols), dtype)
+    out = backend.empty((x.shape[0], w.shape[1]), dtype)
     assert backend.linear(X, weight, bias, name, out=out) is out
     np.testing.assert_allclose(host(backend, out), expected, **close)
     np.testing.assert_allclose(

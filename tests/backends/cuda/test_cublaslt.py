@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from backends.cuda import cublaslt
+from tests.backends.arrays import flat_layer, layer_problem
 
 
 def column_major(flat, rows, cols, ld):
@@ -19,13 +20,8 @@ def column_major(flat, rows, cols, ld):
 def test_layouts_make_the_epilogue_compute_the_row_major_layer(name):
     """D = epilogue(A·B + bias), bias one per row of D (cublasLt.h), over the buffers as
     ``layouts`` describes them, is the row-major ``activation(x·W + b)``."""
-    rng = np.random.default_rng(0)
     rows, inner, cols = 5, 4, 3
-    x, w, b = (
-        rng.standard_normal((rows, inner)),
-        rng.standard_normal((inner, cols)),
-        rng.standard_normal(cols),
-    )
+    x, w, b = layer_problem(0, rows, inner, cols)
     (a_rows, a_cols, lda), (b_rows, b_cols, ldb), (d_rows, d_cols, ldd) = cublaslt.layouts(
         x.shape, w.shape
     )
@@ -70,10 +66,8 @@ def test_the_epilogue_serves_a_layer_and_matches_the_two_kernels(
     what the GEMM then the bias kernel give (``MLP_NO_CUBLASLT=1``), on odd sizes and a bias
     one element off the flat buffer's start."""
     backend = make_backend("cuda", precision)
-    rng = np.random.default_rng(1)
-    x, w, b = rng.standard_normal((33, 70)), rng.standard_normal((70, 19)), rng.standard_normal(19)
-    flat = backend.asarray(np.concatenate([[0.0], w.ravel(), b]).astype(np.float32))
-    weight, bias = flat[1 : 1 + w.size].reshape(w.shape), flat[1 + w.size :]
+    x, w, b = layer_problem(1, 33, 70, 19)
+    weight, bias = flat_layer(backend, w, b, np.float32)
     X = backend.asarray(x.astype(np.float32))
     fused = backend.linear(X, weight, bias, name, out=backend.empty((33, 19), np.float32))
     lt = backend._lt()
@@ -108,3 +102,26 @@ def test_threads_get_their_own_cublaslt(cuda_backend):
     assert theirs is not None and theirs is not cuda_backend._lt()
     np.testing.assert_array_equal(result, cuda_backend.to_numpy(mine))
     np.testing.assert_array_equal(result, 17.0)
+
+
+@pytest.mark.cuda
+def test_a_recorded_fit_runs_its_layers_through_cublaslt(make_backend, monkeypatch):
+    """Each layer's forward is a cuBLASLt product inside the recorded step (a CUDA graph),
+    and the fit's losses are those of the GEMM and the bias kernel, to rounding."""
+    from mlp import MLP
+
+    rng = np.random.default_rng(2)
+    X, y = rng.random((256, 20), dtype=np.float32), rng.integers(0, 3, 256)
+
+    def fit(backend):
+        model = MLP([20, 32, 16, 3], device=backend, seed=0)
+        losses = [record["loss"] for record in model.fit(X, y, epochs=3, batch_size=64)]
+        assert backend.capture_failure is None  # the step was recorded
+        return losses
+
+    backend = make_backend("cuda")
+    fused = fit(backend)
+    plans = backend._lt().plans
+    assert len(plans) >= 3 and all(plan.usable for plan in plans.values())
+    monkeypatch.setenv("MLP_NO_CUBLASLT", "1")
+    np.testing.assert_allclose(fused, fit(make_backend("cuda")), rtol=1e-4)
