@@ -29,8 +29,8 @@ from typing import Any
 #: The bodies the public ops of ``backends.base.Backend`` end in, logged while recording;
 #: each returns its ``out`` argument, but for these (the name of what they return).
 RECORDED = (
-    "_product", "_matmul", "_matmul_reduced", "_linear", "_round_mantissa", "_bias_add", "_add", "_multiply",
-    "_sum_rows", "_activation", "_backprop_activation", "_bias_activation",
+    "_product", "_matmul", "_matmul_reduced", "_linear", "_round_mantissa", "_bias_add",
+    "_add", "_multiply", "_sum_rows", "_activation", "_backprop_activation", "_bias_activation",
     "_backprop_bias_activation", "_softmax", "_gather_rows", "_loss", "_sgd_update",
     "_adam_update",
 )  # fmt: skip

@@ -9,7 +9,9 @@ a CUDA graph. Where it is not found, a shape finds no algorithm, or ``MLP_NO_CUB
 the caller runs the GEMM and the bias kernel as before.
 
 Each calling thread has its own handle, workspace and plans (a plan's descriptor is
-rewritten with each call's bias pointer), so concurrent inference never shares one.
+rewritten with each call's bias pointer), so concurrent inference never shares one. A
+thread's products share its workspace, as cuBLAS's share their handle's: one thread's work
+(and the steps it recorded) runs on one stream at a time.
 """
 
 from __future__ import annotations
@@ -36,6 +38,11 @@ CUBLASLT_EPILOGUE_RELU_BIAS = 6
 EPILOGUES = {"identity": CUBLASLT_EPILOGUE_BIAS, "relu": CUBLASLT_EPILOGUE_RELU_BIAS}
 #: Each thread's workspace (cuBLAS's own default before Hopper): room for split-K products.
 WORKSPACE_BYTES = 4 << 20
+#: Plans a thread keeps (inference over many batch sizes makes one each), the oldest dropped.
+PLANS = 256
+#: cublasLtMatmul's answers that say this product cannot run so (invalid value, architecture
+#: mismatch, not supported): the two kernels serve it. Any other failure is raised.
+REFUSALS = frozenset({7, 8, 15})
 
 
 def disabled() -> bool:
@@ -211,7 +218,7 @@ class Lt:
         _check("Create", library.cublasLtCreate(ctypes.byref(self.handle)))
         self._finalizer = weakref.finalize(self, library.cublasLtDestroy, self.handle)
         self.workspace = cupy.empty(WORKSPACE_BYTES, np.uint8)
-        self.plans: dict[tuple, _Plan] = {}
+        self.plans: dict[tuple, _Plan | None] = {}
 
     @classmethod
     def make(cls, cupy: Any) -> Lt | None:
@@ -238,10 +245,10 @@ class Lt:
         key = (shapes, epilogue, compute_type, aligned, alignment(bias.data.ptr))
         plan = self.plans.get(key)
         if plan is None:
-            plan = self.plans[key] = _Plan(
-                self.library, self.handle, shapes, epilogue, compute_type, aligned, bias.data.ptr
-            )
-        if not plan.usable:
+            if len(self.plans) >= PLANS:  # a recorded step has read its plan's descriptors
+                del self.plans[next(iter(self.plans))]
+            plan = self.plans[key] = self._plan(shapes, epilogue, compute_type, aligned, bias)
+        if plan is None or not plan.usable:
             return False
         plan.set_bias(bias.data.ptr)
         a, b, d = plan.layouts
@@ -251,8 +258,27 @@ class Lt:
             one_zero + 4, out.data.ptr, d, out.data.ptr, d, ctypes.byref(plan.algo),
             self.workspace.data.ptr, plan.workspace_size, cupy.cuda.get_current_stream().ptr,
         )  # fmt: skip
-        plan.usable = status == 0  # a refusal here (not supported after all) is not retried
-        return plan.usable
+        if status in REFUSALS:  # not supported after all: not tried again
+            plan.usable = False
+            return False
+        _check("Matmul", status)
+        return True
+
+    def _plan(
+        self,
+        shapes: tuple[tuple[int, int], tuple[int, int]],
+        epilogue: int,
+        compute_type: int,
+        aligned: tuple[int, ...],
+        bias: Any,
+    ) -> _Plan | None:
+        """A new plan; ``None`` where cuBLASLt refused to describe the product."""
+        try:
+            return _Plan(
+                self.library, self.handle, shapes, epilogue, compute_type, aligned, bias.data.ptr
+            )
+        except RuntimeError:
+            return None
 
 
 #: Host alpha and beta, 1 and 0, read by cuBLASLt when a product is enqueued.
