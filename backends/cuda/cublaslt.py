@@ -243,11 +243,11 @@ class Lt:
         aligned = tuple(alignment(p) for p in (weight.data.ptr, x.data.ptr, out.data.ptr))
         aligned += aligned[-1:]  # C is D
         key = (shapes, epilogue, compute_type, aligned, alignment(bias.data.ptr))
-        plan = self.plans.get(key)
-        if plan is None:
+        if key not in self.plans:  # a refused product keeps its None: asked once
             if len(self.plans) >= PLANS:  # a recorded step has read its plan's descriptors
                 del self.plans[next(iter(self.plans))]
-            plan = self.plans[key] = self._plan(shapes, epilogue, compute_type, aligned, bias)
+            self.plans[key] = self._plan(shapes, epilogue, compute_type, aligned, bias)
+        plan = self.plans[key]
         if plan is None or not plan.usable:
             return False
         plan.set_bias(bias.data.ptr)
