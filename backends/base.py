@@ -345,6 +345,27 @@ class Backend:
         check_bias("backprop_bias_activation", dy, grad_bias, out)
         return self._backprop_bias_activation(check_activation(name), dy, y, grad_bias, out)
 
+    def backprop_linear(
+        self,
+        name: str,
+        dy: Any,
+        y: Any,
+        x: Any,
+        grad_weight: Any,
+        grad_bias: Any,
+        out: Any = None,
+    ) -> Any:
+        """Backward of ``linear`` as far as its product: returns dL/dz, writes the weight
+        gradient ``xᵀ·dz`` and the bias gradient (dz's column sums). A backend may take the
+        bias gradient in the product's epilogue (the CUDA backend: cuBLASLt's BGRADA)."""
+        if grad_weight is None or grad_bias is None:
+            raise ValueError("backprop_linear: grad_weight and grad_bias are written: pass both")
+        self.check_device(dy, y, x, grad_weight, grad_bias, out)
+        check_same_shape("backprop_linear", dy=dy, y=y, out=out)
+        check_bias("backprop_linear", dy, grad_bias, out)
+        check_matmul(x, dy, grad_weight, True, False)
+        return self._backprop_linear(check_activation(name), dy, y, x, grad_weight, grad_bias, out)
+
     def softmax(self, x: Any, out: Any = None) -> Any:
         """Row-wise softmax, shifted by the row maximum so ``exp`` cannot overflow."""
         self.check_device(x, out)

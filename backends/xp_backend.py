@@ -161,6 +161,13 @@ class XpBackend(Backend):
         self._sum_rows(dz, grad_bias)
         return dz
 
+    def _backprop_linear(
+        self, name: str, dy: Any, y: Any, x: Any, grad_weight: Any, grad_bias: Any, out: Any
+    ) -> Any:
+        dz = self._backprop_bias_activation(name, dy, y, grad_bias, out)
+        self._product(x, dz, grad_weight, True, False)
+        return dz
+
     def _gather_rows(self, source: Any, rows: Any, out: Any, scale: float, start: Any) -> Any:
         if start is not None:
             rows = rows_at(rows, start, out)

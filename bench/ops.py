@@ -93,29 +93,66 @@ def launch_costs(be: Any) -> dict[str, Callable[[], Any]]:
     }
 
 
-def layer_forwards(be: Any) -> dict[str, Callable[[], Any]]:
-    """A layer's forward, std's first and big's second, as two kernels (the product, then
-    bias + ReLU) and as ``linear`` (on CUDA, one product with the bias and ReLU in its
-    epilogue): timed replayed from a CUDA graph, where the GPU's time is what counts."""
+def layer_products(be: Any) -> dict[str, Callable[[], Any]]:
+    """A layer's forward and its weight and bias gradients, std's first layer and big's
+    second: each as separate kernels and as the op that may fold the bias work into the
+    product (``linear``, ``backprop_linear``; on CUDA, cuBLASLt's epilogues), to be timed
+    replayed from a CUDA graph, where the GPU's time is what counts. Each returns its result."""
     rng = np.random.default_rng(1)
     ops: dict[str, Callable[[], Any]] = {}
     for rows, inner, cols in ((BATCH, FEATURES, HIDDEN), (512, 2048, 2048)):
-        x, w, bias = (
+        x, w, bias, dz = (
             be.asarray(rng.standard_normal(shape).astype(np.float32))
-            for shape in ((rows, inner), (inner, cols), (cols,))
+            for shape in ((rows, inner), (inner, cols), (cols,), (rows, cols))
         )
-        y = be.empty((rows, cols))
+        y, grad_weight, grad_bias = be.empty((rows, cols)), be.empty((inner, cols)), be.empty(cols)
         size = f"{rows}×{inner}·{inner}×{cols}"
 
-        def apart(x: Any = x, w: Any = w, bias: Any = bias, y: Any = y) -> Any:
+        def forward(x: Any = x, w: Any = w, bias: Any = bias, y: Any = y) -> Any:
             be.matmul(x, w, out=y)
             return be.bias_activation(y, bias, "relu", out=y)
 
-        ops[f"x·W, then bias + ReLU ({size}, two kernels)"] = apart
-        ops[f"linear ({size}, one product)"] = functools.partial(
+        def backward(
+            x: Any = x, y: Any = y, dz: Any = dz, gw: Any = grad_weight, gb: Any = grad_bias
+        ) -> Any:
+            be.backprop_bias_activation("relu", dz, y, gb, out=dz)
+            return be.matmul(x, dz, out=gw, transpose_a=True), gb
+
+        def fused_backward(
+            x: Any = x, y: Any = y, dz: Any = dz, gw: Any = grad_weight, gb: Any = grad_bias
+        ) -> Any:
+            be.backprop_linear("relu", dz, y, x, gw, gb, out=dz)
+            return gw, gb
+
+        ops[f"forward {size}: GEMM, then bias + ReLU"] = forward
+        ops[f"forward {size}: linear (one product)"] = functools.partial(
             be.linear, x, w, bias, "relu", out=y
         )
+        ops[f"gradients {size}: ReLU', GEMM, row of ones"] = backward
+        ops[f"gradients {size}: backprop_linear (ReLU', one product)"] = fused_backward
     return ops
+
+
+def lt_plans(be: Any) -> str:
+    """Which of the CUDA backend's cuBLASLt products found an algorithm, by epilogue: where
+    one did not, its "one product" row above ran the separate kernels."""
+    from backends.cuda import cublaslt
+
+    lt = be._lt()
+    if lt is None:
+        return "cuBLASLt plans: none (cuBLASLt not found, or MLP_NO_CUBLASLT=1)"
+    names = {
+        value: name
+        for name, value in vars(cublaslt).items()
+        if name.startswith("CUBLASLT_EPILOGUE_")
+    }
+    counts: dict[str, list[int]] = {}
+    for (_, epilogue, *_), plan in lt.plans.items():
+        count = counts.setdefault(names[epilogue].removeprefix("CUBLASLT_EPILOGUE_"), [0, 0])
+        count[0] += bool(plan and plan.usable)
+        count[1] += 1
+    usable = ", ".join(f"{name} {ok} of {total}" for name, (ok, total) in sorted(counts.items()))
+    return f"cuBLASLt plans with an algorithm: {usable}"
 
 
 def replayed_microseconds(be: Any, call: Callable[[], Any], calls: int) -> float | None:
@@ -204,10 +241,11 @@ def time_ops(device: str, calls: int) -> None:
                 print(f"  {us:9.1f} µs  {name}", flush=True)
         if hasattr(be, "gemm"):  # CUDA: what a recorded step spends on the GPU
             print(f"replayed from a CUDA graph of {calls // 10} calls, time per call")
-            for name, call in layer_forwards(be).items():
+            for name, call in layer_products(be).items():
                 us = replayed_microseconds(be, call, max(1, calls // 10))
                 shown = "  (not recorded)" if us is None else f"{us:9.1f} µs"
                 print(f"  {shown}  {name}", flush=True)
+            print(lt_plans(be))
 
 
 if __name__ == "__main__":

@@ -94,8 +94,9 @@ class Linear(Layer):
     def backward(self, dy: Any, need_dx: bool = True) -> Any:
         """Fill ``grad_weight``/``grad_bias``; return dL/dx (or ``None``). ``dy`` is overwritten."""
         be = self.backend
-        dz = be.backprop_bias_activation(self.activation, dy, self._y, self.grad_bias, out=dy)
-        be.matmul(self._x, dz, out=self.grad_weight, transpose_a=True)
+        dz = be.backprop_linear(
+            self.activation, dy, self._y, self._x, self.grad_weight, self.grad_bias, out=dy
+        )  # dz = dy·f'(z); grad_weight = xᵀ·dz; grad_bias = dz summed over the batch
         if not need_dx:
             return None
         dx = self.buffer("dx", (dz.shape[0], self.in_features), dz.dtype)

@@ -188,18 +188,40 @@ class CupyBackend(XpBackend):
         return super()._matmul(a, b, out, transpose_a, transpose_b)
 
     def _linear(self, x: Any, weight: Any, bias: Any, name: str, out: Any) -> Any:
-        """The bias and the activation in the product's epilogue (``cublaslt.py``) where
-        cuBLASLt takes the operands and the precision; the GEMM and the bias kernel else."""
-        compute_type = _LT_COMPUTE.get(self.precision)
+        """The bias and the activation in the product's epilogue (``cublaslt.py``); the GEMM
+        and the bias kernel where cuBLASLt does not take the product."""
         epilogue = cublaslt.EPILOGUES.get(name)
-        if compute_type and epilogue and cublaslt.fits(x, weight, bias, out):
-            with self._device:
-                lt = self._lt()
-                if lt is not None and lt.linear(
-                    self.xp, x, weight, bias, epilogue, out, compute_type
-                ):
-                    return out
+        if epilogue and self._lt_product(x, weight, out, False, epilogue, bias):
+            return out
         return super()._linear(x, weight, bias, name, out)
+
+    def _backprop_linear(
+        self, name: str, dy: Any, y: Any, x: Any, grad_weight: Any, grad_bias: Any, out: Any
+    ) -> Any:
+        """The bias gradient in the weight gradient's epilogue (cuBLASLt's BGRADA: dz's
+        column sums); the product with a row of ones beside it where cuBLASLt does not."""
+        dz = self._backprop_activation(name, dy, y, out)
+        bgrad = cublaslt.CUBLASLT_EPILOGUE_BGRADA
+        # a batch of one row is a product with k = 1, which cuBLASLt before 12.3.4 refused
+        # for BGRADA (nvmath-python's checks): that rare batch takes the row of ones
+        if x.shape[0] == 1 or not self._lt_product(x, dz, grad_weight, True, bgrad, grad_bias):
+            self._sum_rows(dz, grad_bias)
+            self._product(x, dz, grad_weight, True, False)
+        return dz
+
+    def _lt_product(
+        self, a: Any, b: Any, out: Any, transpose_a: bool, epilogue: int, vector: Any
+    ) -> bool:
+        """``op(a)·b`` into ``out`` through cuBLASLt with ``epilogue`` on ``vector``, where
+        it takes the operands and this precision; False, nothing done, where not."""
+        compute_type = _LT_COMPUTE.get(self.precision)
+        if not (compute_type and cublaslt.fits(a, b, vector, out)):
+            return False
+        with self._device:
+            lt = self._lt()
+            return lt is not None and lt.product(
+                self.xp, a, b, out, transpose_a, False, epilogue, vector, compute_type
+            )
 
     def _lt(self) -> cublaslt.Lt | None:
         """The calling thread's cuBLASLt on this GPU (``None`` where it cannot serve)."""

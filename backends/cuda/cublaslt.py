@@ -1,12 +1,15 @@
-"""A dense layer's forward as one cuBLASLt product: the bias and ReLU in its epilogue.
+"""A dense layer's products through cuBLASLt, with the bias work in their epilogues.
 
 Why: a layer's forward was a GEMM, then a kernel that read its result back to add the bias
-and apply the activation. cuBLASLt's epilogues (``CUBLASLT_EPILOGUE_BIAS``, ``_RELU_BIAS``)
-do both as the product's tiles are written, so the pass over memory and the launch go. The
-library ships beside cuBLAS (which links it), and is called, like cuBLAS's GEMM in
-``cublas.py``, through ctypes on the copy CuPy loaded, so a step with it can be recorded as
-a CUDA graph. Where it is not found, a shape finds no algorithm, or ``MLP_NO_CUBLASLT=1``,
-the caller runs the GEMM and the bias kernel as before.
+and apply the activation; its backward took the bias gradient as a second GEMM (dz's column
+sums, a product with a row of ones) beside the weight gradient's. cuBLASLt's epilogues do
+that work as a product's tiles are written: ``CUBLASLT_EPILOGUE_BIAS`` and ``_RELU_BIAS`` in
+the forward, ``_BGRADA`` (the sums of its A over the inner dimension: dz's columns) with the
+weight gradient. A launch and a pass over memory go each time. The library ships beside
+cuBLAS (which links it), and is called, like cuBLAS's GEMM in ``cublas.py``, through ctypes
+on the copy CuPy loaded, so a step with it can be recorded as a CUDA graph. Where it is not
+found, a product finds no algorithm, or ``MLP_NO_CUBLASLT=1``, the caller runs the separate
+kernels as before.
 
 Each calling thread has its own handle, workspace and plans (a plan's descriptor is
 rewritten with each call's bias pointer), so concurrent inference never shares one. A
@@ -24,9 +27,11 @@ from typing import Any
 
 import numpy as np
 
-from .cublas import CUDA_R_32F, cublas_gemm_arguments, loaded_library
+from .cublas import CUBLAS_OP_N, CUDA_R_32F, cublas_gemm_arguments, loaded_library
 
 # cublasLt.h's enum values: a stable ABI.
+CUBLASLT_MATMUL_DESC_TRANSA = 3
+CUBLASLT_MATMUL_DESC_TRANSB = 4
 CUBLASLT_MATMUL_DESC_EPILOGUE = 7
 CUBLASLT_MATMUL_DESC_BIAS_POINTER = 8
 CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES = 1
@@ -34,6 +39,7 @@ CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES = 1
 CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_BYTES = (5, 6, 7, 8)
 CUBLASLT_EPILOGUE_BIAS = 4
 CUBLASLT_EPILOGUE_RELU_BIAS = 6
+CUBLASLT_EPILOGUE_BGRADA = 256
 #: The epilogue for each activation cuBLASLt applies itself.
 EPILOGUES = {"identity": CUBLASLT_EPILOGUE_BIAS, "relu": CUBLASLT_EPILOGUE_RELU_BIAS}
 #: Each thread's workspace (cuBLAS's own default before Hopper): room for split-K products.
@@ -102,30 +108,36 @@ def alignment(pointer: int) -> int:
     return min(pointer & -pointer, 256) if pointer else 256
 
 
-def fits(x: Any, weight: Any, bias: Any, out: Any) -> bool:
-    """Whether ``linear`` takes these operands: non-empty float32 C-contiguous matrices, a
-    float32 bias of unit stride, and an ``out`` to write into."""
+def fits(a: Any, b: Any, vector: Any, out: Any) -> bool:
+    """Whether ``Lt.product`` takes these operands: non-empty float32 C-contiguous matrices
+    (transposes are flags, not views), a float32 vector of unit stride, an ``out``."""
     return (
         out is not None
-        and x.ndim == weight.ndim == 2
-        and x.dtype == weight.dtype == bias.dtype == out.dtype == np.float32
-        and x.size > 0
-        and weight.size > 0
-        and x.flags.c_contiguous
-        and weight.flags.c_contiguous
+        and a.ndim == b.ndim == 2
+        and a.dtype == b.dtype == vector.dtype == out.dtype == np.float32
+        and a.size > 0
+        and b.size > 0
+        and a.flags.c_contiguous
+        and b.flags.c_contiguous
         and out.flags.c_contiguous
-        and bias.flags.c_contiguous
+        and vector.flags.c_contiguous
     )
 
 
-def layouts(x_shape: tuple[int, int], weight_shape: tuple[int, int]) -> tuple[tuple, ...]:
-    """``((rows, cols, ld) of cuBLASLt's A, of its B, of its D)``, column-major, for the
-    row-major ``x·weight``: A is the weight's buffer, B the input's, D the output's, and a
-    bias of D's rows is one per output unit (see ``cublas.cublas_gemm_arguments``)."""
-    _, _, m, n, k, ld_weight, ld_x, ld_out = cublas_gemm_arguments(
-        x_shape, weight_shape, False, False
+def product(
+    a_shape: tuple[int, int], b_shape: tuple[int, int], transpose_a: bool, transpose_b: bool
+) -> tuple[int, int, tuple[tuple[int, int, int], ...]]:
+    """cuBLASLt's view of the row-major ``op(a)·op(b)``: ``(op of its A, op of its B,
+    ((rows, cols, ld) of its A, of its B, of its D))``, column-major. As for cuBLAS's GEMM
+    (``cublas.cublas_gemm_arguments``) its A is b's buffer, its B a's, and D is the output's:
+    D's rows are the product's columns, so an epilogue's vector (a bias added to each row of
+    D, or BGRADA's sums of A over the inner dimension) has one entry per output column."""
+    op_b, op_a, m, n, k, ld_b, ld_a, ld_c = cublas_gemm_arguments(
+        a_shape, b_shape, transpose_a, transpose_b
     )
-    return (m, k, ld_weight), (k, n, ld_x), (m, n, ld_out)
+    lt_a = (m, k, ld_b) if op_b == CUBLAS_OP_N else (k, m, ld_b)
+    lt_b = (k, n, ld_a) if op_a == CUBLAS_OP_N else (n, k, ld_a)
+    return op_b, op_a, (lt_a, lt_b, (m, n, ld_c))
 
 
 class _Plan:
@@ -135,12 +147,14 @@ class _Plan:
         self,
         library: Any,
         handle: Any,
-        shapes: tuple[tuple[int, int], tuple[int, int]],
+        shape: tuple,
         epilogue: int,
         compute_type: int,
         aligned: tuple[int, ...],
-        bias: int,
+        vector: int,
     ) -> None:
+        """``shape``: ``product``'s arguments; ``aligned``: A's, B's, C's and D's alignment;
+        ``vector``: the epilogue's bias or bias gradient (its alignment counts too)."""
         self.library = library
         self.desc = ctypes.c_void_p()
         self.layouts = [ctypes.c_void_p() for _ in range(3)]
@@ -150,9 +164,12 @@ class _Plan:
         _check("MatmulDescCreate", library.cublasLtMatmulDescCreate(
             ctypes.byref(self.desc), compute_type, CUDA_R_32F
         ))  # fmt: skip
+        op_a, op_b, layouts = product(*shape)
+        self._set(CUBLASLT_MATMUL_DESC_TRANSA, ctypes.c_int32(op_a))
+        self._set(CUBLASLT_MATMUL_DESC_TRANSB, ctypes.c_int32(op_b))
         self._set(CUBLASLT_MATMUL_DESC_EPILOGUE, ctypes.c_uint32(epilogue))
-        self.set_bias(bias)
-        for layout, (rows, cols, ld) in zip(self.layouts, layouts(*shapes), strict=True):
+        self.set_vector(vector)
+        for layout, (rows, cols, ld) in zip(self.layouts, layouts, strict=True):
             _check("MatrixLayoutCreate", library.cublasLtMatrixLayoutCreate(
                 ctypes.byref(layout), CUDA_R_32F, rows, cols, ld
             ))  # fmt: skip
@@ -163,12 +180,13 @@ class _Plan:
             self.desc, attribute, ctypes.byref(value), ctypes.sizeof(value)
         ))  # fmt: skip
 
-    def set_bias(self, pointer: int) -> None:
+    def set_vector(self, pointer: int) -> None:
+        """The epilogue's vector: the bias it adds, or the bias gradient it writes."""
         self._set(CUBLASLT_MATMUL_DESC_BIAS_POINTER, ctypes.c_void_p(pointer))
 
     def _choose(self, handle: Any, aligned: tuple[int, ...]) -> bool:
-        """Ask the heuristics for one algorithm within the workspace and these alignments
-        (A: the weight, B: the input, C and D: the output); False where there is none."""
+        """Ask the heuristics for one algorithm within the workspace and these alignments;
+        False where there is none."""
         library = self.library
         preference = ctypes.c_void_p()
         _check("MatmulPreferenceCreate", library.cublasLtMatmulPreferenceCreate(
@@ -233,28 +251,37 @@ class Lt:
         except RuntimeError:  # no handle on this GPU: the GEMM and the bias kernel serve
             return None
 
-    def linear(
-        self, cupy: Any, x: Any, weight: Any, bias: Any, epilogue: int, out: Any, compute_type: int
+    def product(
+        self,
+        cupy: Any,
+        a: Any,
+        b: Any,
+        out: Any,
+        transpose_a: bool,
+        transpose_b: bool,
+        epilogue: int,
+        vector: Any,
+        compute_type: int,
     ) -> bool:
-        """``epilogue(x·weight + bias)`` into ``out`` on the current stream (operands that
-        ``fits`` took); False where no algorithm serves this product or cuBLASLt refused it
-        (``out`` is then to be written by the caller)."""
-        shapes = (x.shape, weight.shape)
-        aligned = tuple(alignment(p) for p in (weight.data.ptr, x.data.ptr, out.data.ptr))
+        """``op(a)·op(b)`` into ``out`` with ``epilogue`` on ``vector``, on the current stream
+        (operands that ``fits`` took); False where no algorithm serves this product or
+        cuBLASLt refused it (nothing is written: the caller computes it apart)."""
+        shape = (a.shape, b.shape, transpose_a, transpose_b)
+        aligned = tuple(alignment(p) for p in (b.data.ptr, a.data.ptr, out.data.ptr))
         aligned += aligned[-1:]  # C is D
-        key = (shapes, epilogue, compute_type, aligned, alignment(bias.data.ptr))
+        key = (shape, epilogue, compute_type, aligned, alignment(vector.data.ptr))
         if key not in self.plans:  # a refused product keeps its None: asked once
             if len(self.plans) >= PLANS:  # a recorded step has read its plan's descriptors
                 del self.plans[next(iter(self.plans))]
-            self.plans[key] = self._plan(shapes, epilogue, compute_type, aligned, bias)
+            self.plans[key] = self._plan(shape, epilogue, compute_type, aligned, vector)
         plan = self.plans[key]
         if plan is None or not plan.usable:
             return False
-        plan.set_bias(bias.data.ptr)
-        a, b, d = plan.layouts
+        plan.set_vector(vector.data.ptr)
+        lt_a, lt_b, d = plan.layouts
         one_zero = _ONE_ZERO.ctypes.data
         status = self.library.cublasLtMatmul(
-            self.handle, plan.desc, one_zero, weight.data.ptr, a, x.data.ptr, b,
+            self.handle, plan.desc, one_zero, b.data.ptr, lt_a, a.data.ptr, lt_b,
             one_zero + 4, out.data.ptr, d, out.data.ptr, d, ctypes.byref(plan.algo),
             self.workspace.data.ptr, plan.workspace_size, cupy.cuda.get_current_stream().ptr,
         )  # fmt: skip
@@ -265,17 +292,12 @@ class Lt:
         return True
 
     def _plan(
-        self,
-        shapes: tuple[tuple[int, int], tuple[int, int]],
-        epilogue: int,
-        compute_type: int,
-        aligned: tuple[int, ...],
-        bias: Any,
+        self, shape: tuple, epilogue: int, compute_type: int, aligned: tuple[int, ...], vector: Any
     ) -> _Plan | None:
         """A new plan; ``None`` where cuBLASLt refused to describe the product."""
         try:
             return _Plan(
-                self.library, self.handle, shapes, epilogue, compute_type, aligned, bias.data.ptr
+                self.library, self.handle, shape, epilogue, compute_type, aligned, vector.data.ptr
             )
         except RuntimeError:
             return None

@@ -161,6 +161,29 @@ def test_linear_is_the_product_then_bias_and_activation(backend, name, dtype):
     np.testing.assert_array_equal(host(backend, X), x.astype(dtype))  # the input is left alone
 
 
+@pytest.mark.parametrize("name", ACTIVATIONS)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_backprop_linear_gives_dz_and_both_gradients(backend, name, dtype):
+    """dz = dy·f'(z) from the layer's output, xᵀ·dz and dz's column sums, written into views
+    of one flat buffer (the bias gradient's unaligned), over stale values."""
+    x, w, b = layer_problem(5, 33, 70, 19)
+    y = FORWARD[name](x @ w + b).astype(dtype)
+    dy = np.random.default_rng(6).standard_normal(y.shape)
+    dz = dy * DERIVATIVE_FROM_OUTPUT[name](y.astype(np.float64))
+    grad_weight, grad_bias = flat_layer(
+        backend, np.full(w.shape, 7.0), np.full(b.shape, 7.0), dtype
+    )
+    DY = dev(backend, dy, dtype)
+    got = backend.backprop_linear(
+        name, DY, dev(backend, y), dev(backend, x, dtype), grad_weight, grad_bias, out=DY
+    )
+    assert got is DY
+    close = {"rtol": 1e-4, "atol": 1e-4} if dtype == np.float32 else tol(dtype)
+    np.testing.assert_allclose(host(backend, got), dz, **close)
+    np.testing.assert_allclose(host(backend, grad_weight), x.T @ dz, **close)
+    np.testing.assert_allclose(host(backend, grad_bias), dz.sum(axis=0), **close)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_bias_add(backend, dtype):
     rng = np.random.default_rng(3)

@@ -183,25 +183,31 @@ def test_op_timings_run_end_to_end(device, capsys):
     assert "µs  matmul x·W" in out and "Adam over 535,818 parameters" in out
     if device == "cuda":  # CuPy's own matmul route, the bare launch costs, graph replays
         assert "µs  cupy.matmul x·W" in out and "µs  launch: RawKernel" in out
-        assert "µs  linear (128×784·784×512, one product)" in out
+        assert "µs  forward 128×784·784×512: linear (one product)" in out
+        assert "cuBLASLt plans with an algorithm: " in out and " RELU_BIAS " in out
     assert sum(m * n + n for m, n in ((784, 512), (512, 256), (256, 10))) == ops.PARAMETERS
     with pytest.raises(SystemExit):
         ops.main(["--calls", "0"])
 
 
-def test_layer_forwards_agree_and_replay_from_a_recording(device):
-    """Both ways of a layer's forward give the same layer, and each replays recorded (on the
-    CPU, a recording of the bodies stands in for the CUDA graph)."""
+def test_layer_products_agree_and_replay_from_a_recording(device):
+    """Both ways of a layer's forward, and of its gradients, give the same numbers, and each
+    replays recorded (on the CPU, a recording of the bodies stands in for the CUDA graph)."""
     from backends import get_backend
     from bench import ops
 
     be = get_backend(device)
-    forwards = list(ops.layer_forwards(be).values())
-    assert len(forwards) == 4
-    for apart, linear in zip(forwards[::2], forwards[1::2], strict=True):
-        expected = be.to_numpy(apart()).copy()
-        np.testing.assert_allclose(be.to_numpy(linear()), expected, rtol=1e-5, atol=1e-4)
-    for call in forwards:
+    calls = list(ops.layer_products(be).values())
+    assert len(calls) == 8
+
+    def numbers(result):
+        parts = result if isinstance(result, tuple) else (result,)
+        return [be.to_numpy(part).copy() for part in parts]
+
+    for apart, folded in zip(calls[::2], calls[1::2], strict=True):
+        for got, expected in zip(numbers(folded()), numbers(apart()), strict=True):
+            np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-3)
+    for call in calls:
         us = ops.replayed_microseconds(be, call, 2)
         assert us is not None and us > 0
 

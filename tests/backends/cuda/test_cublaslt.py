@@ -1,13 +1,13 @@
-"""cuBLASLt's epilogue product: its layouts (checked on the host against the documented
-column-major matmul with a bias per row of D), and on a GPU, that it serves a model's layers
-and computes what the GEMM and the bias kernel did."""
+"""cuBLASLt's epilogue products: their layouts (checked on the host against the documented
+column-major matmul, its bias and bias gradient one per row of D), and on a GPU, that they
+serve a model's layers and compute what the separate kernels did."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from backends.cuda import cublaslt
+from backends.cuda import cublas, cublaslt
 from tests.backends.arrays import flat_layer, layer_problem
 
 
@@ -16,28 +16,52 @@ def column_major(flat, rows, cols, ld):
     return np.array([[flat[i + j * ld] for j in range(cols)] for i in range(rows)])
 
 
-@pytest.mark.parametrize("name", ["identity", "relu"])
-def test_layouts_make_the_epilogue_compute_the_row_major_layer(name):
-    """D = epilogue(A·B + bias), bias one per row of D (cublasLt.h), over the buffers as
-    ``layouts`` describes them, is the row-major ``activation(x·W + b)``."""
-    rows, inner, cols = 5, 4, 3
-    x, w, b = layer_problem(0, rows, inner, cols)
-    (a_rows, a_cols, lda), (b_rows, b_cols, ldb), (d_rows, d_cols, ldd) = cublaslt.layouts(
-        x.shape, w.shape
+def lt_product(a, b, transpose_a):
+    """What cuBLASLt computes over a's and b's buffers as ``product`` describes them, from
+    its documentation: D = op(A)·op(B), column-major, its A being b's buffer and its B a's.
+    Returns A (as op applies it), D, and D's buffer read back row-major."""
+    op_a, op_b, ((ar, ac, lda), (br, bc, ldb), (dr, dc, ldd)) = cublaslt.product(
+        a.shape, b.shape, transpose_a, False
     )
-    d = column_major(w.ravel(), a_rows, a_cols, lda) @ column_major(x.ravel(), b_rows, b_cols, ldb)
-    d += b[:, None]  # the bias vector's length is D's row count
+    lt_a = column_major(b.ravel(), ar, ac, lda)
+    lt_b = column_major(a.ravel(), br, bc, ldb)
+    lt_a = lt_a if op_a == cublas.CUBLAS_OP_N else lt_a.T
+    lt_b = lt_b if op_b == cublas.CUBLAS_OP_N else lt_b.T
+    d = lt_a @ lt_b
+    assert d.shape == (dr, dc)
+
+    def row_major(d):
+        flat = np.zeros(ldd * dc)
+        for i in range(dr):
+            for j in range(dc):
+                flat[i + j * ldd] = d[i, j]
+        return flat.reshape(dc, dr)
+
+    return lt_a, d, row_major
+
+
+@pytest.mark.parametrize("name", ["identity", "relu"])
+def test_the_forward_epilogue_computes_the_row_major_layer(name):
+    """D = epilogue(A·B + bias), the bias one per row of D (cublasLt.h), is the row-major
+    ``activation(x·W + b)``."""
+    x, w, b = layer_problem(0, 5, 4, 3)
+    _, d, row_major = lt_product(x, w, False)
+    d = d + b[:, None]
     if name == "relu":
         d = np.maximum(d, 0.0)
-    flat = np.zeros(ldd * d_cols)
-    for i in range(d_rows):
-        for j in range(d_cols):
-            flat[i + j * ldd] = d[i, j]
     z = x @ w + b
-    np.testing.assert_allclose(
-        flat.reshape(rows, cols), z if name == "identity" else np.maximum(z, 0)
-    )
+    np.testing.assert_allclose(row_major(d), z if name == "identity" else np.maximum(z, 0))
     assert cublaslt.EPILOGUES[name] == {"identity": 4, "relu": 6}[name]  # cublasLt.h's values
+
+
+def test_bgrada_gives_the_bias_gradient_beside_the_weight_gradient():
+    """For the weight gradient xᵀ·dz, BGRADA's sums of A over the inner dimension (one per
+    row of D, cublasLt.h) are dz's column sums: the bias gradient."""
+    x, dz = layer_problem(1, 6, 4, 3)[0], np.random.default_rng(2).standard_normal((6, 3))
+    lt_a, d, row_major = lt_product(x, dz, True)
+    np.testing.assert_allclose(row_major(d), x.T @ dz)
+    np.testing.assert_allclose(lt_a.sum(axis=1), dz.sum(axis=0))
+    assert cublaslt.CUBLASLT_EPILOGUE_BGRADA == 256
 
 
 def test_alignment_is_the_largest_power_of_two_dividing_the_address():
@@ -82,6 +106,34 @@ def test_the_epilogue_serves_a_layer_and_matches_the_two_kernels(
 
 
 @pytest.mark.cuda
+@pytest.mark.parametrize("name", ["identity", "relu"])
+@pytest.mark.parametrize("precision", ["float32", "tf32"])
+def test_backprop_linear_matches_the_separate_kernels(name, precision, make_backend, monkeypatch):
+    """dz and both gradients through cuBLASLt's BGRADA (where it has an algorithm) are what
+    the activation's backward, the GEMM and the row of ones give."""
+    x, w, b = layer_problem(3, 33, 70, 19)
+    dy = np.random.default_rng(4).standard_normal((33, 19))
+
+    def gradients(backend):
+        y = backend.linear(
+            backend.asarray(x.astype(np.float32)), *flat_layer(backend, w, b, np.float32), name
+        )
+        stale = np.full_like(w, 7.0), np.full_like(b, 7.0)  # to be overwritten, not added to
+        grad_weight, grad_bias = flat_layer(backend, *stale, np.float32)
+        DY = backend.asarray(dy.astype(np.float32))
+        dz = backend.backprop_linear(
+            name, DY, y, backend.asarray(x.astype(np.float32)), grad_weight, grad_bias, out=DY
+        )
+        return [backend.to_numpy(a) for a in (dz, grad_weight, grad_bias)]
+
+    fused = gradients(make_backend("cuda", precision))
+    monkeypatch.setenv("MLP_NO_CUBLASLT", "1")
+    close = {"rtol": 1e-5, "atol": 1e-4} if precision == "float32" else {"rtol": 1e-2, "atol": 1e-2}
+    for got, expected in zip(fused, gradients(make_backend("cuda", precision)), strict=True):
+        np.testing.assert_allclose(got, expected, **close)
+
+
+@pytest.mark.cuda
 def test_threads_get_their_own_cublaslt(cuda_backend):
     """A plan's descriptor is rewritten with each call's bias: threads never share one."""
     import threading
@@ -108,7 +160,8 @@ def test_threads_get_their_own_cublaslt(cuda_backend):
 @pytest.mark.cuda
 def test_a_recorded_fit_runs_its_layers_through_cublaslt(make_backend, monkeypatch):
     """Each layer's forward is a cuBLASLt product inside the recorded step (a CUDA graph),
-    and the fit's losses are those of the GEMM and the bias kernel, to rounding."""
+    its backward one where BGRADA has an algorithm, and the fit's losses are those of the
+    separate kernels, to rounding."""
     from mlp import MLP
 
     rng = np.random.default_rng(2)
@@ -122,7 +175,11 @@ def test_a_recorded_fit_runs_its_layers_through_cublaslt(make_backend, monkeypat
 
     backend = make_backend("cuda")
     fused = fit(backend)
-    plans = backend._lt().plans
-    assert len(plans) >= 3 and all(plan and plan.usable for plan in plans.values())
+    forwards = [
+        plan
+        for (_, epilogue, *_), plan in backend._lt().plans.items()
+        if epilogue in cublaslt.EPILOGUES.values()
+    ]
+    assert len(forwards) >= 3 and all(plan and plan.usable for plan in forwards)
     monkeypatch.setenv("MLP_NO_CUBLASLT", "1")
     np.testing.assert_allclose(fused, fit(make_backend("cuda")), rtol=1e-4)
