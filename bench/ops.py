@@ -155,6 +155,10 @@ def lt_plans(be: Any) -> str:
     return f"cuBLASLt plans with an algorithm: {usable}"
 
 
+#: Replays of a recorded run of calls, timed together.
+REPLAYS = 10
+
+
 def replayed_microseconds(be: Any, call: Callable[[], Any], calls: int) -> float | None:
     """The device's time per call: ``calls`` calls recorded as one step (a CUDA graph),
     replayed; ``None`` where they cannot be recorded."""
@@ -169,10 +173,6 @@ def replayed_microseconds(be: Any, call: Callable[[], Any], calls: int) -> float
         recording()
     be.synchronize()
     return (time.perf_counter() - start) / (REPLAYS * calls) * 1e6
-
-
-#: Replays of a recorded run of calls, timed together.
-REPLAYS = 10
 
 
 def torch_ops(device: str) -> tuple[dict[str, Callable[[], Any]], Callable[[], None]] | None:
