@@ -101,11 +101,18 @@ def layer_products(be: Any) -> dict[str, Callable[[], Any]]:
     rng = np.random.default_rng(1)
     ops: dict[str, Callable[[], Any]] = {}
     for rows, inner, cols in ((BATCH, FEATURES, HIDDEN), (512, 2048, 2048)):
-        x, w, bias, dz = (
+        x, dz = (
             be.asarray(rng.standard_normal(shape).astype(np.float32))
-            for shape in ((rows, inner), (inner, cols), (cols,), (rows, cols))
+            for shape in ((rows, inner), (rows, cols))
         )
-        y, grad_weight, grad_bias = be.empty((rows, cols)), be.empty((inner, cols)), be.empty(cols)
+        # weight and bias, and their gradients, as a model holds them: views into one flat
+        # buffer, here one element in (so the bias is not aligned)
+        params = be.asarray(rng.standard_normal(1 + inner * cols + cols).astype(np.float32))
+        grads = be.empty((1 + inner * cols + cols,))
+        w, bias = params[1 : 1 + inner * cols].reshape(inner, cols), params[1 + inner * cols :]
+        grad_weight = grads[1 : 1 + inner * cols].reshape(inner, cols)
+        grad_bias = grads[1 + inner * cols :]
+        y = be.empty((rows, cols))
         size = f"{rows}×{inner}·{inner}×{cols}"
 
         def forward(x: Any = x, w: Any = w, bias: Any = bias, y: Any = y) -> Any:
