@@ -47,12 +47,13 @@ WORKSPACE_BYTES = 4 << 20
 #: Plans a thread keeps (inference over many batch sizes makes one each), the oldest dropped.
 PLANS = 256
 #: cublasLtMatmul's answers that say this product cannot run so (invalid value, architecture
-#: mismatch, not supported): the two kernels serve it. Any other failure is raised.
+#: mismatch, not supported): the separate kernels serve it. Any other failure is raised.
 REFUSALS = frozenset({7, 8, 15})
 
 
 def disabled() -> bool:
-    """``MLP_NO_CUBLASLT=1``: the forward runs as a GEMM and a bias kernel (to compare)."""
+    """``MLP_NO_CUBLASLT=1``: a layer's products run as before, the bias work in kernels of
+    its own (to compare)."""
     return os.environ.get("MLP_NO_CUBLASLT", "") not in ("", "0")
 
 
