@@ -202,9 +202,12 @@ class CupyBackend(XpBackend):
         column sums); the product with a row of ones beside it where cuBLASLt does not."""
         dz = self._backprop_activation(name, dy, y, out)
         bgrad = cublaslt.CUBLASLT_EPILOGUE_BGRADA
-        # a batch of one row is a product with k = 1, which cuBLASLt before 12.3.4 refused
-        # for BGRADA (nvmath-python's checks): that rare batch takes the row of ones
-        if x.shape[0] == 1 or not self._lt_product(x, dz, grad_weight, True, bgrad, grad_bias):
+        # The row of ones for a batch of one row (a product with k = 1, which cuBLASLt before
+        # 12.3.4 refused for BGRADA: nvmath-python's checks), and at TF32, where cuBLASLt does
+        # not say whether BGRADA sums dz before or after rounding it: the bias gradient stays
+        # an exact float32 sum at every precision, as PyTorch's does.
+        fused = x.shape[0] > 1 and self.precision == "float32"
+        if not (fused and self._lt_product(x, dz, grad_weight, True, bgrad, grad_bias)):
             self._sum_rows(dz, grad_bias)
             self._product(x, dz, grad_weight, True, False)
         return dz
@@ -226,7 +229,10 @@ class CupyBackend(XpBackend):
     def _lt(self) -> cublaslt.Lt | None:
         """The calling thread's cuBLASLt on this GPU (``None`` where it cannot serve)."""
         if not hasattr(self._thread, "lt"):
-            self._thread.lt = cublaslt.Lt.make(self.xp)
+            try:
+                self._thread.lt = cublaslt.Lt.make(self.xp)
+            except MemoryError:  # no room for its workspace now: the kernels serve, asked again
+                return None
         return self._thread.lt
 
     def _matmul_reduced(

@@ -233,14 +233,16 @@ class Lt:
 
     def __init__(self, cupy: Any, library: Any) -> None:
         self.library = library
+        self.workspace = cupy.empty(WORKSPACE_BYTES, np.uint8)  # first: no handle to leak
         self.handle = ctypes.c_void_p()
         _check("Create", library.cublasLtCreate(ctypes.byref(self.handle)))
         self._finalizer = weakref.finalize(self, library.cublasLtDestroy, self.handle)
-        self.workspace = cupy.empty(WORKSPACE_BYTES, np.uint8)
         self.plans: dict[tuple, _Plan | None] = {}
 
     @classmethod
     def make(cls, cupy: Any) -> Lt | None:
+        """A MemoryError (no room for the workspace, or an allocation inside a recording)
+        is the caller's: it may ask again later."""
         if disabled():
             return None
         cupy.cuda.device.get_cublas_handle()  # loads cuBLAS, and so cuBLASLt
