@@ -50,6 +50,10 @@ TARGETS = (
     ("big", "cpu", "ratio_to_limit", "max", 1.05),
     ("tiny", "cpu", "ratio_to_limit", "max", 1.6),
 )
+#: The CPU targets of a whole run rather than of a row: std's training seconds to the test
+#: accuracy over the fastest PyTorch row's, and ``mlp-train``'s peak RSS in MB.
+TIME_TO_ACCURACY_TARGET = 0.5
+RSS_TARGET_MB = 300
 #: Where a target's figure is, when not in our float32 row's field of its name: the row of
 #: ours at that precision, and its field (``bench.cli.compare_to_float32`` fills it in).
 METRIC_SOURCES = {"bf16_speedup": ("bf16", "speed_vs_float32")}
@@ -316,9 +320,49 @@ def _pending(workload: str, device: str, metric: str, rows: list[dict[str, Any]]
     }[metric]
 
 
-def target_lines(rows: list[dict[str, Any]]) -> list[str]:
+def verdict(head: str, what: str, value: float | None, kind: str, bound: float, why: str) -> str:
+    """One target's line: the figure against its bound, met or NOT met; pending, and
+    ``why``, without a figure."""
+    sign = "≥" if kind == "min" else "≤"
+    if value is None:
+        return f"{head} {what} ({sign} {bound:g}): pending ({why})"
+    met = value >= bound if kind == "min" else value <= bound
+    return f"{head} {value:.2f} {what} ({sign} {bound:g}): " + ("met" if met else "NOT met")
+
+
+def run_target_lines(tta: dict[str, Any], cli_rss: dict[str, Any]) -> list[str]:
+    """The CPU targets of the whole run: time to accuracy, ours over the fastest PyTorch
+    row that reached it (NOT met where only PyTorch's did), and ``mlp-train``'s peak RSS."""
+    target, workload = tta.get("target", 0.89), tta.get("workload", "std")
+    head, what = f"target {workload} on cpu:", f"× the fastest PyTorch's time to {target}"
+    here = [r for r in tta.get("rows", []) if r["device"] == "cpu" and r["status"] == "ok"]
+    ours = [r["seconds"] for r in here if r["impl"] == "mlp" and r.get("reached")]
+    theirs = [r["seconds"] for r in here if r["impl"] != "mlp" and r.get("reached")]
+    if theirs and not ours:
+        time = f"{head} {what} (≤ {TIME_TO_ACCURACY_TARGET:g}): NOT met (ours did not reach it)"
+    else:
+        ratio = ours[0] / min(theirs) if theirs else None
+        why = (
+            f"no PyTorch row reached {target} on cpu"
+            if here
+            else tta.get("reason", "needs a cpu run")
+        )
+        time = verdict(head, what, ratio, "max", TIME_TO_ACCURACY_TARGET, why)
+    peak = cli_rss.get("peak_rss_bytes") if cli_rss.get("status") == "ok" else None
+    megabytes = None if peak is None else peak / 1e6
+    why = cli_rss.get("reason", "not run")
+    rss = verdict("target mlp-train on cpu:", "MB peak RSS", megabytes, "max", RSS_TARGET_MB, why)
+    return [time, rss]
+
+
+def target_lines(
+    rows: list[dict[str, Any]],
+    tta: dict[str, Any] | None = None,
+    cli_rss: dict[str, Any] | None = None,
+) -> list[str]:
     """Every target, one line each: the figure, the bound, and met, NOT met or pending;
-    none for a run without float32 rows, which every target compares against."""
+    none for a run without float32 rows, which every target compares against. With the
+    run's time to accuracy and ``mlp-train`` RSS records, their targets too."""
     if not any(precision_of(r) == "float32" for r in rows):
         return []
     ours = {
@@ -330,17 +374,11 @@ def target_lines(rows: list[dict[str, Any]]) -> list[str]:
     for workload, device, metric, kind, bound in TARGETS:
         precision, field = METRIC_SOURCES.get(metric, ("float32", metric))
         value = ours.get((workload, device, precision), {}).get(field)
-        sign = "≥" if kind == "min" else "≤"
+        why = "" if value is not None else _pending(workload, device, metric, rows)
         head = f"target {workload} on {device}:"
-        what = METRIC_NAMES[metric]
-        if value is None:
-            why = _pending(workload, device, metric, rows)
-            lines.append(f"{head} {what} ({sign} {bound:g}): pending ({why})")
-            continue
-        met = value >= bound if kind == "min" else value <= bound
-        lines.append(
-            f"{head} {value:.2f} {what} ({sign} {bound:g}): " + ("met" if met else "NOT met")
-        )
+        lines.append(verdict(head, METRIC_NAMES[metric], value, kind, bound, why))
+    if tta is not None and cli_rss is not None:
+        lines += run_target_lines(tta, cli_rss)
     return lines
 
 
@@ -376,10 +414,11 @@ def summary_text(results: dict[str, Any], markdown: bool = False) -> str:
             *([""] if markdown else []),
             table(COLUMNS, [row_cells(r) for r in rows]),
         ]
-    targets = target_lines(results["rows"])
+    tta = results.get("time_to_accuracy") or {}
+    cli = results.get("cli_rss") or {}
+    targets = target_lines(results["rows"], tta, cli)
     if targets:
         lines += ["", *targets]
-    tta = results.get("time_to_accuracy") or {}
     if tta.get("rows"):
         best = tta_best_lines(tta["rows"], tta["target"])
         lines += [
@@ -393,7 +432,6 @@ def summary_text(results: dict[str, Any], markdown: bool = False) -> str:
         ]
     elif tta.get("reason"):
         lines += ["", f"time to accuracy: skipped ({tta['reason']})"]
-    cli = results.get("cli_rss") or {}
     if cli.get("status") == "ok":
         lines += [
             "",

@@ -85,6 +85,45 @@ def test_the_verdict_when_pytorch_or_ours_falls_short():
     assert report.tta_note(compiled) == "compile 31.4 s, not counted"
 
 
+def test_the_cpu_targets_of_the_whole_run():
+    """Time to accuracy against the fastest PyTorch row on the CPU (ours over theirs,
+    ≤ 0.5) and mlp-train's peak RSS (≤ 300 MB), each met, NOT met or pending."""
+
+    def race(impl: str, seconds: float | None, device: str = "cpu") -> dict:
+        return {"impl": impl, "device": device, "status": "ok", "reached": seconds is not None,
+                "seconds": seconds}  # fmt: skip
+
+    def lines(rows, rss=None, **tta):
+        cli_rss = {"status": "ok", "peak_rss_bytes": rss} if rss else {"reason": "--no-cli-rss"}
+        return report.run_target_lines({"target": 0.89, "workload": "std", "rows": rows, **tta},
+                                       cli_rss)  # fmt: skip
+
+    head = "target std on cpu: "
+    what = "× the fastest PyTorch's time to 0.89 (≤ 0.5)"
+    fastest = [race("mlp", 4.0), race("torch", 12.0), race("torch-fused", 10.0)]
+    assert lines(fastest, 275e6) == [
+        f"{head}0.40 {what}: met",
+        "target mlp-train on cpu: 275.00 MB peak RSS (≤ 300): met",
+    ]
+    assert lines([race("mlp", 6.0), race("torch", 10.0)], 301e6) == [
+        f"{head}0.60 {what}: NOT met",
+        "target mlp-train on cpu: 301.00 MB peak RSS (≤ 300): NOT met",
+    ]
+    assert lines([race("mlp", None), race("torch", 10.0)])[0] == (
+        f"{head}{what}: NOT met (ours did not reach it)"
+    )
+    assert lines([race("mlp", 4.0), race("torch", None)])[0] == (
+        f"{head}{what}: pending (no PyTorch row reached 0.89 on cpu)"
+    )
+    on_a_gpu = [race("mlp", 1.0, "cuda"), race("torch", 9.0, "cuda")]  # not the CPU's target
+    assert lines(on_a_gpu)[0] == f"{head}{what}: pending (needs a cpu run)"
+    skipped = lines([], reason="--no-time-to-accuracy")
+    assert skipped == [
+        f"{head}{what}: pending (--no-time-to-accuracy)",
+        "target mlp-train on cpu: MB peak RSS (≤ 300): pending (--no-cli-rss)",
+    ]
+
+
 def test_the_worker_hands_each_race_to_its_loop(monkeypatch):
     from bench import accuracy
 
