@@ -92,9 +92,10 @@ def _library() -> Any:
     })  # fmt: skip
 
 
-def _check(what: str, status: int) -> None:
+def check(what: str, status: int, library: str = "cuBLAS") -> None:
+    """A RuntimeError naming the call where a cuBLAS (or cuBLASLt) status is not success."""
     if status != 0:
-        raise RuntimeError(f"cuBLAS {what} failed with status {status}")
+        raise RuntimeError(f"{library} {what} failed with status {status}")
 
 
 def fits(a: Any, b: Any, out: Any) -> bool:
@@ -168,9 +169,9 @@ def gemm(
         binding.gemmEx(handle, *arguments)
     else:
         stream = cupy.cuda.get_current_stream().ptr
-        _check("SetStream", library.cublasSetStream_v2(handle, stream))
-        _check("SetPointerMode", library.cublasSetPointerMode_v2(handle, CUBLAS_POINTER_MODE_HOST))
-        _check("GemmEx", library.cublasGemmEx(handle, *arguments))
+        check("SetStream", library.cublasSetStream_v2(handle, stream))
+        check("SetPointerMode", library.cublasSetPointerMode_v2(handle, CUBLAS_POINTER_MODE_HOST))
+        check("GemmEx", library.cublasGemmEx(handle, *arguments))
     if out is None or result is out:
         return result
     out[...] = result

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from .cublas import CUBLAS_OP_N, CUDA_R_32F, cublas_gemm_arguments, loaded_library
+from .cublas import CUBLAS_OP_N, CUDA_R_32F, check, cublas_gemm_arguments, loaded_library
 
 # cublasLt.h's enum values: a stable ABI.
 CUBLASLT_MATMUL_DESC_TRANSA = 3
@@ -99,9 +99,7 @@ def _library() -> Any:
     return loaded_library("/libcublasLt.so", _SIGNATURES)
 
 
-def _check(what: str, status: int) -> None:
-    if status != 0:
-        raise RuntimeError(f"cuBLASLt {what} failed with status {status}")
+_check = functools.partial(check, library="cuBLASLt")
 
 
 def alignment(pointer: int) -> int:
