@@ -38,7 +38,7 @@ RETURNS = {"_loss": "grad", "_sgd_update": None, "_adam_update": None}
 #: What a replay could not repeat: see the module's docstring.
 REFUSED = ("_argmax", "_all_finite", "_dropout_mask", "to_numpy", "empty", "zeros", "asarray")
 
-_one_at_a_time = threading.Lock()
+_one_at_a_time = threading.RLock()  # a recording inside a recorded step is refused, not a deadlock
 
 
 class Refused(Exception):

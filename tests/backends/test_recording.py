@@ -89,6 +89,30 @@ def test_another_threads_ops_run_while_a_step_is_recorded(cpu):
     assert len(replay) == 1 and counter.read() == 0
 
 
+def test_a_recording_inside_a_recorded_step_is_refused_not_a_deadlock():
+    """In its own process, so that a deadlock fails this test rather than hanging the rest."""
+    import subprocess
+    import sys
+
+    code = (
+        "from backends import get_backend\n"
+        "from backends.buffers import DeviceCounter\n"
+        "cpu = get_backend('cpu')\n"
+        "counter = DeviceCounter(cpu)\n"
+        "inner = []\n"
+        "def step():\n"
+        "    counter.advance()\n"
+        "    inner.append((cpu.capture(counter.advance), cpu.capture_failure))\n"
+        "replay = cpu.capture(step)\n"
+        "(nested, why), = inner\n"
+        "assert nested is None and 'is set on this backend instance' in why, why\n"
+        "assert replay is not None and len(replay) == 1, cpu.capture_failure\n"
+        "print('refused')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "refused", done.stderr
+
+
 def test_every_body_a_public_op_calls_is_recorded_or_refused():
     """A body the list missed would run while a step is recorded, and not in its replays."""
     helpers = {"_scratch_cache", "_adopt"}  # a buffer cache, a DLPack import: no op bodies
