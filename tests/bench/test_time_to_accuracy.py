@@ -115,6 +115,7 @@ def test_the_cpu_targets_of_the_whole_run():
     assert lines([race("mlp", 4.0), race("torch", None)])[0] == (
         f"{head}{what}: pending (no PyTorch row reached 0.89 on cpu)"
     )
+    assert lines([race("mlp", 4.0)])[0] == f"{head}{what}: pending (no PyTorch row ran)"
     on_a_gpu = [race("mlp", 1.0, "cuda"), race("torch", 9.0, "cuda")]  # not the CPU's target
     assert lines(on_a_gpu)[0] == f"{head}{what}: pending (needs a cpu run)"
     skipped = lines([], reason="--no-time-to-accuracy")
