@@ -404,6 +404,33 @@ class Backend:
         check_gather(source, rows, out, start)
         return self._gather_rows(source, rows, out, scale, start)
 
+    def gather_batch(
+        self,
+        inputs: Any,
+        targets: Any,
+        rows: Any,
+        x: Any,
+        y: Any,
+        scale: float = 1.0,
+        start: Any = None,
+    ) -> None:
+        """``gather_rows`` of ``inputs`` (times ``scale``) into ``x`` and of ``targets`` into
+        ``y``, from the same rows: a training batch, which a backend may gather in one pass."""
+        self.check_device(inputs, targets, rows, x, y, start)
+        check_gather(inputs, rows, x, start)
+        check_gather(targets, rows, y, start)
+        if x.shape[0] != y.shape[0]:
+            raise ValueError(
+                f"gather_batch: x has {x.shape[0]} rows but y has {y.shape[0]}: they must match"
+            )
+        self._gather_batch(inputs, targets, rows, x, y, scale, start)
+
+    def _gather_batch(
+        self, inputs: Any, targets: Any, rows: Any, x: Any, y: Any, scale: float, start: Any
+    ) -> None:
+        self._gather_rows(inputs, rows, x, scale, start)
+        self._gather_rows(targets, rows, y, 1.0, start)
+
     def dropout_mask(self, generator: Any, p: float, out: Any) -> Any:
         """Fill ``out`` with ``1/(1-p)`` where a unit is kept (probability ``1 - p``), else 0."""
         self.check_device(out)

@@ -32,9 +32,9 @@ RECORDED = (
     "_product", "_matmul", "_matmul_reduced", "_linear", "_round_mantissa", "_bias_add",
     "_add", "_multiply", "_sum_rows", "_activation", "_backprop_activation", "_bias_activation",
     "_backprop_bias_activation", "_backprop_linear", "_softmax", "_gather_rows", "_loss",
-    "_sgd_update", "_adam_update",
+    "_gather_batch", "_sgd_update", "_adam_update",
 )  # fmt: skip
-RETURNS = {"_loss": "grad", "_sgd_update": None, "_adam_update": None}
+RETURNS = {"_loss": "grad", "_gather_batch": None, "_sgd_update": None, "_adam_update": None}
 #: What a replay could not repeat: see the module's docstring.
 REFUSED = ("_argmax", "_all_finite", "_dropout_mask", "to_numpy", "empty", "zeros", "asarray")
 

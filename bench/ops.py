@@ -52,6 +52,9 @@ def our_ops(be: Any) -> tuple[dict[str, Callable[[], Any]], Callable[[], None]]:
     totals = be.zeros((2,), np.float64)
     images = be.asarray(rng.integers(0, 256, (60_000, FEATURES)).astype(np.uint8))
     rows = be.asarray(rng.permutation(60_000)[:BATCH].astype(np.int64))
+    every_label = be.asarray(rng.integers(0, CLASSES, (60_000, 1)).astype(np.int32))
+    count = be.asarray(np.array([1], np.int64))
+    batch, batch_labels = be.empty((BATCH, FEATURES)), be.empty((BATCH, 1), np.int32)
     params, grads = put((PARAMETERS,)), put((PARAMETERS,))
     m, v = be.zeros((PARAMETERS,)), be.zeros((PARAMETERS,))
     colsum = be.empty((HIDDEN,))
@@ -70,8 +73,14 @@ def our_ops(be: Any) -> tuple[dict[str, Callable[[], Any]], Callable[[], None]]:
         "gather a batch (uint8 → float32)": lambda: be.gather_rows(
             images, rows, out=be.scratch("batch", (BATCH, FEATURES), np.float32), scale=1 / 255
         ),
+        "gather a batch and its labels (CUDA: one launch)": lambda: be.gather_batch(
+            images, every_label, rows, batch, batch_labels, 1 / 255
+        ),
         f"Adam over {PARAMETERS:,} parameters": lambda: be.adam_update(
             params, grads, m, v, count=1, lr=1e-9
+        ),
+        "Adam, its count on the device (CUDA: one launch)": lambda: be.adam_update(
+            params, grads, m, v, count=count, lr=1e-9
         ),
     }
     if hasattr(be, "gemm"):  # CUDA: CuPy's own route, against cuBLAS called directly above

@@ -327,9 +327,8 @@ class TrainingStep:
             comm.gradients_done(model.grads)
             return
         xb = self._buffers.get("x", (rows, model.sizes[0]), model.dtype)
-        be.gather_rows(self.X, self.order, xb, self.scale, start=self.start.array)
         yb = self._buffers.get("y", (rows, self.targets.shape[1]), self.targets.dtype)
-        be.gather_rows(self.targets, self.order, yb, 1.0, start=self.start.array)
+        be.gather_batch(self.X, self.targets, self.order, xb, yb, self.scale, self.start.array)
         wb = weight_sum = None
         if self.weights is not None:  # the whole batch's weights give each row its share
             batch = self._buffers.get("batch_w", (size, 1), model.dtype)

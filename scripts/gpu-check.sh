@@ -132,8 +132,9 @@ rm -f "$OUT"/tf32/*.md
 {
     echo "training runs on $KIND (device, each epoch's metrics and seconds, final accuracy):"
     awk '/^== /{run=$2} /^(device|epoch|test accuracy)/{print "  " run ": " $0}' "$OUT/train.log"
-    echo "a layer's products, replayed (bench.ops):"
-    grep -h -e "µs  forward " -e "µs  gradients " -e "^cuBLASLt plans" "$OUT/ops.log"
+    echo "a layer's products, replayed, and the one-launch ops beside the ops they join (bench.ops):"
+    grep -h -e "µs  forward " -e "µs  gradients " -e "^cuBLASLt plans" -e "µs  gather a batch" \
+        -e "µs  Adam" "$OUT/ops.log"
     grep -h "^target" "$OUT/bench.log"
     grep -h -e "^fastest PyTorch to" -e "^no PyTorch row reached" -e "^time to accuracy: skipped" \
         "$OUT/bench-tf32.log"

@@ -77,6 +77,8 @@ class CupyBackend(XpBackend):
         self._linalg = _linalg_settings(cupy)
         with self._device:
             self._zero_index = cupy.zeros(1, np.int64)  # gather_rows' start when none is given
+        multiprocessors = self._device.attributes["MultiProcessorCount"]
+        self._adam_blocks = kernels.ADAM_BLOCKS_PER_SM * multiprocessors  # the Adam grid
         self._capture_stream: Any = None
         #: Why the last ``capture`` gave no recording (None after one that did).
         self.capture_failure: str | None = None
@@ -318,6 +320,18 @@ class CupyBackend(XpBackend):
             source, rows, start, np.int64(source.shape[1]), out.dtype.type(scale), out
         )
 
+    def _gather_batch(
+        self, inputs: Any, targets: Any, rows: Any, x: Any, y: Any, scale: float, start: Any
+    ) -> None:
+        """One launch for both, over the inputs' elements, where the targets are no wider."""
+        if targets.shape[1] > inputs.shape[1]:
+            return super()._gather_batch(inputs, targets, rows, x, y, scale, start)
+        start = self._zero_index if start is None else start
+        columns = (np.int64(inputs.shape[1]), np.int64(targets.shape[1]))
+        self._kernels["gather_batch"](
+            inputs, targets, rows, start, *columns, x.dtype.type(scale), x, y
+        )
+
     def _loss(
         self,
         name: str,
@@ -414,12 +428,23 @@ class CupyBackend(XpBackend):
         )
         t = param.dtype.type
         constants = (t(beta1), t(1.0 - beta1), t(beta2), t(1.0 - beta2), t(eps), t(l2), t(decay))
-        if on_device:
-            corrections = self.scratch("adam_corrections", (2,), param.dtype)
-            d = np.float64
-            self._kernels["adam_corrections"](
-                count, d(lr), d(beta1), d(beta2), corrections[0:1], corrections[1:2]
-            )
-            self._kernels["adam_counted"](grad, corrections, *constants, param, m, v)
-        else:
+        if not on_device:
             self._kernels["adam"](grad, t(step_size), t(inv_sqrt_bc2), *constants, param, m, v)
+            return
+        d = np.float64
+        ctype = {"float32": "float", "float64": "double"}.get(param.dtype.name)
+        buffers = (grad, param, m, v)
+        if ctype and all(a.dtype == param.dtype and a.flags.c_contiguous for a in buffers):
+            # one launch: bare pointers, so contiguous buffers of one type (the optimizer's)
+            needed = (param.size + kernels.ADAM_THREADS - 1) // kernels.ADAM_THREADS
+            self._kernels[f"adam_contiguous_{ctype}"](
+                (max(1, min(needed, self._adam_blocks)),),
+                (kernels.ADAM_THREADS,),
+                (*buffers, count, np.int64(param.size), d(lr), d(beta1), d(beta2), *constants),
+            )
+            return
+        corrections = self.scratch("adam_corrections", (2,), param.dtype)
+        self._kernels["adam_corrections"](
+            count, d(lr), d(beta1), d(beta2), corrections[0:1], corrections[1:2]
+        )
+        self._kernels["adam_counted"](grad, corrections, *constants, param, m, v)

@@ -135,6 +135,41 @@ LOSS_SOURCES = {
 
 THREADS = 128  # threads per block of the loss kernels: a multiple of the warp size
 
+# Adam with the update count on the device, over contiguous buffers, in one launch: each
+# block's first thread works out the bias corrections (``adam_corrections``' arithmetic) into
+# shared memory, and the block strides over the elements with ``adam_counted``'s update. The
+# grid is a few blocks per multiprocessor, so the corrections cost a few hundred threads a
+# step where per element they would cost millions.
+ADAM_KERNEL = r"""
+extern "C" __global__ void mlp_adam_contiguous_{T}(
+    const {T}* grads, {T}* params, {T}* firsts, {T}* seconds, const long long* count,
+    const long long size, const double lr, const double beta1_double, const double beta2_double,
+    const {T} beta1, const {T} one_minus_beta1, const {T} beta2, const {T} one_minus_beta2,
+    const {T} eps, const {T} l2, const {T} decay)
+{{
+    typedef {T} T;
+    __shared__ T corrections[2];
+    if (threadIdx.x == 0) {{
+        const double beta1 = beta1_double, beta2 = beta2_double;
+        T& step_size = corrections[0];
+        T& inv_sqrt_bc2 = corrections[1];
+        @CORRECTIONS@
+    }}
+    __syncthreads();
+    const T step_size = corrections[0], inv_sqrt_bc2 = corrections[1];
+    const long long stride = (long long)gridDim.x * blockDim.x;
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < size; i += stride) {{
+        const T g = grads[i];
+        T& p = params[i];
+        T& m = firsts[i];
+        T& v = seconds[i];
+        @UPDATE@
+    }}
+}}
+"""
+ADAM_THREADS = 256  # threads per block of the Adam kernel
+ADAM_BLOCKS_PER_SM = 8  # with 256 threads each, as many threads as a multiprocessor holds
+
 
 def _elementwise_specs() -> dict[str, tuple[str, str, str]]:
     """Every elementwise kernel as CuPy's (inputs, outputs, operation) strings, by name."""
@@ -150,6 +185,18 @@ def _elementwise_specs() -> dict[str, tuple[str, str, str]]:
         "T out",
         "const long long r = i / cols;"
         " out = (T)source[(long long)rows[start[0] + r] * cols + (i - r * cols)] * scale;",
+    )
+    # A training batch in one pass: the inputs' row, and within its first ``target_cols``
+    # columns the targets' row beside it (``gather_rows`` of each, one launch for both).
+    specs["gather_batch"] = (
+        "raw S source, raw U targets, raw I rows, raw int64 start, int64 cols,"
+        " int64 target_cols, T scale",
+        "T out, raw V target_out",
+        "const long long r = i / cols; const long long c = i - r * cols;"
+        " const long long row = rows[start[0] + r];"
+        " out = (T)source[row * cols + c] * scale;"
+        " if (c < target_cols)"
+        " target_out[r * target_cols + c] = (V)targets[row * target_cols + c];",
     )
     # float32 -> bfloat16 bits, rounded to nearest even; NaN stays a (quiet) NaN.
     specs["to_bf16"] = (
@@ -200,9 +247,18 @@ def _elementwise_specs() -> dict[str, tuple[str, str, str]]:
     return specs
 
 
+def _adam_source() -> str:
+    """``ADAM_KERNEL`` with the corrections and the update written once, in ``ELEMENTWISE``."""
+    corrections = ELEMENTWISE["adam_corrections"][2]
+    update = ELEMENTWISE["adam"][2]
+    return ADAM_KERNEL.replace("@CORRECTIONS@", corrections).replace("@UPDATE@", update)
+
+
 #: Elementwise kernels as source strings: built into CuPy kernels by ``build`` and
 #: compiled with nvcc by the tests, so a typo shows up even on a machine without a GPU.
 ELEMENTWISE = _elementwise_specs()
+#: The one-launch Adam kernel's source, to format with ``T`` (float or double).
+ADAM_SOURCE = _adam_source()
 
 
 @functools.cache
@@ -217,4 +273,8 @@ def build(cupy: Any) -> dict[str, Any]:
             kernels[f"{name}_{ctype}"] = cupy.RawKernel(
                 source.format(T=ctype), f"mlp_{name}_{ctype}"
             )
+    for ctype in ("float", "double"):
+        kernels[f"adam_contiguous_{ctype}"] = cupy.RawKernel(
+            ADAM_SOURCE.format(T=ctype), f"mlp_adam_contiguous_{ctype}"
+        )
     return kernels

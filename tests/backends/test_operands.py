@@ -26,6 +26,7 @@ def _ops_with_foreign(backend, foreign, own):
         lambda: backend.backprop_linear("relu", own, own, foreign, own.copy(), own[0]),
         lambda: backend.softmax(foreign),
         lambda: backend.sgd_update(own.reshape(-1), foreign, None, 0.1),
+        lambda: backend.gather_batch(own, foreign, own[0].astype(np.int64), own, own.copy()),
         lambda: backend.adam_update(
             own.reshape(-1), foreign, own.reshape(-1).copy(), own.reshape(-1).copy(), 1, 0.1
         ),
@@ -86,6 +87,9 @@ def _mismatched_calls(be):
             a, be.asarray(np.arange(4)), be.empty((2, 3), np.float32)
         ),
         "gather into another width": lambda: be.gather_rows(a, rows, be.empty((2, 5), np.float32)),
+        "gather a batch, targets into another width": lambda: be.gather_batch(
+            a, a, rows, be.empty((2, 3), np.float32), be.empty((2, 2), np.float32)
+        ),
         "a label column per row short": lambda: be.accumulate_loss(
             "softmax_cross_entropy", a, labels[:3], a, totals
         ),

@@ -150,20 +150,23 @@ def test_adam_l2_and_decoupled_decay_differ(backend):
 
 
 @pytest.mark.parametrize("decoupled", [False, True])
-def test_adam_step_count_may_live_on_the_device(backend, decoupled):
+@pytest.mark.parametrize("size,stride", [(300, 1), (600_001, 1), (300, 2)])
+def test_adam_step_count_may_live_on_the_device(backend, decoupled, size, stride):
     """A one-element int64 array as the step count (a recorded step advances it on the
-    device) gives the same update as the count passed as an int."""
+    device) gives the same update as the count passed as an int: over more elements than a
+    GPU's Adam grid has threads (600,001), and over strided views (another kernel there)."""
     rng = np.random.default_rng(17)
-    p, g = rng.standard_normal(300).astype(np.float32), rng.standard_normal(300).astype(np.float32)
-    m, v = rng.standard_normal(300).astype(np.float32) * 0.1, rng.random(300).astype(np.float32)
+    p, g = rng.standard_normal((2, size * stride)).astype(np.float32)
+    m = rng.standard_normal(size * stride).astype(np.float32) * 0.1
+    v = rng.random(size * stride).astype(np.float32)
     results = []
     for step in (7, dev(backend, np.array([7], np.int64))):
-        arrays = [dev(backend, a.copy()) for a in (p, g, m, v)]
+        arrays = [dev(backend, a.copy())[::stride] for a in (p, g, m, v)]
         backend.adam_update(*arrays, step, 1e-3, weight_decay=0.01, decoupled=decoupled)
         results.append([backend.to_numpy(a) for a in arrays])
     for name, a, b in zip("pgmv", *results, strict=True):
         np.testing.assert_array_equal(a, b, err_msg=name)
-    assert not np.array_equal(results[0][0], p)
+    assert not np.array_equal(results[0][0], p[::stride])
 
 
 def test_adam_step_counts_from_one(backend):

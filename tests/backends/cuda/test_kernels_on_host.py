@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from backends import NumpyBackend
-from backends.cuda.kernels import ELEMENTWISE, LOSS_SOURCES
+from backends.cuda.kernels import ADAM_SOURCE, ELEMENTWISE, LOSS_SOURCES
 from backends.operands import LOSSES
 from tests.backends.cuda.cuda_types import C_TYPES
 
@@ -60,19 +60,22 @@ def _host_function(name: str, ctype: str) -> tuple[str, list[tuple[str, str, boo
     """
     inputs, outputs, operation = ELEMENTWISE[name]
     args, binds, params = [], [], []
-    for decl in [d.strip() for d in f"{inputs},{outputs}".split(",")]:
+    declared = [(d.strip(), False) for d in inputs.split(",")]
+    declared += [(d.strip(), True) for d in outputs.split(",")]
+    for decl, output in declared:
         words = decl.split()
         raw = words[0] == "raw"
         type_name, var = words[-2], words[-1]
         c = C_TYPES.get(type_name, type_name)
         if raw:
-            args.append(f"const {c}* {var}")
+            args.append(f"{'' if output else 'const '}{c}* {var}")
         else:
             args.append(f"{c}* {var}_ptr")
             binds.append(f"{c}& {var} = {var}_ptr[i];")
         params.append((var, type_name, raw))
     source = (
-        f"typedef {ctype} T; typedef unsigned char S; typedef long long I;\n"
+        f"typedef {ctype} T; typedef unsigned char S; typedef long long I;"
+        " typedef int U; typedef int V;\n"
         f'extern "C" void mlp_{name}({", ".join(args)}, long long n) {{\n'
         f"  for (long long i = 0; i < n; ++i) {{ {' '.join(binds)} {operation} }}\n}}\n"
     )
@@ -94,13 +97,17 @@ def host_kernels(tmp_path_factory):
     return built
 
 
-#: CUDA's launch grid and warp intrinsics, as one thread per block on the host: each "warp"
-#: is one row, its sum that row's values, its lane 0 the row itself.
+#: CUDA's launch grid and warp intrinsics on the host. The loss kernels run one thread per
+#: block: each "warp" is one row, its sum that row's values, its lane 0 the row itself. A
+#: block's threads run one after another, thread 0 first, so what thread 0 leaves in shared
+#: memory is there for the others after ``__syncthreads``.
 _HOST_GRID = """
 #define __global__
 #define __device__
 struct mlp_dim { int x; };
-static mlp_dim blockIdx, blockDim = {1}, threadIdx = {0};
+static mlp_dim blockIdx, blockDim = {1}, threadIdx = {0}, gridDim = {1};
+#define __shared__ static
+static inline void __syncthreads() {}
 static inline double __shfl_down_sync(unsigned, double, int) { return 0.0; }
 static inline void atomicAdd(double* total, double value) { *total += value; }
 """
@@ -137,6 +144,43 @@ extern "C" void launch(const {ctype}* outputs, const {target}* targets, {ctype}*
     return built
 
 
+#: The type parameters other than T as the host builds fix them (``_host_function``).
+_HOST_TYPES = {"S": np.uint8, "I": np.int64, "U": np.int32, "V": np.int32}
+
+
+@pytest.fixture(scope="module")
+def host_adam(tmp_path_factory):
+    """The one-launch Adam kernel for float and double, launched on a host grid of
+    ``blocks`` × ``threads`` (every thread of a block in turn)."""
+    folder = tmp_path_factory.mktemp("host_adam")
+    built = {}
+    for ctype in ("float", "double"):
+        t = ctype
+        launcher = f"""
+extern "C" void launch(const {t}* g, {t}* p, {t}* m, {t}* v, const long long* count,
+                       long long size, double lr, double b1, double b2, {t} beta1,
+                       {t} one_minus_beta1, {t} beta2, {t} one_minus_beta2, {t} eps, {t} l2,
+                       {t} decay, int blocks, int threads) {{
+    gridDim.x = blocks;
+    blockDim.x = threads;
+    for (int b = 0; b < blocks; ++b) {{
+        for (int x = 0; x < threads; ++x) {{
+            blockIdx.x = b;
+            threadIdx.x = x;
+            mlp_adam_contiguous_{t}(g, p, m, v, count, size, lr, b1, b2, beta1, one_minus_beta1,
+                                 beta2, one_minus_beta2, eps, l2, decay);
+        }}
+    }}
+}}
+"""
+        library = build_library(
+            folder / f"adam_{ctype}", _PRELUDE + _HOST_GRID + ADAM_SOURCE.format(T=ctype) + launcher
+        )
+        built[ctype] = library.launch
+        built[ctype].restype = None
+    return built
+
+
 def run_kernel(host_kernels, name: str, dtype, n: int, **values):
     """Call kernel ``name`` over ``n`` elements; scalars are broadcast, as CuPy does.
 
@@ -147,9 +191,7 @@ def run_kernel(host_kernels, name: str, dtype, n: int, **values):
     arrays = {}
     for var, type_name, raw in signatures[name]:
         np_type = (
-            np.dtype(dtype)
-            if type_name == "T"
-            else np.dtype({"S": np.uint8, "I": np.int64}.get(type_name, type_name))
+            np.dtype(dtype) if type_name == "T" else np.dtype(_HOST_TYPES.get(type_name, type_name))
         )
         value = values[var]
         if not raw:
@@ -296,6 +338,63 @@ def test_adam_counted_kernel_matches_the_host_scalars(host_kernels, dtype, decou
     assert not np.array_equal(counted["p"], p)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("decoupled", [False, True])
+@pytest.mark.parametrize("step", [1, 3, 5000])
+@pytest.mark.parametrize("blocks,threads", [(3, 8), (200, 8), (1, 1)])
+def test_one_launch_adam_is_the_plain_kernel_bit_for_bit(
+    host_kernels, host_adam, dtype, decoupled, step, blocks, threads
+):
+    """The kernel that reads the count on the device and works out the corrections once a
+    block updates every element as the plain kernel with the host's scalars does, whether the
+    grid strides over the elements (3 × 8 threads), has threads to spare (200 × 8), or is one
+    thread."""
+    from backends.xp_backend import adam_scalars
+
+    rng = np.random.default_rng(7)
+    p, g = (rng.standard_normal(1000).astype(dtype) for _ in range(2))
+    m, v = rng.standard_normal(1000).astype(dtype) * 0.1, rng.random(1000).astype(dtype) * 0.01
+    lr, b1, b2, eps, wd = 1e-3, 0.9, 0.999, 1e-8, 0.01
+    step_size, inv_sqrt_bc2, l2, decay = adam_scalars(step, lr, b1, b2, wd, decoupled)
+    plain = run_kernel(
+        host_kernels, "adam", dtype, p.size, g=g, step_size=step_size,
+        inv_sqrt_bc2=inv_sqrt_bc2, beta1=b1, one_minus_beta1=1.0 - b1, beta2=b2,
+        one_minus_beta2=1.0 - b2, eps=eps, l2=l2, decay=decay, p=p, m=m, v=v,
+    )  # fmt: skip
+    got = {"p": p.copy(), "m": m.copy(), "v": v.copy()}
+    count = np.array([step], np.int64)
+    scalar = ctypes.c_float if dtype == np.float32 else ctypes.c_double
+    host_adam["float" if dtype == np.float32 else "double"](
+        ctypes.c_void_p(g.ctypes.data), *(ctypes.c_void_p(got[k].ctypes.data) for k in "pmv"),
+        ctypes.c_void_p(count.ctypes.data), ctypes.c_longlong(p.size),
+        *(ctypes.c_double(x) for x in (lr, b1, b2)),
+        *(scalar(x) for x in (b1, 1.0 - b1, b2, 1.0 - b2, eps, l2, decay)),
+        ctypes.c_int(blocks), ctypes.c_int(threads),
+    )  # fmt: skip
+    for name in "pmv":
+        np.testing.assert_array_equal(got[name], plain[name], err_msg=name)
+    assert not np.array_equal(got["p"], p)
+
+
+@pytest.mark.parametrize("start", [0, 13])
+@pytest.mark.parametrize("target_cols", [1, 3, 7])
+def test_gather_batch_kernel(host_kernels, start, target_cols):
+    """One pass gathers a batch's inputs and, beside them, its targets from the same rows."""
+    rng = np.random.default_rng(2)
+    source = rng.integers(0, 256, size=(50, 7), dtype=np.uint8)
+    targets = rng.integers(0, 10, size=(50, target_cols), dtype=np.int32)
+    rows = rng.permutation(50).astype(np.int64)
+    got = run_kernel(
+        host_kernels, "gather_batch", np.float32, 20 * 7, source=source, targets=targets,
+        rows=rows, start=np.array([start]), cols=7, target_cols=target_cols, scale=1 / 255,
+        out=0, target_out=np.full((20, target_cols), -1, np.int32),
+    )  # fmt: skip
+    batch = rows[start : start + 20]
+    expected = source[batch].astype(np.float32) * np.float32(1 / 255)
+    np.testing.assert_allclose(got["out"].reshape(20, 7), expected, rtol=1e-7)
+    np.testing.assert_array_equal(got["target_out"], targets[batch])
+
+
 @pytest.mark.parametrize("nesterov", [False, True])
 def test_sgd_kernels(host_kernels, nesterov):
     be = NumpyBackend(use_numba=False)
@@ -371,7 +470,7 @@ def test_loss_kernel(host_losses, dtype, kind, width, weighted, in_place):
 def test_every_kernel_has_a_host_test():
     """A new kernel must get a test here too: this list names what the tests above run."""
     activations = ["identity", "relu", "sigmoid", "tanh"]
-    tested = {"to_bf16", "gather_rows", "adam", "adam_corrections", "adam_counted"}
+    tested = {"to_bf16", "gather_rows", "gather_batch", "adam", "adam_corrections", "adam_counted"}
     tested |= {"sgd", "sgd_momentum"}
     tested |= {f"{kind}_{a}" for kind in ("act", "bias_act", "backprop") for a in activations}
     assert set(ELEMENTWISE) == tested

@@ -3,7 +3,7 @@
 CuPy compiles kernels only on a GPU, so on a CPU machine a typo in a kernel would wait
 for the next GPU run. Here each elementwise kernel is wrapped the way CuPy wraps it
 (inputs by value, outputs by reference, ``raw`` arguments as pointers, ``i`` the index)
-and compiled for float and double, together with the softmax cross-entropy kernel."""
+and compiled for float and double, together with the loss kernels and the one-launch Adam."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import subprocess
 import pytest
 
 from backends.cuda import cublas
-from backends.cuda.kernels import ELEMENTWISE, LOSS_SOURCES
+from backends.cuda.kernels import ADAM_SOURCE, ELEMENTWISE, LOSS_SOURCES
 from tests.backends.cuda.cuda_types import C_TYPES
 
 NVCC = shutil.which("nvcc")
@@ -29,7 +29,7 @@ def _param(decl: str, output: bool) -> tuple[str, str]:
     ctype, name = words[-2], words[-1]
     ctype = C_TYPES.get(ctype, ctype)
     if raw:
-        return f"const {ctype}* {name}", ""
+        return f"{'' if output else 'const '}{ctype}* {name}", ""
     if output:
         return f"{ctype}* {name}_ptr", f"{ctype}& {name} = {name}_ptr[i];"
     return f"const {ctype} {name}", ""
@@ -45,7 +45,8 @@ def elementwise_source(name: str, ctype: str, spec: tuple[str, str, str] | None 
         args.append(arg)
         binds.append(bind)
     return (
-        f"typedef {ctype} T; typedef unsigned char S; typedef long long I;\n"
+        f"typedef {ctype} T; typedef unsigned char S; typedef long long I;"
+        " typedef int U; typedef int V;\n"
         f'extern "C" __global__ void mlp_{name}({", ".join(args)}, long long n) {{\n'
         "  for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n;"
         " i += (long long)gridDim.x * blockDim.x) {\n"
@@ -75,6 +76,11 @@ def test_elementwise_kernels_compile(tmp_path, ctype):
 @pytest.mark.parametrize("name", sorted(LOSS_SOURCES))
 def test_loss_kernels_compile(tmp_path, name, ctype):
     compile_cuda(tmp_path, f"{name}_{ctype}", LOSS_SOURCES[name].format(T=ctype))
+
+
+@pytest.mark.parametrize("ctype", ["float", "double"])
+def test_adam_kernel_compiles(tmp_path, ctype):
+    compile_cuda(tmp_path, f"adam_{ctype}", ADAM_SOURCE.format(T=ctype))
 
 
 def test_every_activation_has_a_forward_and_backward_kernel():
