@@ -23,6 +23,7 @@ PROG = "python -m bench.ops"
 #: The std workload's first layer, at its batch size: the shapes of one step's largest ops.
 BATCH, FEATURES, HIDDEN, CLASSES = 128, 784, 512, 10
 PARAMETERS = 784 * 512 + 512 + 512 * 256 + 256 + 256 * 10 + 10
+BIG_PARAMETERS = 784 * 2048 + 2048 + 2048 * 2048 + 2048 + 2048 * 10 + 10
 
 
 def per_call_microseconds(call: Callable[[], Any], sync: Callable[[], None], calls: int) -> float:
@@ -85,8 +86,25 @@ def our_ops(be: Any) -> tuple[dict[str, Callable[[], Any]], Callable[[], None]]:
     }
     if hasattr(be, "gemm"):  # CUDA: CuPy's own route, against cuBLAS called directly above
         ops["cupy.matmul x·W (CuPy's cuBLAS binding)"] = lambda: be.xp.matmul(x, w, out=y)
+        ops.update(big_adam(be, put))
         ops.update(launch_costs(be))
     return ops, be.synchronize
+
+
+def big_adam(be: Any, put: Callable[[tuple[int, ...]], Any]) -> dict[str, Callable[[], Any]]:
+    """Adam over big's parameters, where memory, not the launch, sets its time: CuPy's
+    elementwise kernel (the count from the host) against the one-launch kernel's grid."""
+    size = BIG_PARAMETERS
+    params, grads, m, v = put((size,)), put((size,)), be.zeros((size,)), be.zeros((size,))
+    count = be.asarray(np.array([1], np.int64))
+    return {
+        f"Adam over {size:,} parameters": lambda: be.adam_update(
+            params, grads, m, v, count=1, lr=1e-9
+        ),
+        f"Adam over {size:,}, its count on the device": lambda: be.adam_update(
+            params, grads, m, v, count=count, lr=1e-9
+        ),
+    }
 
 
 def launch_costs(be: Any) -> dict[str, Callable[[], Any]]:

@@ -185,7 +185,11 @@ def test_op_timings_run_end_to_end(device, capsys):
         assert "µs  cupy.matmul x·W" in out and "µs  launch: RawKernel" in out
         assert "µs  forward 128×784·784×512: linear (one product)" in out
         assert "cuBLASLt plans with an algorithm: " in out and " RELU_BIAS " in out
+        assert "µs  Adam over 5,824,522, its count on the device" in out
+    assert "µs  gather a batch and its labels" in out
     assert sum(m * n + n for m, n in ((784, 512), (512, 256), (256, 10))) == ops.PARAMETERS
+    big = ((784, 2048), (2048, 2048), (2048, 10))
+    assert sum(m * n + n for m, n in big) == ops.BIG_PARAMETERS
     with pytest.raises(SystemExit):
         ops.main(["--calls", "0"])
 
