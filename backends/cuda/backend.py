@@ -77,8 +77,10 @@ class CupyBackend(XpBackend):
         self._linalg = _linalg_settings(cupy)
         with self._device:
             self._zero_index = cupy.zeros(1, np.int64)  # gather_rows' start when none is given
-        multiprocessors = self._device.attributes["MultiProcessorCount"]
-        self._adam_blocks = kernels.ADAM_BLOCKS_PER_SM * multiprocessors  # the Adam grid
+        # The Adam kernel's grid: as many of its blocks as the multiprocessors hold at once
+        attributes = self._device.attributes
+        per_multiprocessor = attributes["MaxThreadsPerMultiProcessor"] // kernels.ADAM_THREADS
+        self._adam_blocks = max(1, per_multiprocessor) * attributes["MultiProcessorCount"]
         self._capture_stream: Any = None
         #: Why the last ``capture`` gave no recording (None after one that did).
         self.capture_failure: str | None = None

@@ -137,9 +137,9 @@ THREADS = 128  # threads per block of the loss kernels: a multiple of the warp s
 
 # Adam with the update count on the device, over contiguous buffers, in one launch: each
 # block's first thread works out the bias corrections (``adam_corrections``' arithmetic) into
-# shared memory, and the block strides over the elements with ``adam_counted``'s update. The
-# grid is a few blocks per multiprocessor, so the corrections cost a few hundred threads a
-# step where per element they would cost millions.
+# shared memory, and the block strides over the elements with ``adam``'s update. The grid
+# is as many blocks as the multiprocessors hold at once (``CupyBackend``), so the corrections
+# cost about a thousand threads a step where per element they would cost millions.
 ADAM_KERNEL = r"""
 extern "C" __global__ void mlp_adam_contiguous_{T}(
     const {T}* grads, {T}* params, {T}* firsts, {T}* seconds, const long long* count,
@@ -168,7 +168,6 @@ extern "C" __global__ void mlp_adam_contiguous_{T}(
 }}
 """
 ADAM_THREADS = 256  # threads per block of the Adam kernel
-ADAM_BLOCKS_PER_SM = 8  # with 256 threads each, as many threads as a multiprocessor holds
 
 
 def _elementwise_specs() -> dict[str, tuple[str, str, str]]:
