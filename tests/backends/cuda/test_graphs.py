@@ -8,6 +8,8 @@ which silently fell back to op by op cannot pass."""
 
 from __future__ import annotations
 
+import collections
+
 import numpy as np
 import pytest
 
@@ -73,6 +75,35 @@ def test_recorded_steps_train_as_op_by_op(monkeypatch, optimizer):
     recorded = train(monkeypatch, True, optimizer=optimizer)
     assert recorded[0].backend.capture_failure is None  # a recording was made and used
     assert_same_training(recorded, train(monkeypatch, False, optimizer=optimizer))
+
+
+def test_a_step_gathers_and_updates_in_one_kernel_each(monkeypatch):
+    """A fit's batch gather and its Adam update (the count on the device) each launch one
+    kernel; the two-kernel forms (the corrections, then the update) serve only strided
+    buffers. Kernels are counted as the host launches them: op by op, and once while the
+    step is recorded."""
+    import cupy
+
+    from backends.cuda import kernels
+
+    built = kernels.build(cupy)  # the dict every CupyBackend launches from
+    launched: collections.Counter = collections.Counter()
+
+    def counted(name: str):
+        kernel = built[name]
+
+        def launch(*args, **kwargs):
+            launched[name] += 1
+            return kernel(*args, **kwargs)
+
+        return launch
+
+    for name in ("gather_batch", "adam_contiguous_float", "adam_corrections", "adam_counted"):
+        monkeypatch.setitem(built, name, counted(name))
+    model, _, _ = train(monkeypatch, True)
+    assert model.backend.capture_failure is None
+    assert launched["gather_batch"] >= 2 and launched["adam_contiguous_float"] >= 2
+    assert launched["adam_corrections"] == launched["adam_counted"] == 0
 
 
 @pytest.mark.parametrize("precision", ["tf32", "bf16"])
