@@ -32,6 +32,9 @@ def import_cupy() -> Any:
     return cupy
 
 
+#: The dtypes the raw kernels (loss, Adam) are built for, as their C types (``kernels.build``).
+_RAW_KERNEL_TYPES = {"float32": "float", "float64": "double"}
+
 #: cuBLAS's compute type for a float32 product at each precision cuBLASLt's epilogues take.
 _LT_COMPUTE = {
     "float32": cublas.CUBLAS_COMPUTE_32F,
@@ -362,7 +365,7 @@ class CupyBackend(XpBackend):
         """Run the loss kernel ``kernel`` (a value of ``LOSSES``) where its operands are what
         it reads through bare pointers (unit strides; float or double outputs; int32 labels or
         targets like the outputs; float64 totals); ``False`` where not, for the general body."""
-        ctype = {"float32": "float", "float64": "double"}.get(outputs.dtype.name)
+        ctype = _RAW_KERNEL_TYPES.get(outputs.dtype.name)
         target_type = np.int32 if kernel != "squared_error" else outputs.dtype
         operands = [outputs, targets, grad, totals] + ([] if weights is None else [weights])
         if (
@@ -434,7 +437,7 @@ class CupyBackend(XpBackend):
             self._kernels["adam"](grad, t(step_size), t(inv_sqrt_bc2), *constants, param, m, v)
             return
         d = np.float64
-        ctype = {"float32": "float", "float64": "double"}.get(param.dtype.name)
+        ctype = _RAW_KERNEL_TYPES.get(param.dtype.name)
         buffers = (grad, param, m, v)
         if ctype and all(a.dtype == param.dtype and a.flags.c_contiguous for a in buffers):
             # one launch: bare pointers, so contiguous buffers of one type (the optimizer's)
