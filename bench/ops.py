@@ -54,10 +54,7 @@ def our_ops(be: Any) -> tuple[dict[str, Callable[[], Any]], Callable[[], None]]:
     images = be.asarray(rng.integers(0, 256, (60_000, FEATURES)).astype(np.uint8))
     rows = be.asarray(rng.permutation(60_000)[:BATCH].astype(np.int64))
     every_label = be.asarray(rng.integers(0, CLASSES, (60_000, 1)).astype(np.int32))
-    count = be.asarray(np.array([1], np.int64))
     batch, batch_labels = be.empty((BATCH, FEATURES)), be.empty((BATCH, 1), np.int32)
-    params, grads = put((PARAMETERS,)), put((PARAMETERS,))
-    m, v = be.zeros((PARAMETERS,)), be.zeros((PARAMETERS,))
     colsum = be.empty((HIDDEN,))
     ops: dict[str, Callable[[], Any]] = {
         "matmul x·W (128×784·784×512)": lambda: be.matmul(x, w, out=y),
@@ -77,24 +74,20 @@ def our_ops(be: Any) -> tuple[dict[str, Callable[[], Any]], Callable[[], None]]:
         "gather a batch and its labels (CUDA: one launch)": lambda: be.gather_batch(
             images, every_label, rows, batch, batch_labels, 1 / 255
         ),
-        f"Adam over {PARAMETERS:,} parameters": lambda: be.adam_update(
-            params, grads, m, v, count=1, lr=1e-9
-        ),
-        "Adam, its count on the device (CUDA: one launch)": lambda: be.adam_update(
-            params, grads, m, v, count=count, lr=1e-9
-        ),
+        **adam_ops(be, put, PARAMETERS),
     }
     if hasattr(be, "gemm"):  # CUDA: CuPy's own route, against cuBLAS called directly above
         ops["cupy.matmul x·W (CuPy's cuBLAS binding)"] = lambda: be.xp.matmul(x, w, out=y)
-        ops.update(big_adam(be, put))
+        ops.update(adam_ops(be, put, BIG_PARAMETERS))  # memory, not the launch, sets its time
         ops.update(launch_costs(be))
     return ops, be.synchronize
 
 
-def big_adam(be: Any, put: Callable[[tuple[int, ...]], Any]) -> dict[str, Callable[[], Any]]:
-    """Adam over big's parameters, where memory, not the launch, sets its time: CuPy's
-    elementwise kernel (the count from the host) against the one-launch kernel's grid."""
-    size = BIG_PARAMETERS
+def adam_ops(
+    be: Any, put: Callable[[tuple[int, ...]], Any], size: int
+) -> dict[str, Callable[[], Any]]:
+    """Adam over ``size`` parameters both ways: the count from the host (CUDA: CuPy's
+    elementwise kernel) and the count on the device (CUDA: the one-launch kernel)."""
     params, grads, m, v = put((size,)), put((size,)), be.zeros((size,)), be.zeros((size,))
     count = be.asarray(np.array([1], np.int64))
     return {
