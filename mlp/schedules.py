@@ -14,6 +14,7 @@ from typing import Any
 
 from . import checks
 from .errors import InvalidArgument
+from .stopping import lower_is_better, watched
 
 
 class Schedule:
@@ -30,6 +31,9 @@ class Schedule:
 
     def rate(self, epoch: int, lr: float, history: list[dict[str, Any]]) -> float:
         raise NotImplementedError
+
+    def observe(self, record: dict[str, Any]) -> None:
+        """After each epoch, its record (``fit``'s last epoch's too, for the next ``fit``)."""
 
 
 class StepDecay(Schedule):
@@ -65,7 +69,9 @@ class CosineDecay(Schedule):
 
 class ReduceOnPlateau(Schedule):
     """The rate times ``factor`` when ``monitor`` (``val_loss`` where there is validation
-    data, else ``loss``) has not fallen by ``min_delta`` for ``patience`` epochs."""
+    data, else ``loss``; an accuracy watched to rise) has not improved by ``min_delta`` for
+    ``patience`` epochs. It counts epochs across ``fit`` calls: one-epoch fits (scikit-learn's
+    ``partial_fit``) lower the rate too."""
 
     def __init__(
         self,
@@ -83,19 +89,21 @@ class ReduceOnPlateau(Schedule):
         self.monitor = monitor
         self.best = math.inf
         self.waited = 0
+        self.lower = False  # the next epoch's rate is lowered
 
-    def rate(self, epoch: int, lr: float, history: list[dict[str, Any]]) -> float:
-        if not history:
-            return lr
-        record = history[-1]
-        value = record[self.monitor or ("val_loss" if "val_loss" in record else "loss")]
+    def observe(self, record: dict[str, Any]) -> None:
+        value = lower_is_better(record, watched(self.monitor, record))
         if value < self.best - self.min_delta:
             self.best, self.waited = value, 0
-            return lr
+            return
         self.waited += 1
-        if self.waited < self.patience:
+        if self.waited >= self.patience:
+            self.waited, self.lower = 0, True
+
+    def rate(self, epoch: int, lr: float, history: list[dict[str, Any]]) -> float:
+        if not self.lower:
             return lr
-        self.waited = 0
+        self.lower = False
         return max(lr * self.factor, self.minimum)
 
 

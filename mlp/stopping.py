@@ -11,6 +11,22 @@ if TYPE_CHECKING:
     from .model import MLP
 
 
+def watched(monitor: str | None, record: dict[str, Any]) -> str:
+    """The record's key a rule watches: ``monitor``, else ``val_loss`` where there is
+    validation data, else ``loss``."""
+    return monitor or ("val_loss" if "val_loss" in record else "loss")
+
+
+def lower_is_better(record: dict[str, Any], key: str) -> float:
+    """``record[key]`` signed so that smaller is better: an accuracy is watched to rise, a
+    loss to fall."""
+    if key not in record:
+        raise checks.InvalidArgument(
+            f"{key!r} is watched, but fit records only {', '.join(sorted(record))}"
+        )
+    return -record[key] if "accuracy" in key else record[key]
+
+
 class EarlyStopping:
     """Stop when ``monitor`` has not improved by ``min_delta`` for ``patience`` epochs.
 
@@ -34,28 +50,29 @@ class EarlyStopping:
         self.best = math.inf
         self.best_epoch = 0
         self.waited = 0
+        self.stopped_epoch = 0
         self._best_params: Any = None
 
     def start(self) -> None:
         """A new ``fit``: nothing seen yet."""
         self.best, self.best_epoch, self.waited, self._best_params = math.inf, 0, 0, None
+        self.stopped_epoch = 0
 
     def watched(self, record: dict[str, Any]) -> str:
-        return self.monitor or ("val_loss" if "val_loss" in record else "loss")
+        return watched(self.monitor, record)
 
     def stop(self, record: dict[str, Any], model: MLP) -> bool:
-        """After each epoch: whether to stop now."""
-        key = self.watched(record)
-        if key not in record:
-            raise checks.InvalidArgument(f"early stopping watches {key!r}, not in fit's records")
-        value = -record[key] if "accuracy" in key else record[key]  # smaller is better
+        """After each epoch: whether to stop now (``stopped_epoch`` says when it did)."""
+        value = lower_is_better(record, self.watched(record))
         if value < self.best - self.min_delta:
             self.best, self.best_epoch, self.waited = value, record["epoch"], 0
             if self.restore_best_weights:
                 self._keep(model)
             return False
         self.waited += 1
-        return self.waited >= self.patience
+        if self.waited >= self.patience:
+            self.stopped_epoch = record["epoch"]
+        return self.stopped_epoch > 0
 
     def restore(self, model: MLP) -> None:
         """The best epoch's weights back into ``model`` (when kept)."""

@@ -161,6 +161,8 @@ def fit(
                         record.update({f"val_{key}": value for key, value in measured.items()})
                     model.epochs_trained = epoch + 1
                     history.append(record)
+                    if schedule is not None:
+                        schedule.observe(record)
                     if shown is not None:
                         shown.end(record)
                     if callback is not None:

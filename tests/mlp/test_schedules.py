@@ -19,6 +19,8 @@ def rates(schedule, epochs, lr=0.1, history=None):
     for epoch in range(epochs):
         lr = schedule.rate(epoch, lr, history[:epoch] if history else [])
         out.append(lr)
+        if history and epoch < len(history):
+            schedule.observe(history[epoch])
     return out
 
 
@@ -38,6 +40,23 @@ def test_reduce_on_plateau_waits_its_patience():
     got = rates(ReduceOnPlateau(factor=0.5, patience=2), 7, history=history)
     # epochs 3 and 4 see no improvement after 0.5: the rate halves at epoch 5
     assert got == pytest.approx([0.1, 0.1, 0.1, 0.1, 0.05, 0.05, 0.025])
+
+
+def test_reduce_on_plateau_watches_an_accuracy_rise():
+    history = [{"accuracy": v} for v in (0.5, 0.6, 0.7, 0.8)]
+    assert rates(ReduceOnPlateau(patience=1, monitor="accuracy"), 4, history=history) == (
+        pytest.approx([0.1] * 4)
+    )
+
+
+def test_reduce_on_plateau_counts_across_one_epoch_fits():
+    """Each fit's last epoch counts: one-epoch fits (partial_fit's) lower the rate too."""
+    X, y = blobs(100)
+    model, schedule = MLP([10, 8, 4]), ReduceOnPlateau(factor=0.5, patience=2, min_delta=10.0)
+    model.fit(X, y, epochs=1, optimizer=Adam(lr=0.01), lr_schedule=schedule)
+    rates = [model.fit(X, y, epochs=1, lr_schedule=schedule)[0]["lr"] for _ in range(5)]
+    # after the first, no epoch improves by 10: the rate halves after every second one
+    assert rates == pytest.approx([0.01, 0.01, 0.005, 0.005, 0.0025])
 
 
 def test_fit_sets_the_rate_each_epoch_and_records_it():

@@ -46,7 +46,7 @@ def test_monitors_the_training_loss_without_validation_and_may_keep_the_last_wei
 def test_true_means_the_defaults_and_a_wrong_monitor_is_named():
     X, y = blobs(50)
     assert len(MLP([10, 4]).fit(X, y, epochs=3, early_stopping=True)) == 3
-    with pytest.raises(ValueError, match="early stopping watches 'val_accuracy'"):
+    with pytest.raises(ValueError, match="'val_accuracy' is watched, but fit records only"):
         MLP([10, 4]).fit(X, y, epochs=3, early_stopping=EarlyStopping(monitor="val_accuracy"))
     with pytest.raises(TypeError, match="early_stopping must be True or an EarlyStopping"):
         MLP([10, 4]).fit(X, y, epochs=3, early_stopping="yes")
