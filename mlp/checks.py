@@ -226,6 +226,12 @@ def class_names(names: Any, classes: int) -> list[str] | None:
 
 
 # ---------------------------------------------------------------------------------- fit
+def boolean(name: str, value: Any) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
 def fit_options(validation_data: Any, shuffle: Any, callback: Any, on_batch: Any) -> None:
     """``fit``'s other arguments, before any work: a wrong one fails now, not an epoch in."""
     if validation_data is not None and not (
@@ -234,8 +240,7 @@ def fit_options(validation_data: Any, shuffle: Any, callback: Any, on_batch: Any
         raise InvalidArgument(
             "validation_data must be a pair (X_val, y_val) or (X_val, y_val, sample_weight)"
         )
-    if not isinstance(shuffle, (bool, np.bool_)):
-        raise TypeError(f"shuffle must be True or False, got {shuffle!r}")
+    boolean("shuffle", shuffle)
     for name, hook in (("callback", callback), ("on_batch", on_batch)):
         if hook is not None and not callable(hook):
             raise TypeError(f"{name} must be a function, got {hook!r}")

@@ -5,10 +5,13 @@ They take scikit-learn's parameters where they mean the same, plus ``device`` an
 and fit with this library's own backpropagation: ``solver="adam"`` or ``"sgd"`` (with
 ``momentum`` and ``nesterovs_momentum``), ``batch_size="auto"`` (``min(200, n)``), and the
 same stopping rule: after ``n_iter_no_change`` epochs without the training loss falling by
-``tol`` (with ``early_stopping``, the validation score, the best weights kept). ``alpha``,
-the L2 penalty, is applied as scikit-learn's gradient applies it, ``alpha / batch_size`` of
-each parameter per step (on biases too). ``lbfgs`` is not offered: it is a full-batch
-method, and the point of this library is the mini-batch step.
+``tol`` (with ``early_stopping``, the validation score, the best weights kept); with
+``learning_rate="adaptive"`` the rate falls by 5 there instead, and the fit ends where it
+would fall from 1e-6. ``warm_start`` keeps the weights and starts the optimizer afresh,
+``partial_fit`` goes on with it. ``alpha``, the L2 penalty, is applied as scikit-learn's
+gradient applies it, ``alpha / batch_size`` of each parameter per step (on biases too).
+``lbfgs`` is not offered: it is a full-batch method, and the point of this library is the
+mini-batch step.
 
 Needs scikit-learn (``pip install 'mlp-backprop[sklearn]'``); ``import mlp`` alone never imports it.
 """
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import inspect
 import warnings
+from collections.abc import Iterable
 from numbers import Integral
 from typing import Any
 
@@ -41,6 +45,26 @@ from .stopping import EarlyStopping
 ACTIVATIONS = {"identity": "identity", "logistic": "sigmoid", "tanh": "tanh", "relu": "relu"}
 SOLVERS = ("adam", "sgd")
 LEARNING_RATES = ("constant", "invscaling", "adaptive")
+
+
+#: ``learning_rate="adaptive"``: where the rate would fall from this or lower, the fit ends.
+LOWEST_ADAPTIVE_RATE = 1e-6
+
+
+class _RateSpent(EarlyStopping):
+    """``learning_rate="adaptive"``'s stopping rule, as scikit-learn's: each time the
+    watched value has gone ``patience`` epochs without improving, the schedule (which
+    counts the same epochs) lowers the rate and the count starts again; once the rate is
+    down to ``LOWEST_ADAPTIVE_RATE``, the fit ends there instead."""
+
+    def __init__(self, optimizer: SGD, **settings: Any) -> None:
+        super().__init__(**settings)
+        self.optimizer = optimizer
+
+    def stop(self, record: dict[str, Any], model: MLP) -> bool:
+        if super().stop(record, model) and self.optimizer.lr > LOWEST_ADAPTIVE_RATE:
+            self.waited, self.stopped_epoch = 0, 0  # the schedule lowers the rate instead
+        return self.stopped_epoch > 0
 
 
 class _MLPEstimator(BaseEstimator):
@@ -102,8 +126,9 @@ class _MLPEstimator(BaseEstimator):
         self.dtype = dtype
 
     # ------------------------------------------------------------------ what subclasses say
-    def _encode(self, y: np.ndarray, first: bool) -> tuple[np.ndarray, int]:
-        """Targets as the model trains on them, and its number of outputs."""
+    def _encode(self, y: np.ndarray, first: bool) -> tuple[np.ndarray, int, dict[str, Any]]:
+        """Targets as the model trains on them, its number of outputs, and the attributes
+        learned from ``y`` (set once the call's checks have passed)."""
         raise NotImplementedError
 
     def _monitor(self) -> str:
@@ -127,36 +152,33 @@ class _MLPEstimator(BaseEstimator):
         communicator: Any = None,
     ) -> _MLPEstimator:
         self._check_parameters()
+        if incremental and self.early_stopping:
+            raise ValueError("partial_fit does not support early_stopping=True")  # as scikit-learn
         fitted = hasattr(self, "model_")
         first = not fitted or not (self.warm_start or incremental)
         X, y = validate_data(self, X, y, reset=first, **self._data_rules())
-        targets, outputs = self._encode(y, first)
+        targets, outputs, learned = self._encode(y, first)
         weights = self._weights(X, y, sample_weight)
-        if first:
-            self._start(X.shape[1], outputs)
+        # a new model's seed, drawn from random_state (the hold-out's too)
+        seed = int(check_random_state(self.random_state).randint(0, 2**31 - 1)) if first else None
+        validation = None
+        if self.early_stopping:
+            split = self._seed if seed is None else seed
+            X, targets, weights, validation = self._hold_out(X, y, targets, weights, split)
         rows = X.shape[0]
         batch = min(200, rows) if self.batch_size == "auto" else min(self.batch_size, rows)
-        validation = None
-        stopping = None
-        if not incremental:
-            if self.early_stopping:
-                X, targets, weights, validation = self._hold_out(X, y, targets, weights)
-                monitor = self._monitor()
-            else:
-                monitor = "loss"
-            stopping = EarlyStopping(
-                patience=self.n_iter_no_change,
-                min_delta=self.tol,
-                monitor=monitor,
-                restore_best_weights=self.early_stopping,
-            )
-            adaptive = self.learning_rate == "adaptive" and self.solver == "sgd"
-            if adaptive and not self.early_stopping:
-                stopping = None  # the rate falls instead (``_schedule``)
         # the penalty's weight in a batch: rows, or with sample weights their mean sum (as
         # the rows they stand for would have it)
-        rows_weight = batch * (1.0 if weights is None else float(np.mean(weights)))
-        optimizer = self.model_.optimizer or self._optimizer(rows_weight)
+        decay = self.alpha / (batch * (1.0 if weights is None else float(np.mean(weights))))
+        going_on = incremental and fitted and self.model_.optimizer is not None
+        optimizer = self.model_.optimizer if going_on else self._optimizer(decay)
+        if first:
+            self._start(X.shape[1], outputs, seed)
+        vars(self).update(learned)  # only now: a call refused above changed none of them
+        optimizer.weight_decay = decay  # partial_fit goes on with its moments, this batch's
+        if not incremental or getattr(self, "_schedule", None) is None:
+            self._schedule = self._learning_rate(rows)
+        stopping = None if incremental else self._stopping(optimizer)
         history = self.model_.fit(
             X,
             targets,
@@ -166,16 +188,17 @@ class _MLPEstimator(BaseEstimator):
             validation_data=validation,
             shuffle=bool(self.shuffle),
             sample_weight=weights,
-            lr_schedule=self._schedule(rows),
+            lr_schedule=self._schedule,
             early_stopping=stopping,
             verbose=bool(self.verbose),
             communicator=communicator,
         )
         if first:
             self.loss_curve_ = []
+        if first or self.validation_scores_ is None:
             self.validation_scores_ = [] if self.early_stopping else None
         self.loss_curve_ += [record["loss"] for record in history]
-        if self.early_stopping and not incremental:
+        if self.early_stopping:
             key = self._monitor()
             sign = -1 if key == "val_loss" else 1
             self.validation_scores_ += [sign * record[key] for record in history]
@@ -183,15 +206,14 @@ class _MLPEstimator(BaseEstimator):
         self.loss_ = self.loss_curve_[-1]
         self.best_loss_ = min(self.loss_curve_)
         self.n_iter_ = (0 if first else self.n_iter_) + len(history)
-        if not incremental and len(history) == self.max_iter and self.max_iter > 0:
-            stopped = stopping is not None and stopping.waited >= stopping.patience
-            if not stopped:
-                warnings.warn(
-                    f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached and "
-                    "the optimization hasn't converged yet.",
-                    ConvergenceWarning,
-                    stacklevel=3,
-                )
+        stopped = stopping is not None and stopping.stopped_epoch > 0
+        if not incremental and not stopped and len(history) == self.max_iter:
+            warnings.warn(
+                f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached and "
+                "the optimization hasn't converged yet.",
+                ConvergenceWarning,
+                stacklevel=3,
+            )
         return self
 
     def _data_rules(self) -> dict[str, Any]:
@@ -202,10 +224,9 @@ class _MLPEstimator(BaseEstimator):
             return None
         return _check_sample_weight(sample_weight, X, dtype=np.float64)
 
-    def _start(self, features: int, outputs: int) -> None:
-        """A new model: the sizes, the seed drawn from ``random_state``."""
+    def _start(self, features: int, outputs: int, seed: int) -> None:
+        """A new model: its sizes and seed."""
         hidden = self._hidden()
-        seed = int(check_random_state(self.random_state).randint(0, 2**31 - 1))
         self._seed = seed
         self.model_ = MLP(
             [features, *hidden, outputs],
@@ -215,13 +236,13 @@ class _MLPEstimator(BaseEstimator):
             seed=seed,
             loss=self._loss,
         )
-        self._plateau = None  # learning_rate="adaptive": made afresh with the model
+        self._schedule = None  # partial_fit's, kept from call to call
         self.n_layers_ = len(hidden) + 2
         self.n_outputs_ = outputs
         self.out_activation_ = self._out_activation(outputs)
 
-    def _optimizer(self, batch: float) -> Adam | SGD:
-        decay = self.alpha / batch  # scikit-learn's penalty gradient, alpha * W / batch size
+    def _optimizer(self, decay: float) -> Adam | SGD:
+        """``decay``: scikit-learn's penalty gradient, ``alpha * W / batch size``."""
         if self.solver == "adam":
             return Adam(
                 lr=self.learning_rate_init,
@@ -236,18 +257,40 @@ class _MLPEstimator(BaseEstimator):
             weight_decay=decay,
         )
 
-    def _schedule(self, rows: int) -> Any:
-        """scikit-learn's ``learning_rate`` (for ``sgd`` only, as there)."""
+    def _adaptive(self) -> bool:
+        return self.solver == "sgd" and self.learning_rate == "adaptive"
+
+    def _watched(self) -> str:
+        """What the stopping rule (and the adaptive rate) watch."""
+        return self._monitor() if self.early_stopping else "loss"
+
+    def _learning_rate(self, rows: int) -> Any:
+        """scikit-learn's ``learning_rate`` (for ``sgd`` only, as there), as a schedule."""
         if self.solver != "sgd" or self.learning_rate == "constant":
             return None
         if self.learning_rate == "invscaling":
             init, power = self.learning_rate_init, self.power_t
             return lambda epoch, lr: init / (epoch * rows + 1) ** power
-        if self._plateau is None:  # "adaptive": the rate over 5 after two epochs without gain
-            self._plateau = ReduceOnPlateau(factor=0.2, patience=2, min_delta=self.tol)
-        return self._plateau
+        return ReduceOnPlateau(
+            factor=0.2, patience=self.n_iter_no_change, min_delta=self.tol, monitor=self._watched()
+        )
 
-    def _hold_out(self, X: np.ndarray, y: np.ndarray, targets: Any, weights: Any) -> tuple:
+    def _stopping(self, optimizer: SGD | Adam) -> EarlyStopping:
+        """scikit-learn's stopping rule; with the adaptive rate, its rule for that: where the
+        rate would fall, the fit ends instead once the rate is down to 1e-6."""
+        settings = {
+            "patience": self.n_iter_no_change,
+            "min_delta": self.tol,
+            "monitor": self._watched(),
+            "restore_best_weights": self.early_stopping,
+        }
+        if self._adaptive():
+            return _RateSpent(optimizer, **settings)
+        return EarlyStopping(**settings)
+
+    def _hold_out(
+        self, X: np.ndarray, y: np.ndarray, targets: Any, weights: Any, seed: int
+    ) -> tuple:
         """``early_stopping``: ``validation_fraction`` of the rows, drawn with
         ``random_state`` (stratified for a classifier), watched instead of the loss."""
         stratify = y if isinstance(self, ClassifierMixin) else None
@@ -255,7 +298,7 @@ class _MLPEstimator(BaseEstimator):
         split = train_test_split(
             *parts,
             test_size=self.validation_fraction,
-            random_state=self._seed,
+            random_state=seed,
             stratify=stratify,
         )
         train, held = split[0::2], split[1::2]
@@ -283,6 +326,8 @@ class _MLPEstimator(BaseEstimator):
         checks.non_negative_number("alpha", self.alpha)
         checks.non_negative_number("tol", self.tol)
         checks.positive_number("learning_rate_init", self.learning_rate_init)
+        checks.non_negative_number("power_t", self.power_t)
+        checks.boolean("shuffle", self.shuffle)
         if not checks.fraction("validation_fraction", self.validation_fraction) > 0:
             raise InvalidArgument("validation_fraction must be in (0, 1), got 0")
         for size in self._hidden():
@@ -293,12 +338,9 @@ class _MLPEstimator(BaseEstimator):
         hidden = self.hidden_layer_sizes
         if isinstance(hidden, Integral):
             return [hidden]
-        try:
+        if isinstance(hidden, Iterable) and not isinstance(hidden, str):
             return list(hidden)
-        except TypeError:
-            raise InvalidArgument(
-                f"hidden_layer_sizes must be whole numbers, got {hidden!r}"
-            ) from None
+        raise InvalidArgument(f"hidden_layer_sizes must be whole numbers, got {hidden!r}")
 
     def _out_activation(self, outputs: int) -> str:
         raise NotImplementedError
@@ -348,22 +390,25 @@ class MLPClassifier(ClassifierMixin, _MLPEstimator):
     def _data_rules(self) -> dict[str, Any]:
         return {**super()._data_rules(), "multi_output": False}  # one label per row
 
-    def _encode(self, y: np.ndarray, first: bool) -> tuple[np.ndarray, int]:
+    def _encode(self, y: np.ndarray, first: bool) -> tuple[np.ndarray, int, dict[str, Any]]:
         check_classification_targets(y)
         if y.shape[0] < 2:
             raise ValueError(f"MLPClassifier needs 2 samples or more, got n_samples = {y.shape[0]}")
-        if first and not self._classes_given:
-            self.classes_ = LabelEncoder().fit(y).classes_
-        unknown = np.setdiff1d(y, self.classes_)
+        if not first:
+            classes = self.classes_
+        elif self._classes is not None:  # partial_fit's first call names them
+            classes = self._classes
+        else:
+            classes = LabelEncoder().fit(y).classes_
+        unknown = np.setdiff1d(y, classes)
         if unknown.size:
-            raise ValueError(f"y holds labels not in classes_ {self.classes_!r}: {unknown[:5]!r}")
-        if len(self.classes_) < 2:
+            raise ValueError(f"y holds labels not in classes_ {classes!r}: {unknown[:5]!r}")
+        if len(classes) < 2:
             raise ValueError(
-                f"MLPClassifier needs samples of at least 2 classes, got only class "
-                f"{self.classes_[0]!r}"
+                f"MLPClassifier needs samples of at least 2 classes, got only class {classes[0]!r}"
             )
-        outputs = 1 if len(self.classes_) == 2 else len(self.classes_)
-        return np.searchsorted(self.classes_, y).astype(np.int32), outputs
+        outputs = 1 if len(classes) == 2 else len(classes)
+        return np.searchsorted(classes, y).astype(np.int32), outputs, {"classes_": classes}
 
     def _weights(self, X: np.ndarray, y: np.ndarray, sample_weight: Any) -> np.ndarray | None:
         weights = super()._weights(X, y, sample_weight)
@@ -386,8 +431,7 @@ class MLPClassifier(ClassifierMixin, _MLPEstimator):
         if not hasattr(self, "model_"):
             if classes is None:
                 raise ValueError("the first call to partial_fit needs classes=[every label]")
-            self.classes_ = LabelEncoder().fit(np.asarray(classes)).classes_
-            self._classes_given = True
+            self._classes = LabelEncoder().fit(np.asarray(classes)).classes_
         return self._fit(X, y, sample_weight, incremental=True)
 
     def fit(
@@ -395,7 +439,7 @@ class MLPClassifier(ClassifierMixin, _MLPEstimator):
     ) -> MLPClassifier:
         """Train for up to ``max_iter`` epochs; ``classes_`` are the labels of ``y``; with a
         ``communicator``, on every process of its world at once."""
-        self._classes_given = bool(self.warm_start and hasattr(self, "model_"))
+        self._classes = None  # y's labels (or, warm, those the model has)
         return self._fit(X, y, sample_weight, incremental=False, communicator=communicator)
 
     def predict_proba(self, X: Any) -> np.ndarray:
@@ -425,12 +469,12 @@ class MLPRegressor(RegressorMixin, _MLPEstimator):
 
     _loss = "squared_error"
 
-    def _encode(self, y: np.ndarray, first: bool) -> tuple[np.ndarray, int]:
+    def _encode(self, y: np.ndarray, first: bool) -> tuple[np.ndarray, int, dict[str, Any]]:
         y = np.asarray(y, dtype=np.float64)
         outputs = 1 if y.ndim == 1 else y.shape[1]
         if not first and outputs != self.n_outputs_:
             raise ValueError(f"y has {outputs} targets per row, the model {self.n_outputs_}")
-        return y.reshape(-1, outputs), outputs
+        return y.reshape(-1, outputs), outputs, {}
 
     def _data_rules(self) -> dict[str, Any]:
         return {**super()._data_rules(), "y_numeric": True}

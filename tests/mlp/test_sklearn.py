@@ -147,12 +147,16 @@ def test_early_stopping_keeps_the_best_validation_score(iris):
         ({"hidden_layer_sizes": (0,)}, "hidden_layer_sizes"),
         ({"batch_size": 0}, "batch_size"),
         ({"validation_fraction": 1.0}, "validation_fraction"),
+        ({"power_t": -1.0}, "power_t"),
+        ({"epsilon": 0.0}, "eps must be"),
+        ({"shuffle": "no"}, "shuffle must be True or False"),
+        ({"hidden_layer_sizes": "ab"}, "hidden_layer_sizes must be whole numbers, got 'ab'"),
     ],
 )
 def test_bad_parameters_are_refused_at_fit(iris, parameters, message):
     X, y = iris
     model = MLPClassifier(**parameters)  # as scikit-learn: nothing is checked before fit
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises((ValueError, TypeError), match=message):
         model.fit(X, y)
 
 
@@ -182,7 +186,7 @@ def test_the_estimators_on_a_gpu(iris, estimator):
 
 def test_sgd_learning_rate_schedules(iris):
     """invscaling: init / (samples seen + 1) ** power_t, set before each epoch; adaptive: the
-    rate falls by 5 after two epochs without gain."""
+    rate falls by 5 after n_iter_no_change epochs without gain."""
     X, y = iris
     X = StandardScaler().fit_transform(X)
     model = MLPClassifier((8,), solver="sgd", learning_rate="invscaling", max_iter=3,
@@ -197,3 +201,61 @@ def test_sgd_learning_rate_schedules(iris):
         warnings.simplefilter("ignore", ConvergenceWarning)
         adaptive.fit(X, y)
     assert adaptive.model_.optimizer.lr < 5.0  # a rate that high stalls: it was cut
+
+
+def quiet_fit(model, *args, **kwargs):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return model.fit(*args, **kwargs)
+
+
+def test_adaptive_rate_falls_across_partial_fits_and_ends_a_fit_at_1e_6(iris):
+    """As scikit-learn's: partial_fit's epochs count towards each fall, and fit ends once
+    the rate would fall from 1e-6 or below, not at max_iter."""
+    X, y = np.random.default_rng(0).standard_normal((150, 4)), iris[1]  # labels as noise
+    settings = {"solver": "sgd", "learning_rate": "adaptive", "learning_rate_init": 0.5,
+                "tol": 0.01, "n_iter_no_change": 2, "random_state": 0}  # fmt: skip
+    model = MLPClassifier((8,), **settings)
+    for _ in range(30):
+        model.partial_fit(X, y, classes=np.unique(y))
+    assert model.model_.optimizer.lr < 0.5 / 5**3
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        fitted = MLPClassifier((8,), max_iter=500, **settings).fit(X, y)
+    assert fitted.n_iter_ < 500 and fitted.model_.optimizer.lr <= 1e-6
+
+
+def test_warm_start_takes_new_optimizer_settings_and_early_stopping(iris):
+    X, y = iris
+    model = quiet_fit(MLPClassifier((8,), max_iter=3, random_state=0, warm_start=True), X, y)
+    model.set_params(solver="sgd", learning_rate_init=0.5, early_stopping=True)
+    quiet_fit(model, X, y)
+    optimizer = model.model_.optimizer
+    assert type(optimizer).__name__ == "SGD" and optimizer.lr == 0.5
+    assert model.n_iter_ == 6 and len(model.validation_scores_) == 3
+
+
+def test_a_refused_refit_leaves_classes_and_model_together(iris):
+    X, y = iris
+    model = quiet_fit(MLPClassifier((8,), max_iter=3, random_state=0), X, y)
+    other = np.where(y == "setosa", "a", "b")
+    with pytest.raises(ValueError):
+        model.fit(X, other, sample_weight=np.ones(3))  # the wrong number of weights
+    assert list(model.classes_) == ["setosa", "versicolor", "virginica"]
+    assert set(model.predict(X)) <= set(y) and model.predict_proba(X[:1]).shape == (1, 3)
+
+
+def test_the_penalty_follows_each_batch_as_trained(iris):
+    """alpha / batch size: the batch of the rows trained on (the hold-out taken out first),
+    and for partial_fit, each call's own."""
+    X, y = iris
+    held = quiet_fit(MLPClassifier((8,), alpha=0.9, max_iter=2, early_stopping=True,
+                                   validation_fraction=0.4, random_state=0), X, y)  # fmt: skip
+    assert held.model_.optimizer.weight_decay == pytest.approx(0.9 / 90)
+    model = MLPClassifier((8,), alpha=0.5, random_state=0)
+    model.partial_fit(X[::15], y[::15], classes=np.unique(y))
+    assert model.model_.optimizer.weight_decay == pytest.approx(0.5 / 10)
+    model.partial_fit(X, y)
+    assert model.model_.optimizer.weight_decay == pytest.approx(0.5 / 150)
+    with pytest.raises(ValueError, match="partial_fit does not support early_stopping"):
+        MLPClassifier(early_stopping=True).partial_fit(X, y, classes=np.unique(y))
