@@ -230,7 +230,8 @@ class Adam(Optimizer):
                 f"betas must be a pair of numbers in [0, 1), got {betas!r}"
             ) from None
         self.betas = (beta1, beta2)
-        self.eps = checks.non_negative_number("eps", eps)
+        # above zero: the kernels flush a subnormal v to zero, and m / (0 + 0) is no step
+        self.eps = checks.positive_number("eps", eps)
         self.weight_decay = checks.non_negative_number("weight_decay", weight_decay)
 
     def _apply(self, params: Any, grads: Any, count: Any) -> None:
