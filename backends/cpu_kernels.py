@@ -106,7 +106,7 @@ def _build(numba: Any) -> Any:
         for r in range(rows):
             for c in range(cols):
                 z = x[r, c] + b[c]
-                x[r, c] = z if z > 0 else 0
+                x[r, c] = 0 if z <= 0 else z  # a NaN stays NaN
 
     @jit
     def relu_backward_(dy, y):

@@ -218,7 +218,7 @@ class XpBackend(Backend):
             row_loss -= picked
             totals[0] += xp.dot(row_loss, weights)
         xp.divide(grad, row_sum, out=grad)  # softmax
-        grad.reshape(-1)[flat_index] -= 1
+        grad[xp.arange(rows), labels] -= 1  # in place in any memory order
         return self._scale_rows(grad, weights, weight_sum)
 
     def _hit_total(self, hits: Any, weights: Any) -> Any:

@@ -14,7 +14,7 @@ from typing import Any
 # Each activation as CUDA code: forward from its input ``x``, backward from its output ``y``.
 _FORWARD = {
     "identity": "x",
-    "relu": "max(x, (T)0)",
+    "relu": "x <= (T)0 ? (T)0 : x",  # a NaN stays NaN (CUDA's max would drop it)
     "sigmoid": "(T)1 / ((T)1 + exp(-x))",
     "tanh": "tanh(x)",
 }

@@ -275,6 +275,23 @@ def test_activation_extreme_inputs(backend, name, dtype):
     np.testing.assert_allclose(y, ref_forward(name, x), rtol=1e-6, atol=1e-30)
 
 
+@pytest.mark.parametrize("name", ACTIVATIONS)
+def test_a_nan_goes_through_every_activation(backend, name):
+    """A NaN stays a NaN, as in NumPy and PyTorch, with the bias fused in or not: a run
+    gone wrong must show, not turn into plausible numbers."""
+    x = np.array([[np.nan, -1.0, 2.0, np.inf]])
+    bias = backend.zeros((4,), np.float32)
+    z = dev(backend, x, np.float32)
+    for y in (
+        backend.activation(name, z),
+        backend.bias_activation(z, bias, name),
+        backend.bias_activation(z, bias, name, out=backend.empty(z.shape, np.float32)),
+        backend.bias_activation(z, bias, name, out=z),  # in place
+    ):
+        got = host(backend, y)[0]
+        assert np.isnan(got[0]) and not np.isnan(got[1:]).any()
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("name", ACTIVATIONS)
 def test_activation_backward_analytic(backend, name, dtype):
@@ -524,6 +541,21 @@ def test_accumulate_loss_against_float64(backend, dtype, name, width, weighted):
         np.testing.assert_allclose(
             backend.to_numpy(totals), expected, rtol=1e-5 if dtype == np.float32 else 1e-11
         )
+
+
+@pytest.mark.parametrize("name,width", LOSS_SHAPES)
+def test_a_loss_writes_its_gradient_whatever_the_memory_order(backend, name, width):
+    """A column-major ``grad`` (here the outputs themselves) gets the whole gradient."""
+    rng = np.random.default_rng(16)
+    z, targets = loss_problem(name, rng, 9, width)
+    row_loss, grad_ref, _ = ref_loss(name, z, targets, None)
+    dz = dev(backend, np.asfortranarray(z), np.float64)
+    assert dz.flags.f_contiguous
+    dt = dev(backend, targets, np.float64 if name == "squared_error" else np.int32)
+    totals = backend.zeros((2,), np.float64)
+    backend.accumulate_loss(name, dz, dt, dz, totals)
+    np.testing.assert_allclose(host(backend, dz), grad_ref, rtol=1e-10, atol=1e-12)
+    assert float(backend.to_numpy(totals)[0]) == pytest.approx(row_loss.sum())
 
 
 @pytest.mark.parametrize("name,width", LOSS_SHAPES)
