@@ -413,8 +413,8 @@ class MLP:
             return self.loss_function.probabilities(be, out)
 
     def predict(self, X: Any) -> np.ndarray:
-        """Predicted labels (or, for regression, values: (n,) for one output, else (n,
-        outputs)) as a NumPy array on the host."""
+        """Predicted labels, (n,), or for regression values, (n, outputs) (a column for one
+        output), as a NumPy array on the host."""
         be, out = self._outputs(X)
         with be.activated():
             if self.output_activation is None:

@@ -91,8 +91,11 @@ def check_plot_available(path: str | os.PathLike | None = None) -> str:
     return suffix
 
 
-def plot_history(history: list[dict[str, Any]], path: str | os.PathLike, title: str = "") -> Path:
-    """Draw loss (train and test) and test accuracy per epoch into an image file.
+def plot_history(
+    history: list[dict[str, Any]], path: str | os.PathLike, title: str = "", watched: str = "test"
+) -> Path:
+    """Draw loss and accuracy per epoch, train and ``watched`` (what the ``val_`` records
+    were measured on: the test set, or the held-out ``val`` images), into an image file.
 
     Uses matplotlib's object API with the Agg canvas: no window, no global pyplot state.
     """
@@ -109,8 +112,8 @@ def plot_history(history: list[dict[str, Any]], path: str | os.PathLike, title: 
     for ax, key, ylabel in panels:
         ax.plot(epochs, [r[key] for r in history], marker="o", label="train")
         if any(f"val_{key}" in r for r in history):
-            test = [r.get(f"val_{key}", math.nan) for r in history]
-            ax.plot(epochs, test, marker="o", label="test")
+            measured = [r.get(f"val_{key}", math.nan) for r in history]
+            ax.plot(epochs, measured, marker="o", label=watched)
         ax.set(xlabel="epoch", ylabel=ylabel, title=key)
         ax.legend()
     for ax in (loss_ax, acc_ax):

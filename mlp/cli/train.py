@@ -317,12 +317,28 @@ def resumed_checkpoint(args: argparse.Namespace) -> Checkpoint | None:
             setattr(args, key, stored.get(key, default))
     if args.lr_schedule == "none":  # said, to turn a resumed run's schedule off
         args.lr_schedule = None
+    if checkpoint is not None:
+        check_classifier(checkpoint, args.dataset)
     if checkpoint is not None and checkpoint.epoch > args.epochs:
         raise UsageError(
             f"{args.resume} already holds {checkpoint.epoch} epochs, more than "
             f"--epochs {args.epochs} (--epochs is the total, as when it started)"
         )
     return checkpoint
+
+
+def check_classifier(checkpoint: Checkpoint, dataset: str) -> None:
+    """mlp-train goes on with a classifier of the dataset's classes only: a regression
+    model (the library's) or another class count would fail an epoch in, when saved."""
+    model = checkpoint.model_settings
+    outputs, classes = model["sizes"][-1], CLASSES[dataset]
+    if model["loss"] != "cross_entropy" or outputs != classes:
+        raise CheckpointError(
+            checkpoint.path,
+            f"holds a {model['loss']} model with {outputs} outputs; mlp-train goes on with "
+            f"a classifier of {dataset}'s {classes} classes only (train this one with "
+            "MLP.fit, docs/library.md)",
+        )
 
 
 def stored_settings(checkpoint: Checkpoint) -> dict[str, Any]:
@@ -490,7 +506,8 @@ def train_and_report(
         return final
     if args.plot is not None:
         widths = "-".join(str(w) for w in model.sizes)
-        plot_history(history, args.plot, title=f"{args.dataset} · MLP {widths} · {args.optimizer}")
+        title = f"{args.dataset} · MLP {widths} · {args.optimizer}"
+        plot_history(history, args.plot, title, watched=outputs.watched)
         say(f"curves: {args.plot}")
     print(f"test accuracy: {final['accuracy']:.4f}", file=out, flush=True)
     return final

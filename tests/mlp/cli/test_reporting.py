@@ -10,6 +10,7 @@ import sys
 import pytest
 
 from mlp.cli import train
+from mlp.cli.reporting import plot_history
 from tests.helpers import one_line, run, train_on
 
 
@@ -132,3 +133,12 @@ def test_a_run_that_fails_before_its_first_epoch_keeps_an_earlier_log(data, tmp_
     code, _, err = run(train.main, argv, capsys)
     assert code == 1 and "training diverged" in one_line(err)
     assert log.read_text() == '{"epoch": 1}\n'
+
+
+@pytest.mark.parametrize("watched", ["test", "val"])
+def test_the_plot_names_what_the_val_records_were_measured_on(tmp_path, watched):
+    pytest.importorskip("matplotlib")
+    history = [{"epoch": 1, "loss": 1.0, "accuracy": 0.5, "val_loss": 1.1, "val_accuracy": 0.4}]
+    text = plot_history(history, tmp_path / "curves.svg", watched=watched).read_text()
+    other = {"test": "val", "val": "test"}[watched]
+    assert f"<!-- {watched} -->" in text and f"<!-- {other} -->" not in text

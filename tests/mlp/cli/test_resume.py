@@ -270,6 +270,30 @@ def test_resume_of_a_library_checkpoint(tmp_path, dataset, capsys):
     assert stored.meta["optimizer"]["hyperparameters"]["momentum"] == 0.5
 
 
+@pytest.mark.parametrize(
+    ("sizes", "loss", "holds"),
+    [
+        ([784, 8, 1], "squared_error", "a squared_error model with 1 outputs"),
+        ([784, 8, 20], "cross_entropy", "a cross_entropy model with 20 outputs"),
+    ],
+)
+def test_resume_of_a_model_that_is_not_the_datasets_classifier(
+    tmp_path, dataset, capsys, sizes, loss, holds
+):
+    """Refused before any epoch, where it failed an epoch in (a regression model's missing
+    accuracy, or 20 outputs named by 10 classes)."""
+    from mlp import MLP
+
+    path = MLP(sizes, loss=loss).save(tmp_path / "other.npz")
+    argv = ["--data-dir", dataset, "--resume", path, "--epochs", "2", "--quiet"]
+    code, out, err = run(train.main, argv, capsys)
+    assert code == 1 and out == ""
+    assert one_line(err) == (
+        f"{path}: holds {holds}; mlp-train goes on with a classifier of fashion-mnist's 10 "
+        "classes only (train this one with MLP.fit, docs/library.md)"
+    )
+
+
 def test_resume_past_the_total_is_a_usage_error(data, tmp_path, capsys):
     path = tmp_path / "run3.npz"
     assert run(train.main, train_on(data, "--save", path, "--epochs", "3"), capsys)[0] == 0
