@@ -122,6 +122,13 @@ def _read_member(
     """A member's array, its header checked first: ``shape`` (``None``: any 1-D length) and
     ``dtype``, C order, then exactly that much data, read into memory allocated once."""
     entry = info.filename[: -len(".npy")]
+    if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+        # NumPy writes these two only; zipfile inflates bzip2 and LZMA reads without a limit
+        raise CheckpointError(
+            path,
+            f"{_what(entry)} is compressed by method {info.compress_type}, which NumPy "
+            "never writes (not an mlp checkpoint)",
+        )
     with archive.open(info) as f:
         version = np.lib.format.read_magic(f)
         read_header = {
@@ -138,8 +145,11 @@ def _read_member(
         wanted = (len(stored_shape) == 1) if shape is None else (stored_shape == tuple(shape))
         if not wanted or stored_dtype != np.dtype(dtype) or fortran:
             need = "a 1-D array" if shape is None else f"{np.dtype(dtype)}{list(shape)}"
+            order = " in Fortran order" if fortran else ""
             raise CheckpointError(
-                path, f"{_what(entry)} is {stored_dtype}{list(stored_shape)}, but needs {need}"
+                path,
+                f"{_what(entry)} is {stored_dtype}{list(stored_shape)}{order}, but needs "
+                f"{need}{' in C order' if fortran else ''}",
             )
         nbytes = math.prod(stored_shape) * stored_dtype.itemsize
         # Before anything is allocated: the entry holds exactly that much, and its stored

@@ -435,11 +435,18 @@ def test_sigkill_during_save_leaves_a_loadable_checkpoint(tmp_path, mode):
 
 
 # ----------------------------------------------------------------------------- hostile files
-def add_member(path: Path, name: str, header: dict, data_bytes: int, chunk: bytes = b"\0") -> None:
-    """Append a deflated ``.npy`` member: ``header`` as its header, then ``data_bytes`` of
+def add_member(
+    path: Path,
+    name: str,
+    header: dict,
+    data_bytes: int,
+    chunk: bytes = b"\0",
+    compression: int = zipfile.ZIP_DEFLATED,
+) -> None:
+    """Append a ``.npy`` member (deflated): ``header`` as its header, then ``data_bytes`` of
     ``chunk`` repeated, streamed (a large member costs the test no memory)."""
     with (
-        zipfile.ZipFile(path, "a", compression=zipfile.ZIP_DEFLATED) as archive,
+        zipfile.ZipFile(path, "a", compression=compression) as archive,
         archive.open(name, "w", force_zip64=True) as member,
     ):
         np.lib.format.write_array_header_1_0(member, header)
@@ -468,6 +475,26 @@ def test_a_header_that_declares_a_huge_array_is_refused_before_any_allocation(tm
     with pytest.raises(CheckpointError, match=r"weight 0.weight is float32\[1099511627776\]"):
         load_checkpoint(path)
     assert peak_allocation(lambda: load_checkpoint(path), CheckpointError) < 5_000_000
+
+
+def test_a_member_compressed_as_numpy_never_does_is_refused_unread(tmp_path):
+    """bzip2 (79 bytes for 64 MB of zeros): zipfile would inflate it whole at the first read."""
+    path = trained_model().save(tmp_path / "run.npz")
+    rewrite(path, lambda a: a.pop("param.0.weight"))
+    header = {"descr": "<f4", "fortran_order": False, "shape": (12, 16)}
+    add_member(path, "param.0.weight.npy", header, 64 << 20, compression=zipfile.ZIP_BZIP2)
+    with pytest.raises(CheckpointError, match=r"weight 0\.weight is compressed by method 12"):
+        load_checkpoint(path)
+    assert peak_allocation(lambda: load_checkpoint(path), CheckpointError) < 5_000_000
+
+
+def test_an_array_in_fortran_order_is_named_so(tmp_path):
+    path = trained_model().save(tmp_path / "run.npz")
+    rewrite(path, lambda a: a.update({"param.0.weight": np.asfortranarray(a["param.0.weight"])}))
+    with pytest.raises(
+        CheckpointError, match=r"in Fortran order, but needs float32\[12, 16\] in C"
+    ):
+        load_checkpoint(path)
 
 
 def test_a_member_longer_than_its_header_says_is_refused(tmp_path):
