@@ -80,10 +80,11 @@ def image_input(image: Any) -> np.ndarray:
 
     The picture is turned upright (a photo's EXIF orientation), laid on white where it is
     transparent, made grayscale, and inverted when its border is lighter than mid-grey
-    (its median above 127.5), so that the background is dark as in the datasets; then padded
-    to a square, centred, with the background's grey (the border's median), and resized to
-    28×28: shrunk by area averaging (``BOX``: each pixel the mean of those it covers, no
-    ringing), enlarged with ``LANCZOS``.
+    (its median above 127.5), so that the background is dark as in the datasets; then
+    resized, its proportions kept, until its longer side is 28 (shrunk by area averaging,
+    ``BOX``: each pixel the mean of those it covers, no ringing; enlarged with ``LANCZOS``),
+    and centred on 28×28 of the background's grey (the border's median). Resized before it
+    is padded, so a long thin strip never becomes a huge square in memory.
     """
     Image = require_pillow()
     ImageOps = require("PIL.ImageOps", "images", "reading images", package="pillow")
@@ -92,12 +93,12 @@ def image_input(image: Any) -> np.ndarray:
     if background > MIDDLE_GREY:
         pixels = 255 - pixels
         background = 255 - background
-    square = pad_to_square(pixels, round(background))
-    side = square.shape[0]
+    side = max(pixels.shape)
     if side != IMAGE_SHAPE[0]:
-        shrinking = side > IMAGE_SHAPE[0]
-        resample = Image.Resampling.BOX if shrinking else Image.Resampling.LANCZOS
-        square = np.asarray(Image.fromarray(square).resize(IMAGE_SHAPE[::-1], resample))
+        resample = Image.Resampling.BOX if side > IMAGE_SHAPE[0] else Image.Resampling.LANCZOS
+        height, width = (max(1, round(n * IMAGE_SHAPE[0] / side)) for n in pixels.shape)
+        pixels = np.asarray(Image.fromarray(pixels).resize((width, height), resample))
+    square = pad_to_square(pixels, round(background))
     return np.ascontiguousarray(square, dtype=np.uint8).reshape(IMAGE_INPUTS)
 
 
@@ -135,7 +136,7 @@ def border(pixels: np.ndarray) -> np.ndarray:
 
 def pad_to_square(pixels: np.ndarray, fill: int) -> np.ndarray:
     """``pixels`` centred in a square of ``fill`` (an odd margin's extra pixel below or to
-    the right), so that resizing keeps the picture's proportions."""
+    the right)."""
     height, width = pixels.shape
     side = max(height, width)
     square = np.full((side, side), fill, dtype=np.uint8)

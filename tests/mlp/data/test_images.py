@@ -32,8 +32,8 @@ def wide_picture() -> np.ndarray:
 
 
 def expected_input() -> np.ndarray:
-    """By hand: padded to 56×56 (14 background rows above and below), then halved by area
-    averaging (a 2×2 block of one grey stays that grey): 7 rows, the pattern, 7 rows."""
+    """By hand: halved by area averaging (a 2×2 block of one grey stays that grey) to 14×28,
+    then padded to 28×28: 7 background rows, the pattern, 7 rows."""
     expected = np.zeros((28, 28), dtype=np.uint8)
     expected[7:21] = stroke_pattern()
     return expected.reshape(784)
@@ -108,6 +108,18 @@ def test_a_small_picture_is_enlarged_with_lanczos():
     converted = image_input(Image.fromarray(small)).reshape(28, 28)
     np.testing.assert_array_equal(converted, expected)
     assert converted[:4].max() == 0 and converted[12:16, 12:16].min() > 200
+
+
+def test_a_long_thin_strip_is_shrunk_before_it_is_padded():
+    """30,000 × 1 pixels: a 30,000² square would take 900 MB; shrunk first, a 28 × 1 line."""
+    strip = np.zeros((1, 30_000), dtype=np.uint8)
+    strip[0, 10_000:20_000] = 255  # the middle third lit
+    picture = Image.fromarray(strip)
+    assert peak_allocation(lambda: image_input(picture)) < 5_000_000
+    converted = image_input(picture).reshape(28, 28)
+    line = converted[13]  # 27 rows of margin, the odd one below
+    assert line[10:18].min() == 255 and line[:9].max() == 0 and line[19:].max() == 0
+    assert np.delete(converted, 13, axis=0).max() == 0
 
 
 def test_padding_centres_the_picture_with_the_odd_pixel_last():
