@@ -16,6 +16,7 @@ import argparse
 import csv
 import io
 import sys
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -147,7 +148,8 @@ def read_npy(path: Path, width: int) -> tuple[np.ndarray, bool]:
         # mapped, not read: only the bytes in the file are touched, so a header declaring
         # terabytes is refused by its file's size instead of allocated
         array = np.load(path, mmap_mode="r", allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:
+    # a zip signature without an archive behind it; a header's negative dimension
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, OverflowError) as exc:
         raise DataError(f"{path}: not a .npy array NumPy can read ({one_line(exc)})") from None
     if not isinstance(array, np.ndarray):  # an .npz archive under another name
         array.close()

@@ -233,6 +233,20 @@ def npy_declaring_terabytes(folder):
     return path, f"{path}: not a .npy array NumPy can read (mmap length is greater than file size)"
 
 
+def npy_declaring_a_negative_size(folder):
+    path = folder / "negative.npy"
+    header = np.lib.format.header_data_from_array_1_0(np.zeros((1, 784), np.float32))
+    with open(path, "wb") as file:
+        np.lib.format.write_array_header_1_0(file, {**header, "shape": (-1, 784)})
+    return path, f"{path}: not a .npy array NumPy can read (memory mapped length must be positive)"
+
+
+def npy_with_a_zip_signature_alone(folder):
+    path = folder / "zip.npy"
+    path.write_bytes(b"PK\x03\x04" + bytes(100))
+    return path, f"{path}: not a .npy array NumPy can read (File is not a zip file)"
+
+
 def npy_of_text(folder):
     np.save(folder / "words.npy", np.array(["a"] * 784))
     return (
@@ -286,6 +300,8 @@ def png_chunk(kind: bytes, data: bytes) -> bytes:
         csv_word_in_a_row,
         npy_wrong_width,
         npy_declaring_terabytes,
+        npy_declaring_a_negative_size,
+        npy_with_a_zip_signature_alone,
         npy_of_text,
         npy_with_nan,
         npy_of_wide_integers,
