@@ -8,7 +8,8 @@ so any number of threads may call it at once on one model, each taking the backe
 layers together (``_snapshot``). The calls that change the model (``fit``,
 ``loss_and_gradients``, ``to``, ``load_state_dict``) take turns: one made while another runs
 in another thread raises ``ModelBusy`` (a ``fit`` callback may restore weights). Inference
-during a ``fit`` in another thread reads the weights as they change.
+during a ``fit`` in another thread reads the weights as they change; during ``to`` or
+``load_state_dict`` (a hot reload), the old ones or the new, never half of each.
 """
 
 from __future__ import annotations
@@ -106,11 +107,13 @@ class MLP:
             offset += layer.size  # biases start at zero
         return flat
 
-    def _bind(self, backend: Backend, host_params: np.ndarray) -> None:
-        """Put the flat parameter buffer on ``backend`` and point every layer into it (under
-        the lock inference takes its snapshot with)."""
+    def _bind(self, backend: Backend, host_params: np.ndarray, grads: Any = None) -> None:
+        """Put a new flat parameter buffer on ``backend`` (beside ``grads``, else zeros) and
+        point every layer into it, under the lock inference takes its snapshot with: a call
+        computes with the old buffer or the new one, never half of each."""
         params = backend.asarray(host_params, dtype=self.dtype)
-        grads = backend.zeros((self.num_parameters,), self.dtype)
+        if grads is None:
+            grads = backend.zeros((self.num_parameters,), self.dtype)
         with self._binding:
             self.backend, self.params, self.grads = backend, params, grads
             for layer in self.layers:
@@ -156,9 +159,8 @@ class MLP:
         keep = None if isinstance(device, Backend) else self.backend.precision
         backend = get_backend(device, precision=keep)
         with self.changing("to"), backend.activated():  # writes land on the new device
-            grads = self.backend.to_numpy(self.grads)
-            self._bind(backend, self.backend.to_numpy(self.params))
-            self.grads[...] = backend.asarray(grads)
+            grads = backend.asarray(self.backend.to_numpy(self.grads))
+            self._bind(backend, self.backend.to_numpy(self.params), grads)
             if self.optimizer is not None and self.optimizer.backend is not None:
                 self.optimizer.to(backend)
         return self
@@ -201,10 +203,14 @@ class MLP:
             if not np.all(np.isfinite(value)):
                 raise InvalidArgument(f"{key} contains NaN or infinity (as {self.dtype})")
             values[key] = value
+        layout = [f"{i}.{part}" for i in range(len(self.linears)) for part in ("weight", "bias")]
+        flat = np.concatenate([values[key].ravel() for key in layout])  # the buffer's order
+        in_fit = self._changer == threading.get_ident()
         with self.changing("load_state_dict", within_fit=True), self.backend.activated():
-            for i, layer in enumerate(self.linears):
-                layer.weight[...] = self.backend.asarray(values[f"{i}.weight"], dtype=self.dtype)
-                layer.bias[...] = self.backend.asarray(values[f"{i}.bias"], dtype=self.dtype)
+            if in_fit:  # a fit callback: the step fit recorded works on this very buffer
+                self.params[...] = self.backend.asarray(flat, dtype=self.dtype)
+            else:  # a new buffer, swapped in whole: inference meanwhile reads old or new
+                self._bind(self.backend, flat, self.grads)
 
     def config(self) -> dict[str, Any]:
         """What it takes to build the same model again: ``MLP(**model.config())``."""

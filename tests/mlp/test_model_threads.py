@@ -167,3 +167,31 @@ def test_inference_while_the_model_moves_between_devices(cuda_backend):
         for worker in workers:
             worker.join(timeout=60)
     assert failures == []
+
+
+def test_inference_while_weights_are_loaded_gives_the_old_or_the_new_answer(backend):
+    """A hot reload while serving: load_state_dict swaps a whole new buffer in, so a call
+    made meanwhile computes with one set of weights, never half of each."""
+    model = MLP([64, *[64] * 8, 10], device=backend, seed=0)
+    states = [model.state_dict(), MLP([64, *[64] * 8, 10], seed=1).state_dict()]
+    X = inputs(400, 3)
+    wants = []
+    for state in states:
+        model.load_state_dict(state)
+        wants.append(model.predict_proba(X))
+    stop = threading.Event()
+
+    def loading():
+        while not stop.is_set():
+            for state in states:
+                model.load_state_dict(state)
+
+    loader = threading.Thread(target=loading)
+    loader.start()
+    try:
+        answers = [model.predict_proba(X) for _ in range(300)]
+    finally:
+        stop.set()
+        loader.join(timeout=60)
+    mixed = [a for a in answers if not any(np.array_equal(a, want) for want in wants)]
+    assert mixed == [], f"{len(mixed)} of {len(answers)} answers mixed two sets of weights"
