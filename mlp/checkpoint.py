@@ -11,6 +11,8 @@ Layout (format version 1)::
     __meta__         uint8 bytes of a JSON document (see ``_meta``)
     param.<key>      the model's ``state_dict()``: ``param.0.weight``, ``param.0.bias``, …
     optim.<name>     the optimizer's flat state buffers (``optim.m``, ``optim.v``, …)
+    best.params      early stopping's best epoch's flat parameters (the metadata's
+                     ``best_epoch``), where a run keeps them: a resume goes on as if unbroken
 
 Writes are atomic: a temporary file in the same folder, flushed and fsynced, then renamed
 over the target, so a crash or SIGKILL during a save leaves the previous checkpoint intact.
@@ -57,6 +59,8 @@ class Checkpoint:
     meta: dict[str, Any]
     params: dict[str, np.ndarray]
     optimizer_state: dict[str, np.ndarray] = field(default_factory=dict)
+    #: early stopping's best epoch and its flat parameters, where the run kept them
+    best: tuple[int, np.ndarray] | None = None
 
     @property
     def config(self) -> dict[str, Any]:
@@ -156,10 +160,12 @@ def save_checkpoint(
     history: list[dict[str, Any]] | None = None,
     run: dict[str, Any] | None = None,
     classes: Sequence[str] | None = None,
+    best: tuple[int, np.ndarray] | None = None,
 ) -> Path:
     """Write ``model`` (+ optimizer state, epoch, seed, history) to ``path`` atomically;
     ``epoch`` is by default the epochs the model has trained; ``classes``, a classifier's
-    class names in label order (a ``run`` naming its ``dataset`` implies that dataset's)."""
+    class names in label order (a ``run`` naming its ``dataset`` implies that dataset's);
+    ``best``, early stopping's best epoch and its weights (``EarlyStopping.best_weights``)."""
     classes = checks.class_names(classes, model.loss_function.classes)
     path = Path(path)
     epoch = model.epochs_trained if epoch is None else epoch
@@ -181,6 +187,9 @@ def save_checkpoint(
     meta = _meta(model, opt_meta, epoch, model.seed if seed is None else seed, history, run)
     if classes is not None:
         meta["classes"] = classes
+    if best is not None:
+        meta["best_epoch"] = int(best[0])
+        arrays["best.params"] = np.asarray(best[1], dtype=model.dtype)
     arrays[META] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
     atomic_write(path, lambda f: np.savez(f, **arrays))
     return path
@@ -226,9 +235,13 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
     meta, optimizer, arrays = reader.read(path)
     params = {k[len("param.") :]: v for k, v in arrays.items() if k.startswith("param.")}
     optimizer_state = {k[len("optim.") :]: v for k, v in arrays.items() if k.startswith("optim.")}
-    for key, value in params.items():
+    best = None if "best_epoch" not in meta else (meta["best_epoch"], arrays["best.params"])
+    finite = {f"weight {key}": value for key, value in params.items()}
+    if best is not None:
+        finite[f"epoch {best[0]}'s best weights"] = best[1]
+    for what, value in finite.items():
         if not np.all(np.isfinite(value)):
-            raise CheckpointError(path, f"weight {key} contains NaN or infinity")
+            raise CheckpointError(path, f"{what} contains NaN or infinity")
     if optimizer is not None:
         size = sum(v.size for v in params.values())
         try:  # what each buffer can hold: finite, and a second moment >= 0
@@ -239,7 +252,7 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
             )
         except InvalidArgument as exc:
             raise CheckpointError(path, str(exc)) from None
-    return Checkpoint(path, meta, params, optimizer_state)
+    return Checkpoint(path, meta, params, optimizer_state, best)
 
 
 def _with_state(state_names: Collection[str]) -> str:

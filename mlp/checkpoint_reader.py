@@ -221,12 +221,17 @@ def _expected_members(
             f"optimizer {type(optimizer).__name__} needs state {_entries(set(state))}, "
             f"the file holds {_entries(held)}",
         )
-    other = sorted(present - set(weights) - set(state))
+    best = {"best.params.npy": (count,)} if "best_epoch" in meta else {}  # early stopping's
+    if best.keys() - present:
+        raise CheckpointError(
+            path, f"names a best epoch, {meta['best_epoch']}, without its weights"
+        )
+    other = sorted(present - set(weights) - set(state) - set(best))
     if other:
         raise CheckpointError(
             path, f"holds an entry {_entries(set(other))} that no mlp checkpoint has"
         )
-    return {**weights, **state}
+    return {**weights, **state, **best}
 
 
 def _entries(names: set[str]) -> list[str]:
@@ -252,6 +257,10 @@ def check_meta(path: Path, meta: Any) -> Optimizer | None:
         _check_model(_field(meta, "model", dict))
         optimizer = _check_optimizer(meta.get("optimizer"))
         _count(_field(meta, "epoch"), "epoch")
+        if "best_epoch" in meta:  # early stopping's best so far, its weights in best.params
+            best = _count(meta["best_epoch"], "best_epoch", minimum=1)
+            if best > meta["epoch"]:
+                raise _Bad(f"best_epoch {best} is after its epoch {meta['epoch']}")
         _count(_field(_field(meta, "rng", dict), "seed", where="rng"), "rng.seed")
         _check_history(meta.get("history", []))
         run = meta.get("run", {})

@@ -52,9 +52,13 @@ class EarlyStopping:
         self.waited = 0
         self.stopped_epoch = 0
         self._best_params: Any = None
+        self._resumed = False
 
     def start(self) -> None:
-        """A new ``fit``: nothing seen yet."""
+        """A new ``fit``: nothing seen yet, unless ``resume`` has just said where it stands."""
+        if self._resumed:
+            self._resumed = False
+            return
         self.best, self.best_epoch, self.waited, self._best_params = math.inf, 0, 0, None
         self.stopped_epoch = 0
 
@@ -63,16 +67,54 @@ class EarlyStopping:
 
     def stop(self, record: dict[str, Any], model: MLP) -> bool:
         """After each epoch: whether to stop now (``stopped_epoch`` says when it did)."""
-        value = lower_is_better(record, self.watched(record))
-        if value < self.best - self.min_delta:
-            self.best, self.best_epoch, self.waited = value, record["epoch"], 0
+        if self._judge(record):
             if self.restore_best_weights:
                 self._keep(model)
             return False
-        self.waited += 1
         if self.waited >= self.patience:
             self.stopped_epoch = record["epoch"]
         return self.stopped_epoch > 0
+
+    def _judge(self, record: dict[str, Any]) -> bool:
+        """Count the epoch: whether it is the best so far."""
+        value = lower_is_better(record, self.watched(record))
+        if value < self.best - self.min_delta:
+            self.best, self.best_epoch, self.waited = value, record["epoch"], 0
+            return True
+        self.waited += 1
+        return False
+
+    def resume(
+        self, history: list[dict[str, Any]], model: MLP, best: tuple[int, Any] | None = None
+    ) -> bool:
+        """Go on from an interrupted run, as if never interrupted: its ``history`` judged
+        again (the best so far, the epochs waited), the best epoch's weights ``best`` (its
+        epoch and flat parameters, as ``best_weights`` gave them), or the model's own where
+        its last epoch is the best. The next ``fit`` goes on from here. Where the best
+        weights are not given (a checkpoint from before they were kept), it starts afresh
+        from here instead. Returns whether the run had already stopped."""
+        self._resumed = False
+        self.start()
+        stopped = False
+        for record in history:
+            stopped = not self._judge(record) and self.waited >= self.patience
+        if self.restore_best_weights and self.best_epoch:
+            if self.best_epoch == history[-1]["epoch"]:
+                self._keep(model)
+            elif best is not None and best[0] == self.best_epoch:
+                self._best_params = model.backend.asarray(best[1], dtype=model.dtype)
+            else:
+                self.start()
+                return False
+        self.stopped_epoch = history[-1]["epoch"] if stopped else 0
+        self._resumed = True
+        return stopped
+
+    def best_weights(self, model: MLP) -> tuple[int, Any] | None:
+        """The best epoch and a host copy of its weights, where kept (for a checkpoint)."""
+        if self._best_params is None:
+            return None
+        return self.best_epoch, model.backend.to_numpy(self._best_params).copy()
 
     def restore(self, model: MLP) -> None:
         """The best epoch's weights back into ``model`` (when kept)."""

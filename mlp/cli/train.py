@@ -495,10 +495,20 @@ def train_and_report(
     if checkpoint is not None:
         say(f"resuming {args.resume} after epoch {initial_epoch} of {args.epochs}")
 
+    stopping = None if args.early_stopping is None else EarlyStopping(args.early_stopping)
+    stopped = False  # a resumed run that early stopping had ended
+    if stopping is not None and checkpoint is not None and history:
+        # where the run stood: its best epoch, those weights, the epochs waited
+        stopped = stopping.resume(history, model, checkpoint.best)
     trained_on = len(data.X_train) - held_out(len(data.X_train), args.validation_split)
-    outputs = Outputs(args, model, optimizer, history, trained_on, out, err, world)
-    train(args, model, optimizer, data, initial_epoch, outputs, world)
-    finished_before = args.resume is not None and initial_epoch == args.epochs
+    outputs = Outputs(args, model, optimizer, history, trained_on, out, err, world, stopping)
+    if stopped:  # it had stopped there: it ends as the unbroken run did, on its best weights
+        stopping.restore(model)
+        if outputs.save_path is not None:
+            outputs.save(initial_epoch)
+    else:
+        train(args, model, optimizer, data, initial_epoch, outputs, world, stopping)
+    finished_before = args.resume is not None and initial_epoch == args.epochs and not stopped
     if outputs.save_path is not None and finished_before and outputs.save_path != args.resume:
         outputs.save(args.epochs)  # nothing trained, but --save names another file: copy there
     final = model.evaluate(data.X_test, data.y_test, communicator=world)
@@ -521,6 +531,7 @@ def train(
     initial_epoch: int,
     outputs: Outputs,
     world: Communicator | None = None,
+    stopping: EarlyStopping | None = None,
 ) -> None:
     """``fit`` as the options say; a run that stops says which checkpoint it left."""
     try:
@@ -535,14 +546,12 @@ def train(
             seed=args.seed,
             initial_epoch=initial_epoch,
             lr_schedule=args.lr_schedule,
-            early_stopping=None
-            if args.early_stopping is None
-            else EarlyStopping(patience=args.early_stopping),
+            early_stopping=stopping,
             callback=outputs.end_epoch,
             on_batch=outputs.progress.batch,
             communicator=world,
         )
-        if args.early_stopping is not None and outputs.save_path is not None:
+        if stopping is not None and outputs.save_path is not None:
             outputs.save(model.epochs_trained)  # fit ended on the best epoch's weights: keep them
     except TrainingDiverged as exc:
         raise RunStopped(f"{exc}; {outputs.kept()}") from None
@@ -572,8 +581,10 @@ class Outputs:
         out: Any,
         err: Any,
         world: Communicator | None = None,
+        stopping: EarlyStopping | None = None,
     ) -> None:
         self.args, self.model, self.optimizer, self.history = args, model, optimizer, history
+        self.stopping = stopping  # its best weights go into each checkpoint
         self.out = out
         self.watched = "val" if args.validation_split else "test"  # what val_* were measured on
         root = world is None or world.is_root
@@ -631,6 +642,7 @@ class Outputs:
             history=self.history,
             run=self.run_info,
             classes=CLASS_NAMES[self.args.dataset],
+            best=None if self.stopping is None else self.stopping.best_weights(self.model),
         )
 
     def close(self) -> None:

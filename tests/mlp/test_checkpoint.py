@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from backends import BackendUnavailable, get_backend
 from mlp import MLP, SGD, Adam, AdamW
-from mlp.checkpoint import FORMAT_VERSION, CheckpointError, load_checkpoint
+from mlp.checkpoint import FORMAT_VERSION, CheckpointError, load_checkpoint, save_checkpoint
 from mlp.files import atomic_write
 from tests.helpers import ROOT, backend_or_skip, peak_allocation
 
@@ -488,6 +488,21 @@ def test_a_member_compressed_as_numpy_never_does_is_refused_unread(tmp_path):
     assert peak_allocation(lambda: load_checkpoint(path), CheckpointError) < 5_000_000
 
 
+def test_early_stoppings_best_weights_round_trip_and_are_checked(tmp_path):
+    model = trained_model()
+    best = np.linspace(-1, 1, model.num_parameters, dtype=np.float32)
+    path = save_checkpoint(tmp_path / "run.npz", model, best=(1, best))
+    stored = load_checkpoint(path)
+    assert stored.best[0] == 1 and stored.best[1].tobytes() == best.tobytes()
+    assert load_checkpoint(model.save(tmp_path / "plain.npz")).best is None
+    rewrite(path, lambda a: a.update({"best.params": np.full_like(best, np.nan)}))
+    with pytest.raises(CheckpointError, match="epoch 1's best weights contains NaN"):
+        load_checkpoint(path)
+    rewrite(path, lambda a: a.pop("best.params"))
+    with pytest.raises(CheckpointError, match="names a best epoch, 1, without its weights"):
+        load_checkpoint(path)
+
+
 def test_an_array_in_fortran_order_is_named_so(tmp_path):
     path = trained_model().save(tmp_path / "run.npz")
     rewrite(path, lambda a: a.update({"param.0.weight": np.asfortranarray(a["param.0.weight"])}))
@@ -543,6 +558,8 @@ def nested(depth: int) -> bytes:
             "history entry 0 has a loss that is not a number",
         ),
         (lambda m: m["run"].update(dataset=["mnist"]), "run.dataset is not a name"),
+        (lambda m: m.update(best_epoch=0), "best_epoch must be a whole number from 1, got 0"),
+        (lambda m: m.update(best_epoch=9), "best_epoch 9 is after its epoch 2"),
     ],
     ids=lambda v: v if isinstance(v, str) else "",
 )

@@ -50,3 +50,21 @@ def test_true_means_the_defaults_and_a_wrong_monitor_is_named():
         MLP([10, 4]).fit(X, y, epochs=3, early_stopping=EarlyStopping(monitor="val_accuracy"))
     with pytest.raises(TypeError, match="early_stopping must be True or an EarlyStopping"):
         MLP([10, 4]).fit(X, y, epochs=3, early_stopping="yes")
+
+
+def test_resume_judges_the_history_again_and_takes_the_best_weights():
+    """As if never interrupted: the best epoch and the epochs waited come from the records,
+    the best weights from where they were kept; a run that had stopped says so."""
+    model = MLP([10, 4])
+    history = [{"epoch": e, "loss": v} for e, v in ((1, 1.0), (2, 0.5), (3, 0.7))]
+    kept = np.full(model.num_parameters, 0.25, np.float32)
+    stopping = EarlyStopping(patience=2)
+    assert stopping.resume(history, model, best=(2, kept)) is False
+    assert (stopping.best_epoch, stopping.waited) == (2, 1)
+    stopping.start()  # the fit that goes on keeps where it stands
+    assert stopping.best_epoch == 2 and stopping.best_weights(model)[1].tolist() == kept.tolist()
+    assert stopping.stop({"epoch": 4, "loss": 0.9}, model) and stopping.stopped_epoch == 4
+    again = EarlyStopping(patience=2)
+    assert again.resume([*history, {"epoch": 4, "loss": 0.9}], model, best=(2, kept))
+    older = EarlyStopping(patience=2)  # a checkpoint without them: afresh from here
+    assert older.resume(history, model) is False and older.best_epoch == 0

@@ -72,6 +72,37 @@ def test_resume_ends_bitwise_equal_to_an_unbroken_run(tmp_path, base, capsys, mo
     assert [r["epoch"] for r in load_checkpoint(part).history] == [1, 2, 3, 4]
 
 
+@pytest.mark.parametrize("crash", [4, 5, 6], ids=["at its best", "after it", "at the stop"])
+def test_resume_with_early_stopping_stops_where_an_unbroken_run_does(
+    tmp_path, base, capsys, monkeypatch, crash
+):
+    """The unbroken run's best is epoch 4 and it stops after 6, ending on epoch 4's weights.
+    Interrupted after epoch 4, 5 or 6, a resume judges the epochs again from the history,
+    takes the best weights from the checkpoint, and ends the same, bit for bit."""
+    command = [*base, "--epochs", "10", "--batch-size", "64", "--seed", "7", "--lr", "0.01",
+               "--early-stopping", "2"]  # fmt: skip
+    full, part = tmp_path / "full.npz", tmp_path / "part.npz"
+    assert run(train.main, [*command, "--save", full], capsys)[0] == 0
+    unbroken = load_checkpoint(full)
+    assert unbroken.epoch == 6 and unbroken.best[0] == 4
+    real_save = train.save_checkpoint
+
+    def crash_after(path, *args, epoch, **kwargs):
+        real_save(path, *args, epoch=epoch, **kwargs)
+        if epoch == crash:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(train, "save_checkpoint", crash_after)
+    assert run(train.main, [*command, "--save", part], capsys)[0] == 130
+    monkeypatch.setattr(train, "save_checkpoint", real_save)
+    code, out, _ = run(train.main, [*base, "--resume", part], capsys)
+    assert code == 0 and "epoch   7/10" not in out  # it stops after 6, as the unbroken run
+    same_checkpoints(full, part)
+    resumed = load_checkpoint(part)
+    assert resumed.best[0] == 4 and resumed.best[1].tobytes() == unbroken.best[1].tobytes()
+    assert [r["epoch"] for r in resumed.history] == [1, 2, 3, 4, 5, 6]
+
+
 def test_resume_after_sigkill_mid_training(tmp_path, tmp_path_factory):
     """The real thing: kill the process with SIGKILL during training, rerun with --resume."""
     data = write_dataset(tmp_path_factory.mktemp("small"), n_train=600, n_test=100)
