@@ -6,7 +6,7 @@ exact dtype and bits (so a resumed run can be bitwise identical), and ``np.load`
 model's configuration, optimizer hyperparameters, epoch, seed, history) is one JSON document
 stored as a uint8 array, so no pickle is ever needed.
 
-Layout (format version 1)::
+Layout (format version 2; version 1, which this reads too, had no ``best.params``)::
 
     __meta__         uint8 bytes of a JSON document (see ``_meta``)
     param.<key>      the model's ``state_dict()``: ``param.0.weight``, ``param.0.bias``, …

@@ -27,7 +27,9 @@ from .losses import loss_for
 from .optim import SGD, Adam, AdamW, Optimizer
 
 FORMAT = "mlp-checkpoint"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2 adds early stopping's best.params
+#: The versions this reader takes: a version 1 file is a version 2 file without best.params.
+READS = (1, 2)
 META = "__meta__"
 OPTIMIZERS: dict[str, type[Optimizer]] = {"SGD": SGD, "Adam": Adam, "AdamW": AdamW}
 #: The model's settings the metadata stores (``MLP.config()``), each an ``MLP`` argument.
@@ -145,11 +147,11 @@ def _read_member(
         wanted = (len(stored_shape) == 1) if shape is None else (stored_shape == tuple(shape))
         if not wanted or stored_dtype != np.dtype(dtype) or fortran:
             need = "a 1-D array" if shape is None else f"{np.dtype(dtype)}{list(shape)}"
-            order = " in Fortran order" if fortran else ""
+            is_in, needs_in = (" in Fortran order", " in C order") if fortran else ("", "")
             raise CheckpointError(
                 path,
-                f"{_what(entry)} is {stored_dtype}{list(stored_shape)}{order}, but needs "
-                f"{need}{' in C order' if fortran else ''}",
+                f"{_what(entry)} is {stored_dtype}{list(stored_shape)}{is_in}, but needs "
+                f"{need}{needs_in}",
             )
         nbytes = math.prod(stored_shape) * stored_dtype.itemsize
         # Before anything is allocated: the entry holds exactly that much, and its stored
@@ -246,12 +248,12 @@ def check_meta(path: Path, meta: Any) -> Optimizer | None:
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise CheckpointError(path, "not an mlp checkpoint (unknown metadata)")
     version = meta.get("format_version")
-    if type(version) is not int or version != FORMAT_VERSION:
+    if type(version) is not int or version not in READS:
         newer = type(version) is int and version > FORMAT_VERSION
         raise CheckpointError(
             path,
-            f"checkpoint format version {version!r}, but this mlp reads version "
-            f"{FORMAT_VERSION}" + ("; upgrade mlp to load it" if newer else ""),
+            f"checkpoint format version {version!r}, but this mlp reads versions "
+            f"{' and '.join(map(str, READS))}" + ("; upgrade mlp to load it" if newer else ""),
         )
     try:
         _check_model(_field(meta, "model", dict))

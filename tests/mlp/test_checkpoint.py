@@ -258,11 +258,18 @@ def test_a_long_checkpoint_name_still_saves(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == [path.name]
 
 
+def test_a_version_1_checkpoint_still_loads(tmp_path):
+    model = trained_model()
+    path = model.save(tmp_path / "run.npz")
+    edit_meta(path, lambda m: m.update(format_version=1))
+    assert_same_weights(MLP.load(path), model)
+
+
 @pytest.mark.parametrize(
     ("version", "message"),
     [
-        (FORMAT_VERSION + 1, "format version 2, but this mlp reads version 1; upgrade mlp"),
-        (0, "format version 0, but this mlp reads version 1"),
+        (FORMAT_VERSION + 1, "format version 3, but this mlp reads versions 1 and 2; upgrade"),
+        (0, "format version 0, but this mlp reads versions 1 and 2"),
         ("1", "format version '1'"),
     ],
 )
