@@ -35,6 +35,10 @@ class Schedule:
     def observe(self, record: dict[str, Any]) -> None:
         """After each epoch, its record (``fit``'s last epoch's too, for the next ``fit``)."""
 
+    def resume(self, history: list[dict[str, Any]]) -> None:
+        """Go on from an interrupted run whose records are ``history``, as if unbroken (a
+        rate worked out from the epoch alone needs nothing)."""
+
 
 class StepDecay(Schedule):
     """The rate times ``factor`` every ``step`` epochs."""
@@ -90,6 +94,7 @@ class ReduceOnPlateau(Schedule):
         self.best = math.inf
         self.waited = 0
         self.lower = False  # the next epoch's rate is lowered
+        self._resumed_at: float | None = None  # the rate a resumed run had last
 
     def observe(self, record: dict[str, Any]) -> None:
         value = lower_is_better(record, watched(self.monitor, record))
@@ -100,7 +105,18 @@ class ReduceOnPlateau(Schedule):
         if self.waited >= self.patience:
             self.waited, self.lower = 0, True
 
+    def resume(self, history: list[dict[str, Any]]) -> None:
+        """The records judged again, and the rate the last of them ran at taken up (a
+        resumed optimizer starts from the run's first rate)."""
+        for record in history:
+            self.lower = False  # a fall the previous record asked for: its epoch ran at it
+            self.observe(record)
+        if history and "lr" in history[-1]:
+            self._resumed_at = history[-1]["lr"]
+
     def rate(self, epoch: int, lr: float, history: list[dict[str, Any]]) -> float:
+        if self._resumed_at is not None:
+            lr, self._resumed_at = self._resumed_at, None
         if not self.lower:
             return lr
         self.lower = False

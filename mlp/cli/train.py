@@ -25,7 +25,7 @@ from ..errors import CannotWrite, CheckpointError, InvalidArgument, MLPError, Tr
 from ..model import MLP
 from ..optim import OPTIMIZERS, Optimizer, make_optimizer
 from ..progress import EpochProgress
-from ..schedules import SCHEDULES
+from ..schedules import SCHEDULES, Schedule, make_schedule
 from ..stopping import EarlyStopping
 from ..training import held_out
 from .common import (
@@ -495,11 +495,14 @@ def train_and_report(
     if checkpoint is not None:
         say(f"resuming {args.resume} after epoch {initial_epoch} of {args.epochs}")
 
+    schedule = make_schedule(args.lr_schedule)
     stopping = None if args.early_stopping is None else EarlyStopping(args.early_stopping)
     stopped = False  # a resumed run that early stopping had ended
-    if stopping is not None and checkpoint is not None and history:
-        # where the run stood: its best epoch, those weights, the epochs waited
-        stopped = stopping.resume(history, model, checkpoint.best)
+    if checkpoint is not None and history:  # where the run stood, judged from its records
+        if schedule is not None:
+            schedule.resume(history)
+        if stopping is not None:  # its best epoch, those weights, the epochs waited
+            stopped = stopping.resume(history, model, checkpoint.best)
     trained_on = len(data.X_train) - held_out(len(data.X_train), args.validation_split)
     outputs = Outputs(args, model, optimizer, history, trained_on, out, err, world, stopping)
     if stopped:  # it had stopped there: it ends as the unbroken run did, on its best weights
@@ -507,7 +510,7 @@ def train_and_report(
         if outputs.save_path is not None:
             outputs.save(initial_epoch)
     else:
-        train(args, model, optimizer, data, initial_epoch, outputs, world, stopping)
+        train(args, model, optimizer, data, initial_epoch, outputs, world, schedule, stopping)
     finished_before = args.resume is not None and initial_epoch == args.epochs and not stopped
     if outputs.save_path is not None and finished_before and outputs.save_path != args.resume:
         outputs.save(args.epochs)  # nothing trained, but --save names another file: copy there
@@ -531,6 +534,7 @@ def train(
     initial_epoch: int,
     outputs: Outputs,
     world: Communicator | None = None,
+    schedule: Schedule | None = None,
     stopping: EarlyStopping | None = None,
 ) -> None:
     """``fit`` as the options say; a run that stops says which checkpoint it left."""
@@ -545,7 +549,7 @@ def train(
             validation_split=args.validation_split,
             seed=args.seed,
             initial_epoch=initial_epoch,
-            lr_schedule=args.lr_schedule,
+            lr_schedule=schedule,
             early_stopping=stopping,
             callback=outputs.end_epoch,
             on_batch=outputs.progress.batch,

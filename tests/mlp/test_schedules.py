@@ -59,6 +59,20 @@ def test_reduce_on_plateau_counts_across_one_epoch_fits():
     assert rates == pytest.approx([0.01, 0.01, 0.005, 0.005, 0.0025])
 
 
+def test_reduce_on_plateau_resumes_from_the_records():
+    """Judged again: a fall the last epoch asked for still comes, from the rate it ran at;
+    one an earlier epoch asked for has been taken."""
+    history = [{"epoch": e, "loss": 1.0, "lr": 0.1} for e in (1, 2, 3)]
+    for records, want in (
+        (history, 0.05),
+        ([*history, {"epoch": 4, "loss": 1.0, "lr": 0.05}], 0.05),
+    ):
+        schedule = ReduceOnPlateau(factor=0.5, patience=2)
+        schedule.start(0.1, 10)  # a resumed optimizer starts from the run's first rate
+        schedule.resume(records)
+        assert schedule.rate(len(records), 0.1, []) == pytest.approx(want)
+
+
 def test_fit_sets_the_rate_each_epoch_and_records_it():
     X, y = blobs(100)
     model = MLP([10, 8, 4])

@@ -103,6 +103,33 @@ def test_resume_with_early_stopping_stops_where_an_unbroken_run_does(
     assert [r["epoch"] for r in resumed.history] == [1, 2, 3, 4, 5, 6]
 
 
+@pytest.mark.parametrize("crash", [7, 9, 11], ids=["before a fall", "at it", "after it"])
+def test_resume_with_a_plateau_schedule_falls_where_an_unbroken_run_does(
+    tmp_path, base, capsys, monkeypatch, crash
+):
+    """The unbroken run's rate falls after epochs 9 and 14. Resumed after epoch 7, 9 or 11,
+    the schedule judges the records again and takes up the last one's rate: bit for bit."""
+    command = [*base, "--epochs", "16", "--batch-size", "64", "--seed", "7", "--lr", "0.05",
+               "--lr-schedule", "plateau"]  # fmt: skip
+    full, part = tmp_path / "full.npz", tmp_path / "part.npz"
+    assert run(train.main, [*command, "--save", full], capsys)[0] == 0
+    rates = [record["lr"] for record in load_checkpoint(full).history]
+    assert rates == [0.05] * 9 + [0.05 * 0.1] * 5 + [0.05 * 0.1 * 0.1] * 2
+    real_save = train.save_checkpoint
+
+    def crash_after(path, *args, epoch, **kwargs):
+        real_save(path, *args, epoch=epoch, **kwargs)
+        if epoch == crash:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(train, "save_checkpoint", crash_after)
+    assert run(train.main, [*command, "--save", part], capsys)[0] == 130
+    monkeypatch.setattr(train, "save_checkpoint", real_save)
+    assert run(train.main, [*base, "--resume", part], capsys)[0] == 0
+    same_checkpoints(full, part)
+    assert [record["lr"] for record in load_checkpoint(part).history] == rates
+
+
 def test_resume_after_sigkill_mid_training(tmp_path, tmp_path_factory):
     """The real thing: kill the process with SIGKILL during training, rerun with --resume."""
     data = write_dataset(tmp_path_factory.mktemp("small"), n_train=600, n_test=100)
