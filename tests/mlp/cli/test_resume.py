@@ -33,6 +33,20 @@ def same_checkpoints(a: Path, b: Path) -> None:
 
 
 # ----------------------------------------------------------------------------- resume
+def interrupted_after(epoch: int, argv: list, capsys, monkeypatch) -> None:
+    """Run ``argv`` as Ctrl-C would stop it, just after epoch ``epoch``'s checkpoint."""
+    real_save = train.save_checkpoint
+
+    def crash_after(path, *args, **kwargs):
+        real_save(path, *args, **kwargs)
+        if kwargs["epoch"] == epoch:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(train, "save_checkpoint", crash_after)
+    assert run(train.main, argv, capsys)[0] == 130
+    monkeypatch.setattr(train, "save_checkpoint", real_save)
+
+
 @pytest.mark.parametrize(
     "options",
     [
@@ -85,16 +99,7 @@ def test_resume_with_early_stopping_stops_where_an_unbroken_run_does(
     assert run(train.main, [*command, "--save", full], capsys)[0] == 0
     unbroken = load_checkpoint(full)
     assert unbroken.epoch == 6 and unbroken.best[0] == 4
-    real_save = train.save_checkpoint
-
-    def crash_after(path, *args, epoch, **kwargs):
-        real_save(path, *args, epoch=epoch, **kwargs)
-        if epoch == crash:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(train, "save_checkpoint", crash_after)
-    assert run(train.main, [*command, "--save", part], capsys)[0] == 130
-    monkeypatch.setattr(train, "save_checkpoint", real_save)
+    interrupted_after(crash, [*command, "--save", part], capsys, monkeypatch)
     code, out, _ = run(train.main, [*base, "--resume", part], capsys)
     assert code == 0 and "epoch   7/10" not in out  # it stops after 6, as the unbroken run
     same_checkpoints(full, part)
@@ -115,16 +120,7 @@ def test_resume_with_a_plateau_schedule_falls_where_an_unbroken_run_does(
     assert run(train.main, [*command, "--save", full], capsys)[0] == 0
     rates = [record["lr"] for record in load_checkpoint(full).history]
     assert rates == [0.05] * 9 + [0.05 * 0.1] * 5 + [0.05 * 0.1 * 0.1] * 2
-    real_save = train.save_checkpoint
-
-    def crash_after(path, *args, epoch, **kwargs):
-        real_save(path, *args, epoch=epoch, **kwargs)
-        if epoch == crash:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(train, "save_checkpoint", crash_after)
-    assert run(train.main, [*command, "--save", part], capsys)[0] == 130
-    monkeypatch.setattr(train, "save_checkpoint", real_save)
+    interrupted_after(crash, [*command, "--save", part], capsys, monkeypatch)
     assert run(train.main, [*base, "--resume", part], capsys)[0] == 0
     same_checkpoints(full, part)
     assert [record["lr"] for record in load_checkpoint(part).history] == rates
