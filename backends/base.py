@@ -401,7 +401,7 @@ class Backend:
         step reads its batch's place from the device, so one recorded step serves them all.
         """
         self.check_device(source, rows, out, start)
-        check_gather(source, rows, out, start)
+        check_gather(source, rows, out, scale, start)
         return self._gather_rows(source, rows, out, scale, start)
 
     def gather_batch(
@@ -417,8 +417,8 @@ class Backend:
         """``gather_rows`` of ``inputs`` (times ``scale``) into ``x`` and of ``targets`` into
         ``y``, from the same rows: a training batch, which a backend may gather in one pass."""
         self.check_device(inputs, targets, rows, x, y, start)
-        check_gather(inputs, rows, x, start)
-        check_gather(targets, rows, y, start)
+        check_gather(inputs, rows, x, scale, start)
+        check_gather(targets, rows, y, 1.0, start)
         if x.shape[0] != y.shape[0]:
             raise ValueError(
                 f"gather_batch: x has {x.shape[0]} rows but y has {y.shape[0]}: they must match"

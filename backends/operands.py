@@ -74,8 +74,9 @@ def check_bias(op: str, x: Any, bias: Any, out: Any) -> None:
     check_shape(op, "out", out, x.shape)
 
 
-def check_gather(source: Any, rows: Any, out: Any, start: Any) -> None:
-    """``gather_rows``' operands: a 2-D source, a 1-D row list, an ``out`` to match.
+def check_gather(source: Any, rows: Any, out: Any, scale: float, start: Any) -> None:
+    """``gather_rows``' operands: a 2-D source, a 1-D row list, an ``out`` to match (an
+    integer ``out`` only for integers unscaled: anything else would be cut silently).
 
     With ``start`` (a one-element index) ``out`` takes the rows from there on, so the row
     list only has to be long enough (its reading position is checked where the backend can
@@ -84,6 +85,11 @@ def check_gather(source: Any, rows: Any, out: Any, start: Any) -> None:
     if source.ndim != 2 or rows.ndim != 1:
         raise ValueError(
             f"gather_rows: needs a 2-D source and 1-D rows, got {source.ndim}-D and {rows.ndim}-D"
+        )
+    if out.dtype.kind in "iu" and (source.dtype.kind not in "iu" or scale != 1.0):
+        raise ValueError(
+            f"gather_rows: an {out.dtype} out takes integers unscaled, got {source.dtype} "
+            f"times {scale}: gather into a float out"
         )
     if start is None:
         check_shape("gather_rows", "out", out, (rows.shape[0], source.shape[1]))

@@ -637,6 +637,15 @@ def test_gather_rows_refused_leaves_out_as_it_was(backend):
     np.testing.assert_array_equal(out, 7.0)
 
 
+@pytest.mark.parametrize("source_dtype,scale", [(np.float32, 1.0), (np.uint8, 0.5)])
+def test_gather_rows_into_integers_refuses_what_it_would_cut(backend, source_dtype, scale):
+    """Floats or a scale into an integer ``out`` would be cut (0.5 to 0) without a word."""
+    source = dev(backend, np.full((10, 3), 3.7).astype(source_dtype))
+    out = backend.empty((4, 3), np.int32)
+    with pytest.raises(ValueError, match="int32 out takes integers unscaled"):
+        backend.gather_rows(source, dev(backend, np.arange(4)), out, scale=scale)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.int32])
 def test_gather_rows_from_a_start_on_the_device(backend, dtype):
     """With ``start`` (how a training step reads its batch's place in the epoch's order),
