@@ -230,7 +230,7 @@ class Communicator:
         everyone = self.comm.allgather(dict(settings))  # mpi4py pickles them
         root = everyone[0]
         for rank, theirs in enumerate(everyone):
-            for key in root.keys() | theirs.keys():
+            for key in [*root, *(key for key in theirs if key not in root)]:  # rank 0's order
                 if theirs.get(key) != root.get(key):
                     raise DistributedError(
                         f"the processes disagree on {key}: {theirs.get(key)!r} on rank {rank}, "
@@ -345,11 +345,22 @@ def fingerprint(
         "epochs": (initial_epoch, epochs),
         "seed": seed,
         "shuffle": shuffle,
-        "the lr schedule": None if schedule is None else type(schedule).__name__,
-        "early stopping": None
-        if stopping is None
-        else (stopping.patience, stopping.min_delta, stopping.monitor),
+        "the lr schedule": _settings(schedule),
+        "early stopping": _settings(stopping),
     }
+
+
+def _settings(decider: Any) -> str | None:
+    """A schedule's or an early stopping's class and plain values (its settings and what it
+    has counted so far): two copies that share them decide alike at every epoch."""
+    if decider is None:
+        return None
+    plain = {
+        name: getattr(value, "__qualname__", value) if callable(value) else value
+        for name, value in sorted(vars(decider).items())
+        if callable(value) or isinstance(value, (bool, int, float, str, type(None)))
+    }
+    return f"{type(decider).__name__}({', '.join(f'{k}={v!r}' for k, v in plain.items())})"
 
 
 def start_alike(communicator: Communicator, model: Any, optimizer: Any) -> None:

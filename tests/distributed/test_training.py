@@ -10,6 +10,8 @@ from mlp import MLP
 from mlp.distributed import DistributedError
 from mlp.errors import InvalidArgument
 from mlp.optim import SGD
+from mlp.schedules import StepDecay
+from mlp.stopping import EarlyStopping
 from tests.mlp.problems import blobs
 
 FLOAT64 = {"dtype": "float64", "seed": 3}
@@ -59,9 +61,10 @@ def test_two_processes_train_as_one(world, rows, options):
         for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
             if key in theirs:
                 assert mine[key] == pytest.approx(theirs[key], rel=1e-9)
-    assert world.comm.allgather([{k: v for k, v in r.items() if k != "seconds"} for r in history])
-    records = world.comm.allgather([(r["loss"], r.get("val_loss")) for r in history])
-    assert records[0] == records[1]  # every process has the same records
+    records = world.comm.allgather(
+        [{k: v for k, v in r.items() if k != "seconds"} for r in history]
+    )
+    assert records[0] == records[1]  # every process has the same records, but for the clock
     assert together.optimizer.steps == alone.optimizer.steps
 
 
@@ -100,11 +103,22 @@ def test_evaluation_is_shared_and_the_same_everywhere(world):
         ({"seed": 9}, "seed"),
         ({"data": "changed"}, "the training data"),
         ({"optimizer": "sgd"}, "the optimizer"),
+        ({"lr_schedule": StepDecay(step=5)}, "the lr schedule"),
+        ({"early_stopping": EarlyStopping(restore_best_weights=False)}, "early stopping"),
+        ({"seed": 9, "epochs": 3, "batch_size": 64}, "batch_size"),  # the first, on both
     ],
 )
 def test_processes_that_disagree_are_refused_at_the_start(world, rank_1, named):
     X, y = blobs(100, classes=3, features=5, seed=9)
-    options = {"batch_size": 32, "epochs": 1, "seed": 0, "optimizer": "adam"}
+    options = {
+        "batch_size": 32,
+        "epochs": 1,
+        "seed": 0,
+        "optimizer": "adam",
+        "lr_schedule": StepDecay(step=1),
+        "early_stopping": EarlyStopping(),
+        "validation_split": 0.2,
+    }
     if world.rank == 1:
         options.update({k: v for k, v in rank_1.items() if k != "data"})
         if "data" in rank_1:
@@ -112,7 +126,7 @@ def test_processes_that_disagree_are_refused_at_the_start(world, rank_1, named):
             X[50, 2] += 1e-3
     model = MLP([5, 8, 3], **FLOAT64)
     before = weights_of(model)
-    with pytest.raises(DistributedError, match=named):
+    with pytest.raises(DistributedError, match=f"disagree on {named}:"):
         model.fit(X, y, communicator=world, **options)
     np.testing.assert_array_equal(weights_of(model), before)  # refused before it changed
     assert model.epochs_trained == 0
