@@ -181,6 +181,7 @@ class Communicator:
             return
         from backends.cuda.nccl import NcclGroup
 
+        check_own_gpus(self.comm.allgather((self._mpi.Get_processor_name(), backend.bus_id)))
         self._device = NcclGroup(backend, self.size, self.rank, self.comm.bcast)
 
     @property
@@ -247,6 +248,20 @@ class Communicator:
         sys.stdout.flush()
         sys.stderr.flush()
         self.comm.Abort(status)
+
+
+def check_own_gpus(places: list[tuple[str, str]]) -> None:
+    """Refuse processes that share a GPU (``places``: each rank's machine and GPU bus id):
+    NCCL runs one rank per GPU, and its own error would not say what to change."""
+    first: dict[tuple[str, str], int] = {}
+    for rank, place in enumerate(places):
+        if place in first:
+            raise DistributedError(
+                f"ranks {first[place]} and {rank} would share the GPU {place[1]} on {place[0]}: "
+                "NCCL needs a GPU of its own for each process; start at most as many processes "
+                "on a machine as it has GPUs, with --device cuda (each takes its local rank's)"
+            )
+        first[place] = rank
 
 
 # ---------------------------------------------------------------------- what a command needs

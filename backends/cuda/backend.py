@@ -88,6 +88,11 @@ class CupyBackend(XpBackend):
         #: Why the last ``capture`` gave no recording (None after one that did).
         self.capture_failure: str | None = None
 
+    @property
+    def bus_id(self) -> str:
+        """The GPU's PCI bus id: which GPU it is, however ``CUDA_VISIBLE_DEVICES`` numbers it."""
+        return self._device.pci_bus_id
+
     def hardware(self) -> str:
         properties = self.xp.cuda.runtime.getDeviceProperties(self.index)
         name = properties["name"]

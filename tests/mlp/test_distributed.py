@@ -67,6 +67,16 @@ def test_fit_refuses_what_is_not_a_communicator():
         MLP([3, 2]).fit(X, y, communicator="world")
 
 
+def test_processes_sharing_a_gpu_are_refused_before_nccl_starts():
+    distributed.check_own_gpus(
+        [("a", "0000:01:00.0"), ("a", "0000:02:00.0"), ("b", "0000:01:00.0")]
+    )
+    with pytest.raises(
+        DistributedError, match=r"ranks 0 and 2 would share the GPU 0000:01:00.0 on a"
+    ):
+        distributed.check_own_gpus([("a", "0000:01:00.0"), ("b", "x"), ("a", "0000:01:00.0")])
+
+
 def test_two_processes_pass_the_distributed_tests():
     """tests/distributed under ``mpiexec -n 2``: gradients, fits, refusals, each on both ranks."""
     launcher = mpiexec_or_skip()
