@@ -36,8 +36,9 @@ DIGESTS = {name: hashlib.sha256(data).hexdigest() for name, data in FILE_BYTES.i
 
 class Handler(http.server.BaseHTTPRequestHandler):
     """``/<behaviour>/<file>``: good, corrupt, short, truncated, missing, stall, slow, flaky,
-    drip (a byte every 0.2 s, for ever), endless (zeros, no length said, until the client
-    hangs up) and oversized (announces a gigabyte)."""
+    drip (a byte every 0.2 s, for ever), labelled (sent with ``Content-Encoding: gzip``),
+    endless (zeros, no length said, until the client hangs up) and oversized (announces a
+    gigabyte)."""
 
     hits: ClassVar[Counter] = Counter()
 
@@ -62,6 +63,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             data = data[: len(data) // 2]
         self.send_response(200)
         self.send_header("Content-Type", "application/octet-stream")
+        if behaviour == "labelled":  # a .gz said to be gzip-encoded, as some servers say
+            self.send_header("Content-Encoding", "gzip")
         if behaviour != "endless":
             length = 1 << 30 if behaviour == "oversized" else len(data)
             self.send_header("Content-Length", str(length))

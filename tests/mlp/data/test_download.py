@@ -40,6 +40,14 @@ def test_good_mirror_downloads_verified_files(cache, server):
         assert (cache / name).read_bytes() == data
 
 
+def test_a_file_said_to_be_gzip_encoded_is_saved_as_sent(cache, server):
+    """A server that labels a .gz ``Content-Encoding: gzip`` (by its name) sends the file
+    itself: it is the file, not something to unpack, that must match its pin."""
+    fetch(cache, "labelled", server=server)
+    for name, data in FILE_BYTES.items():
+        assert (cache / name).read_bytes() == data
+
+
 def test_verified_files_are_not_downloaded_again(cache, server):
     fetch(cache, "good", server=server)
     Handler.hits.clear()
