@@ -157,13 +157,27 @@ def _given_folder_problem(folder: Path, dataset: str) -> str:
 def load_split(
     folder: Path, split: str, classes: int, dtype: Any = None, dataset: str = "the dataset"
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Images as (n, rows*cols) uint8 and labels as (n,) uint8 for ``"train"`` or ``"test"``.
+    """Images as (n, rows*cols) and labels as (n,) for ``"train"`` or ``"test"``: integer
+    pixels as uint8 (0 to 255, whatever the file's type), float pixels as they are.
 
     Float images must be finite (as ``dtype`` would hold them, where given), labels whole
     numbers from 0 below ``classes``, the ``dataset``'s; an error names the file.
     """
-    image_stem, label_stem = SPLITS[split]
-    image_file, label_file = _split_file(folder, image_stem), _split_file(folder, label_stem)
+    images, labels = _read_split(folder, split, classes, dtype, dataset)
+    return images.reshape(images.shape[0], -1), labels
+
+
+def _read_split(
+    folder: Path, split: str, classes: int, dtype: Any, dataset: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """``load_split``'s images as (n, rows, cols)."""
+    if split not in SPLITS:
+        raise InvalidArgument(f"unknown split {split!r}: choose one of {', '.join(SPLITS)}")
+    files = [(stem, _split_file(folder, stem)) for stem in SPLITS[split]]
+    for stem, found in files:
+        if found is None:
+            raise DatasetNotFound(f"{folder} lacks {stem}[.gz]: put it there")
+    (_, image_file), (_, label_file) = files
     images, labels = read_idx(image_file), read_idx(label_file)
     if images.ndim != 3:
         raise DataError(
@@ -177,6 +191,13 @@ def load_split(
         raise DataError(f"{image_file}: holds no images (its header says {images.shape})")
     if images.dtype.kind == "f":
         _check_finite(image_file, split, images, dtype)
+    elif images.dtype != np.uint8:  # pixels are scaled as bytes: wider ones must fit
+        if images.min() < 0 or images.max() > 255:
+            raise DataError(
+                f"{image_file}: {images.dtype} pixels from {images.min()} to {images.max()}; "
+                "integer pixels must be 0 to 255 (store them as uint8, or as floats)"
+            )
+        images = images.astype(np.uint8)
     if labels.dtype.kind == "f" and not (
         np.all(np.isfinite(labels)) and np.all(labels == np.round(labels))
     ):
@@ -184,7 +205,7 @@ def load_split(
     if labels.min() < 0:
         raise DataError(f"{label_file}: labels must be 0 or more, got {labels.min():g}")
     check_label_range(label_file, labels, classes, f"{dataset} has {classes} classes")
-    return images.reshape(images.shape[0], -1), labels
+    return images, labels
 
 
 def _check_finite(where: Path, split: str, images: np.ndarray, dtype: Any) -> None:
@@ -220,10 +241,15 @@ def load_dataset(
     """
     folder = find_dataset(dataset, data_dir)
     known = CLASSES[dataset]
-    X_train, y_train = load_split(folder, "train", known, dtype, dataset)
-    X_test, y_test = load_split(folder, "test", known, dtype, dataset)
-    if X_train.shape[1] != X_test.shape[1]:
-        raise DataError(f"{folder}: train and test images differ in size")
+    (X_train, y_train), (X_test, y_test) = (
+        _read_split(folder, split, known, dtype, dataset) for split in ("train", "test")
+    )
+    if X_train.shape[1:] != X_test.shape[1:]:
+        raise DataError(
+            f"{folder}: the train images are {'×'.join(map(str, X_train.shape[1:]))} pixels "
+            f"but the test images {'×'.join(map(str, X_test.shape[1:]))}: they must match"
+        )
+    X_train, X_test = (images.reshape(images.shape[0], -1) for images in (X_train, X_test))
     if classes is not None:
         where = _split_file(folder, SPLITS["test"][1])
         check_label_range(where, y_test, classes, f"the model has {classes} outputs")

@@ -11,14 +11,17 @@ import pytest
 
 import mlp.data.datasets
 from mlp.data import (
+    DataError,
     DatasetNotFound,
     candidate_dirs,
     find_dataset,
     load_dataset,
+    load_split,
     write_idx,
 )
 from mlp.data.download import ensure_dataset
 from mlp.data.synthetic import write_dataset
+from mlp.errors import InvalidArgument
 
 
 # ---------------------------------------------------------------------- finding datasets
@@ -48,6 +51,37 @@ def test_images_must_be_three_dimensional(tmp_path):
     write_idx(folder / "t10k-images-idx3-ubyte", np.zeros((10, 784), dtype=np.uint8))
     with pytest.raises(ValueError, match="t10k-images"):
         load_dataset("mnist", data_dir=folder)
+
+
+def test_train_and_test_images_must_have_one_shape(tmp_path):
+    """14×56 test images beside 28×28 training ones are as many pixels, in other places."""
+    folder = write_dataset(tmp_path / "ds", n_train=20, n_test=10, gz=False)
+    write_idx(folder / "t10k-images-idx3-ubyte", np.zeros((10, 14, 56), dtype=np.uint8))
+    with pytest.raises(DataError, match="train images are 28×28 pixels but the test images 14×56"):
+        load_dataset("mnist", data_dir=folder)
+
+
+def test_wider_integer_pixels_are_read_as_bytes_or_refused(tmp_path):
+    folder = write_dataset(tmp_path / "ds", n_train=20, n_test=10, gz=False)
+    test_images = load_dataset("mnist", data_dir=folder).X_test
+    write_idx(folder / "t10k-images-idx3-ubyte", test_images.reshape(10, 28, 28).astype(np.int32))
+    again = load_dataset("mnist", data_dir=folder).X_test
+    assert again.dtype == np.uint8  # scaled by 1/255 like any other bytes
+    np.testing.assert_array_equal(again, test_images)
+    write_idx(folder / "t10k-images-idx3-ubyte", np.full((10, 28, 28), 256, np.int16))
+    with pytest.raises(DataError, match="int16 pixels from 256 to 256; integer pixels must be"):
+        load_dataset("mnist", data_dir=folder)
+
+
+def test_load_split_names_what_it_lacks(tmp_path):
+    folder = write_dataset(tmp_path / "ds", n_train=20, n_test=10, gz=False)
+    images, labels = load_split(folder, "test", 10)
+    assert images.shape == (10, 784) and labels.shape == (10,)
+    with pytest.raises(InvalidArgument, match="unknown split 'validation': choose one of train"):
+        load_split(folder, "validation", 10)
+    (folder / "t10k-labels-idx1-ubyte").unlink()
+    with pytest.raises(DatasetNotFound, match="lacks t10k-labels-idx1-ubyte"):
+        load_split(folder, "test", 10)
 
 
 def test_load_dataset(tmp_path):
