@@ -48,7 +48,10 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     """
     Image = require_pillow()
     with _decoded(Image, path) as image:
-        return image_input(image)
+        try:
+            return image_input(image)
+        except DataError as exc:
+            raise DataError(f"{path}: {exc}") from None
 
 
 def _decoded(Image: ModuleType, path: str | os.PathLike) -> Any:
@@ -115,7 +118,15 @@ def upright(ImageOps: Any, image: Any) -> Any:
 
 def grayscale(image: Any) -> np.ndarray:
     """The image's luminance as a 2-D uint8 array; transparent parts count as white (as a
-    viewer shows them), 16-bit gray is scaled to 8 bits (Pillow would clip it)."""
+    viewer shows them), 16-bit gray is scaled to 8 bits (Pillow would clip it). A 32-bit
+    picture is refused: its pixels may mean 0 to 1, 0 to 255 or anything, and Pillow would
+    cut them to bytes (a picture of 0 to 1 would come out black)."""
+    if image.mode == "F" or (image.mode == "I" and image.format != "PNG"):  # PNG: 16 bits
+        kind = "floating-point" if image.mode == "F" else "integer"
+        raise DataError(
+            f"a 32-bit {kind} picture, whose scale is unknown: save it as 8- or 16-bit "
+            "grayscale (PNG, say)"
+        )
     if image.mode in SIXTEEN_BIT_MODES:
         values = np.asarray(image, dtype=np.float64)
         return np.clip(np.rint(values / 257), 0, 255).astype(np.uint8)

@@ -157,6 +157,19 @@ def test_a_truncated_png(tmp_path):
     assert str(caught.value) == f"{path}: cannot read the image: image file is truncated"
 
 
+@pytest.mark.parametrize(
+    ("pixels", "kind"),
+    [(np.float32, "floating-point"), (np.int32, "integer")],
+)
+def test_a_32_bit_picture_is_refused_not_cut_to_bytes(tmp_path, pixels, kind):
+    """A float TIFF of 0 to 1 came out black, a 32-bit one of 0 to 255 nearly so."""
+    bar = np.ones((28, 28), pixels)
+    bar[10:18] = 0
+    path = saved(tmp_path, "bar.tif", bar)
+    with pytest.raises(DataError, match=rf"^.*bar\.tif: a 32-bit {kind} picture, whose scale"):
+        read_image(path)
+
+
 def test_a_missing_file(tmp_path):
     with pytest.raises(DataError) as caught:
         read_image(tmp_path / "gone.png")
