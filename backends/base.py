@@ -74,6 +74,14 @@ def host_view(a: Any) -> np.ndarray:
         except (BufferError, RuntimeError, TypeError):  # a dtype NumPy's DLPack lacks, say
             if not hasattr(a, "__array__"):
                 raise
+            try:
+                return np.asarray(a)
+            except (TypeError, ValueError, RuntimeError) as exc:  # bfloat16, which NumPy lacks
+                dtype = getattr(a, "dtype", "its dtype")
+                raise TypeError(
+                    f"a {_type_name(a)} of {dtype} has no NumPy form ({exc}): pass it as "
+                    "float32 (x.float() in PyTorch)"
+                ) from None
     return np.asarray(a)
 
 

@@ -131,6 +131,11 @@ def test_another_dtype_is_converted_a_copy():
     np.testing.assert_array_equal(X, t.numpy().astype(np.float32))
 
 
+def test_a_bfloat16_tensor_which_numpy_lacks_says_pass_float32():
+    with pytest.raises(TypeError, match=r"torch.bfloat16 has no NumPy form .*x\.float\(\)"):
+        MLP([FEATURES, 4, 3]).predict(torch.rand(5, FEATURES, dtype=torch.bfloat16))
+
+
 def test_labels_and_weights_are_read_on_the_host_in_place():
     backend = MLP([FEATURES, 3]).backend
     for t in (torch.arange(10), torch.rand(10, dtype=torch.float64)):
