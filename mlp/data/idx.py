@@ -17,6 +17,7 @@ from typing import IO
 import numpy as np
 
 from ..errors import DataError, InvalidArgument
+from ..files import atomic_write
 
 # IDX type byte → NumPy dtype (multi-byte values are big-endian).
 _IDX_TYPES = {
@@ -104,7 +105,8 @@ def _read(stream: IO[bytes], name: str, size: int, gzipped: bool) -> np.ndarray:
 
 
 def write_idx(path: str | os.PathLike, array: np.ndarray) -> None:
-    """Write ``array`` as an IDX file (gzipped when the name ends in ``.gz``)."""
+    """Write ``array`` as an IDX file (gzipped when the name ends in ``.gz``), whole or not
+    at all: an interrupted writer leaves the file as it was."""
     array = np.asarray(array)
     if array.ndim == 0:
         raise InvalidArgument("IDX stores arrays of one or more dimensions, got a scalar")
@@ -115,5 +117,5 @@ def write_idx(path: str | os.PathLike, array: np.ndarray) -> None:
     big_endian = array.astype(_IDX_TYPES[code], copy=False)
     header = bytes([0, 0, code, array.ndim]) + np.asarray(array.shape, ">u4").tobytes()
     payload = header + big_endian.tobytes()
-    path = Path(path)
-    path.write_bytes(gzip.compress(payload, mtime=0) if path.suffix == ".gz" else payload)
+    data = gzip.compress(payload, mtime=0) if Path(path).suffix == ".gz" else payload
+    atomic_write(path, lambda file: file.write(data))

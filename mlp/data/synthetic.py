@@ -57,6 +57,8 @@ def write_dataset(
             image_stem, label_stem = SPLITS[split]
             write_idx(folder / (image_stem + suffix), images)
             write_idx(folder / (label_stem + suffix), labels)
+    except CannotWrite:  # a file that could not be written, already named
+        raise
     except OSError as exc:
         where = exc.filename or folder
         why = "it is a file, not a folder" if isinstance(exc, FileExistsError) else exc.strerror

@@ -218,6 +218,22 @@ def header(shape) -> bytes:
     return bytes([0, 0, 0x08, len(shape)]) + struct.pack(f">{len(shape)}I", *shape)
 
 
+def test_a_write_that_fails_leaves_the_old_file(tmp_path, monkeypatch):
+    """A full disk (or a Ctrl-C) part-way leaves the file as it was, and nothing beside it."""
+    path = tmp_path / "labels.gz"
+    write_idx(path, np.arange(5, dtype=np.uint8))
+    before = path.read_bytes()
+
+    def full(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("os.fsync", full)
+    with pytest.raises(OSError, match=r"cannot write .*labels\.gz: No space left on device"):
+        write_idx(path, np.zeros(100, dtype=np.uint8))
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["labels.gz"]
+
+
 def test_a_gzip_that_inflates_far_past_its_header_is_refused_early(tmp_path):
     """10 images declared, 64 MB inflated (64 kB on disk): refused once the 7,841st byte of
     data is read, not after inflating it all."""
