@@ -193,17 +193,39 @@ def regression_targets(y: np.ndarray, rows: int, outputs: int, dtype: np.dtype) 
     return values
 
 
-def sample_weights(weights: Any, rows: int, dtype: np.dtype) -> np.ndarray:
-    """One weight per row, finite, none negative, not all zero (scikit-learn's rule)."""
+def sample_weights(weights: Any, rows: int, dtype: np.dtype, held: int = 0) -> np.ndarray:
+    """One weight per row, finite, none negative, not all zero (scikit-learn's rule), as
+    ``dtype`` holds them (their sum too, which divides the loss). With the last ``held``
+    rows held out for validation, neither part may be all zero."""
     try:
         weights = np.asarray(weights, dtype=float)
     except (TypeError, ValueError):
         raise DataError(f"sample weights must be numbers, got {weights!r:.60}") from None
     if weights.shape != (rows,):
         raise DataError(f"expected {rows} sample weights in a 1-D array, got shape {weights.shape}")
-    if not np.all(np.isfinite(weights)) or np.any(weights < 0) or not np.any(weights > 0):
+    if not np.all(np.isfinite(weights)) or np.any(weights < 0):
         raise DataError("sample weights must be finite, none negative, and not all zero")
-    return weights.astype(dtype)
+    total = float(np.sum(weights))
+    if total > float(np.finfo(dtype).max):
+        raise DataError(
+            f"sample weights summing to {total:.3g} overflow {np.dtype(dtype).name}: scale "
+            "them down (only their ratios count)"
+        )
+    kept = weights.astype(dtype)
+    parts = (
+        {"": slice(None)}
+        if not held
+        else {"training ": slice(-held), "held-out ": slice(-held, None)}
+    )
+    for part, where in parts.items():
+        if not np.any(kept[where] > 0):
+            tiny = f" as {np.dtype(dtype).name}" if np.any(weights[where] > 0) else ""
+            split = f" (validation_split holds out the last {held} rows)" if held else ""
+            raise DataError(
+                f"the {part}sample weights are all zero{tiny}{split}: sample weights must be "
+                "finite, none negative, and not all zero"
+            )
+    return kept
 
 
 def class_names(names: Any, classes: int) -> list[str] | None:

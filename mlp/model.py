@@ -321,8 +321,11 @@ class MLP:
         y = be.adopt_on_host(y)
         return be.asarray(self.loss_function.host_targets(y, rows, self.dtype))
 
-    def device_weights(self, weights: Any, rows: int, backend: Backend | None = None) -> Any:
-        """Sample weights (``None``: every row counts once) as an (n, 1) column on the device."""
+    def device_weights(
+        self, weights: Any, rows: int, backend: Backend | None = None, held: int = 0
+    ) -> Any:
+        """Sample weights (``None``: every row counts once) as an (n, 1) column on the device
+        (``held``: how many of the last rows a ``validation_split`` holds out)."""
         if weights is None:
             return None
         be = self.backend if backend is None else backend
@@ -330,7 +333,7 @@ class MLP:
             weights = be.adopt_on_host(weights)  # checked on the host, as targets are
         except ValueError:  # a ragged list
             raise DataError(f"sample weights must be numbers, got {weights!r:.60}") from None
-        return be.asarray(checks.sample_weights(weights, rows, self.dtype).reshape(-1, 1))
+        return be.asarray(checks.sample_weights(weights, rows, self.dtype, held).reshape(-1, 1))
 
     def check_trainable(self) -> None:
         if self.output_activation is not None:

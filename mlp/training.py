@@ -91,10 +91,11 @@ def fit(
         X, scale = model.device_inputs(X)
         n = X.shape[0]
         targets = model.device_targets(y, n)
-        weights = model.device_weights(sample_weight, n)
+        held = held_out(n, split)
+        weights = model.device_weights(sample_weight, n, held=held)
         validation = None
         if split:
-            n, validation = _split(held_out(n, split), X, scale, targets, weights)
+            n, validation = _split(held, X, scale, targets, weights)
         elif validation_data is not None:
             validation = _validation(model, validation_data)
         optimizer = optimizer or model.optimizer or Adam()

@@ -101,12 +101,21 @@ def test_wrong_targets_or_loss_are_refused(loss, outputs, y, message):
         (np.zeros(10), "not all zero"),
         (np.full(10, np.nan), "must be finite"),
         (["a"] * 10, "sample weights must be numbers"),
+        (np.full(10, 1e39), "summing to 1e\\+40 overflow float32: scale them down"),
+        (np.full(10, 5e37), "summing to 5e\\+38 overflow float32"),  # each fits, not the sum
+        (np.full(10, 1e-46), "all zero as float32"),
+        (np.r_[np.ones(8), 0, 0], r"held-out sample weights are all zero \(validation_split"),
+        (np.r_[0, 0, 0, 0, 0, 0, 0, 0, 1, 1], "the training sample weights are all zero"),
     ],
 )
 def test_wrong_sample_weights_are_refused(weights, message):
+    """Before the model changes, each also as float32 holds it (which divides by the sum)."""
     model = MLP([3, 2])
     before = model.state_dict()
     with pytest.raises(ValueError, match=message):
-        model.fit(np.zeros((10, 3)), np.zeros(10, int), epochs=1, sample_weight=weights)
+        model.fit(
+            np.zeros((10, 3)), np.zeros(10, int), epochs=1, sample_weight=weights,
+            validation_split=0.2,
+        )  # fmt: skip
     for key, value in model.state_dict().items():
         np.testing.assert_array_equal(value, before[key])
