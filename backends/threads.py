@@ -9,7 +9,8 @@ every thread was faster on both), that product is timed on one thread and on the
 count, once per process and shape, and one thread is kept only where it is clearly faster.
 
 The thread count is the process's: while such a fit runs, other BLAS work in the process
-runs on one thread too (slower, never wrong). OpenBLAS rounds differently on one thread
+runs on one thread too (slower, never wrong), and fits in other threads that choose one
+share it until the last of them ends. OpenBLAS rounds differently on one thread
 than on two, so a fit's last digits follow the choice, which a new process makes afresh
 (a resumed run is bit-exact where both chose alike). ``OPENBLAS_NUM_THREADS`` set pins it:
 then nothing is timed and the count stays as set. Without threadpoolctl nothing changes.
@@ -68,12 +69,42 @@ def threads_for(product: tuple[int, int, int], dtype: Any = np.float32) -> Itera
     if not one_is_faster(product, dtype):
         yield
         return
-    before = _set_threads(1)
+    _ONE_THREAD.enter()
     try:
         yield
     finally:
-        for c, threads in before:
-            c.set_num_threads(threads)
+        _ONE_THREAD.leave()
+
+
+class _Sections:
+    """The one-thread blocks open in the process (fits in several threads at once): the
+    first to open sets one thread, the last to close gives back the counts it found."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._open = 0
+        self._outside: list[tuple[Any, int]] = []
+
+    def enter(self) -> None:
+        with self._lock:
+            if self._open == 0:
+                self._outside = _set_threads(1)
+            self._open += 1
+
+    def leave(self) -> None:
+        with self._lock:
+            self._open -= 1
+            if self._open == 0:
+                for c, threads in self._outside:
+                    c.set_num_threads(threads)
+
+    def process_threads(self) -> int:
+        """NumPy's BLAS threads outside any open block."""
+        with self._lock:
+            return self._outside[0][1] if self._open else numpy_blas()[0].get_num_threads()
+
+
+_ONE_THREAD = _Sections()
 
 
 def one_is_faster(product: tuple[int, int, int], dtype: Any = np.float32) -> bool:
@@ -81,7 +112,7 @@ def one_is_faster(product: tuple[int, int, int], dtype: Any = np.float32) -> boo
     the process's count: timed the first time a small product is asked about, here."""
     if math.prod(product) >= SMALL_PRODUCT or PINNED in os.environ or not numpy_blas():
         return False
-    threads = numpy_blas()[0].get_num_threads()
+    threads = _ONE_THREAD.process_threads()
     return threads > 1 and _timed_faster(tuple(product), np.dtype(dtype).str, threads)
 
 

@@ -68,6 +68,21 @@ def test_a_count_pinned_in_the_environment_is_not_timed(two_threads, monkeypatch
         assert _blas_threads() == 2
 
 
+def test_overlapping_blocks_share_one_thread_and_the_last_gives_the_count_back(
+    two_threads, one_faster
+):
+    """Two fits in two threads, the second started while the first ran on one thread: it
+    too chooses one, the first's end leaves it there, and the second's gives back two."""
+    first, second = threads.threads_for(SMALL), threads.threads_for(SMALL)
+    first.__enter__()
+    second.__enter__()
+    assert _blas_threads() == 1
+    first.__exit__(None, None, None)
+    assert _blas_threads() == 1  # the second fit still runs, on the thread it chose
+    second.__exit__(None, None, None)
+    assert _blas_threads() == 2
+
+
 def test_the_count_comes_back_after_an_error(two_threads, one_faster):
     with pytest.raises(RuntimeError, match="inside"), threads.threads_for(SMALL):
         raise RuntimeError("inside")
