@@ -55,8 +55,8 @@ class Optimizer:
         if model is not None:
             self.check_model(model)
             self._model = weakref.ref(model)
-        same = self.backend is backend and (self.size, self.dtype) == (size, np.dtype(dtype))
-        if same and all(self.state.get(n) is not None for n in self.state_names):
+        if self.backend is backend and (self.size, self.dtype) == (size, np.dtype(dtype)):
+            self.ready()
             return
         self.backend, self.size, self.dtype = backend, size, np.dtype(dtype)
         self.state = {name: backend.zeros((size,), dtype) for name in self.state_names}
@@ -64,6 +64,13 @@ class Optimizer:
         pending, self._pending = self._pending, None
         if pending is not None and pending["size"] == size:  # unpickled: its state goes on
             self.load_state_dict(pending["state"])
+
+    def ready(self) -> None:
+        """Zeroed buffers for the state that settings changed since ``bind`` need (SGD's
+        momentum switched on): the update count goes on."""
+        for name in self.state_names:
+            if self.state.get(name) is None:
+                self.state[name] = self.backend.zeros((self.size,), self.dtype)
 
     def __getstate__(self) -> dict[str, Any]:
         """Hyperparameters and host copies of the state: it pickles from any device, and
@@ -186,7 +193,11 @@ class SGD(Optimizer):
             raise InvalidArgument("Nesterov momentum needs momentum > 0")
         self.nesterov = bool(nesterov)
         self.weight_decay = checks.non_negative_number("weight_decay", weight_decay)
-        self.state_names = ("velocity",) if momentum else ()
+
+    @property
+    def state_names(self) -> tuple[str, ...]:  # type: ignore[override]
+        """A velocity where there is momentum (set now, or later)."""
+        return ("velocity",) if self.momentum else ()
 
     def _apply(self, params: Any, grads: Any, count: Any) -> None:
         self.backend.sgd_update(

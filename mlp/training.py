@@ -262,6 +262,7 @@ class TrainingStep:
         self._total_weight: float | None = None
         self._recording: Any = None
         self._recorded_with: Any = None  # the optimizer settings the recording holds
+        self._settings: Any = None  # those of the last step
 
     def start_epoch(self, order: np.ndarray | None) -> None:
         """Rewind to the first batch and zero the totals; ``order`` (host) replaces the order."""
@@ -277,6 +278,9 @@ class TrainingStep:
         """One step on the next ``size`` rows: replayed where recorded, else run (and, for a
         full batch, recorded for the steps after it)."""
         settings = tuple(self.optimizer.hyperparameters().values())  # frozen in a recording
+        if settings != self._settings:  # changed between steps (a schedule, a callback)
+            self._settings = settings
+            self.optimizer.ready()  # a momentum switched on needs its velocity
         self._position += size
         if size == self.batch_size and self._recording is not None:
             if settings == self._recorded_with:

@@ -131,3 +131,36 @@ def test_a_learning_rate_beyond_any_float_is_a_value_error():
         Adam(lr=10**400)
     with pytest.raises(ValueError, match="momentum must be a finite number"):
         SGD(momentum=-(10**400))
+
+
+def test_a_momentum_switched_on_later_starts_its_velocity_at_zero(device):
+    """Between fits or inside one (a callback), as a new SGD with that momentum would; the
+    update count goes on."""
+    rng = np.random.default_rng(2)
+    X, y = rng.standard_normal((60, 4)), rng.integers(0, 3, 60)
+
+    def trained(switch):
+        model, optimizer = MLP([4, 6, 3], device=device, seed=5), SGD(lr=0.1)
+        switch(model, optimizer)
+        return model.backend.to_numpy(model.params), optimizer.steps
+
+    def between_fits(model, optimizer):
+        model.fit(X, y, epochs=1, batch_size=16, optimizer=optimizer)
+        optimizer.momentum = 0.9
+        model.fit(X, y, epochs=1, batch_size=16, optimizer=optimizer)
+
+    def inside_a_fit(model, optimizer):
+        def switch(record):
+            optimizer.momentum = 0.9
+
+        model.fit(X, y, epochs=2, batch_size=16, optimizer=optimizer, callback=switch)
+
+    def a_new_optimizer(model, optimizer):
+        model.fit(X, y, epochs=1, batch_size=16, optimizer=optimizer)
+        model.fit(X, y, epochs=1, batch_size=16, optimizer=SGD(lr=0.1, momentum=0.9))
+
+    expected, _ = trained(a_new_optimizer)
+    for switch in (between_fits, inside_a_fit):
+        params, steps = trained(switch)
+        np.testing.assert_allclose(params, expected, rtol=0, atol=1e-6)
+        assert steps == 8
