@@ -391,23 +391,26 @@ def compare_to_torch(rows: list[dict[str, Any]]) -> None:
 
     ``speed_vs_torch`` is eager PyTorch's epoch time over this row's: above 1.0 is faster.
     ``speed_vs_best_torch`` (ours only) is the fastest PyTorch row's (eager, fused,
-    compiled, CUDA graph) over ours, as the targets compare.
+    compiled, CUDA graph) over ours, as the targets compare; ``fastest_torch`` says which
+    row that was, of which that ran.
     """
     torch_seconds: dict[tuple[str, str, str], float] = {}
-    best: dict[tuple[str, str, str], float] = {}
+    ran: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
     for r in rows:
         if r["impl"] in TORCH_ROWS and r.get("status") == "ok":
             key = same_setting(r)
             if r["impl"] == "torch":
                 torch_seconds[key] = r["median_seconds"]
-            best[key] = min(best.get(key, r["median_seconds"]), r["median_seconds"])
+            ran.setdefault(key, []).append(r)
     for r in rows:
         key = same_setting(r)
         reference = torch_seconds.get(key)
         if r["impl"] not in ("torch", "limit") and r.get("status") == "ok" and reference:
             r["speed_vs_torch"] = reference / r["median_seconds"]
-        if r["impl"] == "mlp" and r.get("status") == "ok" and key in best:
-            r["speed_vs_best_torch"] = best[key] / r["median_seconds"]
+        if r["impl"] == "mlp" and r.get("status") == "ok" and key in ran:
+            best = min(ran[key], key=lambda t: t["median_seconds"])
+            r["speed_vs_best_torch"] = best["median_seconds"] / r["median_seconds"]
+            r["fastest_torch"] = {"impl": best["impl"], "of": [t["impl"] for t in ran[key]]}
 
 
 def compare_to_float32(rows: list[dict[str, Any]]) -> None:
@@ -650,10 +653,16 @@ def run(
 
     def save_partial(rows: list[dict[str, Any]]) -> None:
         """Keep what is done on disk: a run cut short (a time limit) still leaves its rows."""
-        report.write_json({**results, "rows": rows, "complete": False}, stem.with_suffix(".json"))
+        results["rows"] = rows
+        report.write_json({**results, "complete": False}, stem.with_suffix(".json"))
 
-    results["rows"] = run_benchmark(args, real, devices, probes, versions, save_partial)
-    results["time_to_accuracy"] = time_to_accuracy(args, real, devices, versions)
+    results["rows"] = []
+    try:
+        results["rows"] = run_benchmark(args, real, devices, probes, versions, save_partial)
+        results["time_to_accuracy"] = time_to_accuracy(args, real, devices, versions)
+    except KeyboardInterrupt:  # a time limit's SIGTERM, Ctrl-C: the report of what was done
+        print(report.summary_text(results), flush=True)
+        raise
     results["cli_rss"] = cli_rss(args, real)
     results["distributed"] = distributed.run_section(args, real, devices, log)
     results["complete"] = True

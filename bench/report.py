@@ -327,7 +327,10 @@ def verdict(head: str, what: str, value: float | None, kind: str, bound: float, 
     if value is None:
         return f"{head} {what} ({sign} {bound:g}): pending ({why})"
     met = value >= bound if kind == "min" else value <= bound
-    return f"{head} {value:.2f} {what} ({sign} {bound:g}): " + ("met" if met else "NOT met")
+    shown = f"{value:.2f}"
+    if float(shown) == bound:  # 0.996 is not 1.00 against a bound of 1
+        shown = f"{value:.5g}"
+    return f"{head} {shown} {what} ({sign} {bound:g}): " + ("met" if met else "NOT met")
 
 
 def run_target_lines(tta: dict[str, Any], cli_rss: dict[str, Any]) -> list[str]:
@@ -381,10 +384,15 @@ def target_lines(
     lines = ["targets:"]
     for workload, device, metric, kind, bound in TARGETS:
         precision, field = METRIC_SOURCES.get(metric, ("float32", metric))
-        value = ours.get((workload, device, precision), {}).get(field)
+        mine = ours.get((workload, device, precision), {})
+        value = mine.get(field)
         why = "" if value is not None else _pending(workload, device, metric, rows)
         head = f"target {workload} on {device}:"
-        lines.append(verdict(head, METRIC_NAMES[metric], value, kind, bound, why))
+        line = verdict(head, METRIC_NAMES[metric], value, kind, bound, why)
+        if value is not None and metric == "speed_vs_best_torch":
+            fastest = mine["fastest_torch"]
+            line += f" (fastest: {fastest['impl']}, of {', '.join(fastest['of'])})"
+        lines.append(line)
     return lines + run_target_lines(tta or {}, cli_rss or {})
 
 

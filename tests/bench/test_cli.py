@@ -142,6 +142,26 @@ def test_bench_disk_full_mid_run_is_one_line(tmp_path, monkeypatch, capsys):
     assert json.loads(path.read_text())["complete"] is False
 
 
+def test_bench_stopped_part_way_reports_the_rows_it_did(tmp_path, monkeypatch, capsys):
+    """A time limit's SIGTERM (here its interrupt, at the third row) still prints the table
+    and the targets of the rows done, as the GPU check's summary reads them."""
+    real_row, calls = cli.run_row, []
+
+    def third_stops(*args):
+        calls.append(args)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real_row(*args)
+
+    monkeypatch.setattr(cli, "run_row", third_stops)
+    assert cli.main([*TINY_BENCH, "--out", str(tmp_path)]) == 130
+    out = capsys.readouterr().out
+    assert re.search(r"^target tiny on cpu: [0-9.]+ × limit \(≤ 1\.6\): (met|NOT met)$", out, re.M)
+    assert re.search(r"^tiny +cpu +mlp \(this library\)", out, re.M)  # the table's rows
+    (path,) = tmp_path.glob("*.json")
+    assert len(json.loads(path.read_text())["rows"]) == 2
+
+
 def git_status() -> set[str] | None:
     """The repository's changed and untracked files (``None`` outside a git checkout)."""
     if shutil.which("git") is None:

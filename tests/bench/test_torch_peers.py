@@ -141,8 +141,18 @@ def test_ours_is_compared_with_the_fastest_pytorch_row():
     cli.compare_to_torch(rows)
     assert rows[0]["speed_vs_torch"] == pytest.approx(2.0)
     assert rows[0]["speed_vs_best_torch"] == pytest.approx(0.5)
+    assert rows[0]["fastest_torch"] == {"impl": "torch-compile", "of": ["torch", "torch-compile"]}
     assert rows[2]["speed_vs_torch"] == pytest.approx(4.0)
     assert "speed_vs_best_torch" not in rows[2]  # ours alone are held to the targets
+
+
+def test_a_figure_that_rounds_to_its_bound_shows_the_digits_that_decide():
+    assert report.verdict("t:", "vs x", 0.996, "min", 1.0, "").endswith("0.996 vs x (≥ 1): NOT met")
+    assert report.verdict("t:", "× y", 1.1504, "max", 1.15, "").endswith(
+        "1.1504 × y (≤ 1.15): NOT met"
+    )
+    assert report.verdict("t:", "× y", 1.149, "max", 1.15, "").endswith("1.149 × y (≤ 1.15): met")
+    assert report.verdict("t:", "× y", 1.2, "max", 1.15, "").endswith("1.20 × y (≤ 1.15): NOT met")
 
 
 def test_the_targets_section_prints_every_target():
@@ -157,8 +167,12 @@ def test_the_targets_section_prints_every_target():
     assert "target tiny on cpu: × limit (≤ 1.6): pending (tiny not in --workloads)" in lines
     assert "target std-b256 on cuda: vs fastest PyTorch (≥ 1): pending (needs a GPU)" in lines
     assert all(line.endswith(("met", ")")) for line in lines[1:])
-    gpu = report.target_lines([row("big", "cuda", "mlp", 1.0, speed_vs_best_torch=1.2)])
-    assert "target big on cuda: 1.20 vs fastest PyTorch (≥ 1): met" in gpu
+    fastest = {"impl": "torch-graph", "of": ["torch-graph", "torch"]}
+    gpu = report.target_lines(
+        [row("big", "cuda", "mlp", 1.0, speed_vs_best_torch=1.2, fastest_torch=fastest)]
+    )
+    met = "met (fastest: torch-graph, of torch-graph, torch)"
+    assert f"target big on cuda: 1.20 vs fastest PyTorch (≥ 1): {met}" in gpu
     bf16 = "bf16 speed-up over float32 (≥ 1.5): pending (no bf16 row of ours: add bf16 to"
     bf16 += " --precisions)"
     assert f"target big on cuda: {bf16}" in gpu
