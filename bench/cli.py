@@ -228,6 +228,14 @@ def build_parser() -> argparse.ArgumentParser:
         "share of an epoch (skipped, saying why, without mpi4py or mpiexec)",
     )
     p.add_argument(
+        "--order",
+        choices=("workload", "peer"),
+        default="workload",
+        help="workload: each workload's rows together (the default); peer: ours for every "
+        "workload first, then each peer over every workload in --peers order, so that a run "
+        "cut short by a time limit has ours everywhere and the first peers",
+    )
+    p.add_argument(
         "--row-timeout",
         type=checked(checks.positive_number, "row timeout", float),
         default=1800,
@@ -312,7 +320,8 @@ def plan(args: argparse.Namespace, devices: list[str]) -> list[dict[str, Any]]:
     """Every row to run, in order: per workload and device, ours at each precision (its
     limit first, and on a ``BRACKETED`` device again after it, marked ``again``), then the
     others at each precision they have. Ours come first so that a run cut short (a time
-    limit) still has them; each table keeps this order."""
+    limit) still has them; each table keeps this order. ``--order peer`` runs ours for
+    every workload first, then each of the others over every workload, in their order."""
     others = [*(["textbook"] if args.textbook else []), *args.peers]
     rows = []
     for name in args.workloads:
@@ -338,6 +347,8 @@ def plan(args: argparse.Namespace, devices: list[str]) -> list[dict[str, Any]]:
                 for precision, impl, again in pairs
                 if runs_on(impl, device, args)
             ]
+    if args.order == "peer":  # a stable sort: each workload's own block keeps its order
+        rows.sort(key=lambda row: -1 if row["impl"] in OURS else others.index(row["impl"]))
     return rows
 
 

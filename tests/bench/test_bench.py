@@ -162,8 +162,9 @@ def test_speed_vs_torch_and_targets():
     assert "speed_vs_torch" not in rows[0] and "speed_vs_torch" not in rows[2]
     assert "speed_vs_torch" not in rows[5]  # its PyTorch row failed: nothing to compare to
     lines = report.target_lines(rows)
-    assert "target std on cuda: 1.50 vs fastest PyTorch (≥ 1): met" in lines
-    assert "target big on cuda: 0.75 vs fastest PyTorch (≥ 1): NOT met" in lines
+    of = "(fastest: torch, of torch)"
+    assert f"target std on cuda: 1.50 vs fastest PyTorch (≥ 1): met {of}" in lines
+    assert f"target big on cuda: 0.75 vs fastest PyTorch (≥ 1): NOT met {of}" in lines
     assert "target big on cuda: 1.25 × limit (≤ 1.15): NOT met" in lines
 
 

@@ -49,6 +49,23 @@ def test_each_precision_plans_its_own_rows_ours_first():
     ]
 
 
+def test_order_peer_runs_ours_everywhere_then_each_peer_over_every_workload():
+    argv = ["--workloads", "big,std", "--precisions", "float32,bf16", "--no-textbook"]
+    argv += ["--peers", "torch-graph,torch", "--order", "peer"]
+    rows = [(r["workload"], r["precision"], r["impl"]) for r in cli.plan(parse(*argv), ["cuda"])]
+    ours = [(p, impl) for p in ("float32", "bf16") for impl in ("limit", "mlp")]
+    assert rows == [
+        *(("big", *row) for row in ours),
+        *(("std", *row) for row in ours),
+        ("big", "float32", "torch-graph"),
+        ("std", "float32", "torch-graph"),
+        ("big", "float32", "torch"),
+        ("std", "float32", "torch"),
+    ]
+    default = [(r["workload"], r["impl"]) for r in cli.plan(parse(*argv[:-2]), ["cuda"])]
+    assert default[4:6] == [("big", "torch-graph"), ("big", "torch")]  # each workload whole
+
+
 def test_float32_alone_is_the_default_and_every_row_says_so():
     args = parse()
     assert args.precisions == ["float32"]
