@@ -45,6 +45,23 @@ def check_trained(out: dict) -> None:
     assert out["tf32"] is False and out["matmul_precision"] == "highest"
 
 
+def test_pytorch_starts_from_weights_scaled_as_ours():
+    """He normal weights and zero biases, as ``MLP`` starts: a race to an accuracy compares
+    training, not starting points (``nn.Linear``'s own uniform start is 2.45× smaller)."""
+    pytest.importorskip("torch")
+    from bench.peers import torch_model
+    from bench.workloads import WORKLOADS
+    from mlp import MLP
+
+    ours = MLP(list(WORKLOADS["std"].sizes), seed=0)
+    theirs = [m for m in torch_model(WORKLOADS["std"]) if hasattr(m, "weight")]
+    for layer, linear in zip(ours.linears, theirs, strict=True):
+        weights = linear.weight.detach().numpy()
+        assert weights.T.shape == layer.weight.shape
+        assert np.std(weights) == pytest.approx(np.std(layer.weight), rel=0.05)
+        assert not linear.bias.detach().numpy().any() and not np.any(layer.bias)
+
+
 def test_fused_adam_trains_on_the_cpu():
     out = trained("torch-fused", samples=60)  # a last, smaller batch too
     check_trained(out)
