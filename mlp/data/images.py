@@ -91,6 +91,7 @@ def image_input(image: Any) -> np.ndarray:
     """
     Image = require_pillow()
     ImageOps = require("PIL.ImageOps", "images", "reading images", package="pillow")
+    refuse_32_bits(image)
     pixels = grayscale(upright(ImageOps, image))
     background = float(np.median(border(pixels)))
     if background > MIDDLE_GREY:
@@ -116,17 +117,21 @@ def upright(ImageOps: Any, image: Any) -> Any:
             return image
 
 
-def grayscale(image: Any) -> np.ndarray:
-    """The image's luminance as a 2-D uint8 array; transparent parts count as white (as a
-    viewer shows them), 16-bit gray is scaled to 8 bits (Pillow would clip it). A 32-bit
-    picture is refused: its pixels may mean 0 to 1, 0 to 255 or anything, and Pillow would
-    cut them to bytes (a picture of 0 to 1 would come out black)."""
-    if image.mode == "F" or (image.mode == "I" and image.format != "PNG"):  # PNG: 16 bits
+def refuse_32_bits(image: Any) -> None:
+    """A 32-bit picture is refused: its pixels may mean 0 to 1, 0 to 255 or anything, and
+    Pillow would cut them to bytes (one of 0 to 1 would come out black). A PNG holds at most
+    16 bits, which older Pillows open as 32-bit integers (mode ``I``)."""
+    if image.mode == "F" or (image.mode == "I" and image.format != "PNG"):
         kind = "floating-point" if image.mode == "F" else "integer"
         raise DataError(
             f"a 32-bit {kind} picture, whose scale is unknown: save it as 8- or 16-bit "
             "grayscale (PNG, say)"
         )
+
+
+def grayscale(image: Any) -> np.ndarray:
+    """The image's luminance as a 2-D uint8 array; transparent parts count as white (as a
+    viewer shows them), 16-bit gray is scaled to 8 bits (Pillow would clip it)."""
     if image.mode in SIXTEEN_BIT_MODES:
         values = np.asarray(image, dtype=np.float64)
         return np.clip(np.rint(values / 257), 0, 255).astype(np.uint8)
