@@ -14,7 +14,7 @@ from typing import Any
 
 from . import checks
 from .errors import InvalidArgument
-from .stopping import lower_is_better, watched
+from .stopping import Patience, lower_is_better, watched
 
 
 class Schedule:
@@ -71,7 +71,7 @@ class CosineDecay(Schedule):
         return self.minimum + (self.base - self.minimum) * 0.5 * (1 + math.cos(math.pi * done))
 
 
-class ReduceOnPlateau(Schedule):
+class ReduceOnPlateau(Schedule, Patience):
     """The rate times ``factor`` when ``monitor`` (``val_loss`` where there is validation
     data, else ``loss``; an accuracy watched to rise) has not improved by ``min_delta`` for
     ``patience`` epochs. It counts epochs across ``fit`` calls: one-epoch fits (scikit-learn's
@@ -97,11 +97,7 @@ class ReduceOnPlateau(Schedule):
         self._resumed_at: float | None = None  # the rate a resumed run had last
 
     def observe(self, record: dict[str, Any]) -> None:
-        value = lower_is_better(record, watched(self.monitor, record))
-        if value < self.best - self.min_delta:
-            self.best, self.waited = value, 0
-            return
-        self.waited += 1
+        self.count(lower_is_better(record, watched(self.monitor, record)))
         if self.waited >= self.patience:
             self.waited, self.lower = 0, True
 

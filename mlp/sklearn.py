@@ -4,8 +4,9 @@ behaving as scikit-learn's own, on the CPU or, with ``device="cuda"``, on a GPU.
 They take scikit-learn's parameters where they mean the same, plus ``device`` and ``dtype``,
 and fit with this library's own backpropagation: ``solver="adam"`` or ``"sgd"`` (with
 ``momentum`` and ``nesterovs_momentum``), ``batch_size="auto"`` (``min(200, n)``), and the
-same stopping rule: after ``n_iter_no_change`` epochs without the training loss falling by
-``tol`` (with ``early_stopping``, the validation score, the best weights kept); with
+same stopping rule, epoch for epoch: after more than ``n_iter_no_change`` epochs that did
+not beat the best training loss by ``tol`` (with ``early_stopping``, the validation score,
+the best weights kept); with
 ``learning_rate="adaptive"`` the rate falls by 5 there instead, and the fit ends where it
 would fall from 1e-6. ``warm_start`` keeps the weights and starts the optimizer afresh,
 ``partial_fit`` goes on with it. ``alpha``, the L2 penalty, is applied as scikit-learn's
@@ -39,7 +40,7 @@ from .errors import InvalidArgument
 from .model import MLP
 from .optim import SGD, Adam
 from .schedules import ReduceOnPlateau
-from .stopping import EarlyStopping
+from .stopping import EarlyStopping, Patience
 
 #: scikit-learn's activation names, as this library calls them.
 ACTIVATIONS = {"identity": "identity", "logistic": "sigmoid", "tanh": "tanh", "relu": "relu"}
@@ -51,7 +52,30 @@ LEARNING_RATES = ("constant", "invscaling", "adaptive")
 LOWEST_ADAPTIVE_RATE = 1e-6
 
 
-class _RateSpent(EarlyStopping):
+class _ScikitLearnCount(Patience):
+    """scikit-learn's count (``_update_no_improvement_count``): an epoch counts as one
+    without improvement unless it beats the best by ``tol`` (``min_delta``), and the best
+    follows every improvement, however small (so a value that creeps down by less than
+    ``tol`` an epoch ends the fit; Keras' rule, whose best moves by ``tol`` only, would not)."""
+
+    def count(self, value: float) -> bool:
+        self.waited = self.waited + 1 if value > self.best - self.min_delta else 0
+        if value < self.best:
+            self.best = value
+            return True
+        return False
+
+
+class _Stopping(_ScikitLearnCount, EarlyStopping):
+    """scikit-learn's stopping rule: after more than ``n_iter_no_change`` epochs counted
+    (``patience`` one more), the best epoch's weights kept with ``early_stopping``."""
+
+
+class _Plateau(_ScikitLearnCount, ReduceOnPlateau):
+    """``learning_rate="adaptive"``: the rate falls where scikit-learn's would stop."""
+
+
+class _RateSpent(_Stopping):
     """``learning_rate="adaptive"``'s stopping rule, as scikit-learn's: each time the
     watched value has gone ``patience`` epochs without improving, the schedule (which
     counts the same epochs) lowers the rate and the count starts again; once the rate is
@@ -271,22 +295,27 @@ class _MLPEstimator(BaseEstimator):
         if self.learning_rate == "invscaling":
             init, power = self.learning_rate_init, self.power_t
             return lambda epoch, lr: init / (epoch * rows + 1) ** power
-        return ReduceOnPlateau(
-            factor=0.2, patience=self.n_iter_no_change, min_delta=self.tol, monitor=self._watched()
+        return _Plateau(
+            factor=0.2, patience=self._patience(), min_delta=self.tol, monitor=self._watched()
         )
+
+    def _patience(self) -> int:
+        """scikit-learn stops (or lowers an adaptive rate) once *more than*
+        ``n_iter_no_change`` epochs have gone without improvement."""
+        return self.n_iter_no_change + 1
 
     def _stopping(self, optimizer: SGD | Adam) -> EarlyStopping:
         """scikit-learn's stopping rule; with the adaptive rate, its rule for that: where the
         rate would fall, the fit ends instead once the rate is down to 1e-6."""
         settings = {
-            "patience": self.n_iter_no_change,
+            "patience": self._patience(),
             "min_delta": self.tol,
             "monitor": self._watched(),
             "restore_best_weights": self.early_stopping,
         }
         if self._adaptive():
             return _RateSpent(optimizer, **settings)
-        return EarlyStopping(**settings)
+        return _Stopping(**settings)
 
     def _hold_out(
         self, X: np.ndarray, y: np.ndarray, targets: Any, weights: Any, seed: int

@@ -27,7 +27,25 @@ def lower_is_better(record: dict[str, Any], key: str) -> float:
     return -record[key] if "accuracy" in key else record[key]
 
 
-class EarlyStopping:
+class Patience:
+    """What a rule counts of the value it watches (smaller is better): the best so far, and
+    the epochs ``waited`` since it last improved by ``min_delta``, Keras' rule (the best
+    moves only with such an improvement). ``mlp.sklearn`` counts as scikit-learn does."""
+
+    best: float
+    waited: int
+    min_delta: float
+
+    def count(self, value: float) -> bool:
+        """Count an epoch's ``value``: whether it is the best so far."""
+        if value < self.best - self.min_delta:
+            self.best, self.waited = value, 0
+            return True
+        self.waited += 1
+        return False
+
+
+class EarlyStopping(Patience):
     """Stop when ``monitor`` has not improved by ``min_delta`` for ``patience`` epochs.
 
     ``monitor`` is ``val_loss`` where there is validation data, else ``loss`` (an
@@ -67,21 +85,17 @@ class EarlyStopping:
 
     def stop(self, record: dict[str, Any], model: MLP) -> bool:
         """After each epoch: whether to stop now (``stopped_epoch`` says when it did)."""
-        if self._judge(record):
-            if self.restore_best_weights:
-                self._keep(model)
-            return False
+        if self._judge(record) and self.restore_best_weights:
+            self._keep(model)
         if self.waited >= self.patience:
             self.stopped_epoch = record["epoch"]
         return self.stopped_epoch > 0
 
     def _judge(self, record: dict[str, Any]) -> bool:
         """Count the epoch: whether it is the best so far."""
-        value = lower_is_better(record, self.watched(record))
-        if value < self.best - self.min_delta:
-            self.best, self.best_epoch, self.waited = value, record["epoch"], 0
+        if self.count(lower_is_better(record, self.watched(record))):
+            self.best_epoch = record["epoch"]
             return True
-        self.waited += 1
         return False
 
     def resume(
@@ -97,7 +111,8 @@ class EarlyStopping:
         self.start()
         stopped = False
         for record in history:
-            stopped = not self._judge(record) and self.waited >= self.patience
+            self._judge(record)
+            stopped = self.waited >= self.patience
         if self.restore_best_weights and self.best_epoch:
             if self.best_epoch == history[-1]["epoch"]:
                 self._keep(model)

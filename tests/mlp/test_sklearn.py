@@ -209,6 +209,58 @@ def quiet_fit(model, *args, **kwargs):
         return model.fit(*args, **kwargs)
 
 
+def scikit_learns_rule(curve, tol, n, adaptive=False):
+    """scikit-learn's ``_update_no_improvement_count`` and the loop around it, written
+    out: the epochs (1-based) at which an adaptive rate falls, and where the fit stops."""
+    best, count, falls = np.inf, 0, []
+    for epoch, loss in enumerate(curve, 1):
+        count = count + 1 if loss > best - tol else 0
+        best = min(best, loss)
+        if count > n:
+            if not adaptive:
+                return falls, epoch
+            falls.append(epoch)
+            count = 0
+    return falls, None
+
+
+def creeping_curves():
+    """Losses that fall by less than tol an epoch (Keras' rule, whose best moves by tol
+    only, never stops on them), by more, and noisy, plateaus and rises among them."""
+    rng = np.random.default_rng(8)
+    for _ in range(40):
+        steps = rng.choice(
+            [0.3e-2, 0.6e-2, 2e-2, 0.0, -0.5e-2], size=80, p=[0.3, 0.3, 0.2, 0.1, 0.1]
+        )
+        yield 2.0 - np.cumsum(steps) + rng.normal(0, 1e-3, size=80) * rng.integers(0, 2)
+
+
+@pytest.mark.parametrize("n", [1, 3, 10])
+def test_the_stopping_rule_and_adaptive_rate_are_scikit_learns_epoch_for_epoch(n):
+    """On the same loss curves, the fit stops (and an adaptive rate falls) at the epoch
+    scikit-learn's would: after more than n_iter_no_change epochs that did not beat the
+    best by tol, the best following every improvement."""
+    tol = 1e-2
+    for curve in creeping_curves():
+        stopping = MLPClassifier(tol=tol, n_iter_no_change=n)._stopping(None)
+        stopping.start()
+        records = [{"epoch": e, "loss": float(v)} for e, v in enumerate(curve, 1)]
+        stopped = next((r["epoch"] for r in records if stopping.stop(r, None)), None)
+        assert stopped == scikit_learns_rule(curve, tol, n)[1]
+        adaptive = MLPClassifier(solver="sgd", learning_rate="adaptive", tol=tol,
+                                 n_iter_no_change=n)._learning_rate(100)  # fmt: skip
+        adaptive.start(1.0, len(curve))
+        falls, lr = [], 1.0
+        for record in records:  # as fit runs it: the rate set before each epoch
+            rate = adaptive.rate(record["epoch"] - 1, lr, [])
+            if rate < lr:
+                falls.append(record["epoch"] - 1)  # asked for by the epoch before
+            lr = rate
+            adaptive.observe(record)
+        expected = scikit_learns_rule(curve, tol, n, adaptive=True)[0]
+        assert falls == [epoch for epoch in expected if epoch < len(curve)]
+
+
 def test_adaptive_rate_falls_across_partial_fits_and_ends_a_fit_at_1e_6(iris):
     """As scikit-learn's: partial_fit's epochs count towards each fall, and fit ends once
     the rate would fall from 1e-6 or below, not at max_iter."""
