@@ -126,12 +126,11 @@ def layer_products(be: Any) -> dict[str, Callable[[], Any]]:
             for shape in ((rows, inner), (rows, cols))
         )
         # weight and bias, and their gradients, as a model holds them: views into one flat
-        # buffer, here one element in (so the bias is not aligned)
-        params = be.asarray(rng.standard_normal(1 + inner * cols + cols).astype(np.float32))
-        grads = be.empty((1 + inner * cols + cols,))
-        w, bias = params[1 : 1 + inner * cols].reshape(inner, cols), params[1 + inner * cols :]
-        grad_weight = grads[1 : 1 + inner * cols].reshape(inner, cols)
-        grad_bias = grads[1 + inner * cols :]
+        # buffer, the bias on 16 bytes as in any model of layer sizes in fours (std's, big's)
+        params = be.asarray(rng.standard_normal(inner * cols + cols).astype(np.float32))
+        grads = be.empty((inner * cols + cols,))
+        w, bias = params[: inner * cols].reshape(inner, cols), params[inner * cols :]
+        grad_weight, grad_bias = grads[: inner * cols].reshape(inner, cols), grads[inner * cols :]
         y = be.empty((rows, cols))
         size = f"{rows}×{inner}·{inner}×{cols}"
 

@@ -8,8 +8,9 @@ the forward, ``_BGRADA`` (the sums of its A over the inner dimension: dz's colum
 weight gradient. A launch and a pass over memory go each time. The library ships beside
 cuBLAS (which links it), and is called, like cuBLAS's GEMM in ``cublas.py``, through ctypes
 on the copy CuPy loaded, so a step with it can be recorded as a CUDA graph. Where it is not
-found, a product finds no algorithm, or ``MLP_NO_CUBLASLT=1``, the caller runs the separate
-kernels as before.
+found, a product finds no algorithm or has a bias off 16 bytes (in a model whose layer sizes
+are not multiples of 4), or ``MLP_NO_CUBLASLT=1``, the caller runs the separate kernels as
+before.
 
 Each calling thread has its own handle, workspace and plans (a plan's descriptor is
 rewritten with each call's bias pointer), so concurrent inference never shares one. A
@@ -46,6 +47,10 @@ EPILOGUES = {"identity": CUBLASLT_EPILOGUE_BIAS, "relu": CUBLASLT_EPILOGUE_RELU_
 WORKSPACE_BYTES = 4 << 20
 #: Plans a thread keeps (inference over many batch sizes makes one each), the oldest dropped.
 PLANS = 256
+#: The least alignment, in bytes, of an epilogue's vector: the heuristics are told A's, B's,
+#: C's and D's, never the bias's, and may choose a kernel that reads it 16 bytes at a time
+#: (a misaligned address, which ends the process's CUDA context; PyTorch asks the same).
+VECTOR_ALIGNMENT = 16
 #: cublasLtMatmul's answers that say this product cannot run so (invalid value, architecture
 #: mismatch, not supported): the separate kernels serve it. Any other failure is raised.
 REFUSALS = frozenset({7, 8, 15})
@@ -265,8 +270,11 @@ class Lt:
         compute_type: int,
     ) -> bool:
         """``op(a)·op(b)`` into ``out`` with ``epilogue`` on ``vector``, on the current stream
-        (operands that ``fits`` took); False where no algorithm serves this product or
-        cuBLASLt refused it (nothing is written: the caller computes it apart)."""
+        (operands that ``fits`` took); False where the vector is not aligned to
+        ``VECTOR_ALIGNMENT``, no algorithm serves this product or cuBLASLt refused it
+        (nothing is written: the caller computes it apart)."""
+        if alignment(vector.data.ptr) < VECTOR_ALIGNMENT:
+            return False
         shape = (a.shape, b.shape, transpose_a, transpose_b)
         aligned = tuple(alignment(p) for p in (b.data.ptr, a.data.ptr, out.data.ptr))
         aligned += aligned[-1:]  # C is D

@@ -25,8 +25,11 @@ def layer_problem(seed, rows, inner, cols):
     return tuple(rng.standard_normal(shape) for shape in shapes)
 
 
-def flat_layer(backend, w, b, dtype):
+def flat_layer(backend, w, b, dtype, bias_aligned=False):
     """``w`` and ``b`` as views into one flat buffer on ``backend``, as a model's layers are,
-    starting one element in: the bias is then not aligned to 16 bytes."""
-    flat = dev(backend, np.concatenate([[0.0], w.ravel(), b]), dtype)
-    return flat[1 : 1 + w.size].reshape(w.shape), flat[1 + w.size :]
+    starting an element or more in: the weights off the buffer's alignment, and the bias
+    off 16 bytes, or (``bias_aligned``) on them, as a layer of sizes in fours has it."""
+    itemsize = np.dtype(dtype).itemsize
+    start = next(n for n in range(1, 17) if (((n + w.size) * itemsize) % 16 == 0) == bias_aligned)
+    flat = dev(backend, np.concatenate([np.zeros(start), w.ravel(), b]), dtype)
+    return flat[start : start + w.size].reshape(w.shape), flat[start + w.size :]

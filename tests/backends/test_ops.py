@@ -292,6 +292,22 @@ def test_a_nan_goes_through_every_activation(backend, name):
         assert np.isnan(got[0]) and not np.isnan(got[1:]).any()
 
 
+@pytest.mark.parametrize("name", ACTIVATIONS)
+def test_a_nan_goes_through_a_layer(backend, name):
+    """As through the activation alone, through ``linear``: on CUDA a cuBLASLt epilogue (its
+    ReLU, which cuBLASLt documents as max(x, 0), must not make a NaN bias's 0)."""
+    x = dev(backend, np.array([[-1.0, -1.0, 2.0, 3.0]] * 8), np.float32)
+    weight = dev(backend, np.eye(4), np.float32)
+    bias = dev(backend, np.array([np.nan, 0.0, 0.0, 0.0]), np.float32)
+    got = host(
+        backend, backend.linear(x, weight, bias, name, out=backend.empty((8, 4), np.float32))
+    )
+    assert np.isnan(got[:, 0]).all() and not np.isnan(got[:, 1:]).any()
+    np.testing.assert_allclose(
+        got[:, 1:], ref_forward(name, np.array([[-1.0, 2.0, 3.0]] * 8)), rtol=1e-6
+    )
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("name", ACTIVATIONS)
 def test_activation_backward_analytic(backend, name, dtype):

@@ -83,21 +83,23 @@ def test_fits_takes_float32_contiguous_operands_with_an_out():
 @pytest.mark.cuda
 @pytest.mark.parametrize("name", ["identity", "relu"])
 @pytest.mark.parametrize("precision", ["float32", "tf32"])
+@pytest.mark.parametrize("bias_aligned", [True, False])
 def test_the_epilogue_serves_a_layer_and_matches_the_two_kernels(
-    name, precision, make_backend, monkeypatch
+    name, precision, bias_aligned, make_backend, monkeypatch
 ):
-    """cuBLASLt must be found and be what ran (a plan it could use), and its answer must be
-    what the GEMM then the bias kernel give (``MLP_NO_CUBLASLT=1``), on odd sizes and a bias
-    one element off the flat buffer's start."""
+    """cuBLASLt must be found and be what ran (a plan it could use) where the bias is on 16
+    bytes, and its answer must be what the GEMM then the bias kernel give
+    (``MLP_NO_CUBLASLT=1``), on odd sizes with the weights off the flat buffer's start; a
+    bias off 16 bytes is never handed to it (``VECTOR_ALIGNMENT``)."""
     backend = make_backend("cuda", precision)
     x, w, b = layer_problem(1, 33, 70, 19)
-    weight, bias = flat_layer(backend, w, b, np.float32)
+    weight, bias = flat_layer(backend, w, b, np.float32, bias_aligned)
     X = backend.asarray(x.astype(np.float32))
     fused = backend.linear(X, weight, bias, name, out=backend.empty((33, 19), np.float32))
     lt = backend._lt()
     assert lt is not None, "cuBLASLt was not found beside CuPy's cuBLAS"
     usable = [plan for plan in lt.plans.values() if plan and plan.usable]
-    assert usable, "no cuBLASLt algorithm for the layer"
+    assert bool(usable) == bias_aligned, "no cuBLASLt algorithm for the layer"
     monkeypatch.setenv("MLP_NO_CUBLASLT", "1")
     plain = make_backend("cuda", precision)
     apart = plain.linear(X, weight, bias, name, out=plain.empty((33, 19), np.float32))
@@ -115,11 +117,10 @@ def test_backprop_linear_matches_the_separate_kernels(name, precision, make_back
     dy = np.random.default_rng(4).standard_normal((33, 19))
 
     def gradients(backend):
-        y = backend.linear(
-            backend.asarray(x.astype(np.float32)), *flat_layer(backend, w, b, np.float32), name
-        )
+        layer = flat_layer(backend, w, b, np.float32, bias_aligned=True)
+        y = backend.linear(backend.asarray(x.astype(np.float32)), *layer, name)
         stale = np.full_like(w, 7.0), np.full_like(b, 7.0)  # to be overwritten, not added to
-        grad_weight, grad_bias = flat_layer(backend, *stale, np.float32)
+        grad_weight, grad_bias = flat_layer(backend, *stale, np.float32, bias_aligned=True)
         DY = backend.asarray(dy.astype(np.float32))
         dz = backend.backprop_linear(
             name, DY, y, backend.asarray(x.astype(np.float32)), grad_weight, grad_bias, out=DY
