@@ -32,6 +32,7 @@ from .errors import CheckpointError, DataError, InvalidArgument, ModelBusy
 from .layers import INITIALIZERS, Dropout, Layer, Linear
 from .losses import loss_for
 from .optim import Optimizer
+from .schedules import Schedule
 
 #: Rows per chunk when predicting or evaluating: large enough for BLAS, small enough for memory.
 EVAL_BATCH = 4096
@@ -77,6 +78,9 @@ class MLP:
         self.loss = checks.loss(loss)
         self.loss_function = loss_for(self.loss, self.sizes[-1])
         self.optimizer: Optimizer | None = None
+        #: the schedule a ``fit`` made of a name (``"step"``): the next ``fit`` given that
+        #: name goes on with it, as with the optimizer, rather than lowering the rate again
+        self.schedule: Schedule | None = None
         #: epochs ``fit`` has trained (a checkpoint's epoch when loaded): the next ``fit``
         #: goes on from here, its shuffles and records numbered as if never interrupted
         self.epochs_trained = 0
@@ -234,6 +238,7 @@ class MLP:
             "precision": self.backend.precision,
             "params": self.backend.to_numpy(self.params).copy(),
             "optimizer": self.optimizer,  # pickles its state on the host (Optimizer)
+            "schedule": self.schedule,
             "epochs_trained": self.epochs_trained,
         }
 
@@ -254,6 +259,7 @@ class MLP:
         with backend.activated():
             self.params[...] = backend.asarray(state["params"], dtype=self.dtype)
         self.epochs_trained = state["epochs_trained"]
+        self.schedule = state.get("schedule")  # absent from a pickle of an older mlp
         optimizer = state["optimizer"]
         if optimizer is not None:
             optimizer.bind(backend, self.num_parameters, self.dtype, model=self)

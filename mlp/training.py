@@ -81,6 +81,8 @@ def fit(
     if split and validation_data is not None:
         raise checks.InvalidArgument("give validation_data or validation_split, not both")
     schedule = make_schedule(lr_schedule)
+    if isinstance(lr_schedule, str) and type(model.schedule) is type(schedule):
+        schedule = model.schedule  # the one an earlier fit made of this name goes on
     stopping = EarlyStopping() if early_stopping is True else early_stopping or None
     if stopping is not None and not isinstance(stopping, EarlyStopping):
         raise TypeError(f"early_stopping must be True or an EarlyStopping, got {early_stopping!r}")
@@ -109,6 +111,8 @@ def fit(
         # only now, with every argument checked: a failed call leaves the model as it was
         optimizer.bind(be, model.num_parameters, model.dtype, model=model)
         model.optimizer = optimizer
+        if isinstance(lr_schedule, str):
+            model.schedule = schedule
         if communicator is not None:
             distributed.start_alike(communicator, model, optimizer)
         if schedule is not None:

@@ -108,6 +108,24 @@ def test_a_schedule_object_goes_on_across_fits():
     assert [r["lr"] for r in first + second] == pytest.approx([0.01, 0.01, 0.005, 0.005])
 
 
+@pytest.mark.parametrize("name", ["step", "plateau"])
+def test_a_schedule_by_name_goes_on_across_fits_and_pickles(name):
+    """Two fits of a name train as one, bit for bit (the rate was lowered twice, from the
+    lowered rate; a plateau's count started again), and so does a pickled model's next."""
+    import pickle
+
+    X, y = blobs(100)
+    y[::3] = (y[::3] + 1) % 4  # noisy labels: the loss levels off, and a plateau lowers the rate
+    one, two = MLP([10, 8, 4], seed=1), MLP([10, 8, 4], seed=1)
+    options = {"batch_size": 50, "lr_schedule": name}
+    whole = one.fit(X, y, epochs=30, optimizer=Adam(lr=0.5), **options)
+    parts = two.fit(X, y, epochs=15, optimizer=Adam(lr=0.5), **options)
+    parts += pickle.loads(pickle.dumps(two)).fit(X, y, epochs=15, **options)
+    assert [r["lr"] for r in parts] == [r["lr"] for r in whole]
+    assert len({r["lr"] for r in whole}) > 1  # it fell (step: at 10 and 20; plateau: at 20)
+    assert [r["loss"] for r in parts] == [r["loss"] for r in whole]
+
+
 @pytest.mark.parametrize(
     ("spec", "error", "message"),
     [
