@@ -55,12 +55,12 @@ until_deadline() {  # until_deadline RESERVE: seconds left, less RESERVE for lat
 # mpich wheel's lib/ (libmpi.so). Where the prefix puts each part depends on the Python's
 # install scheme (Debian's adds local/), so each is found.
 if ! $PY -c 'from mpi4py import MPI' >/dev/null 2>&1 && ls .whl/mpi4py-*.whl >/dev/null 2>&1; then
-    MPI_HOME=/tmp/mpi
+    mpi_prefix=/tmp/mpi  # not MPI_HOME, which an MPI image may export
     if $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-        --prefix "$MPI_HOME" .whl/mpi4py-*.whl .whl/mpich-*.whl; then
-        site=$(find "$MPI_HOME" -path '*-packages/mpi4py/__init__.py' | head -n 1)
-        lib=$(find "$MPI_HOME" -name 'libmpi.so*' | head -n 1)
-        bin=$(find "$MPI_HOME" -name mpiexec | head -n 1)
+        --prefix "$mpi_prefix" .whl/mpi4py-*.whl .whl/mpich-*.whl; then
+        site=$(find "$mpi_prefix" -path '*-packages/mpi4py/__init__.py' | head -n 1)
+        lib=$(find "$mpi_prefix" -name 'libmpi.so*' | head -n 1)
+        bin=$(find "$mpi_prefix" -name mpiexec | head -n 1)
         export PYTHONPATH="$PYTHONPATH:${site%/mpi4py/__init__.py}" PATH="${bin%/*}:$PATH" \
             LD_LIBRARY_PATH="${lib%/*}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
     fi
