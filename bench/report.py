@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from backends import PRECISIONS as MATMUL_PRECISIONS
-from mlp.data import user_cache_dir
+from mlp.data.datasets import home, user_cache_dir
 from mlp.errors import CannotWrite
 from mlp.files import atomic_write, cannot_write
 
@@ -478,17 +478,11 @@ def default_results_dir() -> Path:
     named = os.environ.get(RESULTS_ENV, "")
     if named.strip():
         return Path(named)
-    if not os.path.isabs(os.environ.get("XDG_CACHE_HOME", "")):
-        try:
-            home = Path.home()
-        except (RuntimeError, KeyError):  # no HOME, and no password entry to fall back on
-            home = None
-        if home is None or not home.is_dir():
-            why = "no home folder" if home is None else f"the home folder {home} does not exist"
-            raise CannotWrite(
-                f"no user cache for the results ({why}): set {RESULTS_ENV} or XDG_CACHE_HOME "
-                "to a folder, or pass --out"
-            )
+    if not os.path.isabs(os.environ.get("XDG_CACHE_HOME", "")) and not home().is_dir():
+        raise CannotWrite(
+            f"no user cache for the results (the home folder {home()} does not exist): set "
+            f"{RESULTS_ENV} or XDG_CACHE_HOME to a folder, or pass --out"
+        )
     return user_cache_dir("bench")
 
 

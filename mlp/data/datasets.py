@@ -67,11 +67,20 @@ def _has_dataset(folder: Path) -> bool:
 FILE_NAMES = ", ".join(f"{stem}[.gz]" for files in SPLITS.values() for stem in files)
 
 
+def home() -> Path:
+    """The user's home folder; where none can be found (no ``$HOME`` and no passwd entry, a
+    container's arbitrary user), ``/nonexistent``, as Debian names a home that is not there."""
+    try:
+        return Path.home()
+    except (RuntimeError, KeyError):  # KeyError: the password database's, on some Pythons
+        return Path("/nonexistent")
+
+
 def user_cache_dir(dataset: str) -> Path:
     """``$XDG_CACHE_HOME/mlp/<dataset>``, by default ``~/.cache/mlp/<dataset>``; a relative
     ``XDG_CACHE_HOME`` is ignored, as the XDG base directory specification says."""
     base = os.environ.get("XDG_CACHE_HOME", "")
-    root = Path(base) if os.path.isabs(base) else Path.home() / ".cache"
+    root = Path(base) if os.path.isabs(base) else home() / ".cache"
     return root / "mlp" / dataset
 
 
@@ -79,9 +88,9 @@ def usable_cache_dir(dataset: str) -> Path:
     """``user_cache_dir``, where a download may create it: never under a home folder that
     does not exist (``HOME=/nonexistent``), which a download would otherwise make."""
     folder = user_cache_dir(dataset)
-    if not os.path.isabs(os.environ.get("XDG_CACHE_HOME", "")) and not Path.home().is_dir():
+    if not os.path.isabs(os.environ.get("XDG_CACHE_HOME", "")) and not home().is_dir():
         raise DownloadError(
-            f"no user cache to download {dataset} into: the home folder {Path.home()} does not "
+            f"no user cache to download {dataset} into: the home folder {home()} does not "
             "exist; set XDG_CACHE_HOME to a folder, or put the files in one and pass --data-dir"
         )
     return folder

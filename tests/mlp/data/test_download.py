@@ -10,7 +10,7 @@ from collections import Counter
 
 import pytest
 
-from mlp.data import write_idx
+from mlp.data import DatasetNotFound, write_idx
 from mlp.data.download import (
     FILES,
     MIRRORS_ENV,
@@ -249,6 +249,28 @@ def test_a_missing_home_is_never_created(tmp_path, monkeypatch, server):
     with pytest.raises(DownloadError, match=r"the home folder .*no-such-home does not exist"):
         fetch_dataset("mnist", mirrors=[f"{server}/good/"])
     assert not home.exists()
+
+
+def test_a_user_with_no_home_to_find_is_told_what_to_set(tmp_path, monkeypatch, server):
+    """No $HOME and no passwd entry (a container's arbitrary user): Path.home() raises, and
+    the search and the download went down with it, a traceback."""
+    from pathlib import Path
+
+    import mlp.data.datasets
+
+    def nowhere():
+        raise RuntimeError("Could not determine home directory.")
+
+    monkeypatch.setattr(Path, "home", staticmethod(nowhere))
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    monkeypatch.delenv("MLP_DATA_DIR", raising=False)
+    monkeypatch.setattr(mlp.data.datasets, "SYSTEM_DIRS", (tmp_path / "system",))
+    with pytest.raises(DatasetNotFound, match=r"looked in /nonexistent/\.cache/mlp/mnist"):
+        mlp.data.datasets.find_dataset("mnist")
+    with pytest.raises(
+        DownloadError, match=r"the home folder /nonexistent does not exist; set XDG"
+    ):
+        fetch_dataset("mnist", mirrors=[f"{server}/good/"])
 
 
 def test_a_relative_cache_home_is_ignored(tmp_path, monkeypatch):
