@@ -232,6 +232,8 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
         raise CheckpointError(path, "no such checkpoint file")
     if path.is_dir():
         raise CheckpointError(path, "is a folder, not a checkpoint file")
+    if not path.is_file():  # a pipe would wait for a writer for ever
+        raise CheckpointError(path, "not a regular file (a pipe or a device), not a checkpoint")
     meta, optimizer, arrays = reader.read(path)
     params = {k[len("param.") :]: v for k, v in arrays.items() if k.startswith("param.")}
     optimizer_state = {k[len("optim.") :]: v for k, v in arrays.items() if k.startswith("optim.")}

@@ -79,6 +79,8 @@ def read(path: Path) -> tuple[dict[str, Any], Optimizer | None, dict[str, np.nda
             raise CheckpointError(path, "not an mlp checkpoint (not an .npz file)")
         with zipfile.ZipFile(path) as archive:
             members = {info.filename: info for info in archive.infolist()}
+            if len(members) < len(archive.infolist()):  # which copy counts is the reader's
+                raise CheckpointError(path, "an entry appears twice (a tampered file)")
             meta_info = members.pop(META + ".npy", None)
             if meta_info is None:
                 raise CheckpointError(path, f"not an mlp checkpoint (no {META} entry)")
@@ -315,7 +317,7 @@ def _check_model(model: dict[str, Any]) -> None:
     rules = {
         "sizes": checks.layer_sizes,
         "activation": checks.activation,
-        "seed": lambda value: checks.whole_number("seed", value),
+        "seed": lambda value: checks.seed("seed", value),
         "dropout": lambda value: checks.fraction("dropout probability", value),
         "init": lambda value: checks.init_scheme(value, settings["activation"]),
         "output_activation": lambda value: value is None or checks.activation(value),
@@ -326,8 +328,6 @@ def _check_model(model: dict[str, Any]) -> None:
             rule(settings[key])
         except (InvalidArgument, TypeError) as exc:
             raise _Bad(f"model.{key}: {exc}") from None
-    if type(settings["seed"]) is not int or settings["seed"] >= 2**63:
-        raise _Bad(f"model.seed must be a whole number from 0, got {settings['seed']!r}")
 
 
 def _check_optimizer(spec: Any) -> Optimizer | None:

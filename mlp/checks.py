@@ -38,6 +38,19 @@ def whole_number(name: str, value: Any, minimum: int = 0) -> int:
     return int(value)
 
 
+#: A seed's bound: checkpoints keep seeds as int64.
+SEEDS = 2**63
+
+
+def seed(name: str, value: Any) -> int:
+    """A random seed: a whole number that an int64 holds, as the checkpoint keeps it (a
+    larger one trained, and saved a file nothing could read back)."""
+    value = whole_number(name, value)
+    if value >= SEEDS:
+        raise InvalidArgument(f"{name} must be below 2**63, got {value}")
+    return value
+
+
 def positive_int(name: str, value: Any) -> int:
     return whole_number(name, value, 1)
 

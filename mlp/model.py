@@ -72,7 +72,7 @@ class MLP:
             None if output_activation is None else checks.activation(output_activation)
         )
         self.dtype = checks.model_dtype(dtype)
-        self.seed = checks.whole_number("seed", seed)
+        self.seed = checks.seed("seed", seed)
         self.dropout = checks.fraction("dropout probability", dropout)
         self.init = checks.init_scheme(init, self.activation)
         self.loss = checks.loss(loss)

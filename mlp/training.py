@@ -74,7 +74,7 @@ def fit(
     initial_epoch = checks.whole_number("initial_epoch", initial_epoch)
     if initial_epoch > epochs:
         raise checks.InvalidArgument(f"initial_epoch must be in [0, {epochs}], got {initial_epoch}")
-    seed = model.seed if seed is None else checks.whole_number("seed", seed)
+    seed = model.seed if seed is None else checks.seed("seed", seed)
     optimizer = _optimizer(optimizer)
     checks.fit_options(validation_data, shuffle, callback, on_batch)
     split = checks.fraction("validation_split", validation_split)

@@ -112,9 +112,9 @@ def input_file(text: str) -> Path:
 
 
 # ---------------------------------------------------------------------------------- reading
-def read_samples(path: Path, width: int) -> Samples:
-    """The rows of one input file, for a model of ``width`` inputs; a file that cannot give
-    them is a ``DataError`` naming it."""
+def read_samples(path: Path, width: int, dtype: Any = np.float32) -> Samples:
+    """The rows of one input file, for a model of ``width`` inputs computing in ``dtype``; a
+    file that cannot give them is a ``DataError`` naming it."""
     if not path.is_file():
         raise DataError(f"{path}: {'not a file' if path.exists() else 'no such file'}")
     kind = input_kind(path)
@@ -131,6 +131,12 @@ def read_samples(path: Path, width: int) -> Samples:
         raise DataError(f"{path}: no samples")
     if rows.dtype.kind == "f" and not np.isfinite(rows).all():
         raise DataError(f"{path}: holds NaN or infinity")
+    largest = float(np.abs(rows).max()) if rows.dtype.kind == "f" else 0.0
+    if largest > float(np.finfo(dtype).max):
+        raise DataError(
+            f"{path}: holds values up to {largest:g}, beyond {np.dtype(dtype).name}'s range, "
+            "which the model computes in"
+        )
     return Samples(path, rows, table)
 
 
@@ -323,7 +329,7 @@ def run(args: argparse.Namespace, out: Any = None, err: Any = None) -> list[np.n
         require_pillow()  # missing, it is one line before any work
     checkpoint = load_checkpoint(args.checkpoint)
     model = MLP.from_checkpoint(checkpoint, args.device)
-    samples = [read_samples(path, model.sizes[0]) for path in args.files]
+    samples = [read_samples(path, model.sizes[0], model.dtype) for path in args.files]
     results = predict(model, samples)
     names = None
     if classifies(model):

@@ -154,7 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--seed",
-        type=checked(checks.whole_number, "seed"),
+        type=checked(checks.seed, "seed"),
         help=f"initial weights, shuffling and dropout: the same seed repeats a run "
         f"{resumed('seed')}",
     )

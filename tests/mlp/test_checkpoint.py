@@ -12,6 +12,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -202,6 +203,13 @@ def test_missing_file(tmp_path):
     with pytest.raises(CheckpointError, match="no such checkpoint file") as info:
         load_checkpoint(tmp_path / "nope.npz")
     assert str(tmp_path / "nope.npz") in str(info.value)
+
+
+def test_a_pipe_is_refused_unopened(tmp_path):
+    """Opened, a pipe would wait for a writer for ever (mlp-eval, --resume, mlp-predict hung)."""
+    os.mkfifo(tmp_path / "run.npz")
+    with pytest.raises(CheckpointError, match=r"run\.npz: not a regular file \(a pipe"):
+        load_checkpoint(tmp_path / "run.npz")
 
 
 @pytest.mark.parametrize("fraction", [0.0, 0.1, 0.5, 0.9, 0.999])
@@ -508,6 +516,22 @@ def test_early_stoppings_best_weights_round_trip_and_are_checked(tmp_path):
     rewrite(path, lambda a: a.pop("best.params"))
     with pytest.raises(CheckpointError, match="names a best epoch, 1, without its weights"):
         load_checkpoint(path)
+
+
+def test_an_entry_that_appears_twice_is_refused(tmp_path):
+    """Appended, a second bias of zeros was what loaded (zip readers differ on which)."""
+    path = trained_model().save(tmp_path / "run.npz")
+    header = {"descr": "<f4", "fortran_order": False, "shape": (16,)}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # zipfile's "Duplicate name"
+        add_member(path, "param.0.bias.npy", header, 16 * 4)
+    with pytest.raises(CheckpointError, match=r"run\.npz: an entry appears twice"):
+        load_checkpoint(path)
+
+
+def test_a_seed_an_int64_cannot_hold_is_refused_where_it_enters():
+    with pytest.raises(ValueError, match=r"seed must be below 2\*\*63"):
+        MLP([3, 2], seed=2**63)
 
 
 def test_an_array_in_fortran_order_is_named_so(tmp_path):

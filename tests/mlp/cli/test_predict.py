@@ -4,6 +4,7 @@ printed or written as CSV, and every file it cannot use as one line."""
 from __future__ import annotations
 
 import csv
+import os
 import re
 import struct
 import sys
@@ -260,6 +261,20 @@ def npy_with_nan(folder):
     return folder / "nan.npy", f"{folder / 'nan.npy'}: holds NaN or infinity"
 
 
+def npy_beyond_float32(folder):
+    np.save(folder / "huge.npy", np.full(784, 1e300))  # finite as float64, not as the model's
+    return (
+        folder / "huge.npy",
+        f"{folder / 'huge.npy'}: holds values up to 1e+300, beyond float32's range, which the "
+        "model computes in",
+    )
+
+
+def a_pipe(folder):
+    os.mkfifo(folder / "pipe.npy")  # opened, it would wait for a writer for ever
+    return folder / "pipe.npy", f"{folder / 'pipe.npy'}: not a file"
+
+
 def npy_of_wide_integers(folder):
     np.save(folder / "ints.npy", np.zeros((2, 784), np.int64))  # pixels or inputs? unclear
     return (
@@ -304,6 +319,8 @@ def png_chunk(kind: bytes, data: bytes) -> bytes:
         npy_with_a_zip_signature_alone,
         npy_of_text,
         npy_with_nan,
+        npy_beyond_float32,
+        a_pipe,
         npy_of_wide_integers,
         not_npy,
         missing_file,
