@@ -25,7 +25,7 @@ from backends import BackendUnavailable, parse_device
 from backends.errors import DISTRIBUTION
 
 from ..data import SYSTEM_DIRS, Dataset, ensure_dataset, load_dataset
-from ..errors import InvalidArgument, MLPError
+from ..errors import CannotWrite, InvalidArgument, MLPError
 from ..progress import is_terminal
 from ..version import VERSION
 
@@ -254,8 +254,12 @@ def report_errors(
         with (
             terminating_as_interrupts(),
             np.errstate(over="ignore", invalid="ignore", divide="ignore"),
+            contextlib.redirect_stdout(_Output(sys.stdout)),
         ):
             result = action()
+            sys.stdout.flush()  # a full disk shows here, not at the interpreter's exit
+    except _ReaderGone:  # `| head`: end quietly, as a command killed by SIGPIPE would
+        return 1
     except KeyboardInterrupt as exc:
         signum = getattr(exc, "signum", signal.SIGINT)
         stopped = "interrupted" if signum == signal.SIGINT else f"stopped by {_name(signum)}"
@@ -274,6 +278,40 @@ def report_errors(
         print(f"{prog}: error: out of memory: {detail}{hint}", file=sys.stderr)
         return 1
     return result if isinstance(result, int) else 0
+
+
+class _ReaderGone(Exception):
+    """The standard output's reader closed it (a pipe into ``head``)."""
+
+
+class _Output:
+    """A command's standard output: a write that fails is one line (``CannotWrite``: a full
+    disk) or a quiet end (``_ReaderGone``: a closed pipe), not a traceback from a print."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        return self._guarded(self._stream.write, text)
+
+    def flush(self) -> None:
+        self._guarded(self._stream.flush)
+
+    def _guarded(self, call: Callable[..., Any], *args: Any) -> Any:
+        try:
+            return call(*args)
+        except OSError as exc:
+            self._to_nowhere()  # what is still buffered goes nowhere at exit, without a word
+            if isinstance(exc, BrokenPipeError):
+                raise _ReaderGone() from None
+            raise CannotWrite(f"cannot write the standard output: {exc.strerror or exc}") from None
+
+    def _to_nowhere(self) -> None:
+        with contextlib.suppress(OSError, ValueError, AttributeError):  # no descriptor: a test's
+            os.dup2(os.open(os.devnull, os.O_WRONLY), self._stream.fileno())
+
+    def __getattr__(self, name: str) -> Any:  # isatty, fileno, encoding: the stream's own
+        return getattr(self._stream, name)
 
 
 def _name(signum: int) -> str:

@@ -14,7 +14,7 @@ import pytest
 
 from backends.errors import DISTRIBUTION
 from mlp.version import VERSION
-from tests.helpers import ROOT, assert_one_line, run_module
+from tests.helpers import ROOT, assert_one_line, one_line, run_module
 
 
 @pytest.mark.parametrize("module", ["mlp.cli.train", "mlp.cli.evaluate", "bench.cli"])
@@ -63,3 +63,52 @@ def test_every_command_has_a_version_and_plain_help(command):
         shown[flag] = result.stdout
     assert shown["--version"].split()[-2:] == [VERSION, f"({DISTRIBUTION})"]
     assert "usage:" in shown["--help"] and "``" not in shown["--help"]
+
+
+class _Broken:
+    """A standard output that fails as a full disk or a closed pipe makes it fail."""
+
+    def __init__(self, error: OSError) -> None:
+        self.error = error
+
+    def write(self, text: str) -> int:
+        raise self.error
+
+    def flush(self) -> None:
+        raise self.error
+
+
+@pytest.mark.parametrize(
+    ("error", "said"),
+    [
+        (OSError(28, "No space left on device"), "cannot write the standard output: No space"),
+        (BrokenPipeError(32, "Broken pipe"), ""),  # `| head`: the reader went; nothing to say
+    ],
+)
+def test_a_standard_output_that_fails_is_one_line_or_a_quiet_end(monkeypatch, capsys, error, said):
+    from mlp.cli.common import report_errors
+
+    monkeypatch.setattr(sys, "stdout", _Broken(error))
+    status = report_errors("mlp-eval", lambda: print("test accuracy: 0.8770"))
+    err = capsys.readouterr().err
+    assert status == 1
+    assert (said in one_line(err, "mlp-eval")) if said else err == ""
+
+
+def test_a_full_disk_under_standard_output_is_one_line_from_the_command(tmp_path):
+    """The real thing: mlp-eval's report written into /dev/full (a traceback before)."""
+    if not Path("/dev/full").exists():
+        pytest.skip("no /dev/full here")
+    from mlp import MLP
+    from mlp.data.synthetic import write_dataset
+
+    data = write_dataset(tmp_path / "data", n_train=20, n_test=10)
+    checkpoint = MLP([784, 10], seed=0).save(tmp_path / "run.npz")
+    command = [sys.executable, "-m", "mlp.cli.evaluate", "--checkpoint", str(checkpoint)]
+    with open("/dev/full", "w") as full:
+        done = subprocess.run(
+            [*command, "--data-dir", str(data)], stdout=full, stderr=subprocess.PIPE,
+            text=True, timeout=120,
+        )  # fmt: skip
+    line = assert_one_line(done, "mlp-eval", 1)
+    assert "cannot write the standard output: No space left on device" in line
