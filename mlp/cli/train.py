@@ -40,6 +40,7 @@ from .common import (
     output_file,
     read_dataset,
     report_errors,
+    same_file,
     writable_file_problem,
 )
 from .locks import holding
@@ -512,7 +513,11 @@ def train_and_report(
     else:
         train(args, model, optimizer, data, initial_epoch, outputs, world, schedule, stopping)
     finished_before = args.resume is not None and initial_epoch == args.epochs and not stopped
-    if outputs.save_path is not None and finished_before and outputs.save_path != args.resume:
+    if (
+        outputs.save_path is not None
+        and finished_before
+        and not same_file(outputs.save_path, args.resume)
+    ):
         outputs.save(args.epochs)  # nothing trained, but --save names another file: copy there
     final = model.evaluate(data.X_test, data.y_test, communicator=world)
     if not root:
@@ -595,7 +600,9 @@ class Outputs:
         self.writes = root  # the other processes write nothing, but know what rank 0 keeps
         self.save_path: Path | None = args.save if args.save is not None else args.resume
         # whether the file at save_path is this run's: it resumed from it, or saved into it
-        self.ours = args.save is None and args.resume is not None
+        self.ours = args.resume is not None and (
+            args.save is None or same_file(args.save, args.resume)
+        )
         self.progress = EpochProgress(
             samples, args.batch_size, args.epochs, err, enabled=not args.quiet
         )

@@ -280,6 +280,21 @@ def test_divergence_names_the_epoch_and_keeps_the_last_good_checkpoint(tmp_path,
     assert load_checkpoint(saved).epoch == 1
 
 
+def test_a_resume_saving_into_its_own_file_by_another_name_names_the_epoch_kept(
+    tmp_path, base, capsys
+):
+    """--resume run.npz --save through a link to it: stopped in its first epoch, the run
+    said nothing was saved, where the file held epoch 1."""
+    saved, link = tmp_path / "run.npz", tmp_path / "link.npz"
+    sgd = ["--optimizer", "sgd"]
+    assert run(train.main, [*base, *sgd, "--epochs", "1", "--save", saved], capsys)[0] == 0
+    link.symlink_to(saved)
+    argv = [*base, *sgd, "--lr", "1e30", "--epochs", "3", "--resume", saved, "--save", link]
+    code, _, err = run(train.main, argv, capsys)
+    assert code == 1 and "in epoch 2" in err
+    assert err.endswith(f"{link} holds epoch 1: continue with --resume {link}\n")
+
+
 def test_divergence_in_the_first_epoch(tmp_path, base, capsys):
     saved = tmp_path / "run.npz"
     argv = [*base, "--optimizer", "sgd", "--lr", "1e30", "--epochs", "2", "--save", saved]
