@@ -191,8 +191,9 @@ def output_file(text: str) -> Path:
 
 
 def writable_file_problem(path: Path) -> str | None:
-    """Why ``path`` cannot be written (``None``: it can), as a user reads it."""
-    folder = path.parent
+    """Why ``path`` cannot be written (``None``: it can), as a user reads it: the folder
+    that counts is the one its file goes into, a link's target's (``atomic_write``)."""
+    folder = Path(os.path.realpath(path)).parent
     try:
         if path.is_dir():
             return f"expected a file name, got {str(path)!r}"

@@ -416,6 +416,16 @@ def test_nan_or_infinity_in_the_inputs(data, capsys, bad):
 
 
 # ----------------------------------------------------------------------------- the command line
+def test_a_link_into_a_missing_folder_is_refused_before_training(data, tmp_path, capsys):
+    """--save through a dangling link: the link's folder exists, its target's does not (it
+    failed after the epochs)."""
+    link = tmp_path / "run.npz"
+    link.symlink_to(tmp_path / "nowhere" / "x.npz")
+    code, out, err = run(train.main, train_on(data, "--save", link), capsys)
+    assert code == 2 and out == ""
+    assert one_line(err).startswith(f"argument --save: folder '{tmp_path / 'nowhere'}' does not")
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
