@@ -504,7 +504,13 @@ def train_and_report(
             schedule.resume(history)
         if stopping is not None:  # its best epoch, those weights, the epochs waited
             stopped = stopping.resume(history, model, checkpoint.best)
-    trained_on = len(data.X_train) - held_out(len(data.X_train), args.validation_split)
+    try:
+        trained_on = len(data.X_train) - held_out(len(data.X_train), args.validation_split)
+    except InvalidArgument:  # the library's words name its argument, not the option
+        raise UsageError(
+            f"--validation-split {args.validation_split} of the {len(data.X_train)} training "
+            "images leaves none to train on or none to validate on"
+        ) from None
     outputs = Outputs(args, model, optimizer, history, trained_on, out, err, world, stopping)
     if stopped:  # it had stopped there: it ends as the unbroken run did, on its best weights
         stopping.restore(model)

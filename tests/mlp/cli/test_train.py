@@ -831,6 +831,7 @@ def test_validation_split_schedule_and_early_stopping(base, tmp_path, capsys):
     ("option", "value", "message"),
     [
         ("--validation-split", "1.5", "validation split must be in [0, 1)"),
+        ("--validation-split", "0.999", "--validation-split 0.999 of the 600 training images"),
         ("--lr-schedule", "linear", "invalid choice: 'linear'"),
         ("--early-stopping", "0", "early stopping patience must be a positive"),
     ],
