@@ -496,6 +496,20 @@ def train_and_report(
     if checkpoint is not None:
         say(f"resuming {args.resume} after epoch {initial_epoch} of {args.epochs}")
 
+    watching = [
+        name
+        for name, used in (
+            ("--early-stopping", args.early_stopping is not None),
+            ("--lr-schedule plateau", args.lr_schedule == "plateau"),
+        )
+        if used
+    ]
+    if watching and not args.validation_split:
+        say(
+            f"note: {' and '.join(watching)} {'watch' if len(watching) > 1 else 'watches'} "
+            "the test loss without --validation-split: "
+            "the test accuracy at the end is then chosen on the test set, not measured apart"
+        )
     schedule = make_schedule(args.lr_schedule)
     stopping = None if args.early_stopping is None else EarlyStopping(args.early_stopping)
     stopped = False  # a resumed run that early stopping had ended

@@ -841,6 +841,30 @@ def test_bad_training_options_are_one_line(base, capsys, option, value, message)
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize(
+    ("options", "note"),
+    [
+        (["--early-stopping", "2"], "note: --early-stopping watches the test loss without"),
+        (
+            ["--early-stopping", "2", "--lr-schedule", "plateau"],
+            "note: --early-stopping and --lr-schedule plateau watch the test loss without",
+        ),
+        (["--early-stopping", "2", "--validation-split", "0.2"], None),
+        (["--lr-schedule", "step"], None),
+    ],
+)
+def test_watching_the_test_set_is_said(base, capsys, options, note):
+    """Without --validation-split, the weights early stopping ends with are chosen on the
+    test set that the final accuracy is then measured on."""
+    code, out, _ = run(train.main, [*base, "--epochs", "1", *options], capsys)
+    assert code == 0
+    notes = [line for line in out.splitlines() if line.startswith("note:")]
+    if note is None:
+        assert notes == []
+    else:
+        assert len(notes) == 1 and notes[0].startswith(note)
+
+
 def test_early_stopping_saves_the_best_epochs_weights(base, tmp_path, capsys):
     """The checkpoint holds what the run ended with, the best epoch's weights, so mlp-eval,
     mlp-export and mlp-predict serve the model the run reported."""
