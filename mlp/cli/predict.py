@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import math
 import sys
 import zipfile
 from collections.abc import Sequence
@@ -129,9 +130,9 @@ def read_samples(path: Path, width: int, dtype: Any = np.float32) -> Samples:
     rows, table = read_npy(path, width) if kind == "npy" else (read_csv(path, width), True)
     if rows.shape[0] == 0:
         raise DataError(f"{path}: no samples")
-    if rows.dtype.kind == "f" and not np.isfinite(rows).all():
+    largest = float(np.abs(rows).max()) if rows.dtype.kind == "f" else 0.0  # NaN if any is
+    if not math.isfinite(largest):
         raise DataError(f"{path}: holds NaN or infinity")
-    largest = float(np.abs(rows).max()) if rows.dtype.kind == "f" else 0.0
     if largest > float(np.finfo(dtype).max):
         raise DataError(
             f"{path}: holds values up to {largest:g}, beyond {np.dtype(dtype).name}'s range, "
