@@ -158,6 +158,25 @@ def as_table(X: Any, backend: Backend) -> Any:
         raise DataError(f"inputs are not a numeric table: {exc}") from None
 
 
+#: What ``unrepresentable`` says of values that hold a NaN or an infinity.
+NOT_FINITE = "NaN or infinity"
+
+
+def unrepresentable(values: Any, dtype: Any) -> str | None:
+    """What keeps float ``values`` (host or device) from computing in ``dtype``: NaN or
+    infinity, or a magnitude past its range; None when they fit. Two reductions, no mask:
+    the largest magnitude is NaN where any value is."""
+    if values.dtype.kind != "f" or values.size == 0:
+        return None
+    largest = float(max(values.max(), -values.min()))
+    if not math.isfinite(largest):
+        return NOT_FINITE
+    if largest > float(np.finfo(dtype).max):
+        name = np.dtype(dtype).name
+        return f"values up to {largest:g}, beyond {name}'s range, which the model computes in"
+    return None
+
+
 def inputs(X: Any, features: int) -> None:
     """A numeric table of at least one row and ``features`` columns (host or device)."""
     if X.ndim != 2 or X.shape[1] != features:

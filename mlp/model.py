@@ -314,10 +314,10 @@ class MLP:
         if X.dtype == np.uint8:
             return be.asarray(X), UINT8_SCALE
         with np.errstate(over="ignore"):
-            X = be.asarray(X, dtype=self.dtype)
-        if not be.all_finite(X):  # once per call, not per batch
-            raise DataError(f"inputs contain NaN or infinity (as {self.dtype})")
-        return X, 1.0
+            converted = be.asarray(X, dtype=self.dtype)
+        if not be.all_finite(converted):  # once per call, not per batch
+            raise DataError(f"inputs hold {checks.unrepresentable(X, self.dtype)}")
+        return converted, 1.0
 
     def device_targets(self, y: Any, rows: int, backend: Backend | None = None) -> Any:
         """Targets checked against the loss and the output layer, on the device: class labels

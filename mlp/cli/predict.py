@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import csv
 import io
-import math
 import sys
 import zipfile
 from collections.abc import Sequence
@@ -130,14 +129,9 @@ def read_samples(path: Path, width: int, dtype: Any = np.float32) -> Samples:
     rows, table = read_npy(path, width) if kind == "npy" else (read_csv(path, width), True)
     if rows.shape[0] == 0:
         raise DataError(f"{path}: no samples")
-    largest = float(np.abs(rows).max()) if rows.dtype.kind == "f" else 0.0  # NaN if any is
-    if not math.isfinite(largest):
-        raise DataError(f"{path}: holds NaN or infinity")
-    if largest > float(np.finfo(dtype).max):
-        raise DataError(
-            f"{path}: holds values up to {largest:g}, beyond {np.dtype(dtype).name}'s range, "
-            "which the model computes in"
-        )
+    problem = checks.unrepresentable(rows, dtype)
+    if problem:
+        raise DataError(f"{path}: holds {problem}")
     return Samples(path, rows, table)
 
 

@@ -15,6 +15,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from .. import checks
 from ..errors import DataError, DatasetNotFound, DownloadError, InvalidArgument
 from .idx import read_idx
 
@@ -199,7 +200,12 @@ def _read_split(
     if images.size == 0:
         raise DataError(f"{image_file}: holds no images (its header says {images.shape})")
     if images.dtype.kind == "f":
-        _check_finite(image_file, split, images, dtype)
+        problem = checks.unrepresentable(images, np.float64 if dtype is None else dtype)
+        if problem:
+            raise DataError(
+                f"{image_file}: the {split} images hold {problem}"
+                + ("" if problem == checks.NOT_FINITE else " (use --dtype float64, or scale them)")
+            )
     elif images.dtype != np.uint8:  # pixels are scaled as bytes: wider ones must fit
         if images.min() < 0 or images.max() > 255:
             raise DataError(
@@ -215,17 +221,6 @@ def _read_split(
         raise DataError(f"{label_file}: labels must be 0 or more, got {labels.min():g}")
     check_label_range(label_file, labels, classes, f"{dataset} has {classes} classes")
     return images, labels
-
-
-def _check_finite(where: Path, split: str, images: np.ndarray, dtype: Any) -> None:
-    largest = max(images.max(), -images.min())  # NaN if any is
-    if not np.isfinite(largest):
-        raise DataError(f"{where}: the {split} images contain NaN or infinity")
-    if dtype is not None and largest > np.finfo(dtype).max:
-        raise DataError(
-            f"{where}: the {split} images hold values up to {largest:g}, beyond "
-            f"{np.dtype(dtype).name}'s range (use --dtype float64, or scale them)"
-        )
 
 
 def check_label_range(where: Path, labels: np.ndarray, classes: int, limit: str) -> None:

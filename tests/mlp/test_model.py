@@ -430,8 +430,25 @@ def test_moving_keeps_the_matmul_precision():
 def test_nan_in_library_inputs():
     X = np.ones((4, 3))
     X[1, 1] = np.nan
-    with pytest.raises(ValueError, match="inputs contain NaN or infinity"):
+    with pytest.raises(ValueError, match="inputs hold NaN or infinity"):
         MLP([3, 2]).fit(X, np.zeros(4, int), epochs=1)
+
+
+@pytest.mark.parametrize("dtype, fits", [("float32", False), ("float64", True)])
+def test_library_inputs_beyond_the_model_dtype_say_so(dtype, fits):
+    """1e300 is finite as the caller's float64 but infinite as a float32 model's input: the
+    message says which, where it used to call the value NaN or infinity."""
+    X = np.ones((4, 3))
+    X[2, 0] = -1e300
+    model = MLP([3, 2], dtype=dtype)
+    if fits:
+        assert model.predict(X).shape == (4,)
+        return
+    with pytest.raises(ValueError) as info:
+        model.predict(X)
+    assert str(info.value) == (
+        "inputs hold values up to 1e+300, beyond float32's range, which the model computes in"
+    )
 
 
 def test_wrong_feature_count_at_predict_names_both_shapes():

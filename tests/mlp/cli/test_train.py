@@ -412,7 +412,7 @@ def test_nan_or_infinity_in_the_inputs(data, capsys, bad):
     write_idx(data / TRAIN_IMAGES, images)  # a float IDX file (type 0x0D)
     code, _, err = run(train.main, train_on(data), capsys)
     assert code == 1
-    assert one_line(err) == f"{data / TRAIN_IMAGES}: the train images contain NaN or infinity"
+    assert one_line(err) == f"{data / TRAIN_IMAGES}: the train images hold NaN or infinity"
 
 
 # ----------------------------------------------------------------------------- the command line
@@ -775,7 +775,7 @@ def test_float_images_beyond_float32_name_their_file(data, capsys):
     assert code == 1
     assert one_line(err) == (
         f"{data / TRAIN_IMAGES}: the train images hold values up to 1e+300, beyond float32's "
-        "range (use --dtype float64, or scale them)"
+        "range, which the model computes in (use --dtype float64, or scale them)"
     )
 
 
