@@ -47,9 +47,23 @@ def write_dataset(
 ) -> Path:
     """Write train and test splits as IDX files named like MNIST's; returns the folder.
 
-    A file system error (the folder is a file, or not writable) is a ``CannotWrite``."""
+    A folder that already holds one of those files, plain or gzipped, is refused before
+    anything is written: a loader reads the plain file first, so synthetic files beside a
+    real dataset would silently stand in for it. A file system error (the folder is a file,
+    or not writable) is a ``CannotWrite`` too."""
     folder = Path(folder)
     suffix = ".gz" if gz else ""
+    taken = [
+        path.name
+        for stem in (stem for files in SPLITS.values() for stem in files)
+        for path in (folder / stem, folder / f"{stem}.gz")
+        if os.path.lexists(path)
+    ]
+    if taken:
+        raise CannotWrite(
+            f"{folder} already holds {', '.join(taken)}: write the synthetic dataset to a "
+            "folder without one, or remove them first"
+        )
     try:
         folder.mkdir(parents=True, exist_ok=True)
         for split, n, split_seed in (("train", n_train, seed), ("test", n_test, seed + 1)):

@@ -66,3 +66,22 @@ def test_synthetic_unwritable_folder_is_one_line(tmp_path, monkeypatch, capsys):
     err = capsys.readouterr().err
     assert err.startswith("python -m mlp.cli.synthetic: error: cannot write the dataset to ")
     assert err.rstrip().endswith("Permission denied") and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("existing", ["train-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte"])
+def test_synthetic_refuses_a_folder_holding_a_dataset(tmp_path, capsys, existing):
+    """Plain synthetic files beside a real dataset's .gz files would be read in their place
+    (the plain name is looked for first): such a folder is refused, and nothing is written."""
+    from mlp.cli import synthetic
+
+    folder = tmp_path / "fashion-mnist"
+    folder.mkdir()
+    (folder / existing).write_bytes(b"real data")
+    assert synthetic.main([str(folder), "5", "5"]) == 1
+    err = capsys.readouterr().err
+    assert err == (
+        f"python -m mlp.cli.synthetic: error: {folder} already holds {existing}: write the "
+        "synthetic dataset to a folder without one, or remove them first\n"
+    )
+    assert [p.name for p in folder.iterdir()] == [existing]
+    assert (folder / existing).read_bytes() == b"real data"
