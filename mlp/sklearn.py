@@ -8,9 +8,11 @@ same stopping rule, epoch for epoch: after more than ``n_iter_no_change`` epochs
 not beat the best training loss by ``tol`` (with ``early_stopping``, the validation score,
 the best weights kept); with
 ``learning_rate="adaptive"`` the rate falls by 5 there instead, and the fit ends where it
-would fall from 1e-6. ``warm_start`` keeps the weights and starts the optimizer afresh,
+would fall from 1e-6. The count, the best and its weights go on from call to call, as
+scikit-learn's. ``warm_start`` keeps the weights and starts the optimizer afresh,
 ``partial_fit`` goes on with it. ``alpha``, the L2 penalty, is applied as scikit-learn's
-gradient applies it, ``alpha / batch_size`` of each parameter per step (on biases too).
+gradient applies it, ``alpha / batch_size`` of each parameter per step (on biases too), and
+counted in the loss as scikit-learn's counts it (at the epoch's last weights).
 ``lbfgs`` is not offered: it is a full-batch method, and the point of this library is the
 mini-batch step.
 
@@ -28,6 +30,7 @@ from typing import Any
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.exceptions import ConvergenceWarning
+from sklearn.metrics import r2_score
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import LabelEncoder
 from sklearn.utils import check_random_state
@@ -39,8 +42,7 @@ from . import checks
 from .errors import InvalidArgument
 from .model import MLP
 from .optim import SGD, Adam
-from .schedules import ReduceOnPlateau
-from .stopping import EarlyStopping, Patience
+from .stopping import EarlyStopping
 
 #: scikit-learn's activation names, as this library calls them.
 ACTIVATIONS = {"identity": "identity", "logistic": "sigmoid", "tanh": "tanh", "relu": "relu"}
@@ -52,11 +54,27 @@ LEARNING_RATES = ("constant", "invscaling", "adaptive")
 LOWEST_ADAPTIVE_RATE = 1e-6
 
 
-class _ScikitLearnCount(Patience):
-    """scikit-learn's count (``_update_no_improvement_count``): an epoch counts as one
-    without improvement unless it beats the best by ``tol`` (``min_delta``), and the best
-    follows every improvement, however small (so a value that creeps down by less than
-    ``tol`` an epoch ends the fit; Keras' rule, whose best moves by ``tol`` only, would not)."""
+class _Count(EarlyStopping):
+    """scikit-learn's stopping rule and what it keeps (``_no_improvement_count``, the best
+    loss or validation score, with ``early_stopping`` the best weights), kept on the
+    estimator from call to call: a warm ``fit`` and ``partial_fit`` go on counting where the
+    last call left off, as scikit-learn's do. An epoch counts as one without improvement
+    unless it beats the best by ``tol`` (``min_delta``), and the best follows every
+    improvement, however small (so a value that creeps down by less than ``tol`` an epoch
+    ends the fit; Keras' rule, whose best moves by ``tol`` only, would not). Once more than
+    ``n_iter_no_change`` epochs have counted (``patience``, one more), the fit ends; with
+    ``learning_rate="adaptive"`` the rate falls by 5 there instead and the count starts
+    again, and the fit ends only where the rate is down to ``LOWEST_ADAPTIVE_RATE``."""
+
+    def __init__(self, adaptive: bool, **settings: Any) -> None:
+        super().__init__(**settings)
+        self.adaptive = adaptive
+        self.optimizer: Any = None  # the one whose rate an adaptive count lowers
+
+    def settings(self) -> tuple:
+        """What decides the count: a call with other settings starts a new one."""
+        return (self.adaptive, self.patience, self.min_delta, self.monitor,
+                self.restore_best_weights)  # fmt: skip
 
     def count(self, value: float) -> bool:
         self.waited = self.waited + 1 if value > self.best - self.min_delta else 0
@@ -65,30 +83,27 @@ class _ScikitLearnCount(Patience):
             return True
         return False
 
-
-class _Stopping(_ScikitLearnCount, EarlyStopping):
-    """scikit-learn's stopping rule: after more than ``n_iter_no_change`` epochs counted
-    (``patience`` one more), the best epoch's weights kept with ``early_stopping``."""
-
-
-class _Plateau(_ScikitLearnCount, ReduceOnPlateau):
-    """``learning_rate="adaptive"``: the rate falls where scikit-learn's would stop."""
-
-
-class _RateSpent(_Stopping):
-    """``learning_rate="adaptive"``'s stopping rule, as scikit-learn's: each time the
-    watched value has gone ``patience`` epochs without improving, the schedule (which
-    counts the same epochs) lowers the rate and the count starts again; once the rate is
-    down to ``LOWEST_ADAPTIVE_RATE``, the fit ends there instead."""
-
-    def __init__(self, optimizer: SGD, **settings: Any) -> None:
-        super().__init__(**settings)
-        self.optimizer = optimizer
-
     def stop(self, record: dict[str, Any], model: MLP) -> bool:
-        if super().stop(record, model) and self.optimizer.lr > LOWEST_ADAPTIVE_RATE:
-            self.waited, self.stopped_epoch = 0, 0  # the schedule lowers the rate instead
+        spent = self.optimizer is None or self.optimizer.lr <= LOWEST_ADAPTIVE_RATE
+        if super().stop(record, model) and self.adaptive and not spent:
+            self.optimizer.lr /= 5  # the next epoch's rate
+            self.waited, self.stopped_epoch = 0, 0
         return self.stopped_epoch > 0
+
+
+class _InverseScaling:
+    """``learning_rate="invscaling"``: ``learning_rate_init / (t + 1) ** power_t`` before
+    each epoch, ``t`` the samples seen (``t_``), as scikit-learn sets it at each epoch's end;
+    a fit's first epoch runs at ``learning_rate_init`` (scikit-learn's new optimizer)."""
+
+    def __init__(self, init: float, power: float, seen: int, rows: int, epoch: int, new: bool):
+        self.init, self.power, self.seen, self.rows = init, power, seen, rows
+        self.epoch, self.new = epoch, new  # the call's first epoch; whether its optimizer is
+
+    def __call__(self, epoch: int, lr: float) -> float:
+        if self.new and epoch == self.epoch:
+            return self.init
+        return self.init / (self.seen + (epoch - self.epoch) * self.rows + 1) ** self.power
 
 
 class _MLPEstimator(BaseEstimator):
@@ -150,9 +165,11 @@ class _MLPEstimator(BaseEstimator):
         self.dtype = dtype
 
     # ------------------------------------------------------------------ what subclasses say
-    def _encode(self, y: np.ndarray, first: bool) -> tuple[np.ndarray, int, dict[str, Any]]:
+    def _encode(
+        self, y: np.ndarray, first: bool, incremental: bool
+    ) -> tuple[np.ndarray, int, dict[str, Any]]:
         """Targets as the model trains on them, its number of outputs, and the attributes
-        learned from ``y`` (set once the call's checks have passed)."""
+        learned from ``y``."""
         raise NotImplementedError
 
     def _monitor(self) -> str:
@@ -175,14 +192,27 @@ class _MLPEstimator(BaseEstimator):
         incremental: bool,
         communicator: Any = None,
     ) -> _MLPEstimator:
+        """A refused call (a ``ValueError`` or ``TypeError``, from here or the model's own
+        checks) leaves every attribute as it was, ``n_features_in_`` and the model too."""
+        kept = dict(vars(self))
+        try:
+            return self._fit_checked(X, y, sample_weight, incremental, communicator)
+        except (ValueError, TypeError):
+            vars(self).clear()
+            vars(self).update(kept)
+            raise
+
+    def _fit_checked(
+        self, X: Any, y: Any, sample_weight: Any, incremental: bool, communicator: Any
+    ) -> _MLPEstimator:
         self._check_parameters()
         if incremental and self.early_stopping:
             raise ValueError("partial_fit does not support early_stopping=True")  # as scikit-learn
         fitted = hasattr(self, "model_")
         first = not fitted or not (self.warm_start or incremental)
         X, y = validate_data(self, X, y, reset=first, **self._data_rules())
-        targets, outputs, learned = self._encode(y, first)
-        weights = self._weights(X, y, sample_weight)
+        targets, outputs, learned = self._encode(y, first, incremental)
+        weights = self._weights(X, y, sample_weight, incremental)
         # a new model's seed, drawn from random_state (the hold-out's too)
         seed = int(check_random_state(self.random_state).randint(0, 2**31 - 1)) if first else None
         validation = None
@@ -193,16 +223,22 @@ class _MLPEstimator(BaseEstimator):
         batch = min(200, rows) if self.batch_size == "auto" else min(self.batch_size, rows)
         # the penalty's weight in a batch: rows, or with sample weights their mean sum (as
         # the rows they stand for would have it)
-        decay = self.alpha / (batch * (1.0 if weights is None else float(np.mean(weights))))
+        mean_weight = 1.0 if weights is None else float(np.mean(weights))
+        decay = self.alpha / (batch * mean_weight)
         going_on = incremental and fitted and self.model_.optimizer is not None
         optimizer = self.model_.optimizer if going_on else self._optimizer(decay)
         if first:
             self._start(X.shape[1], outputs, seed)
-        vars(self).update(learned)  # only now: a call refused above changed none of them
+            self.t_ = 0
+        vars(self).update(learned)
         optimizer.weight_decay = decay  # partial_fit goes on with its moments, this batch's
-        if not incremental or getattr(self, "_schedule", None) is None:
-            self._schedule = self._learning_rate(rows)
-        stopping = None if incremental else self._stopping(optimizer)
+        count = self._count(first)
+        count.optimizer = optimizer
+        batches = -(-rows // batch)
+        # scikit-learn's loss holds the L2 penalty, 0.5 * alpha * |W|^2 per batch over the
+        # rows (each batch's weights there, the epoch's last here); its validation score
+        # is the estimator's own score, weighted as the rows are
+        penalty = 0.5 * self.alpha * batches / (rows * mean_weight)
         history = self.model_.fit(
             X,
             targets,
@@ -212,9 +248,10 @@ class _MLPEstimator(BaseEstimator):
             validation_data=validation,
             shuffle=bool(self.shuffle),
             sample_weight=weights,
-            lr_schedule=self._schedule,
-            early_stopping=stopping,
+            lr_schedule=self._learning_rate(rows, new=not going_on),
+            early_stopping=count,
             verbose=bool(self.verbose),
+            callback=lambda record: self._judged(record, penalty, validation),
             communicator=communicator,
         )
         if first:
@@ -222,31 +259,66 @@ class _MLPEstimator(BaseEstimator):
         if first or self.validation_scores_ is None:
             self.validation_scores_ = [] if self.early_stopping else None
         self.loss_curve_ += [record["loss"] for record in history]
-        if self.early_stopping:
-            key = self._monitor()
-            sign = -1 if key == "val_loss" else 1
-            self.validation_scores_ += [sign * record[key] for record in history]
-            self.best_validation_score_ = max(self.validation_scores_)
         self.loss_ = self.loss_curve_[-1]
-        self.best_loss_ = min(self.loss_curve_)
-        self.n_iter_ = (0 if first else self.n_iter_) + len(history)
-        stopped = stopping is not None and stopping.stopped_epoch > 0
+        if self.early_stopping:
+            self.validation_scores_ += [record[self._monitor()] for record in history]
+        # the best the count has seen, over every call it has counted
+        self.best_loss_ = None if self.early_stopping else count.best
+        self.best_validation_score_ = -count.best if self.early_stopping else None
+        self.n_iter_ = len(history)  # this call's epochs, as scikit-learn counts them
+        self.t_ += rows * len(history)
+        stopped = count.stopped_epoch > 0
         if not incremental and not stopped and len(history) == self.max_iter:
             warnings.warn(
                 f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached and "
                 "the optimization hasn't converged yet.",
                 ConvergenceWarning,
-                stacklevel=3,
+                stacklevel=4,
             )
         return self
+
+    def _count(self, first: bool) -> _Count:
+        """The stopping count: the last call's, going on, where this call is warm or
+        incremental and counts alike; else a new one."""
+        count = _Count(
+            adaptive=self._adaptive(),
+            patience=self._patience(),
+            min_delta=self.tol,
+            monitor=self._watched(),
+            restore_best_weights=self.early_stopping,
+        )
+        last = getattr(self, "_last_count", None)
+        if not first and last is not None and last.settings() == count.settings():
+            count = last
+            count.go_on()
+        self._last_count = count
+        return count
+
+    def _judged(self, record: dict[str, Any], penalty: float, validation: Any) -> None:
+        """An epoch's record as scikit-learn's rule sees it (``fit``'s ``callback``, before
+        the count): the loss with its L2 penalty, and the validation score."""
+        if penalty:
+            record["loss"] += penalty * sum(
+                float(w.reshape(-1) @ w.reshape(-1)) for w in (
+                    layer.weight for layer in self.model_.linears)
+            )  # fmt: skip
+        if validation is not None:
+            record.update(self._validation_score(validation))
+
+    def _validation_score(self, validation: tuple) -> dict[str, float]:
+        """What the count watches with ``early_stopping``, beside ``fit``'s own metrics."""
+        return {}
 
     def _data_rules(self) -> dict[str, Any]:
         return {"dtype": (np.float64, np.float32), "multi_output": True, "y_numeric": False}
 
-    def _weights(self, X: np.ndarray, y: np.ndarray, sample_weight: Any) -> np.ndarray | None:
+    def _weights(
+        self, X: np.ndarray, y: np.ndarray, sample_weight: Any, incremental: bool
+    ) -> np.ndarray | None:
         if sample_weight is None:
             return None
-        return _check_sample_weight(sample_weight, X, dtype=np.float64)
+        weights = _check_sample_weight(sample_weight, X, dtype=np.float64)
+        return checks.sample_weights(weights, X.shape[0], np.dtype(np.float64))
 
     def _start(self, features: int, outputs: int, seed: int) -> None:
         """A new model: its sizes and seed."""
@@ -260,7 +332,6 @@ class _MLPEstimator(BaseEstimator):
             seed=seed,
             loss=self._loss,
         )
-        self._schedule = None  # partial_fit's, kept from call to call
         self.n_layers_ = len(hidden) + 2
         self.n_outputs_ = outputs
         self.out_activation_ = self._out_activation(outputs)
@@ -288,34 +359,18 @@ class _MLPEstimator(BaseEstimator):
         """What the stopping rule (and the adaptive rate) watch."""
         return self._monitor() if self.early_stopping else "loss"
 
-    def _learning_rate(self, rows: int) -> Any:
-        """scikit-learn's ``learning_rate`` (for ``sgd`` only, as there), as a schedule."""
-        if self.solver != "sgd" or self.learning_rate == "constant":
+    def _learning_rate(self, rows: int, new: bool) -> _InverseScaling | None:
+        """``learning_rate="invscaling"`` (for ``sgd`` only, as there) as a schedule; an
+        adaptive rate is the count's to lower (``_Count``), a constant one no schedule."""
+        if self.solver != "sgd" or self.learning_rate != "invscaling":
             return None
-        if self.learning_rate == "invscaling":
-            init, power = self.learning_rate_init, self.power_t
-            return lambda epoch, lr: init / (epoch * rows + 1) ** power
-        return _Plateau(
-            factor=0.2, patience=self._patience(), min_delta=self.tol, monitor=self._watched()
-        )
+        seen, epoch = self.t_, self.model_.epochs_trained
+        return _InverseScaling(self.learning_rate_init, self.power_t, seen, rows, epoch, new)
 
     def _patience(self) -> int:
         """scikit-learn stops (or lowers an adaptive rate) once *more than*
         ``n_iter_no_change`` epochs have gone without improvement."""
         return self.n_iter_no_change + 1
-
-    def _stopping(self, optimizer: SGD | Adam) -> EarlyStopping:
-        """scikit-learn's stopping rule; with the adaptive rate, its rule for that: where the
-        rate would fall, the fit ends instead once the rate is down to 1e-6."""
-        settings = {
-            "patience": self._patience(),
-            "min_delta": self.tol,
-            "monitor": self._watched(),
-            "restore_best_weights": self.early_stopping,
-        }
-        if self._adaptive():
-            return _RateSpent(optimizer, **settings)
-        return _Stopping(**settings)
 
     def _hold_out(
         self, X: np.ndarray, y: np.ndarray, targets: Any, weights: Any, seed: int
@@ -374,6 +429,23 @@ class _MLPEstimator(BaseEstimator):
     def _out_activation(self, outputs: int) -> str:
         raise NotImplementedError
 
+    # ------------------------------------------------------------------ what was learned
+    @property
+    def coefs_(self) -> list[np.ndarray]:
+        """Each layer's weights, (inputs, outputs) as scikit-learn lays them out: host
+        copies, in the model's dtype."""
+        return self._parameters("weight")
+
+    @property
+    def intercepts_(self) -> list[np.ndarray]:
+        """Each layer's biases: host copies, in the model's dtype."""
+        return self._parameters("bias")
+
+    def _parameters(self, kind: str) -> list[np.ndarray]:
+        check_is_fitted(self, "model_")
+        state = self.model_.state_dict()
+        return [state[f"{i}.{kind}"] for i in range(len(self.model_.linears))]
+
     # ------------------------------------------------------------------ exporting
     def to_onnx(self, path: Any) -> Any:
         """Write the fitted model as an ONNX graph (``mlp.export``): its output is what
@@ -398,7 +470,8 @@ class MLPClassifier(ClassifierMixin, _MLPEstimator):
     Any labels (strings too) become ``classes_``; two classes train one sigmoid output,
     more a softmax. ``class_weight`` (``"balanced"`` or ``{label: weight}``) multiplies
     ``sample_weight``. ``device="cuda"`` trains and predicts on a GPU. With
-    ``early_stopping``, ``validation_scores_`` are the held-out accuracies.
+    ``early_stopping``, ``validation_scores_`` are the held-out accuracies, weighted as the
+    rows are (scikit-learn's ``score`` with their weights).
     """
 
     _loss = "cross_entropy"
@@ -419,16 +492,25 @@ class MLPClassifier(ClassifierMixin, _MLPEstimator):
     def _data_rules(self) -> dict[str, Any]:
         return {**super()._data_rules(), "multi_output": False}  # one label per row
 
-    def _encode(self, y: np.ndarray, first: bool) -> tuple[np.ndarray, int, dict[str, Any]]:
+    def _encode(
+        self, y: np.ndarray, first: bool, incremental: bool
+    ) -> tuple[np.ndarray, int, dict[str, Any]]:
         check_classification_targets(y)
-        if y.shape[0] < 2:
-            raise ValueError(f"MLPClassifier needs 2 samples or more, got n_samples = {y.shape[0]}")
         if not first:
             classes = self.classes_
         elif self._classes is not None:  # partial_fit's first call names them
             classes = self._classes
-        else:
+        else:  # learned from y: one row cannot show two classes
+            if y.shape[0] < 2:
+                raise ValueError(
+                    f"MLPClassifier needs 2 samples or more, got n_samples = {y.shape[0]}"
+                )
             classes = LabelEncoder().fit(y).classes_
+        if not first and not incremental and not np.array_equal(np.unique(y), classes):
+            raise ValueError(  # as scikit-learn: a warm fit trains on every class it has
+                "warm_start can only be used where y has the same classes as in the "
+                f"previous call to fit: previously {classes!r}, y has {np.unique(y)!r}"
+            )
         unknown = np.setdiff1d(y, classes)
         if unknown.size:
             raise ValueError(f"y holds labels not in classes_ {classes!r}: {unknown[:5]!r}")
@@ -439,10 +521,18 @@ class MLPClassifier(ClassifierMixin, _MLPEstimator):
         outputs = 1 if len(classes) == 2 else len(classes)
         return np.searchsorted(classes, y).astype(np.int32), outputs, {"classes_": classes}
 
-    def _weights(self, X: np.ndarray, y: np.ndarray, sample_weight: Any) -> np.ndarray | None:
-        weights = super()._weights(X, y, sample_weight)
+    def _weights(
+        self, X: np.ndarray, y: np.ndarray, sample_weight: Any, incremental: bool
+    ) -> np.ndarray | None:
+        weights = super()._weights(X, y, sample_weight, incremental)
         if self.class_weight is None:
             return weights
+        if incremental and isinstance(self.class_weight, str):
+            raise ValueError(  # as SGDClassifier: a batch's make-up is not the data's
+                f"class_weight={self.class_weight!r} is not supported for partial_fit: pass "
+                "{label: weight} (sklearn.utils.class_weight.compute_class_weight over all "
+                "the labels gives the balanced ones)"
+            )
         y = y[:, 0] if y.ndim == 2 else y
         by_class = compute_sample_weight(self.class_weight, y)
         return by_class if weights is None else by_class * weights
@@ -454,13 +544,20 @@ class MLPClassifier(ClassifierMixin, _MLPEstimator):
         return "logistic" if outputs == 1 else "softmax"
 
     def partial_fit(
-        self, X: Any, y: Any, classes: Any = None, sample_weight: Any = None
+        self, X: Any, y: Any, sample_weight: Any = None, classes: Any = None
     ) -> MLPClassifier:
-        """One epoch over ``(X, y)``; the first call needs ``classes``, every label there is."""
+        """One epoch over ``(X, y)``; the first call needs ``classes``, every label there is,
+        and a later one that names them names the same (scikit-learn's order and rule)."""
+        named = None if classes is None else LabelEncoder().fit(np.asarray(classes)).classes_
         if not hasattr(self, "model_"):
-            if classes is None:
+            if named is None:
                 raise ValueError("the first call to partial_fit needs classes=[every label]")
-            self._classes = LabelEncoder().fit(np.asarray(classes)).classes_
+            self._classes = named
+        elif named is not None and not np.array_equal(named, self.classes_):
+            raise ValueError(
+                f"classes={named!r} is not the same as on the first call to partial_fit, "
+                f"{self.classes_!r}"
+            )
         return self._fit(X, y, sample_weight, incremental=True)
 
     def fit(
@@ -494,11 +591,14 @@ class MLPRegressor(RegressorMixin, _MLPEstimator):
     """A multilayer perceptron regressor, as ``sklearn.neural_network.MLPRegressor``: the
     squared error with an identity output, one target or many. ``loss_curve_`` holds half
     the squared error summed over a row's targets (scikit-learn's averages them); with
-    ``early_stopping``, ``validation_scores_`` are the negated held-out losses."""
+    ``early_stopping``, ``validation_scores_`` are the held-out R² (``score``), weighted as
+    the rows are, as scikit-learn's."""
 
     _loss = "squared_error"
 
-    def _encode(self, y: np.ndarray, first: bool) -> tuple[np.ndarray, int, dict[str, Any]]:
+    def _encode(
+        self, y: np.ndarray, first: bool, incremental: bool
+    ) -> tuple[np.ndarray, int, dict[str, Any]]:
         y = np.asarray(y, dtype=np.float64)
         outputs = 1 if y.ndim == 1 else y.shape[1]
         if not first and outputs != self.n_outputs_:
@@ -509,7 +609,16 @@ class MLPRegressor(RegressorMixin, _MLPEstimator):
         return {**super()._data_rules(), "y_numeric": True}
 
     def _monitor(self) -> str:
-        return "val_loss"
+        return "val_r2"
+
+    def _validation_score(self, validation: tuple) -> dict[str, float]:
+        X, y, *weights = validation
+        predicted = self.model_.predict(X)
+        if not np.all(np.isfinite(predicted)):
+            return {"val_r2": float("nan")}  # as scikit-learn scores such predictions
+        return {
+            "val_r2": float(r2_score(y, predicted, sample_weight=weights[0] if weights else None))
+        }
 
     def _out_activation(self, outputs: int) -> str:
         return "identity"

@@ -17,14 +17,18 @@ def watched(monitor: str | None, record: dict[str, Any]) -> str:
     return monitor or ("val_loss" if "val_loss" in record else "loss")
 
 
+#: What ends the names of the records watched to rise (a loss is watched to fall).
+HIGHER_IS_BETTER = ("accuracy", "r2")
+
+
 def lower_is_better(record: dict[str, Any], key: str) -> float:
-    """``record[key]`` signed so that smaller is better: an accuracy is watched to rise, a
-    loss to fall."""
+    """``record[key]`` signed so that smaller is better: an accuracy (or an R², as a
+    ``callback`` may add) is watched to rise, a loss to fall."""
     if key not in record:
         raise checks.InvalidArgument(
             f"{key!r} is watched, but fit records only {', '.join(sorted(record))}"
         )
-    return -record[key] if "accuracy" in key else record[key]
+    return -record[key] if key.endswith(HIGHER_IS_BETTER) else record[key]
 
 
 class Patience:
@@ -78,6 +82,12 @@ class EarlyStopping(Patience):
             self._resumed = False
             return
         self.best, self.best_epoch, self.waited, self._best_params = math.inf, 0, 0, None
+        self.stopped_epoch = 0
+
+    def go_on(self) -> None:
+        """The next ``fit`` goes on counting from here, its best and their weights kept,
+        where it would start afresh (scikit-learn's warm starts)."""
+        self._resumed = True
         self.stopped_epoch = 0
 
     def watched(self, record: dict[str, Any]) -> str:

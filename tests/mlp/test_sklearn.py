@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pickle
 import warnings
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -123,12 +124,14 @@ def test_partial_fit_and_warm_start_go_on(iris):
         model.partial_fit(X, y)
     for _ in range(3):
         model.partial_fit(X, y, classes=np.unique(y))
-    assert model.n_iter_ == 3 and model.model_.epochs_trained == 3
+    # as scikit-learn counts: n_iter_ the call's epochs, t_ the samples seen in all
+    assert model.n_iter_ == 1 and model.t_ == 450 and model.model_.epochs_trained == 3
     warm = MLPClassifier((8,), max_iter=5, random_state=0, warm_start=True)
-    warm.fit(X, y)
+    quiet_fit(warm, X, y)
     first = warm.model_
-    warm.fit(X, y)
-    assert warm.model_ is first and warm.n_iter_ == 10 and first.epochs_trained == 10
+    quiet_fit(warm, X, y)
+    assert warm.model_ is first and warm.n_iter_ == 5 and first.epochs_trained == 10
+    assert warm.t_ == 1500 and len(warm.loss_curve_) == 10
 
 
 def test_early_stopping_keeps_the_best_validation_score(iris):
@@ -209,16 +212,18 @@ def quiet_fit(model, *args, **kwargs):
         return model.fit(*args, **kwargs)
 
 
-def scikit_learns_rule(curve, tol, n, adaptive=False):
+def scikit_learns_rule(curve, tol, n, adaptive=False, lr=1.0):
     """scikit-learn's ``_update_no_improvement_count`` and the loop around it, written
-    out: the epochs (1-based) at which an adaptive rate falls, and where the fit stops."""
+    out: the epochs (1-based) at which an adaptive rate (from ``lr``) falls, and where the
+    fit stops."""
     best, count, falls = np.inf, 0, []
     for epoch, loss in enumerate(curve, 1):
         count = count + 1 if loss > best - tol else 0
         best = min(best, loss)
         if count > n:
-            if not adaptive:
+            if not adaptive or lr <= 1e-6:
                 return falls, epoch
+            lr /= 5
             falls.append(epoch)
             count = 0
     return falls, None
@@ -242,23 +247,22 @@ def test_the_stopping_rule_and_adaptive_rate_are_scikit_learns_epoch_for_epoch(n
     best by tol, the best following every improvement."""
     tol = 1e-2
     for curve in creeping_curves():
-        stopping = MLPClassifier(tol=tol, n_iter_no_change=n)._stopping(None)
-        stopping.start()
         records = [{"epoch": e, "loss": float(v)} for e, v in enumerate(curve, 1)]
-        stopped = next((r["epoch"] for r in records if stopping.stop(r, None)), None)
-        assert stopped == scikit_learns_rule(curve, tol, n)[1]
-        adaptive = MLPClassifier(solver="sgd", learning_rate="adaptive", tol=tol,
-                                 n_iter_no_change=n)._learning_rate(100)  # fmt: skip
-        adaptive.start(1.0, len(curve))
-        falls, lr = [], 1.0
-        for record in records:  # as fit runs it: the rate set before each epoch
-            rate = adaptive.rate(record["epoch"] - 1, lr, [])
-            if rate < lr:
-                falls.append(record["epoch"] - 1)  # asked for by the epoch before
-            lr = rate
-            adaptive.observe(record)
-        expected = scikit_learns_rule(curve, tol, n, adaptive=True)[0]
-        assert falls == [epoch for epoch in expected if epoch < len(curve)]
+        for rate in ("constant", "adaptive"):
+            estimator = MLPClassifier(solver="sgd", learning_rate=rate, tol=tol, n_iter_no_change=n)
+            count = estimator._count(first=True)
+            count.optimizer = SimpleNamespace(lr=1e3)
+            count.start()
+            falls, stopped = [], None
+            for record in records:  # as fit runs it: the count after each epoch
+                lr = count.optimizer.lr
+                if count.stop(record, None):
+                    stopped = record["epoch"]
+                    break
+                if count.optimizer.lr < lr:
+                    assert count.optimizer.lr == lr / 5
+                    falls.append(record["epoch"])  # the next epoch runs at it
+            assert (falls, stopped) == scikit_learns_rule(curve, tol, n, rate == "adaptive", 1e3)
 
 
 def test_adaptive_rate_falls_across_partial_fits_and_ends_a_fit_at_1e_6(iris):
@@ -284,7 +288,8 @@ def test_warm_start_takes_new_optimizer_settings_and_early_stopping(iris):
     quiet_fit(model, X, y)
     optimizer = model.model_.optimizer
     assert type(optimizer).__name__ == "SGD" and optimizer.lr == 0.5
-    assert model.n_iter_ == 6 and len(model.validation_scores_) == 3
+    assert model.n_iter_ == 3 and model.model_.epochs_trained == 6
+    assert len(model.validation_scores_) == 3
 
 
 def test_a_refused_refit_leaves_classes_and_model_together(iris):
@@ -311,3 +316,117 @@ def test_the_penalty_follows_each_batch_as_trained(iris):
     assert model.model_.optimizer.weight_decay == pytest.approx(0.5 / 150)
     with pytest.raises(ValueError, match="partial_fit does not support early_stopping"):
         MLPClassifier(early_stopping=True).partial_fit(X, y, classes=np.unique(y))
+
+
+def held_out_part(model, X, y):
+    """The rows ``early_stopping`` held out: the split its fit drew, drawn again."""
+    from sklearn.model_selection import train_test_split
+
+    stratify = y if isinstance(model, MLPClassifier) else None
+    parts = train_test_split(X, y, test_size=model.validation_fraction,
+                             random_state=model._seed, stratify=stratify)  # fmt: skip
+    return parts[1], parts[3]
+
+
+def test_warm_fits_keep_the_best_weights_and_the_count_across_fits():
+    """As scikit-learn's: a warm fit goes on with the count, the best score and its weights,
+    so the model it ends with is the one ``best_validation_score_`` describes, and a fit that
+    has already stopped stops after one more epoch unless that one beats the best."""
+    rng = np.random.RandomState(0)
+    X = rng.randn(400, 5)
+    y = ((X[:, 0] * X[:, 1] + 0.5 * rng.randn(400)) > 0).astype(int)
+    model = MLPClassifier((50,), max_iter=200, random_state=0, early_stopping=True,
+                          warm_start=True, learning_rate_init=0.01)  # fmt: skip
+    X_held, y_held = held_out_part(model.fit(X, y), X, y)
+    first = model.best_validation_score_
+    assert model.score(X_held, y_held) == pytest.approx(first)
+    model.fit(X, y)
+    assert model.best_validation_score_ >= first
+    assert model.score(X_held, y_held) == pytest.approx(model.best_validation_score_)
+    if model.best_validation_score_ < first + model.tol:
+        assert model.n_iter_ == 1
+
+
+def test_the_regressors_validation_score_is_r2_as_scikit_learns():
+    """validation_scores_ are held-out R² (scale-free, as tol is), and the restored model
+    scores best_validation_score_ on the rows held out."""
+    X, y = load_diabetes(return_X_y=True)
+    X = StandardScaler().fit_transform(X)
+    model = MLPRegressor((16,), max_iter=300, random_state=0, early_stopping=True,
+                         learning_rate_init=0.01).fit(X, y)  # fmt: skip
+    X_held, y_held = held_out_part(model, X, y)
+    assert model.best_validation_score_ == max(model.validation_scores_)
+    assert 0 < model.best_validation_score_ < 1
+    assert model.score(X_held, y_held) == pytest.approx(model.best_validation_score_, abs=1e-5)
+
+
+def test_the_loss_curve_holds_the_l2_penalty(iris):
+    """scikit-learn's loss adds 0.5 * alpha * |W|^2 (weights, not biases) per batch over the
+    rows. With a rate too small to move the weights, the curves with and without alpha
+    differ by that alone."""
+    X, y = iris
+    settings = {"learning_rate_init": 1e-9, "max_iter": 1, "batch_size": 50, "random_state": 0}
+    fits = [quiet_fit(MLPClassifier((8,), alpha=alpha, **settings), X, y) for alpha in (0.0, 5.0)]
+    squares = sum(float(np.sum(w.astype(np.float64) ** 2)) for w in fits[1].coefs_)
+    penalty = 0.5 * 5.0 * 3 * squares / 150  # 3 batches of 50 rows
+    assert fits[1].loss_curve_[0] - fits[0].loss_curve_[0] == pytest.approx(penalty, rel=1e-4)
+    assert fits[1].best_loss_ == fits[1].loss_curve_[0] and fits[1].best_validation_score_ is None
+
+
+def test_a_fitted_invscaling_estimator_pickles(iris):
+    X, y = iris
+    model = quiet_fit(MLPClassifier((5,), solver="sgd", learning_rate="invscaling",
+                                    max_iter=5, random_state=0), X, y)  # fmt: skip
+    back = pickle.loads(pickle.dumps(model))
+    np.testing.assert_array_equal(back.predict_proba(X), model.predict_proba(X))
+    back.partial_fit(X[:3], y[:3])  # and goes on, at the rate of the samples seen
+    assert back.model_.optimizer.lr == pytest.approx(0.001 / (5 * 150 + 1) ** 0.5)
+
+
+def test_partial_fit_takes_scikit_learns_order_and_one_row(iris):
+    """partial_fit(X, y, sample_weight, classes), as scikit-learn 1.9: weights by position
+    are weights (they were taken for classes, and dropped); one row trains once the
+    classes are known; other classes later are refused."""
+    X, y = iris
+    classes = np.unique(y)
+    weighted, plain = MLPClassifier((8,), random_state=0), MLPClassifier((8,), random_state=0)
+    weights = np.where(y == "setosa", 0.0, 1.0)
+    for _ in range(5):
+        weighted.partial_fit(X, y, weights, classes)
+        plain.partial_fit(X, y, None, classes)
+    assert not np.allclose(weighted.predict_proba(X), plain.predict_proba(X))
+    plain.partial_fit(X[:1], y[:1])
+    assert plain.n_iter_ == 1 and plain.t_ == 5 * 150 + 1
+    with pytest.raises(ValueError, match="not the same as on the first call"):
+        plain.partial_fit(X, y, classes=classes[:2])
+    with pytest.raises(ValueError, match="not supported for partial_fit"):
+        MLPClassifier(class_weight="balanced").partial_fit(X, y, classes=classes)
+
+
+def test_a_refused_fit_changes_no_attribute(iris):
+    """n_features_in_ (set by validate_data) included: the fitted model still predicts."""
+    X, y = iris
+    model = quiet_fit(MLPClassifier((8,), max_iter=3, random_state=0), X, y)
+    before = {key: value for key, value in vars(model).items() if key.endswith("_")}
+    with pytest.raises(ValueError, match="at least 2 classes"):
+        model.fit(np.ones((20, 7)), np.zeros(20))
+    with pytest.raises(ValueError, match="none negative"):
+        model.fit(np.ones((150, 7)), y, sample_weight=-np.ones(150))
+    assert {key: value for key, value in vars(model).items() if key.endswith("_")} == before
+    assert model.n_features_in_ == 4 and model.predict(X[:2]).shape == (2,)
+    warm = quiet_fit(MLPClassifier((8,), max_iter=3, random_state=0, warm_start=True), X, y)
+    with pytest.raises(ValueError, match="warm_start can only be used"):
+        warm.fit(X[y != "setosa"], y[y != "setosa"])
+
+
+def test_scikit_learns_other_attributes(iris):
+    X, y = iris
+    model = quiet_fit(MLPClassifier((8, 6), max_iter=4, random_state=0), X, y)
+    assert [w.shape for w in model.coefs_] == [(4, 8), (8, 6), (6, 3)]
+    assert [b.shape for b in model.intercepts_] == [(8,), (6,), (3,)]
+    state = model.model_.state_dict()
+    np.testing.assert_array_equal(model.coefs_[1], state["1.weight"])
+    assert model.t_ == 4 * 150 and model.best_validation_score_ is None
+    stopped = quiet_fit(MLPClassifier((8,), max_iter=4, random_state=0, early_stopping=True), X, y)
+    assert stopped.best_loss_ is None and stopped.best_validation_score_ is not None
+    assert not hasattr(MLPClassifier(), "coefs_")
