@@ -270,8 +270,9 @@ def check_meta(path: Path, meta: Any) -> Optimizer | None:
         run = meta.get("run", {})
         if not isinstance(run, dict):
             raise _Bad("'run' is not an object")
-        if not isinstance(run.get("dataset", ""), str):
-            raise _Bad("run.dataset is not a name")
+        for key in ("dataset", "data_dir", "data_digest"):
+            if not isinstance(run.get(key, ""), str):
+                raise _Bad(f"run.{key} is not a string")
         try:
             checks.class_names(meta.get("classes"), class_count(meta))
         except InvalidArgument as exc:

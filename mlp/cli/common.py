@@ -237,6 +237,13 @@ def read_dataset(
     return load_dataset(dataset, folder, classes=classes, dtype=dtype)
 
 
+def stored_data_dir(checkpoint: Any) -> Path | None:
+    """The folder a checkpoint's run read its data from, where it still is: what
+    ``--resume`` and ``mlp-eval`` read without ``--data-dir``."""
+    folder = checkpoint.run.get("data_dir")
+    return Path(folder) if folder and os.path.isdir(folder) else None
+
+
 # ---------------------------------------------------------------------------------- running
 def report_errors(
     prog: str, action: Callable[[], Any], interrupted: str = "", out_of_memory: str = ""

@@ -28,6 +28,7 @@ from .common import (
     named_path,
     read_dataset,
     report_errors,
+    stored_data_dir,
 )
 
 PROG = "mlp-eval"
@@ -125,6 +126,8 @@ def run(args: argparse.Namespace, out: Any = None, err: Any = None) -> dict[str,
         )
     model = MLP.from_checkpoint(checkpoint, args.device)
     dataset = args.dataset or checkpoint.run.get("dataset") or "fashion-mnist"
+    if args.dataset in (None, checkpoint.run.get("dataset")):
+        args.data_dir = args.data_dir or stored_data_dir(checkpoint)
     classes = model.loss_function.classes or model.sizes[-1]  # one sigmoid output: 2 classes
     # the test labels must fit the model, and the images its dtype
     data = read_dataset(dataset, args, err, classes=classes, dtype=model.dtype)

@@ -13,7 +13,7 @@ from ..data import CLASSES, DATASETS
 from ..errors import CheckpointError, InvalidArgument
 from ..optim import OPTIMIZERS, Optimizer, make_optimizer
 from ..schedules import SCHEDULES
-from .common import UsageError
+from .common import UsageError, stored_data_dir
 
 #: The run's own settings: a resumed run takes them from its checkpoint (one given otherwise
 #: is refused); a fresh run, these defaults.
@@ -63,6 +63,7 @@ def resumed_checkpoint(args: argparse.Namespace) -> Checkpoint | None:
         args.lr_schedule = None
     if checkpoint is not None:
         check_classifier(checkpoint, args.dataset)
+        args.data_dir = args.data_dir or stored_data_dir(checkpoint)
     if checkpoint is not None and checkpoint.epoch > args.epochs:
         raise UsageError(
             f"{args.resume} already holds {checkpoint.epoch} epochs, more than "

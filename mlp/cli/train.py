@@ -21,7 +21,7 @@ from ..checkpoint import Checkpoint, save_checkpoint
 from ..checkpoint_reader import stored_epoch
 from ..data import CLASS_NAMES, CLASSES, DATASETS, SPLITS, Dataset
 from ..distributed import Communicator
-from ..errors import CannotWrite, InvalidArgument, MLPError, TrainingDiverged
+from ..errors import CannotWrite, CheckpointError, InvalidArgument, MLPError, TrainingDiverged
 from ..model import MLP
 from ..optim import OPTIMIZERS, Optimizer
 from ..progress import EpochProgress
@@ -321,6 +321,14 @@ def train_and_report(
     with distributed.root_first(world):  # a dataset is downloaded once, by rank 0
         data = read_dataset(args.dataset, args, err, quiet=args.quiet, dtype=args.dtype)
     check_outputs_spare_the_data(args, data)
+    digest = data.digest()
+    if checkpoint is not None and checkpoint.run.get("data_digest", digest) != digest:
+        raise CheckpointError(
+            checkpoint.path,
+            f"began on other data than {data.source} holds (on "
+            f"{checkpoint.run.get('data_dir', 'another folder')}): give --data-dir the "
+            "folder of the data it began on",
+        )
     if checkpoint is None:
         sizes = [data.X_train.shape[1], *args.hidden, CLASSES[args.dataset]]
         model = MLP(
@@ -380,7 +388,10 @@ def train_and_report(
             f"--validation-split {args.validation_split} of the {len(data.X_train)} training "
             "images leaves none to train on or none to validate on"
         ) from None
-    outputs = Outputs(args, model, optimizer, history, trained_on, out, err, world, stopping)
+    data_info = {"data_dir": str(data.source.resolve()), "data_digest": digest}
+    outputs = Outputs(
+        args, model, optimizer, history, trained_on, data_info, out, err, world, stopping
+    )
     if stopped:  # it had stopped there: it ends as the unbroken run did, on its best weights
         stopping.restore(model)
         if outputs.save_path is not None:
@@ -462,6 +473,7 @@ class Outputs:
         optimizer: Optimizer,
         history: list[dict[str, Any]],
         samples: int,
+        data_info: dict[str, str],
         out: Any,
         err: Any,
         world: Communicator | None = None,
@@ -497,6 +509,7 @@ class Outputs:
             "lr_schedule": args.lr_schedule,
             "validation_split": args.validation_split,
             "early_stopping": args.early_stopping,
+            **data_info,  # where the data came from, and its digest: a resume checks it
         }
 
     def end_epoch(self, record: dict[str, Any]) -> None:

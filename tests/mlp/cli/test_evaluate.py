@@ -50,6 +50,17 @@ def test_eval_prints_accuracy_and_confusion_matrix(tmp_path, base, dataset, caps
     assert values[:, 3].tolist() == matrix.sum(axis=1).tolist()
 
 
+def test_eval_reads_the_folder_its_run_trained_on(tmp_path, base, dataset, capsys, monkeypatch):
+    """Without --data-dir, the checkpoint's own folder, not the default search's."""
+    saved = tmp_path / "run.npz"
+    assert run(train.main, [*base, "--epochs", "1", "--save", saved], capsys)[0] == 0
+    monkeypatch.setenv("MLP_DATA_DIR", str(write_dataset(tmp_path / "other", 50, 30)))
+    code, out, _ = run(evaluate.main, ["--checkpoint", saved, "--no-download"], capsys)
+    assert code == 0 and f"test set from {dataset.resolve()}: 200 images" in out
+    code, out, _ = run(evaluate.main, ["--checkpoint", saved, "--dataset", "mnist"], capsys)
+    assert code == 0 and f"test set from {tmp_path / 'other'}: 30 images" in out
+
+
 def test_class_scores_match_scikit_learn():
     metrics = pytest.importorskip("sklearn.metrics")
     rng = np.random.default_rng(3)

@@ -267,6 +267,28 @@ def test_resume_takes_the_run_from_its_checkpoint(tmp_path, base, capsys):
     assert load_checkpoint(part).meta["optimizer"]["hyperparameters"]["lr"] == 0.02
 
 
+def test_resume_reads_the_data_it_began_on(tmp_path, base, capsys, monkeypatch):
+    """Without --data-dir, a resumed run reads the folder it began on (the default folders
+    may hold other data), bitwise as an unbroken run; a folder of other data, given or
+    found, is refused before any epoch, with the folder it began on named."""
+    full, part = tmp_path / "full.npz", tmp_path / "part.npz"
+    assert run(train.main, [*base, "--epochs", "2", "--save", full], capsys)[0] == 0
+    assert run(train.main, [*base, "--epochs", "1", "--save", part], capsys)[0] == 0
+    other = write_dataset(tmp_path / "other", n_train=300, n_test=100, seed=5)
+    monkeypatch.setenv("MLP_DATA_DIR", str(other))  # where a run without --data-dir looks
+    code, out, _ = run(train.main, ["--no-download", "--resume", part, "--epochs", "2"], capsys)
+    assert code == 0, out
+    same_checkpoints(full, part)
+    argv = ["--data-dir", str(other), "--no-download", "--resume", part, "--epochs", "3"]
+    code, _, err = run(train.main, argv, capsys)
+    began_on = base[base.index("--data-dir") + 1]
+    assert code == 1 and one_line(err) == (
+        f"{part}: began on other data than {other} holds (on "
+        f"{Path(began_on).resolve()}): give --data-dir the folder of the data it began on"
+    )
+    assert load_checkpoint(part).epoch == 2
+
+
 def test_resume_without_epochs_finishes_the_run(tmp_path, base, capsys, monkeypatch):
     """--epochs, too, is the checkpoint's: an interrupted run is finished by --resume alone."""
     path = tmp_path / "run.npz"
