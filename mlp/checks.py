@@ -4,7 +4,8 @@ A value is checked once, where it enters: a model's settings when it is built, a
 optimizer's when it is made, ``fit``'s arguments and data before any work. The command
 line parses its options with these same functions (``mlp/cli/common.py``), so a rule and
 its message are written once. A mistake raises ``InvalidArgument`` or ``DataError`` (both
-``ValueError``) or, for a value of the wrong type, ``TypeError``.
+``ValueError``); a value of the wrong type (text where a number goes), ``WrongType``, an
+``InvalidArgument`` that is a ``TypeError`` too (as scikit-learn's parameter errors are).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import numpy as np
 
 from backends import ACTIVATIONS, Backend
 
-from .errors import DataError, InvalidArgument
+from .errors import DataError, InvalidArgument, WrongType
 
 #: Model dtypes: float32 (the default, fast) and float64 (for gradient checks).
 DTYPES = ("float32", "float64")
@@ -32,9 +33,11 @@ LOSSES = ("cross_entropy", "squared_error")
 # ---------------------------------------------------------------------------------- numbers
 def whole_number(name: str, value: Any, minimum: int = 0) -> int:
     """``value`` as an int of at least ``minimum``; a bool, a float or a string is a mistake."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+    whole = isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+    if not whole or value < minimum:
         kind = "positive" if minimum == 1 else "non-negative" if minimum == 0 else f">= {minimum}"
-        raise InvalidArgument(f"{name} must be a {kind} integer, got {value!r}")
+        error = InvalidArgument if whole else WrongType
+        raise error(f"{name} must be a {kind} integer, got {value!r}")
     return int(value)
 
 
@@ -60,7 +63,7 @@ def finite_number(name: str, value: Any) -> float:
     for a float) is a mistake."""
     numeric = isinstance(value, (int, float, np.integer, np.floating))
     if isinstance(value, (bool, np.bool_)) or not numeric:
-        raise InvalidArgument(f"{name} must be a finite number, got {value!r}")
+        raise WrongType(f"{name} must be a finite number, got {value!r}")
     try:
         number = float(value)
     except OverflowError:  # an int beyond any float
@@ -96,12 +99,16 @@ def fraction(name: str, value: Any) -> float:
 def layer_sizes(sizes: Sequence[int]) -> list[int]:
     """At least two positive integer widths, in order; parameters some memory could hold."""
     ordered = isinstance(sizes, (list, tuple, np.ndarray))  # a set has no order to keep
-    if not ordered or any(isinstance(s, (bool, np.bool_)) for s in sizes):
-        raise InvalidArgument(f"layer sizes must be a list of integers, got {sizes!r}")
+    numbers = ordered and all(
+        isinstance(s, (int, float, np.integer, np.floating)) and not isinstance(s, bool)
+        for s in sizes
+    )
+    if not numbers:
+        raise WrongType(f"layer sizes must be a list of integers, got {sizes!r}")
     try:
         values = [int(s) for s in sizes]
     except (TypeError, ValueError):
-        raise InvalidArgument(f"layer sizes must be integers, got {sizes!r}") from None
+        raise WrongType(f"layer sizes must be integers, got {sizes!r}") from None
     if len(values) < 2 or any(v <= 0 for v in values) or list(sizes) != values:
         raise InvalidArgument(
             f"need at least two positive integer layer sizes, got {list(sizes)!r}"

@@ -229,15 +229,14 @@ class Communicator:
         """Refuse to start unless every process has the same ``settings``: a setting that
         differs names itself, its value here and on rank 0. Raised on every process."""
         everyone = self.comm.allgather(dict(settings))  # mpi4py pickles them
-        root = everyone[0]
         for rank, theirs in enumerate(everyone):
-            for key in [*root, *(key for key in theirs if key not in root)]:  # rank 0's order
-                if theirs.get(key) != root.get(key):
-                    raise DistributedError(
-                        f"the processes disagree on {key}: {theirs.get(key)!r} on rank {rank}, "
-                        f"{root.get(key)!r} on rank 0; start every process with the same "
-                        "settings, data and version"
-                    )
+            difference = _difference(theirs, everyone[0])
+            if difference is not None:
+                where, mine, root = difference
+                raise DistributedError(
+                    f"the processes disagree on {where}: {mine!r} on rank {rank}, {root!r} on "
+                    "rank 0; start every process with the same settings, data and version"
+                )
 
     def barrier(self) -> None:
         self.comm.Barrier()
@@ -328,6 +327,19 @@ def _digest(backend: Any, array: Any) -> tuple | None:
     return (array.shape, array.dtype.str, *(float(v) for v in sums))
 
 
+def _difference(mine: Any, root: Any, where: str = "") -> tuple[str, Any, Any] | None:
+    """The first setting, in rank 0's order and into nested settings (``the model's
+    seed``), where ``mine`` differs from ``root``: its name and both values."""
+    if not (isinstance(mine, Mapping) and isinstance(root, Mapping)):
+        return None if mine == root else (where, mine, root)
+    for key in [*root, *(key for key in mine if key not in root)]:
+        name = f"{where}'s {key}" if where else key
+        found = _difference(mine.get(key), root.get(key), name)
+        if found is not None:
+            return found
+    return None
+
+
 def fingerprint(
     model: Any,
     optimizer: Any,
@@ -351,10 +363,14 @@ def fingerprint(
         "the version": VERSION,
         "the device kind": be.device.partition(":")[0],
         "the precision": be.precision,
-        "the model": (model.config(), model.dtype.str, model.epochs_trained),
-        "the optimizer": (type(optimizer).__name__, optimizer.hyperparameters()),
-        "the training data": (_digest(be, X), _digest(be, targets), _digest(be, weights)),
-        "the validation data": tuple(_digest(be, a) for a in (held[0], held[2], held[3])),
+        "the model": {
+            **model.config(),
+            "dtype": model.dtype.str,
+            "epochs trained": model.epochs_trained,
+        },
+        "the optimizer": {"name": type(optimizer).__name__, **optimizer.hyperparameters()},
+        "the training data": _data(be, X, targets, weights),
+        "the validation data": _data(be, held[0], held[2], held[3]),
         "the rows trained on": rows,
         "batch_size": batch_size,
         "epochs": (initial_epoch, epochs),
@@ -363,6 +379,11 @@ def fingerprint(
         "the lr schedule": _settings(schedule),
         "early stopping": _settings(stopping),
     }
+
+
+def _data(be: Any, inputs: Any, targets: Any, weights: Any) -> dict[str, str | None]:
+    return {"inputs": _digest(be, inputs), "targets": _digest(be, targets),
+            "weights": _digest(be, weights)}  # fmt: skip
 
 
 def _settings(decider: Any) -> str | None:

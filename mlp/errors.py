@@ -20,6 +20,11 @@ class InvalidArgument(MLPError, ValueError):
     """A value given to the library is out of its range or of the wrong form."""
 
 
+class WrongType(InvalidArgument, TypeError):
+    """A value of the wrong type (text or ``None`` where a number goes): an
+    ``InvalidArgument``, and the ``TypeError`` Python itself would raise."""
+
+
 class DataError(MLPError, ValueError):
     """A dataset file, or data handed to ``fit``, that cannot be used as it is."""
 

@@ -101,8 +101,9 @@ def test_evaluation_is_shared_and_the_same_everywhere(world):
         ({"batch_size": 64}, "batch_size"),
         ({"epochs": 3}, "epochs"),
         ({"seed": 9}, "seed"),
-        ({"data": "changed"}, "the training data"),
-        ({"optimizer": "sgd"}, "the optimizer"),
+        ({"data": "changed"}, "the training data's inputs"),
+        ({"optimizer": "sgd"}, "the optimizer's name"),
+        ({"model_seed": 5}, "the model's seed"),
         ({"lr_schedule": StepDecay(step=5)}, "the lr schedule"),
         ({"early_stopping": EarlyStopping(restore_best_weights=False)}, "early stopping"),
         ({"seed": 9, "epochs": 3, "batch_size": 64}, "batch_size"),  # the first, on both
@@ -120,11 +121,12 @@ def test_processes_that_disagree_are_refused_at_the_start(world, rank_1, named):
         "validation_split": 0.2,
     }
     if world.rank == 1:
-        options.update({k: v for k, v in rank_1.items() if k != "data"})
+        options.update({k: v for k, v in rank_1.items() if k not in ("data", "model_seed")})
         if "data" in rank_1:
             X = X.copy()
             X[50, 2] += 1e-3
-    model = MLP([5, 8, 3], **FLOAT64)
+    seed = rank_1.get("model_seed", FLOAT64["seed"]) if world.rank == 1 else FLOAT64["seed"]
+    model = MLP([5, 8, 3], **{**FLOAT64, "seed": seed})
     before = weights_of(model)
     with pytest.raises(DistributedError, match=f"disagree on {named}:"):
         model.fit(X, y, communicator=world, **options)

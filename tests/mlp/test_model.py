@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from mlp import MLP, Adam
+from mlp.errors import InvalidArgument
 from tests.mlp.problems import blobs, numeric_gradients, small_problem
 
 ACTS = ["relu", "sigmoid", "tanh"]
@@ -455,3 +456,22 @@ def test_wrong_feature_count_at_predict_names_both_shapes():
     with pytest.raises(ValueError) as info:
         MLP([784, 10]).predict(np.zeros((5, 100), np.float32))
     assert "(n, 784)" in str(info.value) and "(5, 100)" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda X, y: MLP([4, "8", 3]),
+        lambda X, y: MLP({4, 3}),
+        lambda X, y: Adam(lr="x"),
+        lambda X, y: MLP([4, 3]).fit(X, y, epochs="3"),
+        lambda X, y: MLP([4, 3]).fit(X, y, batch_size=None),
+        lambda X, y: MLP([4, 3]).fit(X, y, validation_split="0.1"),
+    ],
+)
+def test_a_value_of_the_wrong_type_is_a_type_error_and_an_invalid_argument(call):
+    """As the docs say (and scikit-learn's parameter errors are): caught as either."""
+    X, y = np.ones((6, 4), np.float32), np.zeros(6, int)
+    with pytest.raises(TypeError) as info:
+        call(X, y)
+    assert isinstance(info.value, InvalidArgument)
