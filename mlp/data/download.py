@@ -336,13 +336,13 @@ def ensure_dataset(
             raise
         if not download:
             raise DatasetNotFound(f"{exc} (downloading is off: --no-download)") from None
+    folder = usable_cache_dir(dataset)  # no announcement of a download that cannot start
     if announce is not None:
         announce(
-            f"{dataset} is not on this machine: downloading it into "
-            f"{user_cache_dir(dataset)} (SHA-256 checked)"
+            f"{dataset} is not on this machine: downloading it into {folder} (SHA-256 checked)"
         )
     return fetch_dataset(
-        dataset, mirrors=mirrors, progress=progress, retries=retries, timeout=timeout
+        dataset, folder, mirrors=mirrors, progress=progress, retries=retries, timeout=timeout
     )
 
 

@@ -10,6 +10,7 @@ from collections import Counter
 
 import pytest
 
+import mlp.data.datasets
 from mlp.data import DatasetNotFound, write_idx
 from mlp.data.download import (
     FILES,
@@ -249,6 +250,12 @@ def test_a_missing_home_is_never_created(tmp_path, monkeypatch, server):
     with pytest.raises(DownloadError, match=r"the home folder .*no-such-home does not exist"):
         fetch_dataset("mnist", mirrors=[f"{server}/good/"])
     assert not home.exists()
+    said = []  # nor is a download announced that cannot start
+    monkeypatch.setattr(mlp.data.datasets, "SYSTEM_DIRS", (tmp_path / "system",))
+    monkeypatch.delenv("MLP_DATA_DIR", raising=False)
+    with pytest.raises(DownloadError, match="does not exist"):
+        ensure_dataset("mnist", mirrors=[f"{server}/good/"], announce=said.append)
+    assert said == [] and not home.exists()
 
 
 def test_a_user_with_no_home_to_find_is_told_what_to_set(tmp_path, monkeypatch, server):
