@@ -74,7 +74,16 @@ class EarlyStopping(Patience):
         self.waited = 0
         self.stopped_epoch = 0
         self._best_params: Any = None
+        self._backend: Any = None  # the device the best weights are kept on
         self._resumed = False
+
+    def __getstate__(self) -> dict[str, Any]:
+        """The best weights as a host copy: a rule pickled beside a GPU model (an estimator's,
+        say) unpickles on a machine without one, as the model does."""
+        state = {**self.__dict__, "_backend": None}
+        if self._best_params is not None and self._backend is not None:
+            state["_best_params"] = self._backend.to_numpy(self._best_params)
+        return state
 
     def start(self) -> None:
         """A new ``fit``: nothing seen yet, unless ``resume`` has just said where it stands."""
@@ -128,6 +137,7 @@ class EarlyStopping(Patience):
                 self._keep(model)
             elif best is not None and best[0] == self.best_epoch:
                 self._best_params = model.backend.asarray(best[1], dtype=model.dtype)
+                self._backend = model.backend
             else:
                 self.start()
                 return False
@@ -144,9 +154,11 @@ class EarlyStopping(Patience):
     def restore(self, model: MLP) -> None:
         """The best epoch's weights back into ``model`` (when kept)."""
         if self._best_params is not None:
-            model.params[...] = self._best_params
+            model.params[...] = model.backend.asarray(self._best_params, dtype=model.dtype)
 
     def _keep(self, model: MLP) -> None:
-        if self._best_params is None or self._best_params.shape != model.params.shape:
-            self._best_params = model.backend.empty(model.params.shape, model.dtype)
+        be, best = model.backend, self._best_params
+        if best is None or best.shape != model.params.shape or not be.is_array(best):
+            self._best_params = be.empty(model.params.shape, model.dtype)
+            self._backend = be
         self._best_params[...] = model.params

@@ -68,3 +68,25 @@ def test_resume_judges_the_history_again_and_takes_the_best_weights():
     assert again.resume([*history, {"epoch": 4, "loss": 0.9}], model, best=(2, kept))
     older = EarlyStopping(patience=2)  # a checkpoint without them: afresh from here
     assert older.resume(history, model) is False and older.best_epoch == 0
+
+
+def test_a_pickled_rule_keeps_its_best_weights_on_the_host(device):
+    """An estimator pickles its stopping rule: on a GPU the best weights were a CuPy array,
+    which a machine without a GPU cannot unpickle. A host copy goes back onto the device."""
+    import pickle
+
+    X, y = blobs(200, seed=1)
+    X_val, y_val = blobs(100, seed=2, spread=6.0)
+    model = MLP([10, 32, 4], seed=0, device=device)
+    stopping = EarlyStopping(patience=2)
+    model.fit(X, y, epochs=200, optimizer=SGD(lr=0.5), early_stopping=stopping,
+              validation_data=(X_val, y_val))  # fmt: skip
+    best = model.state_dict()
+    back = pickle.loads(pickle.dumps(stopping))
+    assert type(back._best_params) is np.ndarray and back.best_epoch == stopping.best_epoch
+    model.fit(X, y, epochs=1)  # the weights move on
+    back.restore(model)
+    for key, value in model.state_dict().items():
+        np.testing.assert_array_equal(value, best[key])
+    back._keep(model)  # and it keeps the next best on the model's device again
+    assert model.backend.is_array(back._best_params)
