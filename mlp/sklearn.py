@@ -86,9 +86,21 @@ class _Count(EarlyStopping):
     def stop(self, record: dict[str, Any], model: MLP) -> bool:
         spent = self.optimizer is None or self.optimizer.lr <= LOWEST_ADAPTIVE_RATE
         if super().stop(record, model) and self.adaptive and not spent:
-            self.optimizer.lr /= 5  # the next epoch's rate
+            lowered = self.optimizer.lr / 5  # the next epoch's rate
+            _rescale_velocity(self.optimizer, self.optimizer.lr, lowered)
+            self.optimizer.lr = lowered
             self.waited, self.stopped_epoch = 0, 0
         return self.stopped_epoch > 0
+
+
+def _rescale_velocity(optimizer: Any, old: float, new: float) -> None:
+    """scikit-learn's momentum holds the rate (``velocity = momentum * velocity - lr *
+    grad``), this library's SGD PyTorch's form (``velocity = momentum * velocity + grad``,
+    times the rate at the step): the two agree while the rate holds, and where it changes
+    from ``old`` to ``new`` the velocity scaled by ``old / new`` keeps scikit-learn's steps."""
+    velocity = optimizer.state.get("velocity") if isinstance(optimizer, SGD) else None
+    if velocity is not None and new != old:
+        optimizer.backend.xp.multiply(velocity, old / new, out=velocity)
 
 
 class _InverseScaling:
@@ -96,14 +108,24 @@ class _InverseScaling:
     each epoch, ``t`` the samples seen (``t_``), as scikit-learn sets it at each epoch's end;
     a fit's first epoch runs at ``learning_rate_init`` (scikit-learn's new optimizer)."""
 
-    def __init__(self, init: float, power: float, seen: int, rows: int, epoch: int, new: bool):
-        self.init, self.power, self.seen, self.rows = init, power, seen, rows
+    def __init__(self, optimizer: Any, init: float, power: float, seen: int, rows: int,
+                 epoch: int, new: bool) -> None:  # fmt: skip
+        self.optimizer, self.init, self.power, self.seen, self.rows = (
+            optimizer,
+            init,
+            power,
+            seen,
+            rows,
+        )
         self.epoch, self.new = epoch, new  # the call's first epoch; whether its optimizer is
 
     def __call__(self, epoch: int, lr: float) -> float:
         if self.new and epoch == self.epoch:
-            return self.init
-        return self.init / (self.seen + (epoch - self.epoch) * self.rows + 1) ** self.power
+            rate = self.init
+        else:
+            rate = self.init / (self.seen + (epoch - self.epoch) * self.rows + 1) ** self.power
+        _rescale_velocity(self.optimizer, lr, rate)
+        return rate
 
 
 class _MLPEstimator(BaseEstimator):
@@ -248,7 +270,7 @@ class _MLPEstimator(BaseEstimator):
             validation_data=validation,
             shuffle=bool(self.shuffle),
             sample_weight=weights,
-            lr_schedule=self._learning_rate(rows, new=not going_on),
+            lr_schedule=self._learning_rate(optimizer, rows, new=not going_on),
             early_stopping=count,
             verbose=bool(self.verbose),
             callback=lambda record: self._judged(record, penalty, validation),
@@ -359,13 +381,15 @@ class _MLPEstimator(BaseEstimator):
         """What the stopping rule (and the adaptive rate) watch."""
         return self._monitor() if self.early_stopping else "loss"
 
-    def _learning_rate(self, rows: int, new: bool) -> _InverseScaling | None:
+    def _learning_rate(self, optimizer: Any, rows: int, new: bool) -> _InverseScaling | None:
         """``learning_rate="invscaling"`` (for ``sgd`` only, as there) as a schedule; an
         adaptive rate is the count's to lower (``_Count``), a constant one no schedule."""
         if self.solver != "sgd" or self.learning_rate != "invscaling":
             return None
         seen, epoch = self.t_, self.model_.epochs_trained
-        return _InverseScaling(self.learning_rate_init, self.power_t, seen, rows, epoch, new)
+        return _InverseScaling(
+            optimizer, self.learning_rate_init, self.power_t, seen, rows, epoch, new
+        )
 
     def _patience(self) -> int:
         """scikit-learn stops (or lowers an adaptive rate) once *more than*

@@ -430,3 +430,60 @@ def test_scikit_learns_other_attributes(iris):
     stopped = quiet_fit(MLPClassifier((8,), max_iter=4, random_state=0, early_stopping=True), X, y)
     assert stopped.best_loss_ is None and stopped.best_validation_score_ is not None
     assert not hasattr(MLPClassifier(), "coefs_")
+
+
+def from_one_start(epochs, **settings):
+    """Our estimator and scikit-learn's, float64, from the same weights (scikit-learn's
+    overwritten with ours, its counts reset), trained alike: their weights and curves."""
+    from sklearn.neural_network import MLPClassifier as Theirs
+    from sklearn.utils import check_random_state
+
+    from mlp import MLP
+
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(40, 4)), rng.integers(0, 3, size=40)
+    settings = {"hidden_layer_sizes": (6,), "shuffle": False, "random_state": 0, "batch_size": 8,
+                "alpha": 0.0, "tol": 0.0, "n_iter_no_change": 10**6, **settings}  # fmt: skip
+    ours = quiet_fit(MLPClassifier(max_iter=epochs, dtype="float64", **settings), X, y)
+    seed = int(check_random_state(0).randint(0, 2**31 - 1))  # as ours draws its model's
+    start = MLP([4, 6, 3], dtype="float64", seed=seed).state_dict()
+    theirs = quiet_fit(Theirs(max_iter=1, **settings), X, y)
+    theirs.coefs_ = [start["0.weight"].copy(), start["1.weight"].copy()]
+    theirs.intercepts_ = [start["0.bias"].copy(), start["1.bias"].copy()]
+    theirs.t_, theirs.loss_curve_, theirs.best_loss_, theirs._no_improvement_count = (
+        0,
+        [],
+        np.inf,
+        0,
+    )
+    quiet_fit(theirs.set_params(warm_start=True, max_iter=epochs), X, y)
+    flat = [np.concatenate([w.ravel() for w in m.coefs_ + m.intercepts_]) for m in (ours, theirs)]
+    return ours, flat, (ours.loss_curve_, theirs.loss_curve_)
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"solver": "sgd", "learning_rate_init": 0.5},
+        {"solver": "sgd", "learning_rate_init": 0.5, "learning_rate": "invscaling"},
+        {"solver": "sgd", "learning_rate_init": 0.5, "learning_rate": "invscaling",
+         "nesterovs_momentum": False, "momentum": 0.5},
+        {"solver": "sgd", "learning_rate_init": 0.5, "learning_rate": "adaptive", "tol": 0.1,
+         "n_iter_no_change": 1},
+    ],
+)  # fmt: skip
+def test_sgd_trains_as_scikit_learns_from_the_same_start(settings):
+    """Weights to rounding, momentum under a changing rate too (scikit-learn's velocity
+    holds the rate; ours is rescaled where it changes), and the loss curve alike."""
+    estimator, (ours, theirs), curves = from_one_start(8, **settings)
+    np.testing.assert_allclose(ours, theirs, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(*curves, rtol=1e-10)
+    if settings.get("learning_rate") == "adaptive":
+        assert estimator.model_.optimizer.lr < 0.5 / 5**2  # it fell, more than once
+
+
+def test_adam_differs_from_scikit_learns_by_where_epsilon_goes():
+    """Ours adds epsilon to the bias-corrected root (PyTorch's form), scikit-learn's to the
+    raw one: the steps differ by epsilon's share, about 1e-6 at its default (docs/library.md)."""
+    _, (ours, theirs), _ = from_one_start(4, solver="adam", learning_rate_init=0.01)
+    assert 1e-9 < np.abs(ours - theirs).max() / np.abs(theirs).max() < 1e-5
