@@ -205,8 +205,9 @@ def _validation(model: MLP, data: tuple) -> tuple:
 
 def held_out(rows: int, fraction: float) -> int:
     """How many of ``rows`` a ``validation_split`` of ``fraction`` holds out: the last ones
-    (as given, before any shuffle, as in Keras); 0 for no split."""
-    held = math.ceil(rows * fraction)
+    (as given, before any shuffle), counted as Keras counts them, all but ``floor(rows * (1 -
+    fraction))`` (7 of 100 for 0.07, where ``ceil(100 * 0.07)`` rounds up to 8); 0 for none."""
+    held = rows - math.floor(rows * (1.0 - fraction))
     if fraction and (held < 1 or held >= rows):
         raise checks.InvalidArgument(
             f"validation_split={fraction} of {rows} rows leaves no rows to train on or none "

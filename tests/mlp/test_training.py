@@ -171,6 +171,18 @@ def test_validation_split_holds_out_the_last_rows(problem):
         MLP([10, 4]).fit(X[:3], y[:3], validation_split=0.9)
 
 
+@pytest.mark.parametrize(
+    ("rows", "fraction", "held"),
+    [(100, 0.07, 7), (90, 0.3, 28), (1000, 0.33, 331), (400, 0.25, 100)],
+)
+def test_validation_split_counts_as_keras_does(rows, fraction, held):
+    """All but floor(rows * (1 - fraction)): ceil(100 * 0.07) held out 8 rows, as
+    100 * 0.07 is 7.000000000000001 in floating point."""
+    from mlp.training import held_out
+
+    assert held_out(rows, fraction) == held == rows - int(rows * (1.0 - fraction))
+
+
 def test_validation_data_may_carry_weights(problem):
     X, y, X_test, y_test = problem
     weights = np.where(y_test == 0, 1.0, 0.0)
