@@ -35,9 +35,10 @@ class Schedule:
     def observe(self, record: dict[str, Any]) -> None:
         """After each epoch, its record (``fit``'s last epoch's too, for the next ``fit``)."""
 
-    def resume(self, history: list[dict[str, Any]]) -> None:
+    def resume(self, history: list[dict[str, Any]], rate: bool = True) -> None:
         """Go on from an interrupted run whose records are ``history``, as if unbroken (a
-        rate worked out from the epoch alone needs nothing)."""
+        rate worked out from the epoch alone needs nothing); ``rate=False`` where the run
+        goes on at a rate given anew, not the one its last epoch ran at."""
 
 
 class StepDecay(Schedule):
@@ -101,13 +102,13 @@ class ReduceOnPlateau(Schedule, Patience):
         if self.waited >= self.patience:
             self.waited, self.lower = 0, True
 
-    def resume(self, history: list[dict[str, Any]]) -> None:
+    def resume(self, history: list[dict[str, Any]], rate: bool = True) -> None:
         """The records judged again, and the rate the last of them ran at taken up (a
-        resumed optimizer starts from the run's first rate)."""
+        resumed optimizer starts from the run's first rate), unless ``rate`` is False."""
         for record in history:
             self.lower = False  # a fall the previous record asked for: its epoch ran at it
             self.observe(record)
-        if history and "lr" in history[-1]:
+        if rate and history and "lr" in history[-1]:
             self._resumed_at = history[-1]["lr"]
 
     def rate(self, epoch: int, lr: float, history: list[dict[str, Any]]) -> float:

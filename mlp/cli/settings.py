@@ -49,6 +49,12 @@ def resumed_checkpoint(args: argparse.Namespace) -> Checkpoint | None:
     settings the command line left out filled in: the checkpoint's, else the defaults."""
     checkpoint = None if args.resume is None else load_checkpoint(args.resume)
     stored = {} if checkpoint is None else stored_settings(checkpoint)
+    # the changeable settings typed anew: the same command plus --resume changes none
+    args.changed = {
+        key
+        for key in CHANGEABLE_SETTINGS
+        if getattr(args, key) is not None and key in stored and getattr(args, key) != stored[key]
+    }
     differences = [
         f"--{key.replace('_', '-')} {shown(stored[key])} in the file but {shown(given)} here"
         for key in RUN_SETTINGS

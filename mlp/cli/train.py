@@ -378,7 +378,7 @@ def train_and_report(
     stopped = False  # a resumed run that early stopping had ended
     if checkpoint is not None and history:  # where the run stood, judged from its records
         if schedule is not None:
-            schedule.resume(history)
+            schedule.resume(history, rate="lr" not in args.changed)  # a new --lr wins
         if stopping is not None:  # its best epoch, those weights, the epochs waited
             stopped = stopping.resume(history, model, checkpoint.best)
     try:

@@ -126,6 +126,18 @@ def test_resume_with_a_plateau_schedule_falls_where_an_unbroken_run_does(
     assert [record["lr"] for record in load_checkpoint(part).history] == rates
 
 
+def test_a_new_lr_on_resume_wins_over_a_plateau_schedules_last_rate(tmp_path, base, capsys):
+    """The same command plus --resume takes up the rate the plateau had lowered to; a new
+    --lr is the rate the run goes on at (it trained on at the old one, saying the new)."""
+    command = [*base, "--epochs", "2", "--lr", "0.05", "--lr-schedule", "plateau"]
+    path = tmp_path / "run.npz"
+    assert run(train.main, [*command, "--save", path], capsys)[0] == 0
+    code, out, _ = run(train.main, [*base, "--resume", path, "--epochs", "3", "--lr", "0.01"],
+                       capsys)  # fmt: skip
+    assert code == 0 and "lr=0.01" in out
+    assert [record["lr"] for record in load_checkpoint(path).history] == [0.05, 0.05, 0.01]
+
+
 def test_resume_after_sigkill_mid_training(tmp_path, tmp_path_factory):
     """The real thing: kill the process with SIGKILL during training, rerun with --resume."""
     data = write_dataset(tmp_path_factory.mktemp("small"), n_train=600, n_test=100)
