@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -17,6 +18,16 @@ from ..files import atomic_write, cannot_write
 PLOT_EXTRA = f"{install_hint('plot')} (or pip install matplotlib)"
 
 
+def _last_epoch(path: Path) -> int | None:
+    """The epoch of a log's last record; None where there is no log, or none to read."""
+    try:
+        lines = path.read_text(encoding="utf-8").split("\n")
+        last = next(line for line in reversed(lines) if line.strip())
+        return int(json.loads(last)["epoch"])
+    except (OSError, UnicodeDecodeError, StopIteration, ValueError, KeyError, TypeError):
+        return None
+
+
 class PlotUnavailable(MLPError, RuntimeError):
     """``--plot`` was asked for but matplotlib is not installed."""
 
@@ -24,9 +35,11 @@ class PlotUnavailable(MLPError, RuntimeError):
 class MetricsLog:
     """``--log metrics.jsonl``: one JSON object per epoch, flushed as it is written.
 
-    A fresh run replaces the file, a resumed run appends, so the log covers the whole run;
-    the file is opened at the first epoch's record, so a run that fails before it (a
-    mistake, a diverged first epoch) leaves an earlier log as it was.
+    A fresh run replaces the file, a resumed run appends, so the log covers the whole run:
+    first the records of ``history`` (the checkpoint's) past the log's last epoch, which a
+    stop between a checkpoint and its line left out. The file is opened at the first
+    epoch's record, so a run that fails before it (a mistake, a diverged first epoch)
+    leaves an earlier log as it was.
     """
 
     def __init__(
@@ -36,15 +49,28 @@ class MetricsLog:
         append: bool = False,
         watched: str = "test",
         world_size: int = 1,
+        precision: str = "float32",
+        history: Sequence[dict[str, Any]] = (),
     ) -> None:
         self.watched = watched  # what the val_* metrics were measured on: test or val
         self.path = Path(path)
         self.device = device
         self.world_size = world_size  # processes training the model together
+        self.precision = precision
         self._mode = "a" if append else "w"
+        self._owed = list(history) if append else []
         self._file: IO[str] | None = None
 
     def write(self, record: dict[str, Any]) -> None:
+        if self._file is None:
+            owed, self._owed = self._owed, []
+            logged = _last_epoch(self.path)
+            for earlier in owed if logged is not None else ():
+                if earlier["epoch"] > logged:
+                    self._write(earlier)
+        self._write(record)
+
+    def _write(self, record: dict[str, Any]) -> None:
         line = {
             "epoch": record["epoch"],
             "seconds": round(record["seconds"], 6),
@@ -53,6 +79,7 @@ class MetricsLog:
             f"{self.watched}_loss": _finite_or_none(record.get("val_loss")),
             f"{self.watched}_accuracy": _finite_or_none(record.get("val_accuracy")),
             "device": self.device,
+            "precision": self.precision,
             "world_size": self.world_size,
         }
         if "lr" in record:  # with --lr-schedule

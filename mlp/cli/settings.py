@@ -7,6 +7,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from backends import PRECISIONS
+
 from .. import checks
 from ..checkpoint import Checkpoint, load_checkpoint
 from ..data import CLASSES, DATASETS
@@ -35,6 +37,7 @@ CHANGEABLE_SETTINGS: dict[str, Any] = {
     "lr_schedule": None,
     "validation_split": 0.0,
     "early_stopping": None,
+    "precision": "float32",
 }
 
 
@@ -140,6 +143,7 @@ STORED_RUN_CHECKS: dict[str, Any] = {
     "lr_schedule": _one_of("lr schedule", SCHEDULES, none=True),
     "validation_split": lambda value: checks.fraction("validation split", value),
     "early_stopping": _optional(lambda value: checks.positive_int("patience", value)),
+    "precision": _one_of("precision", PRECISIONS),
 }
 
 

@@ -142,10 +142,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--precision",
         choices=tuple(PRECISIONS),
-        default="float32",
         help="float32 matmuls: exact, on TF32 tensor cores (~1e-3 relative error), or with "
         "bfloat16 operands and float32 accumulation (~1e-2); weights, gradients and optimizer "
-        "state stay float32. CUDA runs them on tensor cores; the CPU emulates the rounding",
+        f"state stay float32. CUDA runs them on tensor cores; the CPU emulates the rounding "
+        f"{resumed('precision')}",
     )
     p.add_argument(
         "--tf32",
@@ -496,7 +496,15 @@ class Outputs:
         resumed = args.resume is not None
         size = 1 if world is None else world.size
         self.log = (
-            MetricsLog(args.log, model.device, resumed, self.watched, world_size=size)
+            MetricsLog(
+                args.log,
+                model.device,
+                resumed,
+                self.watched,
+                world_size=size,
+                precision=args.precision,
+                history=list(history),
+            )
             if args.log and root
             else None
         )
@@ -509,6 +517,7 @@ class Outputs:
             "lr_schedule": args.lr_schedule,
             "validation_split": args.validation_split,
             "early_stopping": args.early_stopping,
+            "precision": args.precision,
             **data_info,  # where the data came from, and its digest: a resume checks it
         }
 

@@ -9,6 +9,7 @@ import sys
 
 import pytest
 
+from mlp.checkpoint import load_checkpoint
 from mlp.cli import train
 from mlp.cli.reporting import plot_history
 from tests.helpers import one_line, run, train_on
@@ -29,15 +30,31 @@ def test_metrics_log_one_json_line_per_epoch_appended_on_resume(tmp_path, base, 
         "test_loss",
         "test_accuracy",
         "device",
+        "precision",
         "world_size",
     }
     assert lines[0]["device"] == "cpu" and lines[0]["seconds"] > 0
+    assert lines[0]["precision"] == "float32"
     assert lines[0]["world_size"] == 1
     assert 0 <= lines[1]["test_accuracy"] <= 1 and lines[1]["train_loss"] > 0
     assert run(train.main, [*argv, "--epochs", "3", "--resume", saved], capsys)[0] == 0
     assert [json.loads(x)["epoch"] for x in log.read_text().splitlines()] == [1, 2, 3]
     assert run(train.main, [*base, "--log", log, "--epochs", "1"], capsys)[0] == 0
     assert len(log.read_text().splitlines()) == 1  # a fresh run starts a fresh log
+
+
+def test_a_resumed_log_first_writes_the_epochs_a_stop_left_out(tmp_path, base, capsys):
+    """A stop between an epoch's checkpoint and its log line left the log one short: the
+    resumed run wrote epoch 3 after epoch 1, for good."""
+    log, saved = tmp_path / "metrics.jsonl", tmp_path / "run.npz"
+    argv = [*base, "--log", log, "--save", saved]
+    assert run(train.main, [*argv, "--epochs", "2"], capsys)[0] == 0
+    log.write_text(log.read_text().splitlines(keepends=True)[0])  # epoch 2's line lost
+    assert run(train.main, [*argv, "--epochs", "3", "--resume", saved], capsys)[0] == 0
+    lines = [json.loads(x) for x in log.read_text().splitlines()]
+    assert [r["epoch"] for r in lines] == [1, 2, 3]
+    history = load_checkpoint(saved).history
+    assert [r["train_loss"] for r in lines] == pytest.approx([r["loss"] for r in history])
 
 
 def test_plot_draws_a_png(tmp_path, base, capsys):

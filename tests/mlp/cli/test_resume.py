@@ -138,6 +138,18 @@ def test_a_new_lr_on_resume_wins_over_a_plateau_schedules_last_rate(tmp_path, ba
     assert [record["lr"] for record in load_checkpoint(path).history] == [0.05, 0.05, 0.01]
 
 
+def test_resume_goes_on_at_the_runs_precision(tmp_path, base, capsys, monkeypatch):
+    """--precision is the run's: --resume alone went on in float32 after bf16 epochs."""
+    command = [*base, "--epochs", "3", "--precision", "bf16"]
+    full, part = tmp_path / "full.npz", tmp_path / "part.npz"
+    assert run(train.main, [*command, "--save", full], capsys)[0] == 0
+    interrupted_after(1, [*command, "--save", part], capsys, monkeypatch)
+    code, out, _ = run(train.main, ["--resume", part], capsys)
+    assert code == 0 and "bf16" in out
+    same_checkpoints(full, part)
+    assert load_checkpoint(part).run["precision"] == "bf16"
+
+
 def test_resume_after_sigkill_mid_training(tmp_path, tmp_path_factory):
     """The real thing: kill the process with SIGKILL during training, rerun with --resume."""
     data = write_dataset(tmp_path_factory.mktemp("small"), n_train=600, n_test=100)
