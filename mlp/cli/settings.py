@@ -27,6 +27,7 @@ RUN_SETTINGS: dict[str, Any] = {
     "dtype": "float32",
     "optimizer": "adam",
     "seed": 0,
+    "validation_split": 0.0,  # which rows train: another split is another run
 }
 #: Settings a resumed run takes from its checkpoint too, unless the command line changes them
 #: (``lr``: the rate the run started from, before any schedule lowered it).
@@ -35,7 +36,6 @@ CHANGEABLE_SETTINGS: dict[str, Any] = {
     "batch_size": 128,
     "lr": None,
     "lr_schedule": None,
-    "validation_split": 0.0,
     "early_stopping": None,
     "precision": "float32",
 }
@@ -107,7 +107,7 @@ def stored_settings(checkpoint: Checkpoint) -> dict[str, Any]:
         "seed": checkpoint.seed,
     }
     run = checkpoint.run
-    for key in ("dataset", "optimizer", *CHANGEABLE_SETTINGS):
+    for key in ("dataset", "optimizer", "validation_split", *CHANGEABLE_SETTINGS):
         if key in run:
             try:
                 stored[key] = STORED_RUN_CHECKS[key](run[key])

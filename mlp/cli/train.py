@@ -329,6 +329,14 @@ def train_and_report(
             f"{checkpoint.run.get('data_dir', 'another folder')}): give --data-dir the "
             "folder of the data it began on",
         )
+    try:
+        held = held_out(len(data.X_train), args.validation_split)
+    except InvalidArgument:  # the library's words name its argument, not the option
+        raise UsageError(
+            f"--validation-split {args.validation_split} of the {len(data.X_train)} training "
+            "images leaves none to train on or none to validate on"
+        ) from None
+    trained_on = len(data.X_train) - held
     if checkpoint is None:
         sizes = [data.X_train.shape[1], *args.hidden, CLASSES[args.dataset]]
         model = MLP(
@@ -348,8 +356,9 @@ def train_and_report(
         checkpoint.restore(model, optimizer)
         initial_epoch, history = checkpoint.epoch, checkpoint.history
 
+    validating = f" + {held} held out to validate" if held else ""
     say(
-        f"{args.dataset} from {data.source}: {len(data.X_train)} train / "
+        f"{args.dataset} from {data.source}: {trained_on} train{validating} / "
         f"{len(data.X_test)} test images"
     )
     say(f"{model} · {optimizer} · batch {args.batch_size}")
@@ -381,13 +390,6 @@ def train_and_report(
             schedule.resume(history, rate="lr" not in args.changed)  # a new --lr wins
         if stopping is not None:  # its best epoch, those weights, the epochs waited
             stopped = stopping.resume(history, model, checkpoint.best)
-    try:
-        trained_on = len(data.X_train) - held_out(len(data.X_train), args.validation_split)
-    except InvalidArgument:  # the library's words name its argument, not the option
-        raise UsageError(
-            f"--validation-split {args.validation_split} of the {len(data.X_train)} training "
-            "images leaves none to train on or none to validate on"
-        ) from None
     data_info = {"data_dir": str(data.source.resolve()), "data_digest": digest}
     outputs = Outputs(
         args, model, optimizer, history, trained_on, data_info, out, err, world, stopping

@@ -249,6 +249,11 @@ def test_resume_with_another_seed_or_optimizer(data, checkpoint, capsys):
     assert (
         one_line(err) == f"{checkpoint}: is another run: --optimizer adam in the file but sgd here"
     )
+    argv = train_on(data, "--resume", checkpoint, "--validation-split", "0.2")
+    code, _, err = run(train.main, argv, capsys)  # other rows would train, and be watched
+    assert one_line(err) == (
+        f"{checkpoint}: is another run: --validation-split 0.0 in the file but 0.2 here"
+    )
     argv = train_on(data, "--resume", checkpoint, "--seed", "5", "--activation", "tanh")
     code, _, err = run(train.main, argv, capsys)
     assert one_line(err) == (  # every difference, in one line

@@ -822,6 +822,7 @@ def test_validation_split_schedule_and_early_stopping(base, tmp_path, capsys):
     assert code == 0, err
     lines = [line for line in out.splitlines() if line.startswith("epoch")]
     assert 1 < len(lines) < 30 and "val loss" in lines[0] and "test loss" not in out
+    assert ": 480 train + 120 held out to validate / 200 test images" in out  # of 600
     records = [json.loads(line) for line in log.read_text().splitlines()]
     assert all(r["lr"] == pytest.approx(0.5) for r in records[:10])
     assert out.splitlines()[-1].startswith("test accuracy: ")
