@@ -176,7 +176,7 @@ def read_npy(path: Path, width: int) -> tuple[np.ndarray, bool]:
 
 def read_csv(path: Path, width: int) -> np.ndarray:
     """A CSV file's rows of ``width`` numbers, taken as they are (floats, not pixels to
-    scale); a first row that is not all numbers is a header, and blank lines are skipped.
+    scale); a first row of names is a header (``_header``), and blank lines are skipped.
     An error names the line (from 1, as an editor counts)."""
     rows: list[list[float]] = []
     header_allowed = True  # until the first row that is not blank
@@ -186,11 +186,11 @@ def read_csv(path: Path, width: int) -> np.ndarray:
             for cells in reader:
                 if not any(cell.strip() for cell in cells):
                     continue
-                values = _numbers(cells)
                 may_be_header, header_allowed = header_allowed, False
+                if may_be_header and _header(cells):
+                    continue
+                values = _numbers(cells)
                 if isinstance(values, int):  # the column that is not a number
-                    if may_be_header:
-                        continue
                     raise DataError(
                         f"{path} line {reader.line_num}, column {values + 1}: expected a "
                         f"number, got {cells[values]!r:.40}"
@@ -207,6 +207,16 @@ def read_csv(path: Path, width: int) -> np.ndarray:
     except OSError as exc:
         raise DataError(f"{path}: cannot read: {exc.strerror or exc}") from None
     return np.array(rows, dtype=np.float64).reshape(-1, width)
+
+
+def _header(cells: list[str]) -> bool:
+    """Whether a first row names the columns: no cell a number (``pixel0, pixel1, …``), or
+    the column numbers pandas writes for a frame without names (``0, 1, …``). A first row
+    of numbers with a word among them is data with a mistake, said as such."""
+    names = [cell.strip() for cell in cells]
+    if names == [str(column) for column in range(len(names))]:
+        return True
+    return all(isinstance(_numbers([name]), int) for name in names)
 
 
 def _numbers(cells: list[str]) -> list[float] | int:

@@ -17,6 +17,7 @@ from PIL import Image
 from mlp import MLP
 from mlp.cli import predict
 from mlp.data.synthetic import make_images
+from mlp.errors import DataError
 from tests.helpers import assert_one_line, one_line, run, run_module
 
 NAMES = [f"class {c}" for c in range(10)]
@@ -409,3 +410,17 @@ def test_a_corrupt_exif_block_leaves_the_picture_as_stored(classifier, pictures,
     assert code == 0 and err == ""
     first, second = out.splitlines()
     assert first.split(": ", 1)[1] == second.split(": ", 1)[1]
+
+
+def test_a_csv_header_is_names_or_the_column_numbers_pandas_writes(tmp_path):
+    """pandas.DataFrame(rows).to_csv(index=False) heads its columns 0, 1, …: read as a row,
+    it became a sample and every row number moved by one. A first row of numbers with a
+    word among them is data with a mistake: said, where it was dropped as a header."""
+    read = predict.read_csv
+    rows = [[0.5, 0.25, 1.0, 0.0], [1.0, 2.0, 3.0, 4.0]]
+    for header in (["0", "1", "2", "3"], ["a", "b", "c", "d"], None):
+        path = write_csv(tmp_path / "rows.csv", rows, header)
+        np.testing.assert_array_equal(read(path, 4), rows)
+    typo = write_csv(tmp_path / "typo.csv", [["0.5", "abc", "1", "0"], *rows])
+    with pytest.raises(DataError, match=r"line 1, column 2: expected a number, got 'abc'"):
+        read(typo, 4)
