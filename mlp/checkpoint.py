@@ -6,13 +6,17 @@ exact dtype and bits (so a resumed run can be bitwise identical), and ``np.load`
 model's configuration, optimizer hyperparameters, epoch, seed, history) is one JSON document
 stored as a uint8 array, so no pickle is ever needed.
 
-Layout (format version 2; version 1, which this reads too, had no ``best.params``)::
+Layout (format version 3; this reads versions 1 and 2 too, which had no ``last.params``,
+and version 1 no ``best.params``)::
 
     __meta__         uint8 bytes of a JSON document (see ``_meta``)
     param.<key>      the model's ``state_dict()``: ``param.0.weight``, ``param.0.bias``, …
     optim.<name>     the optimizer's flat state buffers (``optim.m``, ``optim.v``, …)
     best.params      early stopping's best epoch's flat parameters (the metadata's
                      ``best_epoch``), where a run keeps them: a resume goes on as if unbroken
+    last.params      where a run ended on those best weights (``ended_on_best``, so that
+                     ``param.*`` are the best epoch's), its last epoch's own: a longer run
+                     goes on from them
 
 Writes are atomic: a temporary file in the same folder, flushed and fsynced, then renamed
 over the target, so a crash or SIGKILL during a save leaves the previous checkpoint intact.
@@ -61,6 +65,8 @@ class Checkpoint:
     optimizer_state: dict[str, np.ndarray] = field(default_factory=dict)
     #: early stopping's best epoch and its flat parameters, where the run kept them
     best: tuple[int, np.ndarray] | None = None
+    #: the last epoch's flat parameters, where the run ended on its best epoch's (``params``)
+    last: np.ndarray | None = None
 
     @property
     def config(self) -> dict[str, Any]:
@@ -161,11 +167,13 @@ def save_checkpoint(
     run: dict[str, Any] | None = None,
     classes: Sequence[str] | None = None,
     best: tuple[int, np.ndarray] | None = None,
+    last: np.ndarray | None = None,
 ) -> Path:
     """Write ``model`` (+ optimizer state, epoch, seed, history) to ``path`` atomically;
     ``epoch`` is by default the epochs the model has trained; ``classes``, a classifier's
     class names in label order (a ``run`` naming its ``dataset`` implies that dataset's);
-    ``best``, early stopping's best epoch and its weights (``EarlyStopping.best_weights``)."""
+    ``best``, early stopping's best epoch and its weights (``EarlyStopping.best_weights``);
+    ``last``, where the model holds those best weights, the last epoch's own."""
     classes = checks.class_names(classes, model.loss_function.classes)
     path = Path(path)
     epoch = model.epochs_trained if epoch is None else epoch
@@ -190,6 +198,11 @@ def save_checkpoint(
     if best is not None:
         meta["best_epoch"] = int(best[0])
         arrays["best.params"] = np.asarray(best[1], dtype=model.dtype)
+    if last is not None:
+        if best is None:
+            raise InvalidArgument("last weights are kept beside the best ones only: give best")
+        meta["ended_on_best"] = True
+        arrays["last.params"] = np.asarray(last, dtype=model.dtype)
     arrays[META] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
     atomic_write(path, lambda f: np.savez(f, **arrays))
     return path
@@ -238,9 +251,12 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
     params = {k[len("param.") :]: v for k, v in arrays.items() if k.startswith("param.")}
     optimizer_state = {k[len("optim.") :]: v for k, v in arrays.items() if k.startswith("optim.")}
     best = None if "best_epoch" not in meta else (meta["best_epoch"], arrays["best.params"])
+    last = arrays.get("last.params")
     finite = {f"weight {key}": value for key, value in params.items()}
     if best is not None:
         finite[f"epoch {best[0]}'s best weights"] = best[1]
+    if last is not None:
+        finite[f"epoch {meta['epoch']}'s own weights"] = last
     for what, value in finite.items():
         if not np.all(np.isfinite(value)):
             raise CheckpointError(path, f"{what} contains NaN or infinity")
@@ -254,7 +270,7 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
             )
         except InvalidArgument as exc:
             raise CheckpointError(path, str(exc)) from None
-    return Checkpoint(path, meta, params, optimizer_state, best)
+    return Checkpoint(path, meta, params, optimizer_state, best, last)
 
 
 def _with_state(state_names: Collection[str]) -> str:

@@ -27,9 +27,9 @@ from .losses import loss_for
 from .optim import SGD, Adam, AdamW, Optimizer
 
 FORMAT = "mlp-checkpoint"
-FORMAT_VERSION = 2  # 2 adds early stopping's best.params
-#: The versions this reader takes: a version 1 file is a version 2 file without best.params.
-READS = (1, 2)
+FORMAT_VERSION = 3  # 2 adds early stopping's best.params; 3 last.params
+#: The versions this reader takes: each earlier one is the next without its addition.
+READS = (1, 2, 3)
 META = "__meta__"
 OPTIMIZERS: dict[str, type[Optimizer]] = {"SGD": SGD, "Adam": Adam, "AdamW": AdamW}
 #: The model's settings the metadata stores (``MLP.config()``), each an ``MLP`` argument.
@@ -230,12 +230,15 @@ def _expected_members(
         raise CheckpointError(
             path, f"names a best epoch, {meta['best_epoch']}, without its weights"
         )
-    other = sorted(present - set(weights) - set(state) - set(best))
+    last = {"last.params.npy": (count,)} if meta.get("ended_on_best") else {}  # the run's own
+    if last.keys() - present:
+        raise CheckpointError(path, "ended on its best epoch's weights, without its last ones")
+    other = sorted(present - set(weights) - set(state) - set(best) - set(last))
     if other:
         raise CheckpointError(
             path, f"holds an entry {_entries(set(other))} that no mlp checkpoint has"
         )
-    return {**weights, **state, **best}
+    return {**weights, **state, **best, **last}
 
 
 def _entries(names: set[str]) -> list[str]:
@@ -255,7 +258,8 @@ def check_meta(path: Path, meta: Any) -> Optimizer | None:
         raise CheckpointError(
             path,
             f"checkpoint format version {version!r}, but this mlp reads versions "
-            f"{' and '.join(map(str, READS))}" + ("; upgrade mlp to load it" if newer else ""),
+            f"{', '.join(map(str, READS[:-1]))} and {READS[-1]}"
+            + ("; upgrade mlp to load it" if newer else ""),
         )
     try:
         _check_model(_field(meta, "model", dict))
@@ -265,6 +269,10 @@ def check_meta(path: Path, meta: Any) -> Optimizer | None:
             best = _count(meta["best_epoch"], "best_epoch", minimum=1)
             if best > meta["epoch"]:
                 raise _Bad(f"best_epoch {best} is after its epoch {meta['epoch']}")
+        if meta.get("ended_on_best", False) not in (True, False) or (
+            meta.get("ended_on_best") and "best_epoch" not in meta
+        ):
+            raise _Bad("ended_on_best is not true or false, or names no best epoch")
         _count(_field(_field(meta, "rng", dict), "seed", where="rng"), "rng.seed")
         _check_history(meta.get("history", []))
         run = meta.get("run", {})

@@ -132,7 +132,10 @@ def run(args: argparse.Namespace, out: Any = None, err: Any = None) -> dict[str,
     # the test labels must fit the model, and the images its dtype
     data = read_dataset(dataset, args, err, classes=classes, dtype=model.dtype)
     metrics = model.evaluate(data.X_test, data.y_test)  # checks the feature count
-    print(f"{model} from {args.checkpoint} (epoch {checkpoint.epoch})", file=out)
+    weights = f"epoch {checkpoint.epoch}"
+    if checkpoint.meta.get("ended_on_best"):  # the weights evaluated are the best epoch's
+        weights += f", early stopping's best: epoch {checkpoint.best[0]}"
+    print(f"{model} from {args.checkpoint} ({weights})", file=out)
     print(f"device: {model.backend.describe()}", file=out)
     print(f"{dataset} test set from {data.source}: {len(data.y_test)} images", file=out)
     print(f"test loss: {metrics['loss']:.4f}", file=out)

@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from backends import PRECISIONS, get_backend
 
 from .. import checks, distributed
@@ -394,11 +396,17 @@ def train_and_report(
     outputs = Outputs(
         args, model, optimizer, history, trained_on, data_info, out, err, world, stopping
     )
+    # a file that ended on early stopping's best weights keeps the last epoch's own beside them
+    outputs.last = None if checkpoint is None else checkpoint.last
     if stopped:  # it had stopped there: it ends as the unbroken run did, on its best weights
+        if outputs.last is None:  # the file's weights are its last epoch's own
+            outputs.last = backend.to_numpy(model.params).copy()
         stopping.restore(model)
         if outputs.save_path is not None:
-            outputs.save(initial_epoch)
+            outputs.save(initial_epoch, ended_on_best=True)
     else:
+        if outputs.last is not None and initial_epoch < args.epochs:  # on, as if unbroken
+            model.params[...] = backend.asarray(outputs.last, dtype=model.dtype)
         train(args, model, optimizer, data, initial_epoch, outputs, world, schedule, stopping)
     finished_before = args.resume is not None and initial_epoch == args.epochs and not stopped
     if (
@@ -406,7 +414,8 @@ def train_and_report(
         and finished_before
         and not same_file(outputs.save_path, args.resume)
     ):
-        outputs.save(args.epochs)  # nothing trained, but --save names another file: copy there
+        # nothing trained, but --save names another file: copy there
+        outputs.save(args.epochs, ended_on_best=outputs.last is not None)
     final = model.evaluate(data.X_test, data.y_test, communicator=world)
     if not root:
         return final
@@ -449,7 +458,8 @@ def train(
             communicator=world,
         )
         if stopping is not None and outputs.save_path is not None:
-            outputs.save(model.epochs_trained)  # fit ended on the best epoch's weights: keep them
+            # fit ended on the best epoch's weights: keep them, the last epoch's beside them
+            outputs.save(model.epochs_trained, ended_on_best=True)
     except TrainingDiverged as exc:
         raise RunStopped(f"{exc}; {outputs.kept()}") from None
     except CannotWrite as exc:  # a full disk under the checkpoint or the log
@@ -483,6 +493,7 @@ class Outputs:
     ) -> None:
         self.args, self.model, self.optimizer, self.history = args, model, optimizer, history
         self.stopping = stopping  # its best weights go into each checkpoint
+        self.last: np.ndarray | None = None  # the last epoch's weights, once fit restores
         self.out = out
         self.watched = "val" if args.validation_split else "test"  # what val_* were measured on
         root = world is None or world.is_root
@@ -528,6 +539,8 @@ class Outputs:
         self.history.append(record)
         if self.save_path is not None:  # only finite epochs get here: a NaN never overwrites
             self.save(record["epoch"])
+            if self.stopping is not None:  # what fit's end replaces with the best epoch's
+                self.last = self.model.backend.to_numpy(self.model.params).copy()
         if not self.args.quiet:
             print(
                 f"epoch {record['epoch']:>3}/{self.args.epochs}  "
@@ -539,10 +552,14 @@ class Outputs:
         if self.log is not None:
             self.log.write(record)
 
-    def save(self, epoch: int) -> None:
+    def save(self, epoch: int, ended_on_best: bool = False) -> None:
+        """The checkpoint of ``epoch``; ``ended_on_best``: the model holds early stopping's
+        best epoch's weights, and the last epoch's own (``last``) go beside them."""
         self.ours = True
         if not self.writes:
             return
+        best = None if self.stopping is None else self.stopping.best_weights(self.model)
+        beside = ended_on_best and best is not None and best[0] != epoch
         save_checkpoint(
             self.save_path,
             self.model,
@@ -552,7 +569,8 @@ class Outputs:
             history=self.history,
             run=self.run_info,
             classes=CLASS_NAMES[self.args.dataset],
-            best=None if self.stopping is None else self.stopping.best_weights(self.model),
+            best=best,
+            last=self.last if beside else None,
         )
 
     def close(self) -> None:

@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 from backends import BackendUnavailable, get_backend
 from mlp import MLP, SGD, Adam, AdamW
 from mlp.checkpoint import FORMAT_VERSION, CheckpointError, load_checkpoint, save_checkpoint
+from mlp.errors import InvalidArgument
 from mlp.files import atomic_write
 from tests.helpers import ROOT, backend_or_skip, peak_allocation
 
@@ -276,8 +277,8 @@ def test_a_version_1_checkpoint_still_loads(tmp_path):
 @pytest.mark.parametrize(
     ("version", "message"),
     [
-        (FORMAT_VERSION + 1, "format version 3, but this mlp reads versions 1 and 2; upgrade"),
-        (0, "format version 0, but this mlp reads versions 1 and 2"),
+        (FORMAT_VERSION + 1, "format version 4, but this mlp reads versions 1, 2 and 3; upgrade"),
+        (0, "format version 0, but this mlp reads versions 1, 2 and 3"),
         ("1", "format version '1'"),
     ],
 )
@@ -717,3 +718,22 @@ def test_metadata_whose_header_declares_a_terabyte_allocates_nothing(tmp_path):
     from mlp.checkpoint_reader import stored_epoch
 
     assert stored_epoch(path) is None  # what a stopped run reads back: nothing, no error
+
+
+def test_last_weights_go_beside_the_best_and_are_checked(tmp_path):
+    """A run that ended on its best epoch's weights keeps its last epoch's beside them; a
+    file that says so without them is refused, and last weights alone are a mistake."""
+    model = trained_model()
+    flat = model.backend.to_numpy(model.params).copy()
+    path = save_checkpoint(tmp_path / "run.npz", model, epoch=2, best=(1, flat), last=flat * 2)
+    read = load_checkpoint(path)
+    assert read.meta["ended_on_best"] is True
+    np.testing.assert_array_equal(read.last, flat * 2)
+    assert_same_weights(MLP.load(path), model)  # the model is the file's params
+    with pytest.raises(InvalidArgument, match="give best"):
+        save_checkpoint(tmp_path / "alone.npz", model, last=flat)
+    plain = save_checkpoint(tmp_path / "plain.npz", model, epoch=2, best=(1, flat))
+    assert load_checkpoint(plain).last is None
+    edit_meta(plain, lambda m: m.update(ended_on_best=True))
+    with pytest.raises(CheckpointError, match="without its last ones"):
+        load_checkpoint(plain)

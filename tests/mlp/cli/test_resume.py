@@ -11,10 +11,11 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from mlp.checkpoint import load_checkpoint
-from mlp.cli import train
+from mlp.cli import evaluate, train
 from mlp.data.synthetic import write_dataset
 from tests.helpers import ROOT, one_line, run, train_on
 
@@ -148,6 +149,26 @@ def test_resume_goes_on_at_the_runs_precision(tmp_path, base, capsys, monkeypatc
     assert code == 0 and "bf16" in out
     same_checkpoints(full, part)
     assert load_checkpoint(part).run["precision"] == "bf16"
+
+
+def test_a_run_that_ended_on_its_best_weights_goes_on_from_its_last(tmp_path, base, capsys):
+    """12 epochs end on epoch 11's weights (early stopping keeps the best): run on to 16,
+    they go on from epoch 12's own, bit for bit as an unbroken 16-epoch run (they went on
+    from epoch 11's, with epoch 12's optimizer state)."""
+    command = [*base, "--lr", "0.2", "--optimizer", "sgd", "--early-stopping", "6",
+               "--validation-split", "0.2"]  # fmt: skip
+    full, part = tmp_path / "full.npz", tmp_path / "part.npz"
+    assert run(train.main, [*command, "--epochs", "16", "--save", full], capsys)[0] == 0
+    assert run(train.main, [*command, "--epochs", "12", "--save", part], capsys)[0] == 0
+    ended = load_checkpoint(part)
+    assert ended.meta["ended_on_best"] and ended.best[0] < 12 and ended.last is not None
+    np.testing.assert_array_equal(ended.best[1], np.concatenate(
+        [ended.params[k].ravel() for k in ended.params]))  # fmt: skip
+    code, out, _ = run(train.main, ["--resume", part, "--epochs", "16"], capsys)
+    assert code == 0, out
+    same_checkpoints(full, part)
+    code, out, _ = run(evaluate.main, ["--checkpoint", part], capsys)
+    assert f"(epoch 16, early stopping's best: epoch {load_checkpoint(part).best[0]})" in out
 
 
 def test_resume_after_sigkill_mid_training(tmp_path, tmp_path_factory):
