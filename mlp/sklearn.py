@@ -110,13 +110,8 @@ class _InverseScaling:
 
     def __init__(self, optimizer: Any, init: float, power: float, seen: int, rows: int,
                  epoch: int, new: bool) -> None:  # fmt: skip
-        self.optimizer, self.init, self.power, self.seen, self.rows = (
-            optimizer,
-            init,
-            power,
-            seen,
-            rows,
-        )
+        self.optimizer, self.init, self.power = optimizer, init, power
+        self.seen, self.rows = seen, rows  # the samples seen before this call, and in an epoch
         self.epoch, self.new = epoch, new  # the call's first epoch; whether its optimizer is
 
     def __call__(self, epoch: int, lr: float) -> float:
