@@ -42,6 +42,7 @@ from . import checks
 from .errors import InvalidArgument
 from .model import MLP
 from .optim import SGD, Adam
+from .schedules import Schedule
 from .stopping import EarlyStopping
 
 #: scikit-learn's activation names, as this library calls them.
@@ -103,18 +104,20 @@ def _rescale_velocity(optimizer: Any, old: float, new: float) -> None:
         optimizer.backend.xp.multiply(velocity, old / new, out=velocity)
 
 
-class _InverseScaling:
+class _InverseScaling(Schedule):
     """``learning_rate="invscaling"``: ``learning_rate_init / (t + 1) ** power_t`` before
     each epoch, ``t`` the samples seen (``t_``), as scikit-learn sets it at each epoch's end;
-    a fit's first epoch runs at ``learning_rate_init`` (scikit-learn's new optimizer)."""
+    a fit's first epoch runs at ``learning_rate_init`` (scikit-learn's new optimizer). Its
+    settings are plain numbers, so processes fitting together can check that they agree."""
 
     def __init__(self, optimizer: Any, init: float, power: float, seen: int, rows: int,
                  epoch: int, new: bool) -> None:  # fmt: skip
+        super().__init__()
         self.optimizer, self.init, self.power = optimizer, init, power
         self.seen, self.rows = seen, rows  # the samples seen before this call, and in an epoch
         self.epoch, self.new = epoch, new  # the call's first epoch; whether its optimizer is
 
-    def __call__(self, epoch: int, lr: float) -> float:
+    def rate(self, epoch: int, lr: float, history: list[dict[str, Any]]) -> float:
         if self.new and epoch == self.epoch:
             rate = self.init
         else:

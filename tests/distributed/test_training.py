@@ -3,6 +3,8 @@ the same records, on every process; and they refuse to start when they disagree.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -152,19 +154,30 @@ def test_a_model_changed_on_one_process_alone_is_caught(world):
         model.fit(X, y, epochs=2, batch_size=30, communicator=world, callback=meddle)
 
 
-@pytest.mark.parametrize("early_stopping", [False, True])
-def test_a_scikit_learn_estimator_fits_on_two_processes_as_on_one(world, early_stopping):
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {},
+        {"early_stopping": True},
+        {"solver": "sgd", "learning_rate": "invscaling", "learning_rate_init": 0.5},
+        {"solver": "sgd", "learning_rate": "adaptive", "n_iter_no_change": 1, "tol": 10.0},
+    ],
+)
+def test_a_scikit_learn_estimator_fits_on_two_processes_as_on_one(world, settings):
     pytest.importorskip("sklearn")
     from mlp.sklearn import MLPClassifier
 
     X, y = blobs(240, classes=3, features=5, seed=11)
     options = {"hidden_layer_sizes": (8,), "max_iter": 3, "batch_size": 48, "random_state": 0,
-               "early_stopping": early_stopping, "n_iter_no_change": 50}  # fmt: skip
-    with pytest.warns(Warning):  # three epochs do not converge
+               "n_iter_no_change": 50, "dtype": "float64", **settings}  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # three epochs do not converge
         together = MLPClassifier(**options).fit(X, y, communicator=world)
-    with pytest.warns(Warning):
         alone = MLPClassifier(**options).fit(X, y)
     np.testing.assert_allclose(
-        together.predict_proba(X), alone.predict_proba(X), rtol=1e-5, atol=1e-6
+        together.predict_proba(X), alone.predict_proba(X), rtol=1e-9, atol=1e-12
     )
-    assert together.loss_curve_ == pytest.approx(alone.loss_curve_, rel=1e-5)
+    assert together.loss_curve_ == pytest.approx(alone.loss_curve_, rel=1e-10)
+    assert together.model_.optimizer.lr == pytest.approx(alone.model_.optimizer.lr, rel=1e-12)
+    if "learning_rate" in settings:  # the rate changed along the way
+        assert alone.model_.optimizer.lr < 0.5
