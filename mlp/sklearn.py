@@ -42,7 +42,7 @@ from . import checks
 from .errors import InvalidArgument
 from .model import MLP
 from .optim import SGD, Adam
-from .schedules import Schedule
+from .schedules import ReduceOnPlateau, Schedule
 from .stopping import EarlyStopping
 
 #: scikit-learn's activation names, as this library calls them.
@@ -126,10 +126,24 @@ class _InverseScaling(Schedule):
         return rate
 
 
+#: the adaptive rate's schedule in an older mlp's pickles (the count lowers the rate now):
+#: the name unpickles, and ``__setstate__`` drops what it held.
+_Plateau = ReduceOnPlateau
+
+
 class _MLPEstimator(BaseEstimator):
     """What the classifier and the regressor share: parameters, the model, the fit loop."""
 
     _loss = ""
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """An older mlp's pickle: its schedule dropped, and the samples counted from now
+        (it kept no count of them, which only ``learning_rate="invscaling"`` reads)."""
+        state = dict(state)
+        state.pop("_schedule", None)
+        if "model_" in state:
+            state.setdefault("t_", 0)
+        super().__setstate__(state)
 
     def __init__(
         self,

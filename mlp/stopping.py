@@ -85,6 +85,9 @@ class EarlyStopping(Patience):
             state["_best_params"] = self._backend.to_numpy(self._best_params)
         return state
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update({"_backend": None, **state})  # absent from an older mlp's pickle
+
     def start(self) -> None:
         """A new ``fit``: nothing seen yet, unless ``resume`` has just said where it stands."""
         if self._resumed:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pickle
 import warnings
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -487,3 +488,23 @@ def test_adam_differs_from_scikit_learns_by_where_epsilon_goes():
     raw one: the steps differ by epsilon's share, about 1e-6 at its default (docs/library.md)."""
     _, (ours, theirs), _ = from_one_start(4, solver="adam", learning_rate_init=0.01)
     assert 1e-9 < np.abs(ours - theirs).max() / np.abs(theirs).max() < 1e-5
+
+
+def test_an_older_mlps_pickles_load_and_go_on():
+    """Estimators and a stopping rule pickled by mlp before the count and ``t_`` were kept
+    (tests/mlp/pickles, and the script that wrote them): they predict as they did, fit on
+    warm, go on with partial_fit and pickle again."""
+    X, y = load_iris(return_X_y=True)
+    with open(Path(__file__).parent / "pickles" / "estimators-1407f02.pickle", "rb") as file:
+        kept = pickle.load(file)
+    for name, model in kept["estimators"].items():
+        np.testing.assert_array_equal(model.predict(X), kept["predicted"][name])
+        target = X[:, 0] if name == "regressor" else y
+        before = model.model_.epochs_trained
+        quiet_fit(model.set_params(warm_start=True, max_iter=2), X, target)
+        if not model.early_stopping:
+            model.partial_fit(X, target)
+        assert model.model_.epochs_trained > before and model.t_ > 0
+        pickle.loads(pickle.dumps(model)).predict(X)
+    rule = pickle.loads(pickle.dumps(kept["rule"]))
+    assert rule.best_epoch > 0 and rule._best_params is not None
