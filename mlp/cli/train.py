@@ -396,17 +396,18 @@ def train_and_report(
     outputs = Outputs(
         args, model, optimizer, history, trained_on, data_info, out, err, world, stopping
     )
-    # a file that ended on early stopping's best weights keeps the last epoch's own beside them
-    outputs.last = None if checkpoint is None else checkpoint.last
+    # a file that ended on early stopping's best weights keeps the last epoch's own beside
+    # them; one without holds them as its weights
+    beside = None if checkpoint is None else checkpoint.last
+    if checkpoint is not None and stopping is not None:
+        outputs.last = backend.to_numpy(model.params).copy() if beside is None else beside
     if stopped:  # it had stopped there: it ends as the unbroken run did, on its best weights
-        if outputs.last is None:  # the file's weights are its last epoch's own
-            outputs.last = backend.to_numpy(model.params).copy()
         stopping.restore(model)
         if outputs.save_path is not None:
             outputs.save(initial_epoch, ended_on_best=True)
     else:
-        if outputs.last is not None and initial_epoch < args.epochs:  # on, as if unbroken
-            model.params[...] = backend.asarray(outputs.last, dtype=model.dtype)
+        if beside is not None and initial_epoch < args.epochs:  # on, as if unbroken
+            model.params[...] = backend.asarray(beside, dtype=model.dtype)
         train(args, model, optimizer, data, initial_epoch, outputs, world, schedule, stopping)
     finished_before = args.resume is not None and initial_epoch == args.epochs and not stopped
     if (

@@ -151,15 +151,25 @@ def test_resume_goes_on_at_the_runs_precision(tmp_path, base, capsys, monkeypatc
     assert load_checkpoint(part).run["precision"] == "bf16"
 
 
-def test_a_run_that_ended_on_its_best_weights_goes_on_from_its_last(tmp_path, base, capsys):
-    """12 epochs end on epoch 11's weights (early stopping keeps the best): run on to 16,
-    they go on from epoch 12's own, bit for bit as an unbroken 16-epoch run (they went on
-    from epoch 11's, with epoch 12's optimizer state)."""
-    command = [*base, "--lr", "0.2", "--optimizer", "sgd", "--early-stopping", "6",
+@pytest.mark.parametrize("killed", [False, True])
+def test_a_run_that_ended_on_its_best_weights_goes_on_from_its_last(
+    tmp_path, base, capsys, monkeypatch, killed
+):
+    """12 epochs end on an earlier epoch's weights (early stopping keeps the best): run on
+    to 16, they go on from epoch 12's own and its momentum, bit for bit and record for
+    record as an unbroken 16-epoch run. ``killed``: stopped between epoch 12's checkpoint
+    and the one that puts the best weights in front, the run finished by --resume keeps
+    epoch 12's beside them all the same."""
+    command = [*base, "--lr", "0.05", "--optimizer", "momentum", "--early-stopping", "6",
                "--validation-split", "0.2"]  # fmt: skip
     full, part = tmp_path / "full.npz", tmp_path / "part.npz"
     assert run(train.main, [*command, "--epochs", "16", "--save", full], capsys)[0] == 0
-    assert run(train.main, [*command, "--epochs", "12", "--save", part], capsys)[0] == 0
+    if killed:
+        interrupted_after(12, [*command, "--epochs", "12", "--save", part], capsys, monkeypatch)
+        assert load_checkpoint(part).last is None
+        assert run(train.main, ["--resume", part], capsys)[0] == 0
+    else:
+        assert run(train.main, [*command, "--epochs", "12", "--save", part], capsys)[0] == 0
     ended = load_checkpoint(part)
     assert ended.meta["ended_on_best"] and ended.best[0] < 12 and ended.last is not None
     np.testing.assert_array_equal(ended.best[1], np.concatenate(
@@ -167,8 +177,12 @@ def test_a_run_that_ended_on_its_best_weights_goes_on_from_its_last(tmp_path, ba
     code, out, _ = run(train.main, ["--resume", part, "--epochs", "16"], capsys)
     assert code == 0, out
     same_checkpoints(full, part)
+    unbroken, resumed = load_checkpoint(full), load_checkpoint(part)
+    assert [{**r, "seconds": 0} for r in resumed.history] == [
+        {**r, "seconds": 0} for r in unbroken.history]  # fmt: skip
+    np.testing.assert_array_equal(resumed.last, unbroken.last)
     code, out, _ = run(evaluate.main, ["--checkpoint", part], capsys)
-    assert f"(epoch 16, early stopping's best: epoch {load_checkpoint(part).best[0]})" in out
+    assert f"(epoch 16, early stopping's best: epoch {resumed.best[0]})" in out
 
 
 def test_resume_after_sigkill_mid_training(tmp_path, tmp_path_factory):
