@@ -209,12 +209,19 @@ def read_csv(path: Path, width: int) -> np.ndarray:
     return np.array(rows, dtype=np.float64).reshape(-1, width)
 
 
+#: The fewest columns whose first row ``0, 1, …`` is taken as pandas' header: fewer are
+#: likely data (``0,1`` is an XOR input).
+PANDAS_HEADER_COLUMNS = 4
+
+
 def _header(cells: list[str]) -> bool:
     """Whether a first row names the columns: no cell a number (``pixel0, pixel1, …``), or
-    the column numbers pandas writes for a frame without names (``0, 1, …``). A first row
-    of numbers with a word among them is data with a mistake, said as such."""
+    the column numbers pandas writes for a frame without names (``0, 1, …``, from
+    ``PANDAS_HEADER_COLUMNS`` columns). A first row of numbers with a word among them is
+    data with a mistake, said as such."""
     names = [cell.strip() for cell in cells]
-    if names == [str(column) for column in range(len(names))]:
+    numbered = names == [str(column) for column in range(len(names))]
+    if numbered and len(names) >= PANDAS_HEADER_COLUMNS:
         return True
     return all(isinstance(_numbers([name]), int) for name in names)
 

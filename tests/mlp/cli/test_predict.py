@@ -421,6 +421,10 @@ def test_a_csv_header_is_names_or_the_column_numbers_pandas_writes(tmp_path):
     for header in (["0", "1", "2", "3"], ["a", "b", "c", "d"], None):
         path = write_csv(tmp_path / "rows.csv", rows, header)
         np.testing.assert_array_equal(read(path, 4), rows)
+    for width in range(1, predict.PANDAS_HEADER_COLUMNS):  # ``0,1``: a real first sample
+        samples = [list(range(width)), [0.5] * width]
+        path = write_csv(tmp_path / "few.csv", [[str(v) for v in row] for row in samples])
+        np.testing.assert_array_equal(read(path, width), samples)
     typo = write_csv(tmp_path / "typo.csv", [["0.5", "abc", "1", "0"], *rows])
     with pytest.raises(DataError, match=r"line 1, column 2: expected a number, got 'abc'"):
         read(typo, 4)
