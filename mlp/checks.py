@@ -225,11 +225,10 @@ def regression_targets(y: np.ndarray, rows: int, outputs: int, dtype: np.dtype) 
             f"expected {rows} targets of {outputs} value(s) each for a {outputs}-output model, "
             f"got shape {y.shape}"
         )
-    with np.errstate(over="ignore"):
-        values = y.astype(dtype).reshape(rows, outputs)
-    if not np.all(np.isfinite(values)):
-        raise DataError(f"regression targets contain NaN or infinity (as {dtype})")
-    return values
+    problem = unrepresentable(y, dtype)
+    if problem:
+        raise DataError(f"regression targets hold {problem}")
+    return y.astype(dtype).reshape(rows, outputs)
 
 
 def sample_weights(weights: Any, rows: int, dtype: np.dtype, held: int = 0) -> np.ndarray:
@@ -272,14 +271,16 @@ def class_names(names: Any, classes: int) -> list[str] | None:
     if names is None:
         return None
     if isinstance(names, str) or not isinstance(names, Sequence):
-        raise InvalidArgument(f"class names must be a list of texts, got {names!r:.60}")
+        raise WrongType(f"class names must be a list of texts, got {names!r:.60}")
     names = list(names)
     if not classes:
         raise InvalidArgument("a regression model has no classes to name")
     if len(names) != classes:
         raise InvalidArgument(f"expected {classes} class names, one per class, got {len(names)}")
     for name in names:
-        if not isinstance(name, str) or len(name) > 1000 or not name.isprintable():
+        if not isinstance(name, str):
+            raise WrongType(f"a class name must be a text, got {name!r:.60}")
+        if len(name) > 1000 or not name.isprintable():
             raise InvalidArgument(
                 f"a class name must be one printable line of text, got {name!r:.60}"
             )
@@ -289,7 +290,7 @@ def class_names(names: Any, classes: int) -> list[str] | None:
 # ---------------------------------------------------------------------------------- fit
 def boolean(name: str, value: Any) -> bool:
     if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be True or False, got {value!r}")
+        raise WrongType(f"{name} must be True or False, got {value!r}")
     return bool(value)
 
 
@@ -304,4 +305,4 @@ def fit_options(validation_data: Any, shuffle: Any, callback: Any, on_batch: Any
     boolean("shuffle", shuffle)
     for name, hook in (("callback", callback), ("on_batch", on_batch)):
         if hook is not None and not callable(hook):
-            raise TypeError(f"{name} must be a function, got {hook!r}")
+            raise WrongType(f"{name} must be a function, got {hook!r}")

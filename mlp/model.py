@@ -202,11 +202,10 @@ class MLP:
                 raise InvalidArgument(f"{key} has shape {value.shape}, expected {shape}")
             if value.dtype.kind not in "fiu":
                 raise InvalidArgument(f"{key} must hold real numbers, got dtype {value.dtype}")
-            with np.errstate(over="ignore"):
-                value = value.astype(self.dtype)  # checked as stored: 1e39 is inf in float32
-            if not np.all(np.isfinite(value)):
-                raise InvalidArgument(f"{key} contains NaN or infinity (as {self.dtype})")
-            values[key] = value
+            problem = checks.unrepresentable(value, self.dtype)  # 1e39 is inf in float32
+            if problem:
+                raise InvalidArgument(f"{key} holds {problem}")
+            values[key] = value.astype(self.dtype)
         layout = [f"{i}.{part}" for i in range(len(self.linears)) for part in ("weight", "bias")]
         flat = np.concatenate([values[key].ravel() for key in layout])  # the buffer's order
         in_fit = self._changer == threading.get_ident()

@@ -149,10 +149,10 @@ class Optimizer:
                 raise InvalidArgument(
                     f"optimizer state {name!r} must hold real numbers, got dtype {value.dtype}"
                 )
-            with np.errstate(over="ignore"):
-                value = value.astype(dtype)  # checked as stored: 1e39 is inf in float32
-            if not np.all(np.isfinite(value)):
-                raise InvalidArgument(f"optimizer state {name!r} contains NaN or infinity")
+            problem = checks.unrepresentable(value, dtype)  # 1e39 is inf in float32
+            if problem:
+                raise InvalidArgument(f"optimizer state {name!r} holds {problem}")
+            value = value.astype(dtype)
             if name in self.non_negative and np.any(value < 0):
                 raise InvalidArgument(
                     f"optimizer state {name!r} holds {value.min():g}, but it cannot be negative"

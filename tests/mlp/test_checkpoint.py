@@ -617,8 +617,8 @@ def test_metadata_nested_too_deeply_is_one_error(tmp_path):
     ("name", "value", "problem"),
     [
         ("v", -1.0, "optimizer state 'v' holds -1, but it cannot be negative"),
-        ("v", np.nan, "optimizer state 'v' contains NaN or infinity"),
-        ("m", np.inf, "optimizer state 'm' contains NaN or infinity"),
+        ("v", np.nan, "optimizer state 'v' holds NaN or infinity"),
+        ("m", np.inf, "optimizer state 'm' holds NaN or infinity"),
     ],
 )
 def test_corrupt_optimizer_state_is_refused_and_changes_nothing(tmp_path, name, value, problem):

@@ -203,6 +203,7 @@ def test_an_existing_file_is_replaced_whole(tmp_path):
         ([10, 1], "cross_entropy", ["a"], "expected 2 class names, one per class, got 1"),
         ([10, 2], "squared_error", ["a", "b"], "a regression model has no classes to name"),
         ([10, 2], "cross_entropy", "ab", "class names must be a list of texts, got 'ab'"),
+        ([10, 2], "cross_entropy", ["a", 2], "a class name must be a text, got 2"),
         (
             [10, 2],
             "cross_entropy",
@@ -215,6 +216,7 @@ def test_bad_class_names_are_refused_before_writing(sizes, loss, classes, messag
     with pytest.raises(InvalidArgument) as exc:
         MLP(sizes, loss=loss).to_onnx(tmp_path / "model.onnx", classes=classes)
     assert str(exc.value) == message
+    assert isinstance(exc.value, TypeError) == ("a text" in message or "texts" in message)
     assert list(tmp_path.iterdir()) == []
 
 

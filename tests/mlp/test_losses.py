@@ -81,7 +81,8 @@ def test_regression_learns_and_predicts_values():
     ("loss", "outputs", "y", "message"),
     [
         ("squared_error", 2, np.zeros(10), r"expected 10 targets of 2 value\(s\) each"),
-        ("squared_error", 1, np.full(10, np.inf), "targets contain NaN or infinity"),
+        ("squared_error", 1, np.full(10, np.inf), "targets hold NaN or infinity"),
+        ("squared_error", 1, np.full(10, 1e300), "up to 1e\\+300, beyond float32"),
         ("squared_error", 1, np.array(["a"] * 10), "targets must be numbers"),
         ("cross_entropy", 1, np.arange(10), r"labels must be in \[0, 1\]"),
         ("hinge", 1, np.zeros(10), "unknown loss 'hinge'"),

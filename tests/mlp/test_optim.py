@@ -92,9 +92,9 @@ def test_optimizer_settings_that_are_not_finite_numbers(make):
 @pytest.mark.parametrize(
     ("name", "value", "problem"),
     [
-        ("v", np.full(1, np.nan, np.float32), "'v' contains NaN or infinity"),
+        ("v", np.full(1, np.nan, np.float32), "'v' holds NaN or infinity"),
         ("v", np.full(1, -1.0, np.float32), "'v' holds -1, but it cannot be negative"),
-        ("m", np.full(1, 1e39), "'m' contains NaN or infinity"),  # inf in float32
+        ("m", np.full(1, 1e39), "'m' holds values up to 1e\\+39, beyond float32's range"),
         ("m", np.ones(1, bool), "'m' must hold real numbers, got dtype bool"),
         ("m", np.ones(1, np.complex64), "'m' must hold real numbers, got dtype complex64"),
         ("m", np.array(["x"]), "'m' must hold real numbers, got dtype <U1"),

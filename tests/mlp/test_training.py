@@ -8,6 +8,7 @@ import pytest
 
 from mlp import MLP, SGD, Adam, AdamW, Dropout
 from mlp.data.synthetic import make_images
+from mlp.errors import WrongType
 from tests.mlp.problems import small_problem
 
 
@@ -283,8 +284,8 @@ def test_dropout_only_in_training(device, problem):
         ({"optimizer": "adagrad"}, ValueError, "unknown optimizer 'adagrad'"),
         ({"optimizer": Adam}, TypeError, "optimizer must be a name such as 'adam' or an"),
         ({"validation_data": ()}, ValueError, r"validation_data must be a pair"),
-        ({"shuffle": "no"}, TypeError, "shuffle must be True or False"),
-        ({"callback": 5}, TypeError, "callback must be a function"),
+        ({"shuffle": "no"}, WrongType, "shuffle must be True or False"),
+        ({"callback": 5}, WrongType, "callback must be a function"),
         ({"X": np.zeros((20, 5))}, ValueError, r"expected inputs of shape \(n, 6\)"),
     ],
 )
