@@ -469,17 +469,20 @@ class _MLPEstimator(BaseEstimator):
     @property
     def coefs_(self) -> list[np.ndarray]:
         """Each layer's weights, (inputs, outputs) as scikit-learn lays them out: host
-        copies, in the model's dtype."""
+        copies, in the model's dtype, read-only (a write would change nothing the model
+        computes; ``model_.load_state_dict`` does)."""
         return self._parameters("weight")
 
     @property
     def intercepts_(self) -> list[np.ndarray]:
-        """Each layer's biases: host copies, in the model's dtype."""
+        """Each layer's biases: host copies, in the model's dtype, read-only."""
         return self._parameters("bias")
 
     def _parameters(self, kind: str) -> list[np.ndarray]:
         check_is_fitted(self, "model_")
         state = self.model_.state_dict()
+        for value in state.values():
+            value.setflags(write=False)
         return [state[f"{i}.{kind}"] for i in range(len(self.model_.linears))]
 
     # ------------------------------------------------------------------ exporting

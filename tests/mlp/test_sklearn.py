@@ -427,6 +427,8 @@ def test_scikit_learns_other_attributes(iris):
     assert [b.shape for b in model.intercepts_] == [(8,), (6,), (3,)]
     state = model.model_.state_dict()
     np.testing.assert_array_equal(model.coefs_[1], state["1.weight"])
+    with pytest.raises(ValueError, match="read-only"):  # a copy: a write would change nothing
+        model.coefs_[0][0, 0] = 1.0
     assert model.t_ == 4 * 150 and model.best_validation_score_ is None
     stopped = quiet_fit(MLPClassifier((8,), max_iter=4, random_state=0, early_stopping=True), X, y)
     assert stopped.best_loss_ is None and stopped.best_validation_score_ is not None
@@ -508,3 +510,14 @@ def test_an_older_mlps_pickles_load_and_go_on():
         pickle.loads(pickle.dumps(model)).predict(X)
     rule = pickle.loads(pickle.dumps(kept["rule"]))
     assert rule.best_epoch > 0 and rule._best_params is not None
+
+
+def test_verbose_prints_the_loss_the_curve_keeps(iris, capsys):
+    """verbose's line per epoch shows the loss with its L2 penalty, as ``loss_curve_``
+    holds it (it showed the loss before the penalty was added)."""
+    X, y = iris
+    model = quiet_fit(MLPClassifier((8,), alpha=1.0, max_iter=3, random_state=0, verbose=True),
+                      X, y)  # fmt: skip
+    shown = [float(line.split("loss ")[1].split()[0]) for line in
+             capsys.readouterr().out.splitlines() if line.startswith("epoch")]  # fmt: skip
+    assert shown == pytest.approx(model.loss_curve_, abs=5e-5)
