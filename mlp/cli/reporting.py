@@ -19,10 +19,15 @@ PLOT_EXTRA = f"{install_hint('plot')} (or pip install matplotlib)"
 
 
 def _last_epoch(path: Path) -> int | None:
-    """The epoch of a log's last record; None where there is no log, or none to read."""
+    """The epoch of a log's last whole record, once a line left half-written (a full disk,
+    a kill mid-write) is cut off, so that what is appended starts a line of its own; None
+    where there is no log, or none to read."""
     try:
-        lines = path.read_text(encoding="utf-8").split("\n")
-        last = next(line for line in reversed(lines) if line.strip())
+        text = path.read_bytes()
+        whole = text[: text.rfind(b"\n") + 1]
+        if whole != text:
+            os.truncate(path, len(whole))
+        last = next(line for line in reversed(whole.split(b"\n")) if line.strip())
         return int(json.loads(last)["epoch"])
     except (OSError, UnicodeDecodeError, StopIteration, ValueError, KeyError, TypeError):
         return None
@@ -62,7 +67,7 @@ class MetricsLog:
         self._file: IO[str] | None = None
 
     def write(self, record: dict[str, Any]) -> None:
-        if self._file is None:
+        if self._file is None and self._mode == "a":
             owed, self._owed = self._owed, []
             logged = _last_epoch(self.path)
             for earlier in owed if logged is not None else ():

@@ -159,3 +159,17 @@ def test_the_plot_names_what_the_val_records_were_measured_on(tmp_path, watched)
     text = plot_history(history, tmp_path / "curves.svg", watched=watched).read_text()
     other = {"test": "val", "val": "test"}[watched]
     assert f"<!-- {watched} -->" in text and f"<!-- {other} -->" not in text
+
+
+def test_a_log_line_left_half_written_is_cut_off_on_resume(tmp_path, base, capsys):
+    """A full disk or a kill mid-write left half of epoch 3's line: the resumed run's first
+    line was glued to it (one line no reader could parse); it is cut off, and epoch 3
+    written whole from the checkpoint's record."""
+    log, saved = tmp_path / "metrics.jsonl", tmp_path / "run.npz"
+    argv = [*base, "--log", log, "--save", saved]
+    assert run(train.main, [*argv, "--epochs", "3"], capsys)[0] == 0
+    text = log.read_text()
+    log.write_text(text[: text.rindex("\n", 0, -1) + 20])  # epoch 3's line, 19 characters in
+    assert run(train.main, [*argv, "--epochs", "4", "--resume", saved], capsys)[0] == 0
+    lines = [json.loads(x) for x in log.read_text().splitlines()]
+    assert [r["epoch"] for r in lines] == [1, 2, 3, 4]
