@@ -32,7 +32,9 @@ from ..version import VERSION
 #: The search order of ``mlp.data.candidate_dirs``, its system folders taken from the source.
 DATA_DIR_HELP = (
     "folder with the IDX files, or its DATASET subfolder: the only place looked when given "
-    "(default: the first of $MLP_DATA_DIR, ~/.cache/mlp/DATASET, "
+    "(default: the folder a resumed or evaluated checkpoint was trained on, where it still "
+    "is; else the first of "
+    "$MLP_DATA_DIR, ~/.cache/mlp/DATASET, "
     + ", ".join(f"{folder}/DATASET" for folder in SYSTEM_DIRS)
     + " that has them; else a download)"
 )
