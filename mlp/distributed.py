@@ -71,6 +71,21 @@ def from_environment(insist: bool = False) -> Communicator | None:
     return Communicator()
 
 
+def end_launched(status: int) -> None:
+    """A process started with others by a launcher, failing before it joins them (a usage
+    error, say, where only its machine lacks the --save folder): it starts MPI only to end
+    them all (MPI_Abort), since they wait for it in MPI's start-up for ever."""
+    if not status or (launched_size() or 0) < 2:
+        return
+    try:
+        mpi = require("mpi4py.MPI", "dist", "training on several processes", "mpi4py")
+    except (MLPError, RuntimeError):  # no MPI here: the others cannot start it either
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    mpi.COMM_WORLD.Abort(status)
+
+
 def blas_threads() -> int | None:
     """How many threads this process's BLAS runs (``None`` where threadpoolctl is missing)."""
     try:
@@ -315,16 +330,36 @@ def check(communicator: Any, batch_size: int) -> None:
         )
 
 
-def _digest(backend: Any, array: Any) -> tuple | None:
-    """A cheap summary of an array that two copies share only if they hold the same rows in
-    the same order: its shape, dtype, sum and the sum of its row sums weighted by position."""
+#: splitmix64's constants: the step between places, and its finalizer's shifts and (odd)
+#: multipliers, which spread every bit of an element over the whole word.
+_STEP = np.uint64(0x9E3779B97F4A7C15)
+_FINALIZER = [
+    (np.uint64(shift), np.uint64(factor))
+    for shift, factor in ((30, 0xBF58476D1CE4E5B9), (27, 0x94D049BB133111EB), (31, 0))
+]
+
+
+def _digest(backend: Any, array: Any) -> str | None:
+    """What two copies of an array (host or device) share only if they hold the same bits
+    in the same places: its shape, dtype and a 64-bit sum of each element's bits mixed with
+    its place. Integer sums come out the same in any order, so neither BLAS's threads nor
+    the device change it (a float sum's last bits did), and the mixing tells apart what
+    keeps each row's sum (swapped columns, +0.5 here and -0.5 there)."""
     if array is None:
         return None
     xp = backend.xp
-    rows = xp.sum(array.reshape(array.shape[0], -1), axis=1, dtype=np.float64)
-    place = xp.arange(1, rows.shape[0] + 1, dtype=np.float64)
-    sums = backend.to_numpy(xp.stack([xp.sum(rows), xp.dot(rows, place)]))
-    return (array.shape, array.dtype.str, *(float(v) for v in sums))
+    bits = xp.ascontiguousarray(array).reshape(-1).view(f"u{array.dtype.itemsize}")
+    chunk = 1 << (24 if backend.device.startswith("cuda") else 16)  # a launch, a core's cache
+    total = xp.zeros((), dtype=np.uint64)
+    for start in range(0, bits.size, chunk):
+        mixed = bits[start : start + chunk].astype(np.uint64)
+        mixed += xp.arange(start, start + mixed.size, dtype=np.uint64) * _STEP
+        for shift, factor in _FINALIZER:
+            mixed ^= mixed >> shift
+            if factor:
+                mixed *= factor
+        total += mixed.sum(dtype=np.uint64)
+    return f"{array.shape} {array.dtype.name} {int(backend.to_numpy(total)):016x}"
 
 
 def _difference(mine: Any, root: Any, where: str = "") -> tuple[str, Any, Any] | None:
@@ -381,6 +416,17 @@ def fingerprint(
     }
 
 
+def agree_on_data(
+    communicator: Communicator, model: Any, what: str, X: Any, targets: Any, weights: Any
+) -> None:
+    """``evaluate`` and ``loss_and_gradients`` with a ``communicator``: every process takes
+    its share of the rows it holds, so all must hold the same rows and weights (shares of
+    each one's own would sum to neither's answer)."""
+    be = model.backend
+    params = _digest(be, model.params.reshape(-1, 1))
+    communicator.agree({"the model's weights": params, what: _data(be, X, targets, weights)})
+
+
 def _data(be: Any, inputs: Any, targets: Any, weights: Any) -> dict[str, str | None]:
     return {"inputs": _digest(be, inputs), "targets": _digest(be, targets),
             "weights": _digest(be, weights)}  # fmt: skip
@@ -407,15 +453,15 @@ def start_alike(communicator: Communicator, model: Any, optimizer: Any) -> None:
         communicator.broadcast(be, array)
 
 
-def check_replicas(communicator: Communicator, model: Any) -> None:
+def check_replicas(communicator: Communicator, model: Any, when: str) -> None:
     """Refuse to go on when the processes' weights have drifted apart (each applies the same
-    summed gradient, so they agree bit for bit unless something changed one of them)."""
+    summed gradient, so they agree bit for bit unless something changed one of them);
+    ``when``: what has just run, for the message."""
     mine = _digest(model.backend, model.params.reshape(-1, 1))
     theirs = communicator.comm.allgather(mine)
     for rank, digest in enumerate(theirs):
         if digest != theirs[0]:
             raise DistributedError(
-                f"the weights on rank {rank} differ from rank 0's after epoch "
-                f"{model.epochs_trained + 1}: something changed one process's model alone "
-                "(a callback, another thread)"
+                f"the weights on rank {rank} differ from rank 0's after {when}: something "
+                "changed one process's model alone (a callback, another thread)"
             )

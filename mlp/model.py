@@ -26,7 +26,7 @@ from backends import Backend, get_backend
 from backends.buffers import BufferCache
 from backends.errors import BackendUnavailable
 
-from . import checks, training
+from . import checks, distributed, training
 from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from .errors import CheckpointError, DataError, InvalidArgument, ModelBusy
 from .layers import INITIALIZERS, Dropout, Layer, Linear
@@ -487,6 +487,8 @@ class MLP:
             X, scale = self.device_inputs(X, be)
             targets = self.device_targets(y, X.shape[0], be)
             weights = self.device_weights(sample_weight, X.shape[0], be)
+            if communicator is not None:
+                distributed.agree_on_data(communicator, self, "the data", X, targets, weights)
             return self.evaluate_on_device(X, scale, targets, weights, view, communicator)
 
     def loss_and_gradients(
@@ -503,6 +505,8 @@ class MLP:
             n = X.shape[0]
             targets = self.device_targets(y, n)
             weights = self.device_weights(sample_weight, n)
+            if communicator is not None:
+                distributed.agree_on_data(communicator, self, "the data", X, targets, weights)
             step = training.TrainingStep(
                 self, X, targets, weights, scale, n, None, n, record=False,
                 communicator=communicator,

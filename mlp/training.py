@@ -159,8 +159,8 @@ def fit(
                         raise TrainingDiverged(epoch + 1, record["loss"])
                     if not be.all_finite(model.params):  # the last step's update is not in the loss
                         raise TrainingDiverged(epoch + 1, math.nan, what="a weight")
-                    if communicator is not None:
-                        distributed.check_replicas(communicator, model)
+                    if communicator is not None:  # before anything is measured or saved
+                        distributed.check_replicas(communicator, model, f"epoch {epoch + 1}")
                     if validation is not None:
                         measured = model.evaluate_on_device(*validation, communicator=communicator)
                         record.update({f"val_{key}": value for key, value in measured.items()})
@@ -177,6 +177,8 @@ def fit(
         finally:
             if shown is not None:
                 shown.close()
+        if communicator is not None:  # what the last epoch's callback did
+            distributed.check_replicas(communicator, model, "the last epoch's callback")
         if stopping is not None and stopping.restore_best_weights:
             stopping.restore(model)
     return history

@@ -591,7 +591,11 @@ class Outputs:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)  # bad values: one line on stderr, exit status 2
+    try:
+        args = build_parser().parse_args(argv)  # bad values: one line on stderr, exit status 2
+    except SystemExit as exc:
+        distributed.end_launched(exc.code if isinstance(exc.code, int) else 1)
+        raise
     world: Communicator | None = None
 
     def join() -> None:

@@ -97,6 +97,22 @@ def test_evaluation_is_shared_and_the_same_everywhere(world):
     assert shared == pytest.approx(model.evaluate(X, y, weights), rel=1e-12)
 
 
+def meddled(X, y, how):
+    """Rank 1's data, changed ``how`` (None: not at all)."""
+    X, y = X.copy(), y.copy()
+    if how == "changed":
+        X[50, 2] += 1e-3
+    elif how == "columns":
+        X[:, [0, 1]] = X[:, [1, 0]]
+    elif how == "balanced":
+        X[50, 0] += 0.5
+        X[50, 1] -= 0.5
+    elif how == "labels":  # +1, -2, +1 in a row: the sum, and the sum weighted by place, kept
+        k = next(k for k in range(len(y) - 2) if y[k] < 2 and y[k + 1] == 2 and y[k + 2] < 2)
+        y[k : k + 3] += np.array([1, -2, 1])
+    return X, y
+
+
 @pytest.mark.parametrize(
     ("rank_1", "named"),
     [
@@ -104,6 +120,9 @@ def test_evaluation_is_shared_and_the_same_everywhere(world):
         ({"epochs": 3}, "epochs"),
         ({"seed": 9}, "seed"),
         ({"data": "changed"}, "the training data's inputs"),
+        ({"data": "columns"}, "the training data's inputs"),  # each row's sum kept
+        ({"data": "balanced"}, "the training data's inputs"),
+        ({"data": "labels"}, "the training data's targets"),
         ({"optimizer": "sgd"}, "the optimizer's name"),
         ({"model_seed": 5}, "the model's seed"),
         ({"lr_schedule": StepDecay(step=5)}, "the lr schedule"),
@@ -124,9 +143,7 @@ def test_processes_that_disagree_are_refused_at_the_start(world, rank_1, named):
     }
     if world.rank == 1:
         options.update({k: v for k, v in rank_1.items() if k not in ("data", "model_seed")})
-        if "data" in rank_1:
-            X = X.copy()
-            X[50, 2] += 1e-3
+        X, y = meddled(X, y, rank_1.get("data"))
     seed = rank_1.get("model_seed", FLOAT64["seed"]) if world.rank == 1 else FLOAT64["seed"]
     model = MLP([5, 8, 3], **{**FLOAT64, "seed": seed})
     before = weights_of(model)
@@ -142,16 +159,36 @@ def test_a_batch_smaller_than_the_world_is_refused(world):
         MLP([3, 2]).fit(X, y, batch_size=1, communicator=world)
 
 
-def test_a_model_changed_on_one_process_alone_is_caught(world):
+@pytest.mark.parametrize("epoch", [1, 2])  # 2: the last, after which no epoch trains
+def test_a_model_changed_on_one_process_alone_is_caught(world, epoch):
     X, y = blobs(90, classes=3, features=5, seed=10)
     model = MLP([5, 8, 3], **FLOAT64)
 
     def meddle(record):
-        if world.rank == 1:
+        if world.rank == 1 and record["epoch"] == epoch:
             model.params[0] += 1.0
 
     with pytest.raises(DistributedError, match="differ from rank 0"):
         model.fit(X, y, epochs=2, batch_size=30, communicator=world, callback=meddle)
+
+
+@pytest.mark.parametrize("how", ["half", "rows", "weights"])
+def test_evaluation_on_other_data_or_weights_is_refused(world, how):
+    """Each process measures its share of the rows it holds: shares of different data
+    summed to neither's answer (half a test set on each measured neither half nor whole)."""
+    X, y = blobs(300, classes=3, features=5, seed=12)
+    model = MLP([5, 8, 3], **FLOAT64)
+    if how == "half":
+        X, y = (X[:150], y[:150]) if world.rank == 0 else (X[150:], y[150:])
+    elif how == "rows" and world.rank == 1:
+        X, y = X[:-1], y[:-1]
+    elif how == "weights" and world.rank == 1:
+        model.params[0] += 1.0
+    named = "the model's weights" if how == "weights" else "the data's"
+    with pytest.raises(DistributedError, match=f"disagree on {named}"):
+        model.evaluate(X, y, communicator=world)
+    with pytest.raises(DistributedError, match=f"disagree on {named}"):
+        model.loss_and_gradients(X, y, communicator=world)
 
 
 @pytest.mark.parametrize(

@@ -9,6 +9,7 @@ import sys
 import numpy as np
 import pytest
 
+from backends import get_backend
 from mlp import MLP, distributed
 from mlp.distributed import DistributedError, from_environment, launched_size, shares
 from mlp.errors import MissingExtra
@@ -93,3 +94,22 @@ def test_an_mpi4py_without_an_mpi_library_says_what_to_install(monkeypatch):
     monkeypatch.setattr(distributed, "require", unloadable)
     with pytest.raises(DistributedError, match=r"cannot start MPI.*pip install mpich"):
         distributed.Communicator()
+
+
+def test_the_digest_is_the_same_on_any_number_of_blas_threads():
+    """Two ranks with the same data but other BLAS thread counts were told they disagreed
+    (a float sum through BLAS changed its last bits above 10,000 rows): the digest is an
+    integer sum, the same in any order; and it tells apart what keeps every row's sum."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    backend = get_backend("cpu")
+    X = np.random.default_rng(0).standard_normal((60_000, 8))
+    digests = set()
+    for threads in (1, 2):
+        with threadpoolctl.threadpool_limits(threads, user_api="blas"):
+            digests.add(distributed._digest(backend, X))
+    assert len(digests) == 1
+    swapped = X[:, [1, 0, *range(2, 8)]]
+    balanced = X.copy()
+    balanced[7, :2] += [0.5, -0.5]
+    others = {distributed._digest(backend, Y) for Y in (swapped, balanced, X.astype(np.float32))}
+    assert len(others | digests) == 4

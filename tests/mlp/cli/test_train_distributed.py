@@ -70,6 +70,23 @@ def test_a_failure_on_rank_1_ends_both_in_seconds_with_one_line(launcher, datase
     assert "epoch  50/50" not in done.stdout
 
 
+def test_a_usage_error_on_rank_1_alone_ends_both(launcher, dataset, tmp_path):
+    """Rank 1's --save folder is missing (it is only rank 0's machine that has it): rank 1
+    fails before it joins the world, and rank 0 waited for it in MPI's start-up for ever."""
+    started = time.monotonic()
+    done = mpiexec(
+        launcher,
+        quick(dataset, "--save", tmp_path / "run.npz"),
+        quick(dataset, "--save", tmp_path / "missing" / "run.npz"),
+        timeout=60,
+    )
+    assert time.monotonic() - started < 30
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    lines = error_lines(done.stderr)
+    assert len(lines) == 1 and "missing" in lines[0], done.stderr
+    assert "test accuracy" not in done.stdout
+
+
 def test_processes_started_with_other_settings_are_refused(launcher, dataset):
     done = mpiexec(
         launcher,
