@@ -13,7 +13,7 @@ from backends import get_backend
 from mlp import MLP, distributed
 from mlp.distributed import DistributedError, from_environment, launched_size, shares
 from mlp.errors import MissingExtra
-from tests.helpers import mpiexec, mpiexec_or_skip
+from tests.helpers import backend_or_skip, mpiexec, mpiexec_or_skip
 
 
 @pytest.fixture
@@ -113,3 +113,13 @@ def test_the_digest_is_the_same_on_any_number_of_blas_threads():
     balanced[7, :2] += [0.5, -0.5]
     others = {distributed._digest(backend, Y) for Y in (swapped, balanced, X.astype(np.float32))}
     assert len(others | digests) == 4
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32, np.float64])
+def test_the_digest_is_the_same_on_a_gpu(dtype):
+    """The same bits give the same digest on the device as on the host (and a chunk of
+    2**24 elements there, of 2**16 here: more than one of each)."""
+    gpu, cpu = backend_or_skip("cuda"), get_backend("cpu")
+    X = np.abs(np.random.default_rng(1).standard_normal((70_000, 300)) * 50).astype(dtype)
+    assert distributed._digest(gpu, gpu.asarray(X)) == distributed._digest(cpu, X)
