@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -18,19 +18,30 @@ from ..files import atomic_write, cannot_write
 PLOT_EXTRA = f"{install_hint('plot')} (or pip install matplotlib)"
 
 
-def _last_epoch(path: Path) -> int | None:
-    """The epoch of a log's last whole record, once a line left half-written (a full disk,
-    a kill mid-write) is cut off, so that what is appended starts a line of its own; None
-    where there is no log, or none to read."""
+def _whole_lines(path: Path) -> bytes:
+    """A log's text up to its last whole line, any line after it (left half-written by a
+    full disk or a kill mid-write) cut off the file, so that what is appended starts a line
+    of its own; empty where there is no log to read."""
     try:
         text = path.read_bytes()
-        whole = text[: text.rfind(b"\n") + 1]
-        if whole != text:
+    except OSError:
+        return b""
+    whole = text[: text.rfind(b"\n") + 1]
+    if whole != text:
+        try:
             os.truncate(path, len(whole))
-        last = next(line for line in reversed(whole.split(b"\n")) if line.strip())
+        except OSError as exc:
+            raise cannot_write(path, exc) from None
+    return whole
+
+
+def _last_epoch(text: bytes) -> int:
+    """The epoch of a log's last record; 0 where there is none to read."""
+    try:
+        last = next(line for line in reversed(text.split(b"\n")) if line.strip())
         return int(json.loads(last)["epoch"])
-    except (OSError, UnicodeDecodeError, StopIteration, ValueError, KeyError, TypeError):
-        return None
+    except (UnicodeDecodeError, StopIteration, ValueError, KeyError, TypeError):
+        return 0
 
 
 class PlotUnavailable(MLPError, RuntimeError):
@@ -41,10 +52,12 @@ class MetricsLog:
     """``--log metrics.jsonl``: one JSON object per epoch, flushed as it is written.
 
     A fresh run replaces the file, a resumed run appends, so the log covers the whole run:
-    first the records of ``history`` (the checkpoint's) past the log's last epoch, which a
-    stop between a checkpoint and its line left out. The file is opened at the first
-    epoch's record, so a run that fails before it (a mistake, a diverged first epoch)
-    leaves an earlier log as it was.
+    first the records of ``history`` (the checkpoint's) past the log's last whole line,
+    which a stop between a checkpoint and its line left out (all of them where there is no
+    log yet), as the run that trained them (``trained_by``: its ``device``, ``precision``
+    and ``world_size``) had them. A fresh run's file is opened at the first epoch's record,
+    so a run that fails before it (a mistake, a diverged first epoch) leaves an earlier log
+    as it was.
     """
 
     def __init__(
@@ -56,26 +69,33 @@ class MetricsLog:
         world_size: int = 1,
         precision: str = "float32",
         history: Sequence[dict[str, Any]] = (),
+        trained_by: Mapping[str, Any] | None = None,
     ) -> None:
         self.watched = watched  # what the val_* metrics were measured on: test or val
         self.path = Path(path)
-        self.device = device
-        self.world_size = world_size  # processes training the model together
-        self.precision = precision
+        # this run's: where it trains, in what precision, on how many processes together
+        self.trainer = {"device": device, "precision": precision, "world_size": world_size}
         self._mode = "a" if append else "w"
-        self._owed = list(history) if append else []
+        self._owed: list[dict[str, Any]] | None = list(history) if append else None
+        trained_by = trained_by or {}
+        self._owed_by = {key: trained_by.get(key, mine) for key, mine in self.trainer.items()}
         self._file: IO[str] | None = None
 
     def write(self, record: dict[str, Any]) -> None:
-        if self._file is None and self._mode == "a":
-            owed, self._owed = self._owed, []
-            logged = _last_epoch(self.path)
-            for earlier in owed if logged is not None else ():
-                if earlier["epoch"] > logged:
-                    self._write(earlier)
-        self._write(record)
+        self._catch_up()
+        self._write(record, self.trainer)
 
-    def _write(self, record: dict[str, Any]) -> None:
+    def _catch_up(self) -> None:
+        """Once, appending: the checkpoint's records that the log lacks."""
+        if self._owed is None:
+            return
+        owed, self._owed = self._owed, None
+        logged = _last_epoch(_whole_lines(self.path))
+        for earlier in owed:
+            if earlier["epoch"] > logged:
+                self._write(earlier, self._owed_by)
+
+    def _write(self, record: dict[str, Any], trainer: Mapping[str, Any]) -> None:
         line = {
             "epoch": record["epoch"],
             "seconds": round(record["seconds"], 6),
@@ -83,9 +103,7 @@ class MetricsLog:
             "train_accuracy": _finite_or_none(record.get("accuracy")),
             f"{self.watched}_loss": _finite_or_none(record.get("val_loss")),
             f"{self.watched}_accuracy": _finite_or_none(record.get("val_accuracy")),
-            "device": self.device,
-            "precision": self.precision,
-            "world_size": self.world_size,
+            **{key: trainer[key] for key in ("device", "precision", "world_size")},
         }
         if "lr" in record:  # with --lr-schedule
             line["lr"] = record["lr"]
@@ -98,6 +116,8 @@ class MetricsLog:
             raise cannot_write(self.path, exc) from None
 
     def close(self) -> None:
+        """A resumed run that trained nothing (finished, or stopped early) still catches up."""
+        self._catch_up()
         if self._file is not None:
             self._file.close()
 

@@ -10,7 +10,7 @@ import argparse
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -394,17 +394,22 @@ def train_and_report(
             stopped = stopping.resume(history, model, checkpoint.best)
     data_info = {"data_dir": str(data.source.resolve()), "data_digest": digest}
     outputs = Outputs(
-        args, model, optimizer, history, trained_on, data_info, out, err, world, stopping
-    )
+        args, model, optimizer, history, trained_on, data_info, out, err, world, stopping,
+        trained_by=None if checkpoint is None else checkpoint.run,
+    )  # fmt: skip
     # a file that ended on early stopping's best weights keeps the last epoch's own beside
     # them; one without holds them as its weights
     beside = None if checkpoint is None else checkpoint.last
     if checkpoint is not None and stopping is not None:
         outputs.last = backend.to_numpy(model.params).copy() if beside is None else beside
+    if (stopped or initial_epoch >= args.epochs) and history and "lr" not in args.changed:
+        # nothing to train: the optimizer keeps the rate its last epoch ran at, as it was
+        optimizer.lr = history[-1].get("lr", optimizer.lr)
     if stopped:  # it had stopped there: it ends as the unbroken run did, on its best weights
         stopping.restore(model)
         if outputs.save_path is not None:
             outputs.save(initial_epoch, ended_on_best=True)
+        outputs.close()
     else:
         if beside is not None and initial_epoch < args.epochs:  # on, as if unbroken
             model.params[...] = backend.asarray(beside, dtype=model.dtype)
@@ -491,7 +496,9 @@ class Outputs:
         err: Any,
         world: Communicator | None = None,
         stopping: EarlyStopping | None = None,
+        trained_by: Mapping[str, Any] | None = None,
     ) -> None:
+        """``trained_by``: the resumed checkpoint's run, whose records the log may lack."""
         self.args, self.model, self.optimizer, self.history = args, model, optimizer, history
         self.stopping = stopping  # its best weights go into each checkpoint
         self.last: np.ndarray | None = None  # the last epoch's weights, once fit restores
@@ -518,6 +525,7 @@ class Outputs:
                 world_size=size,
                 precision=args.precision,
                 history=list(history),
+                trained_by=trained_by,
             )
             if args.log and root
             else None
@@ -532,6 +540,8 @@ class Outputs:
             "validation_split": args.validation_split,
             "early_stopping": args.early_stopping,
             "precision": args.precision,
+            "device": model.device,  # with the two above: what trained the history's last epochs
+            "world_size": size,
             **data_info,  # where the data came from, and its digest: a resume checks it
         }
 

@@ -495,7 +495,48 @@ def test_resume_may_turn_a_schedule_off(tmp_path, base, capsys):
     resumed = [*base, "--resume", path, "--epochs", "3", "--log", log]
     assert run(train.main, [*resumed, "--lr-schedule", "none"], capsys)[0] == 0
     records = [json.loads(line) for line in log.read_text().splitlines()]
-    assert len(records) == 2 and not any("lr" in r for r in records)  # no schedule set a rate
+    # the checkpoint's epoch first (a new log covers the whole run), then no schedule's rate
+    assert [("lr" in r) for r in records] == [True, False, False]
     stored = load_checkpoint(path)
     assert stored.run["lr_schedule"] is None
     assert stored.meta["optimizer"]["hyperparameters"]["lr"] == 1e-3  # the starting rate
+
+
+def logged(path: Path) -> list[dict]:
+    """A log's lines, without their seconds."""
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    return [{key: value for key, value in line.items() if key != "seconds"} for line in lines]
+
+
+@pytest.mark.parametrize("stop", ["first", "half", "last"])
+def test_a_stopped_and_resumed_run_leaves_the_unbroken_runs_log(
+    tmp_path, base, capsys, monkeypatch, stop
+):
+    """Stopped between an epoch's checkpoint and its log line, at the first epoch (no log
+    yet), with the log's only line half-written, or at the last epoch (the resume trains
+    nothing): the log lost that epoch for good, and a resume that trained nothing saved the
+    optimizer at its starting rate, not the rate its last epoch ran at."""
+    command = [*base, "--epochs", "3", "--lr-schedule", "cosine", "--lr", "0.01"]
+    full, part = tmp_path / "full.npz", tmp_path / "part.npz"
+    log = tmp_path / "part.jsonl"
+    assert run(train.main, [*command, "--save", full, "--log", tmp_path / "full.jsonl"],
+               capsys)[0] == 0  # fmt: skip
+    argv = [*command, "--save", part, "--log", log]
+    interrupted_after({"first": 1, "half": 2, "last": 3}[stop], argv, capsys, monkeypatch)
+    if stop == "half":
+        log.write_text(log.read_text()[:19])
+    assert run(train.main, ["--resume", part, "--log", log], capsys)[0] == 0
+    assert logged(log) == logged(tmp_path / "full.jsonl")
+    same_checkpoints(full, part)  # the optimizer's rate among its settings
+
+
+def test_log_lines_caught_up_from_the_checkpoint_say_what_trained_them(
+    tmp_path, base, capsys, monkeypatch
+):
+    """Epoch 2, trained in float32 but logged by the resume in bf16, said bf16."""
+    part, log = tmp_path / "part.npz", tmp_path / "part.jsonl"
+    interrupted_after(2, [*base, "--epochs", "3", "--save", part, "--log", log], capsys,
+                      monkeypatch)  # fmt: skip
+    resumed = ["--resume", part, "--log", log, "--precision", "bf16"]
+    assert run(train.main, resumed, capsys)[0] == 0
+    assert [line["precision"] for line in logged(log)] == ["float32", "float32", "bf16"]
