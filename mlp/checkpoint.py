@@ -259,7 +259,7 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
         finite[f"epoch {meta['epoch']}'s own weights"] = last
     for what, value in finite.items():
         if not np.all(np.isfinite(value)):
-            raise CheckpointError(path, f"{what} contains NaN or infinity")
+            raise CheckpointError(path, f"NaN or infinity in {what}")
     if optimizer is not None:
         size = sum(v.size for v in params.values())
         try:  # what each buffer can hold: finite, and a second moment >= 0

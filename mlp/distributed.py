@@ -71,10 +71,12 @@ def from_environment(insist: bool = False) -> Communicator | None:
     return Communicator()
 
 
-def end_launched(status: int) -> None:
-    """A process started with others by a launcher, failing before it joins them (a usage
-    error, say, where only its machine lacks the --save folder): it starts MPI only to end
-    them all (MPI_Abort), since they wait for it in MPI's start-up for ever."""
+def end_launched(status: int | str | None) -> None:
+    """A process started with others by a launcher, exiting before it joins them with
+    ``status`` (a ``SystemExit``'s: a usage error, say, where only its machine lacks the
+    --save folder): on a failure it starts MPI only to end them all (MPI_Abort), since they
+    wait for it in MPI's start-up for ever."""
+    status = 0 if status is None else status if isinstance(status, int) else 1
     if not status or (launched_size() or 0) < 2:
         return
     try:
@@ -343,17 +345,21 @@ def _digest(backend: Any, array: Any) -> str | None:
     """What two copies of an array (host or device) share only if they hold the same bits
     in the same places: its shape, dtype and a 64-bit sum of each element's bits mixed with
     its place. Integer sums come out the same in any order, so neither BLAS's threads nor
-    the device change it (a float sum's last bits did), and the mixing tells apart what
-    keeps each row's sum (swapped columns, +0.5 here and -0.5 there)."""
+    the device change it (as they change a float sum's last bits), and the mixing tells
+    apart what keeps each row's sum (swapped columns, +0.5 here and -0.5 there)."""
     if array is None:
         return None
     xp = backend.xp
-    bits = xp.ascontiguousarray(array).reshape(-1).view(f"u{array.dtype.itemsize}")
+    table = array.reshape(array.shape[0], -1) if array.size else array.reshape(0, 1)
+    width = max(1, table.shape[1])
     chunk = 1 << (24 if backend.device.startswith("cuda") else 16)  # a launch, a core's cache
+    rows = max(1, chunk // width)
     total = xp.zeros((), dtype=np.uint64)
-    for start in range(0, bits.size, chunk):
-        mixed = bits[start : start + chunk].astype(np.uint64)
-        mixed += xp.arange(start, start + mixed.size, dtype=np.uint64) * _STEP
+    for start in range(0, table.shape[0], rows):
+        part = xp.ascontiguousarray(table[start : start + rows]).reshape(-1)
+        mixed = part.view(f"u{array.dtype.itemsize}").astype(np.uint64)
+        first = start * table.shape[1]
+        mixed += xp.arange(first, first + mixed.size, dtype=np.uint64) * _STEP
         for shift, factor in _FINALIZER:
             mixed ^= mixed >> shift
             if factor:
@@ -417,14 +423,21 @@ def fingerprint(
 
 
 def agree_on_data(
-    communicator: Communicator, model: Any, what: str, X: Any, targets: Any, weights: Any
+    communicator: Communicator, model: Any, X: Any, targets: Any, weights: Any
 ) -> None:
     """``evaluate`` and ``loss_and_gradients`` with a ``communicator``: every process takes
     its share of the rows it holds, so all must hold the same rows and weights (shares of
     each one's own would sum to neither's answer)."""
-    be = model.backend
-    params = _digest(be, model.params.reshape(-1, 1))
-    communicator.agree({"the model's weights": params, what: _data(be, X, targets, weights)})
+    communicator.agree(
+        {
+            "the model's weights": _weights(model),
+            "the data": _data(model.backend, X, targets, weights),
+        }
+    )
+
+
+def _weights(model: Any) -> str:
+    return _digest(model.backend, model.params)
 
 
 def _data(be: Any, inputs: Any, targets: Any, weights: Any) -> dict[str, str | None]:
@@ -457,7 +470,7 @@ def check_replicas(communicator: Communicator, model: Any, when: str) -> None:
     """Refuse to go on when the processes' weights have drifted apart (each applies the same
     summed gradient, so they agree bit for bit unless something changed one of them);
     ``when``: what has just run, for the message."""
-    mine = _digest(model.backend, model.params.reshape(-1, 1))
+    mine = _weights(model)
     theirs = communicator.comm.allgather(mine)
     for rank, digest in enumerate(theirs):
         if digest != theirs[0]:

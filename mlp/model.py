@@ -488,7 +488,7 @@ class MLP:
             targets = self.device_targets(y, X.shape[0], be)
             weights = self.device_weights(sample_weight, X.shape[0], be)
             if communicator is not None:
-                distributed.agree_on_data(communicator, self, "the data", X, targets, weights)
+                distributed.agree_on_data(communicator, self, X, targets, weights)
             return self.evaluate_on_device(X, scale, targets, weights, view, communicator)
 
     def loss_and_gradients(
@@ -506,7 +506,7 @@ class MLP:
             targets = self.device_targets(y, n)
             weights = self.device_weights(sample_weight, n)
             if communicator is not None:
-                distributed.agree_on_data(communicator, self, "the data", X, targets, weights)
+                distributed.agree_on_data(communicator, self, X, targets, weights)
             step = training.TrainingStep(
                 self, X, targets, weights, scale, n, None, n, record=False,
                 communicator=communicator,

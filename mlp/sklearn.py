@@ -126,8 +126,8 @@ class _InverseScaling(Schedule):
         return rate
 
 
-#: the adaptive rate's schedule in an older mlp's pickles (the count lowers the rate now):
-#: the name unpickles, and ``__setstate__`` drops what it held.
+#: The name of the adaptive rate's schedule in pickles of mlp 0.1.0 before the count lowered
+#: the rate itself: such a pickle loads, and ``__setstate__`` drops what it held.
 _Plateau = ReduceOnPlateau
 
 

@@ -177,7 +177,7 @@ def fit(
         finally:
             if shown is not None:
                 shown.close()
-        if communicator is not None:  # what the last epoch's callback did
+        if communicator is not None and model.epochs_trained > initial_epoch:
             distributed.check_replicas(communicator, model, "the last epoch's callback")
         if stopping is not None and stopping.restore_best_weights:
             stopping.restore(model)

@@ -604,7 +604,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)  # bad values: one line on stderr, exit status 2
     except SystemExit as exc:
-        distributed.end_launched(exc.code if isinstance(exc.code, int) else 1)
+        distributed.end_launched(exc.code)
         raise
     world: Communicator | None = None
 

@@ -107,6 +107,7 @@ def test_the_digest_is_the_same_on_any_number_of_blas_threads():
     for threads in (1, 2):
         with threadpoolctl.threadpool_limits(threads, user_api="blas"):
             digests.add(distributed._digest(backend, X))
+    digests.add(distributed._digest(backend, np.asfortranarray(X)))  # read in chunks of rows
     assert len(digests) == 1
     swapped = X[:, [1, 0, *range(2, 8)]]
     balanced = X.copy()
