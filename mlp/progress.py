@@ -108,7 +108,11 @@ class Verbose:
         self.progress.batch(step)
 
     def end(self, record: dict[str, Any]) -> None:
+        """The epoch's bar closed, before ``fit``'s callback runs (and may print)."""
         self.progress.end(record)
+
+    def line(self, record: dict[str, Any]) -> None:
+        """The epoch's line, of the record as the callback left it."""
         print(epoch_line(record, self.epochs), flush=True)
 
     def close(self) -> None:

@@ -168,10 +168,12 @@ def fit(
                     history.append(record)
                     if schedule is not None:
                         schedule.observe(record)
+                    if shown is not None:
+                        shown.end(record)
                     if callback is not None:
                         callback(record)
-                    if shown is not None:  # the record as the callback left it
-                        shown.end(record)
+                    if shown is not None:
+                        shown.line(record)
                     if stopping is not None and stopping.stop(record, model):
                         break
         finally:
