@@ -55,6 +55,8 @@ class Samples(NamedTuple):
     rows: np.ndarray  # (n, the model's input width)
     #: whether the file holds a table (its rows are shown as ``FILE#row``) or one sample
     table: bool
+    #: what the user should know of how it was read (``None``: nothing)
+    note: str | None = None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -126,13 +128,14 @@ def read_samples(path: Path, width: int, dtype: Any = np.float32) -> Samples:
                 "as .npy or .csv"
             )
         return Samples(path, read_image(path).reshape(1, -1), table=False)
-    rows, table = read_npy(path, width) if kind == "npy" else (read_csv(path, width), True)
+    notes: list[str] = []
+    rows, table = read_npy(path, width) if kind == "npy" else (read_csv(path, width, notes), True)
     if rows.shape[0] == 0:
         raise DataError(f"{path}: no samples")
     problem = checks.unrepresentable(rows, dtype)
     if problem:
         raise DataError(f"{path}: holds {problem}")
-    return Samples(path, rows, table)
+    return Samples(path, rows, table, notes[0] if notes else None)
 
 
 def read_npy(path: Path, width: int) -> tuple[np.ndarray, bool]:
@@ -174,10 +177,11 @@ def read_npy(path: Path, width: int) -> tuple[np.ndarray, bool]:
     )
 
 
-def read_csv(path: Path, width: int) -> np.ndarray:
+def read_csv(path: Path, width: int, notes: list[str] | None = None) -> np.ndarray:
     """A CSV file's rows of ``width`` numbers, taken as they are (floats, not pixels to
     scale); a first row of names is a header (``_header``), and blank lines are skipped.
-    An error names the line (from 1, as an editor counts)."""
+    An error names the line (from 1, as an editor counts); ``notes`` gets a line where a
+    first row could have been either (``0,1``: a sample, or pandas' header of two columns)."""
     rows: list[list[float]] = []
     header_allowed = True  # until the first row that is not blank
     try:
@@ -189,6 +193,11 @@ def read_csv(path: Path, width: int) -> np.ndarray:
                 may_be_header, header_allowed = header_allowed, False
                 if may_be_header and _header(cells):
                     continue
+                if may_be_header and _numbered(cells) and notes is not None:
+                    notes.append(
+                        f"{path}: its first row, {','.join(cells)}, is read as a sample; if it "
+                        "is pandas' header (to_csv without an index), delete it"
+                    )
                 values = _numbers(cells)
                 if isinstance(values, int):  # the column that is not a number
                     raise DataError(
@@ -219,11 +228,14 @@ def _header(cells: list[str]) -> bool:
     the column numbers pandas writes for a frame without names (``0, 1, …``, from
     ``PANDAS_HEADER_COLUMNS`` columns). A first row of numbers with a word among them is
     data with a mistake, said as such."""
-    names = [cell.strip() for cell in cells]
-    numbered = names == [str(column) for column in range(len(names))]
-    if numbered and len(names) >= PANDAS_HEADER_COLUMNS:
+    if _numbered(cells) and len(cells) >= PANDAS_HEADER_COLUMNS:
         return True
-    return all(isinstance(_numbers([name]), int) for name in names)
+    return all(isinstance(_numbers([cell.strip()]), int) for cell in cells)
+
+
+def _numbered(cells: list[str]) -> bool:
+    """Whether a row reads ``0, 1, …``: the column numbers pandas heads a frame with."""
+    return [cell.strip() for cell in cells] == [str(column) for column in range(len(cells))]
 
 
 def _numbers(cells: list[str]) -> list[float] | int:
@@ -342,6 +354,8 @@ def run(args: argparse.Namespace, out: Any = None, err: Any = None) -> list[np.n
     checkpoint = load_checkpoint(args.checkpoint)
     model = MLP.from_checkpoint(checkpoint, args.device)
     samples = [read_samples(path, model.sizes[0], model.dtype) for path in args.files]
+    for note in (s.note for s in samples if s.note):
+        print(f"{PROG}: note: {note}", file=sys.stderr if err is None else err, flush=True)
     results = predict(model, samples)
     names = None
     if classifies(model):

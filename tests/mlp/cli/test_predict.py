@@ -426,5 +426,21 @@ def test_a_csv_header_is_names_or_the_column_numbers_pandas_writes(tmp_path):
         path = write_csv(tmp_path / "few.csv", [[str(v) for v in row] for row in samples])
         np.testing.assert_array_equal(read(path, width), samples)
     typo = write_csv(tmp_path / "typo.csv", [["0.5", "abc", "1", "0"], *rows])
+    notes = []
+    read(write_csv(tmp_path / "four.csv", rows, ["0", "1", "2", "3"]), 4, notes)
+    assert notes == []  # a header, taken as one without a word
     with pytest.raises(DataError, match=r"line 1, column 2: expected a number, got 'abc'"):
         read(typo, 4)
+
+
+def test_a_first_row_that_may_be_pandas_header_is_a_sample_said_so(tmp_path, capsys):
+    """``0,1`` before a two-input model's rows: an XOR input, or the header pandas writes
+    for two columns; read as a sample, and a note says how to drop it if it is a header."""
+    checkpoint = MLP([2, 4, 2], seed=0).save(tmp_path / "xor.npz")
+    rows = write_csv(tmp_path / "rows.csv", [["0", "1"], ["0.5", "0.5"]])
+    code, out, err = run(predict.main, ["--checkpoint", checkpoint, rows], capsys)
+    assert code == 0 and len(out.splitlines()) == 2
+    assert err == (
+        f"mlp-predict: note: {rows}: its first row, 0,1, is read as a sample; if it is "
+        "pandas' header (to_csv without an index), delete it\n"
+    )
