@@ -12,8 +12,9 @@ The thread count is the process's: while such a fit runs, other BLAS work in the
 runs on one thread too (slower, never wrong), and fits in other threads that choose one
 share it until the last of them ends. OpenBLAS rounds differently on one thread
 than on two, so a fit's last digits follow the choice, which a new process makes afresh
-(a resumed run is bit-exact where both chose alike). ``OPENBLAS_NUM_THREADS`` set pins it:
-then nothing is timed and the count stays as set. Without threadpoolctl nothing changes.
+(a resumed run is bit-exact where both chose alike: ``pin`` makes it so).
+``OPENBLAS_NUM_THREADS`` set pins it: then nothing is timed and the count stays as set.
+Without threadpoolctl nothing changes.
 """
 
 from __future__ import annotations
@@ -107,10 +108,42 @@ class _Sections:
 _ONE_THREAD = _Sections()
 
 
+def in_use() -> int | None:
+    """NumPy's BLAS threads now (inside a fit, those it trains on); None without threadpoolctl."""
+    blas = numpy_blas()
+    return blas[0].get_num_threads() if blas else None
+
+
+_pinned: int | None = None  # the count ``pin`` set
+
+
+@contextlib.contextmanager
+def pinned(count: int | None) -> Iterator[bool]:
+    """NumPy's BLAS held at ``count`` threads inside the block, untimed, as a pinning
+    ``OPENBLAS_NUM_THREADS`` holds them, where that is a count a fit here could choose (one,
+    or the process's own; another machine's rounding cannot be had here anyway): a resumed
+    run takes the count its first process trained on, so its last digits are the unbroken
+    run's. Yields whether it pinned."""
+    global _pinned
+    free = PINNED not in os.environ and _pinned is None and numpy_blas()
+    if not free or count not in (1, _ONE_THREAD.process_threads()):
+        yield False
+        return
+    before = _set_threads(count)
+    _pinned = count
+    try:
+        yield True
+    finally:
+        _pinned = None
+        for c, threads in before:
+            c.set_num_threads(threads)
+
+
 def one_is_faster(product: tuple[int, int, int], dtype: Any = np.float32) -> bool:
     """Whether a ``product`` of ``dtype`` runs clearly faster on one BLAS thread than on
     the process's count: timed the first time a small product is asked about, here."""
-    if math.prod(product) >= SMALL_PRODUCT or PINNED in os.environ or not numpy_blas():
+    pinned = PINNED in os.environ or _pinned is not None
+    if math.prod(product) >= SMALL_PRODUCT or pinned or not numpy_blas():
         return False
     threads = _ONE_THREAD.process_threads()
     return threads > 1 and _timed_faster(tuple(product), np.dtype(dtype).str, threads)

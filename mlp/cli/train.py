@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from backends import PRECISIONS, get_backend
+from backends import PRECISIONS, get_backend, threads
 
 from .. import checks, distributed
 from ..checkpoint import Checkpoint, save_checkpoint
@@ -293,7 +293,13 @@ def run(
     if world is not None and backend.device == "cpu":
         world.share_cores()
     root = world is None or world.is_root
-    with holding(path for _, path in outputs_of(args) if root):  # one run per file
+    # a resumed run on the CPU trains on the BLAS threads its epochs ran on, not on a choice
+    # timed afresh: the same last digits as the unbroken run
+    kept = None if checkpoint is None or world is not None else checkpoint.run.get("blas_threads")
+    with (
+        holding(path for _, path in outputs_of(args) if root),  # one run per file
+        threads.pinned(kept if backend.device == "cpu" else None),
+    ):
         return train_and_report(args, checkpoint, backend, out, err, world)
 
 
@@ -542,12 +548,15 @@ class Outputs:
             "precision": args.precision,
             "device": model.device,  # with the two above: what trained the history's last epochs
             "world_size": size,
+            "blas_threads": (trained_by or {}).get("blas_threads"),  # the CPU's, as they train
             **data_info,  # where the data came from, and its digest: a resume checks it
         }
 
     def end_epoch(self, record: dict[str, Any]) -> None:
         self.progress.end(record)
         self.history.append(record)
+        if self.model.device == "cpu":
+            self.run_info["blas_threads"] = threads.in_use()
         if self.save_path is not None:  # only finite epochs get here: a NaN never overwrites
             self.save(record["epoch"])
             if self.stopping is not None:  # what fit's end replaces with the best epoch's

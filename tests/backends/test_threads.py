@@ -125,3 +125,19 @@ def test_the_base_backend_leaves_the_threads_alone(two_threads, one_faster):
     """A backend that picks no host threads (a GPU's) inherits a context that does nothing."""
     with Backend.threads_for(get_backend("cpu"), SMALL, np.float32):
         assert _blas_threads() == 2
+
+
+def test_pinned_holds_a_count_untimed_and_gives_it_back(two_threads, monkeypatch):
+    """A resumed run's count: held through the block, no timing inside, restored after;
+    a count no fit here could choose (another machine's) is not pinned."""
+    monkeypatch.setattr(threads, "_timed_faster", lambda *args: pytest.fail("timed"))
+    with threads.pinned(1) as held:
+        assert held and _blas_threads() == 1
+        with threads.threads_for(SMALL):
+            assert _blas_threads() == 1
+    assert _blas_threads() == 2
+    with threads.pinned(2) as held, threads.threads_for(SMALL):
+        assert held and _blas_threads() == 2
+    for other in (3, None):
+        with threads.pinned(other) as held:
+            assert not held and _blas_threads() == 2

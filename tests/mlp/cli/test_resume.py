@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from backends import threads
 from mlp.checkpoint import load_checkpoint
 from mlp.cli import evaluate, train
 from mlp.data.synthetic import write_dataset
@@ -540,3 +541,27 @@ def test_log_lines_caught_up_from_the_checkpoint_say_what_trained_them(
     resumed = ["--resume", part, "--log", log, "--precision", "bf16"]
     assert run(train.main, resumed, capsys)[0] == 0
     assert [line["precision"] for line in logged(log)] == ["float32", "float32", "bf16"]
+
+
+@pytest.mark.parametrize("first", [True, False])
+def test_a_resumed_run_trains_on_the_blas_threads_its_epochs_ran_on(
+    tmp_path, base, capsys, monkeypatch, first
+):
+    """A small model's BLAS threads are timed afresh in each process (one where it is
+    clearly faster), and their rounding differs: a resume whose timing chose otherwise than
+    the first process's ended digits away from the unbroken run. ``first``: whether the
+    first process found one thread faster; the resumed process's timing says the other."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    monkeypatch.delenv(threads.PINNED, raising=False)
+    command = [*base, "--epochs", "3"]
+    full, part = tmp_path / "full.npz", tmp_path / "part.npz"
+    with threadpoolctl.threadpool_limits(2, user_api="blas"):
+        monkeypatch.setattr(threads, "_timed_faster", lambda *args: first)
+        assert run(train.main, [*command, "--save", full], capsys)[0] == 0
+        interrupted_after(1, [*command, "--save", part], capsys, monkeypatch)
+        monkeypatch.setattr(threads, "_timed_faster", lambda *args: not first)
+        assert run(train.main, ["--resume", part], capsys)[0] == 0
+        assert threads.in_use() == 2  # as it was, after the run
+    assert load_checkpoint(part).run["blas_threads"] == load_checkpoint(full).run["blas_threads"]
+    assert load_checkpoint(full).run["blas_threads"] == (1 if first else 2)
+    same_checkpoints(full, part)
