@@ -126,11 +126,20 @@ def run(args: argparse.Namespace, out: Any = None, err: Any = None) -> dict[str,
         )
     model = MLP.from_checkpoint(checkpoint, args.device)
     dataset = args.dataset or checkpoint.run.get("dataset") or "fashion-mnist"
-    if args.dataset in (None, checkpoint.run.get("dataset")):
-        args.data_dir = args.data_dir or stored_data_dir(checkpoint)
+    own = args.dataset in (None, checkpoint.run.get("dataset")) and args.data_dir is None
+    if own:
+        args.data_dir = stored_data_dir(checkpoint)
     classes = model.loss_function.classes or model.sizes[-1]  # one sigmoid output: 2 classes
     # the test labels must fit the model, and the images its dtype
     data = read_dataset(dataset, args, err, classes=classes, dtype=model.dtype)
+    trained_on = checkpoint.run.get("data_digest")
+    if own and trained_on is not None and data.digest() != trained_on:
+        print(
+            f"{PROG}: note: {data.source} holds other data than the checkpoint was trained on "
+            f"(in {checkpoint.run.get('data_dir')}): give --data-dir to evaluate on that",
+            file=err,
+            flush=True,
+        )
     metrics = model.evaluate(data.X_test, data.y_test)  # checks the feature count
     weights = f"epoch {checkpoint.epoch}"
     if checkpoint.meta.get("ended_on_best"):  # the weights evaluated are the best epoch's

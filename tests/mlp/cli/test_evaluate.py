@@ -61,6 +61,24 @@ def test_eval_reads_the_folder_its_run_trained_on(tmp_path, base, dataset, capsy
     assert code == 0 and f"test set from {tmp_path / 'other'}: 30 images" in out
 
 
+def test_eval_says_where_its_data_is_not_the_runs(tmp_path, capsys, monkeypatch):
+    """The run's folder moved: the default search's dataset was scored without a word."""
+    mine = write_dataset(tmp_path / "mine", 300, 100)
+    saved = tmp_path / "run.npz"
+    argv = ["--data-dir", mine, "--hidden", "8", "--epochs", "1", "--save", saved]
+    assert run(train.main, argv, capsys)[0] == 0
+    monkeypatch.setenv("MLP_DATA_DIR", str(write_dataset(tmp_path / "other", 50, 30)))
+    code, _, err = run(evaluate.main, ["--checkpoint", saved, "--no-download"], capsys)
+    assert code == 0 and err == ""
+    mine.rename(tmp_path / "moved")
+    code, out, err = run(evaluate.main, ["--checkpoint", saved, "--no-download"], capsys)
+    assert code == 0 and f"test set from {tmp_path / 'other'}: 30 images" in out
+    assert err == (
+        f"mlp-eval: note: {tmp_path / 'other'} holds other data than the checkpoint was "
+        f"trained on (in {mine.resolve()}): give --data-dir to evaluate on that\n"
+    )
+
+
 def test_class_scores_match_scikit_learn():
     metrics = pytest.importorskip("sklearn.metrics")
     rng = np.random.default_rng(3)
