@@ -431,6 +431,12 @@ def train_and_report(
     final = model.evaluate(data.X_test, data.y_test, communicator=world)
     if not root:
         return final
+    if stopping is not None and stopping.stopped_epoch:
+        say(
+            f"early stopping ended the run after epoch {stopping.stopped_epoch}, "
+            f"{args.early_stopping} epochs without a lower {outputs.watched} loss: the weights "
+            f"are epoch {stopping.best_epoch}'s"
+        )
     if args.plot is not None:
         widths = "-".join(str(w) for w in model.sizes)
         title = f"{args.dataset} · MLP {widths} · {args.optimizer}"

@@ -565,3 +565,20 @@ def test_a_resumed_run_trains_on_the_blas_threads_its_epochs_ran_on(
     assert load_checkpoint(part).run["blas_threads"] == load_checkpoint(full).run["blas_threads"]
     assert load_checkpoint(full).run["blas_threads"] == (1 if first else 2)
     same_checkpoints(full, part)
+
+
+def test_a_run_early_stopping_ended_says_so_and_its_resume_too(tmp_path, base, capsys):
+    """The epoch lines just stopped short of --epochs; resumed, the run said nothing."""
+    path = tmp_path / "run.npz"
+    command = [*base, "--lr", "0.1", "--optimizer", "momentum", "--early-stopping", "6",
+               "--validation-split", "0.2", "--epochs", "16", "--save", path]  # fmt: skip
+    code, out, _ = run(train.main, command, capsys)
+    stopped = load_checkpoint(path)
+    assert code == 0 and stopped.epoch < 16
+    said = (
+        f"early stopping ended the run after epoch {stopped.epoch}, 6 epochs without a lower "
+        f"val loss: the weights are epoch {stopped.best[0]}'s\n"
+    )
+    assert said in out
+    code, out, _ = run(train.main, ["--resume", path], capsys)
+    assert code == 0 and said in out and "epoch  " not in out
