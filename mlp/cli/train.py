@@ -408,8 +408,10 @@ def train_and_report(
     beside = None if checkpoint is None else checkpoint.last
     if checkpoint is not None and stopping is not None:
         outputs.last = backend.to_numpy(model.params).copy() if beside is None else beside
-    if (stopped or initial_epoch >= args.epochs) and history and "lr" not in args.changed:
-        # nothing to train: the optimizer keeps the rate its last epoch ran at, as it was
+    unscheduled = schedule is None or stopped or initial_epoch >= args.epochs
+    if unscheduled and history and "lr" not in args.changed:
+        # no schedule sets the rate (turned off, or nothing left to train): the optimizer
+        # keeps the one its last epoch ran at, as PyTorch's and Keras' do
         optimizer.lr = history[-1].get("lr", optimizer.lr)
     if stopped:  # it had stopped there: it ends as the unbroken run did, on its best weights
         stopping.restore(model)

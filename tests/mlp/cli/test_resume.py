@@ -490,17 +490,20 @@ def test_resume_of_a_float64_run_with_a_reduced_precision(data, tmp_path, capsys
 
 
 def test_resume_may_turn_a_schedule_off(tmp_path, base, capsys):
+    """Turned off, the schedule leaves the rate where it had brought it (it went back to the
+    run's starting --lr), as PyTorch's and Keras' optimizers keep theirs."""
     path, log = tmp_path / "run.npz", tmp_path / "log.jsonl"
-    argv = [*base, "--epochs", "1", "--lr-schedule", "cosine", "--save", path]
+    argv = [*base, "--epochs", "2", "--lr-schedule", "cosine", "--save", path]
     assert run(train.main, argv, capsys)[0] == 0
     resumed = [*base, "--resume", path, "--epochs", "3", "--log", log]
     assert run(train.main, [*resumed, "--lr-schedule", "none"], capsys)[0] == 0
     records = [json.loads(line) for line in log.read_text().splitlines()]
     # the checkpoint's epoch first (a new log covers the whole run), then no schedule's rate
-    assert [("lr" in r) for r in records] == [True, False, False]
+    assert [("lr" in r) for r in records] == [True, True, False]
     stored = load_checkpoint(path)
-    assert stored.run["lr_schedule"] is None
-    assert stored.meta["optimizer"]["hyperparameters"]["lr"] == 1e-3  # the starting rate
+    assert stored.run["lr_schedule"] is None and stored.run["lr"] == 1e-3  # where it started
+    assert records[1]["lr"] == pytest.approx(0.5e-3)  # half a cosine over two epochs
+    assert stored.meta["optimizer"]["hyperparameters"]["lr"] == records[1]["lr"]
 
 
 def logged(path: Path) -> list[dict]:
