@@ -612,9 +612,17 @@ class Outputs:
         if self.save_path is None:
             return "no checkpoint was written (use --save to keep one)"
         epoch = stored_epoch(self.save_path) if self.ours else None
+        if epoch is not None:
+            return f"{self.save_path} holds epoch {epoch}: continue with --resume {self.save_path}"
+        nothing = f"no epoch finished, so nothing was saved to {self.save_path}"
+        resumed = self.args.resume
+        epoch = None if resumed is None else stored_epoch(resumed)
         if epoch is None:
-            return f"no epoch finished, so nothing was saved to {self.save_path}"
-        return f"{self.save_path} holds epoch {epoch}: continue with --resume {self.save_path}"
+            return nothing
+        return (
+            f"{nothing}; {resumed} still holds epoch {epoch}: continue with --resume {resumed} "
+            f"--save {self.save_path}"
+        )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

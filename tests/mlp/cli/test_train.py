@@ -295,6 +295,23 @@ def test_a_resume_saving_into_its_own_file_by_another_name_names_the_epoch_kept(
     assert err.endswith(f"{link} holds epoch 1: continue with --resume {link}\n")
 
 
+def test_a_resume_into_another_file_stopped_before_saving_names_the_one_kept(
+    tmp_path, base, capsys
+):
+    """--resume run.npz --save other.npz, diverged in its first epoch: 'nothing was saved to
+    other.npz' alone left out that run.npz still holds the run."""
+    saved, other = tmp_path / "run.npz", tmp_path / "other.npz"
+    sgd = ["--optimizer", "sgd"]
+    assert run(train.main, [*base, *sgd, "--epochs", "1", "--save", saved], capsys)[0] == 0
+    argv = [*base, *sgd, "--lr", "1e30", "--epochs", "3", "--resume", saved, "--save", other]
+    code, _, err = run(train.main, argv, capsys)
+    assert code == 1 and "in epoch 2" in err
+    assert err.endswith(
+        f"no epoch finished, so nothing was saved to {other}; {saved} still holds epoch 1: "
+        f"continue with --resume {saved} --save {other}\n"
+    )
+
+
 def test_divergence_in_the_first_epoch(tmp_path, base, capsys):
     saved = tmp_path / "run.npz"
     argv = [*base, "--optimizer", "sgd", "--lr", "1e30", "--epochs", "2", "--save", saved]
