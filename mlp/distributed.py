@@ -342,24 +342,26 @@ _FINALIZER = [
 
 
 def _digest(backend: Any, array: Any) -> str | None:
-    """What two copies of an array (host or device) share only if they hold the same bits
-    in the same places: its shape, dtype and a 64-bit sum of each element's bits mixed with
-    its place. Integer sums come out the same in any order, so neither BLAS's threads nor
-    the device change it (as they change a float sum's last bits), and the mixing tells
-    apart what keeps each row's sum (swapped columns, +0.5 here and -0.5 there)."""
+    """What two copies of an array (host or device) share only if they hold the same bytes
+    in the same places: its shape, dtype and a 64-bit sum of each 8-byte word mixed with its
+    place. Integer sums come out the same in any order, so neither BLAS's threads nor the
+    device change it (as they change a float sum's last bits), and the mixing tells apart
+    what keeps each row's sum (swapped columns, +0.5 here and -0.5 there)."""
     if array is None:
         return None
     xp = backend.xp
     table = array.reshape(array.shape[0], -1) if array.size else array.reshape(0, 1)
-    width = max(1, table.shape[1])
-    chunk = 1 << (24 if backend.device.startswith("cuda") else 16)  # a launch, a core's cache
-    rows = max(1, chunk // width)
+    row_bytes = max(1, table.shape[1] * array.dtype.itemsize)
+    words = 1 << (24 if backend.device.startswith("cuda") else 16)  # a launch, a core's cache
+    rows = max(8, words * 8 // row_bytes // 8 * 8)  # whole words: a multiple of 8 rows
     total = xp.zeros((), dtype=np.uint64)
     for start in range(0, table.shape[0], rows):
-        part = xp.ascontiguousarray(table[start : start + rows]).reshape(-1)
-        mixed = part.view(f"u{array.dtype.itemsize}").astype(np.uint64)
-        first = start * table.shape[1]
-        mixed += xp.arange(first, first + mixed.size, dtype=np.uint64) * _STEP
+        part = xp.ascontiguousarray(table[start : start + rows]).reshape(-1).view(np.uint8)
+        if part.size % 8:  # the last chunk's last word, filled up with zeros
+            part = xp.concatenate([part, xp.zeros(-part.size % 8, np.uint8)])
+        first = start * table.shape[1] * array.dtype.itemsize // 8
+        places = xp.arange(first, first + part.size // 8, dtype=np.uint64)
+        mixed = part.view(np.uint64) + places * _STEP
         for shift, factor in _FINALIZER:
             mixed ^= mixed >> shift
             if factor:
