@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -134,12 +135,14 @@ def run(args: argparse.Namespace, out: Any = None, err: Any = None) -> dict[str,
     data = read_dataset(dataset, args, err, classes=classes, dtype=model.dtype)
     trained_on = checkpoint.run.get("data_digest")
     if own and trained_on is not None and data.digest() != trained_on:
-        print(
-            f"{PROG}: note: {data.source} holds other data than the checkpoint was trained on "
-            f"(in {checkpoint.run.get('data_dir')}): give --data-dir to evaluate on that",
-            file=err,
-            flush=True,
+        where = checkpoint.run.get("data_dir")
+        differs = (
+            f"{data.source} no longer holds the data the checkpoint was trained on"
+            if where is not None and Path(where) == data.source.resolve()
+            else f"{data.source} holds other data than the checkpoint was trained on (in "
+            f"{where}): give --data-dir to evaluate on that"
         )
+        print(f"{PROG}: note: {differs}", file=err, flush=True)
     metrics = model.evaluate(data.X_test, data.y_test)  # checks the feature count
     weights = f"epoch {checkpoint.epoch}"
     if checkpoint.meta.get("ended_on_best"):  # the weights evaluated are the best epoch's

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -35,13 +35,16 @@ def _whole_lines(path: Path) -> bytes:
     return whole
 
 
-def _last_epoch(text: bytes) -> int:
-    """The epoch of a log's last record; 0 where there is none to read."""
-    try:
-        last = next(line for line in reversed(text.split(b"\n")) if line.strip())
-        return int(json.loads(last)["epoch"])
-    except (UnicodeDecodeError, StopIteration, ValueError, KeyError, TypeError):
+def _last_epoch(text: bytes) -> int | None:
+    """The epoch of a log's last record: 0 where the log is empty, None where its last line
+    is no record of ours (another file: nothing is caught up into it)."""
+    lines = [line for line in text.split(b"\n") if line.strip()]
+    if not lines:
         return 0
+    try:
+        return int(json.loads(lines[-1])["epoch"])
+    except (UnicodeDecodeError, ValueError, KeyError, TypeError, OverflowError):
+        return None
 
 
 class PlotUnavailable(MLPError, RuntimeError):
@@ -52,12 +55,12 @@ class MetricsLog:
     """``--log metrics.jsonl``: one JSON object per epoch, flushed as it is written.
 
     A fresh run replaces the file, a resumed run appends, so the log covers the whole run:
-    first the records of ``history`` (the checkpoint's) past the log's last whole line,
-    which a stop between a checkpoint and its line left out (all of them where there is no
-    log yet), as the run that trained them (``trained_by``: its ``device``, ``precision``
-    and ``world_size``) had them. A fresh run's file is opened at the first epoch's record,
-    so a run that fails before it (a mistake, a diverged first epoch) leaves an earlier log
-    as it was.
+    first (``catch_up``) the records of ``history`` (the checkpoint's) past the log's last
+    whole line, which a stop between a checkpoint and its line left out (all of them where
+    there is no log yet), each with the ``device``, ``precision`` and ``world_size`` it
+    holds (a record without them, this run's). A fresh run's file is opened at the first
+    epoch's record, so a run that fails before it (a mistake, a diverged first epoch) leaves
+    an earlier log as it was.
     """
 
     def __init__(
@@ -69,7 +72,6 @@ class MetricsLog:
         world_size: int = 1,
         precision: str = "float32",
         history: Sequence[dict[str, Any]] = (),
-        trained_by: Mapping[str, Any] | None = None,
     ) -> None:
         self.watched = watched  # what the val_* metrics were measured on: test or val
         self.path = Path(path)
@@ -77,25 +79,24 @@ class MetricsLog:
         self.trainer = {"device": device, "precision": precision, "world_size": world_size}
         self._mode = "a" if append else "w"
         self._owed: list[dict[str, Any]] | None = list(history) if append else None
-        trained_by = trained_by or {}
-        self._owed_by = {key: trained_by.get(key, mine) for key, mine in self.trainer.items()}
         self._file: IO[str] | None = None
 
     def write(self, record: dict[str, Any]) -> None:
-        self._catch_up()
-        self._write(record, self.trainer)
+        self.catch_up()
+        self._write(record)
 
-    def _catch_up(self) -> None:
-        """Once, appending: the checkpoint's records that the log lacks."""
+    def catch_up(self) -> None:
+        """Once, appending: the checkpoint's records that the log lacks (also where the
+        run trains nothing more: called as it ends)."""
         if self._owed is None:
             return
         owed, self._owed = self._owed, None
         logged = _last_epoch(_whole_lines(self.path))
-        for earlier in owed:
+        for earlier in owed if logged is not None else ():
             if earlier["epoch"] > logged:
-                self._write(earlier, self._owed_by)
+                self._write(earlier)
 
-    def _write(self, record: dict[str, Any], trainer: Mapping[str, Any]) -> None:
+    def _write(self, record: dict[str, Any]) -> None:
         line = {
             "epoch": record["epoch"],
             "seconds": round(record["seconds"], 6),
@@ -103,7 +104,7 @@ class MetricsLog:
             "train_accuracy": _finite_or_none(record.get("accuracy")),
             f"{self.watched}_loss": _finite_or_none(record.get("val_loss")),
             f"{self.watched}_accuracy": _finite_or_none(record.get("val_accuracy")),
-            **{key: trainer[key] for key in ("device", "precision", "world_size")},
+            **{key: record.get(key, mine) for key, mine in self.trainer.items()},
         }
         if "lr" in record:  # with --lr-schedule
             line["lr"] = record["lr"]
@@ -116,8 +117,6 @@ class MetricsLog:
             raise cannot_write(self.path, exc) from None
 
     def close(self) -> None:
-        """A resumed run that trained nothing (finished, or stopped early) still catches up."""
-        self._catch_up()
         if self._file is not None:
             self._file.close()
 

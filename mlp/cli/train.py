@@ -10,7 +10,7 @@ import argparse
 import os
 import signal
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -401,7 +401,7 @@ def train_and_report(
     data_info = {"data_dir": str(data.source.resolve()), "data_digest": digest}
     outputs = Outputs(
         args, model, optimizer, history, trained_on, data_info, out, err, world, stopping,
-        trained_by=None if checkpoint is None else checkpoint.run,
+        blas_threads=None if checkpoint is None else checkpoint.run.get("blas_threads"),
     )  # fmt: skip
     # a file that ended on early stopping's best weights keeps the last epoch's own beside
     # them; one without holds them as its weights
@@ -409,14 +409,16 @@ def train_and_report(
     if checkpoint is not None and stopping is not None:
         outputs.last = backend.to_numpy(model.params).copy() if beside is None else beside
     unscheduled = schedule is None or stopped or initial_epoch >= args.epochs
-    if unscheduled and history and "lr" not in args.changed:
+    if unscheduled and checkpoint is not None and "lr" not in args.changed:
         # no schedule sets the rate (turned off, or nothing left to train): the optimizer
         # keeps the one its last epoch ran at, as PyTorch's and Keras' do
-        optimizer.lr = history[-1].get("lr", optimizer.lr)
+        stored = checkpoint.build_optimizer()  # as it was saved, at its last epoch's rate
+        optimizer.lr = optimizer.lr if stored is None else stored.lr
     if stopped:  # it had stopped there: it ends as the unbroken run did, on its best weights
         stopping.restore(model)
         if outputs.save_path is not None:
             outputs.save(initial_epoch, ended_on_best=True)
+        outputs.finish()
         outputs.close()
     else:
         if beside is not None and initial_epoch < args.epochs:  # on, as if unbroken
@@ -480,6 +482,7 @@ def train(
         if stopping is not None and outputs.save_path is not None:
             # fit ended on the best epoch's weights: keep them, the last epoch's beside them
             outputs.save(model.epochs_trained, ended_on_best=True)
+        outputs.finish()
     except TrainingDiverged as exc:
         raise RunStopped(f"{exc}; {outputs.kept()}") from None
     except CannotWrite as exc:  # a full disk under the checkpoint or the log
@@ -510,9 +513,9 @@ class Outputs:
         err: Any,
         world: Communicator | None = None,
         stopping: EarlyStopping | None = None,
-        trained_by: Mapping[str, Any] | None = None,
+        blas_threads: int | None = None,
     ) -> None:
-        """``trained_by``: the resumed checkpoint's run, whose records the log may lack."""
+        """``blas_threads``: those a resumed checkpoint's epochs ran on, kept till one trains."""
         self.args, self.model, self.optimizer, self.history = args, model, optimizer, history
         self.stopping = stopping  # its best weights go into each checkpoint
         self.last: np.ndarray | None = None  # the last epoch's weights, once fit restores
@@ -530,6 +533,8 @@ class Outputs:
         )
         resumed = args.resume is not None
         size = 1 if world is None else world.size
+        #: what trains this run's epochs: each record keeps it
+        self.trainer = {"device": model.device, "precision": args.precision, "world_size": size}
         self.log = (
             MetricsLog(
                 args.log,
@@ -539,7 +544,6 @@ class Outputs:
                 world_size=size,
                 precision=args.precision,
                 history=list(history),
-                trained_by=trained_by,
             )
             if args.log and root
             else None
@@ -554,14 +558,13 @@ class Outputs:
             "validation_split": args.validation_split,
             "early_stopping": args.early_stopping,
             "precision": args.precision,
-            "device": model.device,  # with the two above: what trained the history's last epochs
-            "world_size": size,
-            "blas_threads": (trained_by or {}).get("blas_threads"),  # the CPU's, as they train
+            "blas_threads": blas_threads,  # the CPU's, as its epochs train
             **data_info,  # where the data came from, and its digest: a resume checks it
         }
 
     def end_epoch(self, record: dict[str, Any]) -> None:
         self.progress.end(record)
+        record.update(self.trainer)  # in the history too: a resumed log's lines say it
         self.history.append(record)
         if self.model.device == "cpu":
             self.run_info["blas_threads"] = threads.in_use()
@@ -601,6 +604,11 @@ class Outputs:
             last=self.last if beside else None,
         )
 
+    def finish(self) -> None:
+        """Every epoch is in: a resumed log that none was written to still catches up."""
+        if self.log is not None:
+            self.log.catch_up()
+
     def close(self) -> None:
         self.progress.close()
         if self.log is not None:
@@ -619,10 +627,7 @@ class Outputs:
         epoch = None if resumed is None else stored_epoch(resumed)
         if epoch is None:
             return nothing
-        return (
-            f"{nothing}; {resumed} still holds epoch {epoch}: continue with --resume {resumed} "
-            f"--save {self.save_path}"
-        )
+        return f"{nothing}; {resumed} still holds epoch {epoch}: run the same command again"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -77,6 +77,11 @@ def test_eval_says_where_its_data_is_not_the_runs(tmp_path, capsys, monkeypatch)
         f"mlp-eval: note: {tmp_path / 'other'} holds other data than the checkpoint was "
         f"trained on (in {mine.resolve()}): give --data-dir to evaluate on that\n"
     )
+    write_dataset(mine, 300, 100, seed=9)  # the run's folder again, with other images
+    code, out, err = run(evaluate.main, ["--checkpoint", saved, "--no-download"], capsys)
+    assert code == 0 and f"test set from {mine.resolve()}" in out
+    note = f"{mine.resolve()} no longer holds the data the checkpoint was trained on"
+    assert err == f"mlp-eval: note: {note}\n"
 
 
 def test_class_scores_match_scikit_learn():

@@ -173,3 +173,15 @@ def test_a_log_line_left_half_written_is_cut_off_on_resume(tmp_path, base, capsy
     assert run(train.main, [*argv, "--epochs", "4", "--resume", saved], capsys)[0] == 0
     lines = [json.loads(x) for x in log.read_text().splitlines()]
     assert [r["epoch"] for r in lines] == [1, 2, 3, 4]
+
+
+def test_a_resume_into_a_file_that_is_no_log_of_ours_catches_nothing_up(tmp_path, base, capsys):
+    """A --log whose last line is no record (another file) gets the resumed epochs, not the
+    checkpoint's history as well."""
+    saved, log = tmp_path / "run.npz", tmp_path / "notes.txt"
+    assert run(train.main, [*base, "--epochs", "2", "--save", saved], capsys)[0] == 0
+    log.write_text("hello world\n")
+    argv = [*base, "--epochs", "3", "--resume", saved, "--log", log]
+    assert run(train.main, argv, capsys)[0] == 0
+    first, *rest = log.read_text().splitlines()
+    assert first == "hello world" and [json.loads(line)["epoch"] for line in rest] == [3]

@@ -504,6 +504,10 @@ def test_resume_may_turn_a_schedule_off(tmp_path, base, capsys):
     assert stored.run["lr_schedule"] is None and stored.run["lr"] == 1e-3  # where it started
     assert records[1]["lr"] == pytest.approx(0.5e-3)  # half a cosine over two epochs
     assert stored.meta["optimizer"]["hyperparameters"]["lr"] == records[1]["lr"]
+    # resumed again without a schedule, it goes on at that rate (the start's, from a history
+    # whose last record had none)
+    assert run(train.main, ["--resume", path, "--epochs", "4"], capsys)[0] == 0
+    assert load_checkpoint(path).meta["optimizer"]["hyperparameters"]["lr"] == records[1]["lr"]
 
 
 def logged(path: Path) -> list[dict]:

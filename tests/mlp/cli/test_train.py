@@ -308,7 +308,7 @@ def test_a_resume_into_another_file_stopped_before_saving_names_the_one_kept(
     assert code == 1 and "in epoch 2" in err
     assert err.endswith(
         f"no epoch finished, so nothing was saved to {other}; {saved} still holds epoch 1: "
-        f"continue with --resume {saved} --save {other}\n"
+        "run the same command again\n"
     )
 
 
