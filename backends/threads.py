@@ -12,7 +12,7 @@ The thread count is the process's: while such a fit runs, other BLAS work in the
 runs on one thread too (slower, never wrong), and fits in other threads that choose one
 share it until the last of them ends. OpenBLAS rounds differently on one thread
 than on two, so a fit's last digits follow the choice, which a new process makes afresh
-(a resumed run is bit-exact where both chose alike: ``pin`` makes it so).
+(a resumed run is bit-exact where both chose alike: ``pinned`` makes it so).
 ``OPENBLAS_NUM_THREADS`` set pins it: then nothing is timed and the count stays as set.
 Without threadpoolctl nothing changes.
 """
@@ -85,6 +85,23 @@ class _Sections:
         self._lock = threading.Lock()
         self._open = 0
         self._outside: list[tuple[Any, int]] = []
+        self.pinned: list[tuple[Any, int]] | None = None  # the counts ``pin`` found
+
+    def pin(self, count: int) -> bool:
+        """``count`` threads, held (``one_is_faster`` times nothing), where no block is
+        open and it is a count a fit could choose here: one, or the process's own."""
+        with self._lock:
+            own = numpy_blas()[0].get_num_threads()
+            if self._open or self.pinned is not None or count not in (1, own):
+                return False
+            self.pinned = _set_threads(count)
+            return True
+
+    def unpin(self) -> None:
+        with self._lock:
+            for c, threads in self.pinned or ():
+                c.set_num_threads(threads)
+            self.pinned = None
 
     def enter(self) -> None:
         with self._lock:
@@ -114,36 +131,28 @@ def in_use() -> int | None:
     return blas[0].get_num_threads() if blas else None
 
 
-_pinned: int | None = None  # the count ``pin`` set
-
-
 @contextlib.contextmanager
-def pinned(count: int | None) -> Iterator[bool]:
-    """NumPy's BLAS held at ``count`` threads inside the block, untimed, as a pinning
-    ``OPENBLAS_NUM_THREADS`` holds them, where that is a count a fit here could choose (one,
-    or the process's own; another machine's rounding cannot be had here anyway): a resumed
-    run takes the count its first process trained on, so its last digits are the unbroken
-    run's. Yields whether it pinned."""
-    global _pinned
-    free = PINNED not in os.environ and _pinned is None and numpy_blas()
-    if not free or count not in (1, _ONE_THREAD.process_threads()):
-        yield False
-        return
-    before = _set_threads(count)
-    _pinned = count
+def pinned(count: Any, product: tuple[int, int, int]) -> Iterator[bool]:
+    """NumPy's BLAS held at ``count`` threads inside the block, untimed, where a fit whose
+    largest product is ``product`` would otherwise time its choice (a small product, no
+    ``OPENBLAS_NUM_THREADS``) and ``count`` is one it could choose (one, or the process's
+    own: another machine's rounding cannot be had here anyway): a resumed run takes the
+    count its first process trained on, so its last digits are the unbroken run's. Yields
+    whether it pinned."""
+    timed = math.prod(product) < SMALL_PRODUCT and PINNED not in os.environ and numpy_blas()
+    held = bool(timed) and isinstance(count, int) and _ONE_THREAD.pin(count)
     try:
-        yield True
+        yield held
     finally:
-        _pinned = None
-        for c, threads in before:
-            c.set_num_threads(threads)
+        if held:
+            _ONE_THREAD.unpin()
 
 
 def one_is_faster(product: tuple[int, int, int], dtype: Any = np.float32) -> bool:
     """Whether a ``product`` of ``dtype`` runs clearly faster on one BLAS thread than on
     the process's count: timed the first time a small product is asked about, here."""
-    pinned = PINNED in os.environ or _pinned is not None
-    if math.prod(product) >= SMALL_PRODUCT or pinned or not numpy_blas():
+    held = PINNED in os.environ or _ONE_THREAD.pinned is not None
+    if math.prod(product) >= SMALL_PRODUCT or held or not numpy_blas():
         return False
     threads = _ONE_THREAD.process_threads()
     return threads > 1 and _timed_faster(tuple(product), np.dtype(dtype).str, threads)

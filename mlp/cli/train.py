@@ -293,14 +293,25 @@ def run(
     if world is not None and backend.device == "cpu":
         world.share_cores()
     root = world is None or world.is_root
-    # a resumed run on the CPU trains on the BLAS threads its epochs ran on, not on a choice
-    # timed afresh: the same last digits as the unbroken run
-    kept = None if checkpoint is None or world is not None else checkpoint.run.get("blas_threads")
     with (
         holding(path for _, path in outputs_of(args) if root),  # one run per file
-        threads.pinned(kept if backend.device == "cpu" else None),
+        threads.pinned(*kept_threads(checkpoint, args, backend, world)),
     ):
         return train_and_report(args, checkpoint, backend, out, err, world)
+
+
+def kept_threads(
+    checkpoint: Checkpoint | None, args: argparse.Namespace, backend: Any, world: Any
+) -> tuple[int | None, tuple[int, int, int]]:
+    """A resumed run on the CPU, alone, trains on the BLAS threads its epochs ran on, not
+    on a choice timed afresh (``threads.pinned``): the same last digits as the unbroken run.
+    The count, and the largest product its fit would be timed on."""
+    history = [] if checkpoint is None else checkpoint.history
+    alone = world is None and all(r.get("world_size", 1) == 1 for r in history[-1:])
+    count = checkpoint.run.get("blas_threads") if history and alone else None
+    sizes = checkpoint.config["sizes"] if checkpoint is not None else [1, 1]
+    product = threads.largest_product(args.batch_size, sizes)
+    return (count if backend.device == "cpu" else None), product
 
 
 def device_of(spec: str, world: Communicator | None) -> str:

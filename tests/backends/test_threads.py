@@ -128,16 +128,30 @@ def test_the_base_backend_leaves_the_threads_alone(two_threads, one_faster):
 
 
 def test_pinned_holds_a_count_untimed_and_gives_it_back(two_threads, monkeypatch):
-    """A resumed run's count: held through the block, no timing inside, restored after;
-    a count no fit here could choose (another machine's) is not pinned."""
+    """A resumed run's count: held through the block, no timing inside, restored after; a
+    count no fit here could choose (another machine's), or a product no fit times (a large
+    one: its threads are the process's, untimed), is not pinned."""
     monkeypatch.setattr(threads, "_timed_faster", lambda *args: pytest.fail("timed"))
-    with threads.pinned(1) as held:
+    with threads.pinned(1, SMALL) as held:
         assert held and _blas_threads() == 1
         with threads.threads_for(SMALL):
             assert _blas_threads() == 1
     assert _blas_threads() == 2
-    with threads.pinned(2) as held, threads.threads_for(SMALL):
+    with threads.pinned(2, SMALL) as held, threads.threads_for(SMALL):
         assert held and _blas_threads() == 2
-    for other in (3, None):
-        with threads.pinned(other) as held:
+    for count, product in (
+        (3, SMALL),
+        (None, SMALL),
+        ("1", SMALL),
+        (1, (threads.SMALL_PRODUCT, 1, 1)),
+    ):
+        with threads.pinned(count, product) as held:
             assert not held and _blas_threads() == 2
+
+
+def test_pinned_waits_for_no_open_block(two_threads, one_faster):
+    """A fit in another thread on one thread: pinning two then would leave it on two, and
+    its end would drop the pin; nothing is pinned while a block is open."""
+    with threads.threads_for(SMALL), threads.pinned(2, SMALL) as held:
+        assert not held and _blas_threads() == 1
+    assert _blas_threads() == 2
