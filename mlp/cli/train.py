@@ -305,13 +305,13 @@ def kept_threads(
 ) -> tuple[int | None, tuple[int, int, int]]:
     """A resumed run on the CPU, alone, trains on the BLAS threads its epochs ran on, not
     on a choice timed afresh (``threads.pinned``): the same last digits as the unbroken run.
-    The count, and the largest product its fit would be timed on."""
-    history = [] if checkpoint is None else checkpoint.history
-    alone = world is None and all(r.get("world_size", 1) == 1 for r in history[-1:])
-    count = checkpoint.run.get("blas_threads") if history and alone else None
-    sizes = checkpoint.config["sizes"] if checkpoint is not None else [1, 1]
-    product = threads.largest_product(args.batch_size, sizes)
-    return (count if backend.device == "cpu" else None), product
+    The count (``None``: none kept), and the largest product its fit would be timed on."""
+    product = (0, 0, 0)
+    if checkpoint is None or world is not None or backend.device != "cpu":
+        return None, product
+    alone = all(record.get("world_size", 1) == 1 for record in checkpoint.history[-1:])
+    product = threads.largest_product(args.batch_size, checkpoint.config["sizes"])
+    return (checkpoint.run.get("blas_threads") if alone else None), product
 
 
 def device_of(spec: str, world: Communicator | None) -> str:
