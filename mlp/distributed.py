@@ -333,7 +333,7 @@ def check(communicator: Any, batch_size: int) -> None:
 
 
 #: splitmix64's constants: the step between places, and its finalizer's shifts and (odd)
-#: multipliers, which spread every bit of an element over the whole word.
+#: multipliers, which spread every bit of a word over all of it.
 _STEP = np.uint64(0x9E3779B97F4A7C15)
 _FINALIZER = [
     (np.uint64(shift), np.uint64(factor))
