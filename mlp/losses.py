@@ -100,7 +100,10 @@ class SigmoidCrossEntropy(Loss):
         return np.concatenate([1 - p, p], axis=1)
 
     def predictions(self, backend: Backend, outputs: Any) -> np.ndarray:
-        return (backend.to_numpy(outputs)[:, 0] > 0).astype(np.int64)  # sigmoid(z) > 0.5
+        """Class 1 where ``probabilities`` gives it more than one half, so that ``predict``
+        is the argmax of ``predict_proba`` (a logit too small to move the dtype's sigmoid
+        off 0.5, below about 6e-8 in float32, is class 0 there)."""
+        return (self.probabilities(backend, outputs)[:, 1] > 0.5).astype(np.int64)
 
 
 class SquaredError(Loss):

@@ -149,6 +149,18 @@ def test_predict_with_a_single_output():
     np.testing.assert_array_equal(model.predict(X), (p > 0.5).astype(int))
 
 
+def test_a_binary_models_labels_are_the_argmax_of_its_probabilities(device):
+    """One sigmoid output: a logit too small to move float32's sigmoid off 0.5 was class 1
+    by ``predict`` (logit > 0) and class 0 by the argmax of ``predict_proba``."""
+    model = MLP([1, 1], device=device)
+    model.load_state_dict({"0.weight": np.ones((1, 1)), "0.bias": np.zeros(1)})
+    X = np.array([[1e-9], [3e-8], [0.0], [-1e-9], [1e-3], [-1e-3]], np.float32)
+    proba = model.predict_proba(X)
+    assert proba[0, 1] == 0.5  # the case in point
+    np.testing.assert_array_equal(model.predict(X), proba.argmax(axis=1))
+    assert model.predict(X)[[0, 2, 3, 4, 5]].tolist() == [0, 0, 0, 1, 0]
+
+
 def test_evaluate_matches_loss_and_gradients(device, problem):
     X, y, _, _ = problem
     model = MLP([10, 16, 4], device=device, seed=2)
