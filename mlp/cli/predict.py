@@ -239,10 +239,13 @@ def _numbered(cells: list[str]) -> bool:
 
 
 def _numbers(cells: list[str]) -> list[float] | int:
-    """The cells as numbers, or the index of the first that is not one."""
+    """The cells as numbers, as a CSV writes them (not Python's ``1_000``), or the index of
+    the first that is not one."""
     values = []
     for column, cell in enumerate(cells):
         try:
+            if "_" in cell:
+                raise ValueError(cell)
             values.append(float(cell))
         except ValueError:
             return column

@@ -431,6 +431,9 @@ def test_a_csv_header_is_names_or_the_column_numbers_pandas_writes(tmp_path):
     assert notes == []  # a header, taken as one without a word
     with pytest.raises(DataError, match=r"line 1, column 2: expected a number, got 'abc'"):
         read(typo, 4)
+    python = write_csv(tmp_path / "python.csv", [*rows, ["1_000", "1", "2", "3"]])
+    with pytest.raises(DataError, match=r"line 3, column 1: expected a number, got '1_000'"):
+        read(python, 4)  # Python's float() reads it as 1000, no CSV writer writes it
 
 
 def test_a_first_row_that_may_be_pandas_header_is_a_sample_said_so(tmp_path, capsys):
