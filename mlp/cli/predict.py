@@ -243,9 +243,9 @@ def _numbers(cells: list[str]) -> list[float] | int:
     the first that is not one."""
     values = []
     for column, cell in enumerate(cells):
+        if "_" in cell:
+            return column
         try:
-            if "_" in cell:
-                raise ValueError(cell)
             values.append(float(cell))
         except ValueError:
             return column
