@@ -21,13 +21,20 @@ class Schedule:
     """The rate of epoch ``epoch`` (0-based, counted over every ``fit``) from the rate the
     optimizer had when the schedule first ran, and the records so far."""
 
+    #: the epoch a curve counts from (``fit`` sets it as the schedule first runs: that
+    #: fit's first epoch, or 0 for a resume at ``initial_epoch``); 0 in an older pickle
+    origin: int = 0
+
     def __init__(self) -> None:
         self.base: float | None = None
+        self.origin: int | None = None  # type: ignore[assignment]
 
     def start(self, lr: float, epochs: int) -> None:
         """``fit`` is about to train up to epoch ``epochs`` with rate ``lr``."""
         if self.base is None:
             self.base = lr
+        if self.origin is None:
+            self.origin = 0
 
     def rate(self, epoch: int, lr: float, history: list[dict[str, Any]]) -> float:
         raise NotImplementedError
@@ -55,7 +62,8 @@ class StepDecay(Schedule):
 
 class CosineDecay(Schedule):
     """From the rate down to ``minimum`` along half a cosine over ``epochs`` epochs (by
-    default the ``epochs`` of the first ``fit`` it runs in), then ``minimum``."""
+    default the length of the first ``fit`` it runs in), from that fit's first epoch (a
+    resumed run's: its first, 0), then ``minimum``."""
 
     def __init__(self, epochs: int | None = None, minimum: float = 0.0) -> None:
         super().__init__()
@@ -65,10 +73,10 @@ class CosineDecay(Schedule):
     def start(self, lr: float, epochs: int) -> None:
         super().start(lr, epochs)
         if self.epochs is None:
-            self.epochs = epochs
+            self.epochs = max(1, epochs - self.origin)
 
     def rate(self, epoch: int, lr: float, history: list[dict[str, Any]]) -> float:
-        done = min(epoch / self.epochs, 1.0)
+        done = min((epoch - self.origin) / self.epochs, 1.0)
         return self.minimum + (self.base - self.minimum) * 0.5 * (1 + math.cos(math.pi * done))
 
 

@@ -69,7 +69,8 @@ def fit(
     model.check_trainable()
     epochs = checks.positive_int("epochs", epochs)
     batch_size = checks.positive_int("batch_size", batch_size)
-    if initial_epoch is None:
+    going_on = initial_epoch is None  # not a resume at a given epoch
+    if going_on:
         initial_epoch, epochs = model.epochs_trained, model.epochs_trained + epochs
     initial_epoch = checks.whole_number("initial_epoch", initial_epoch)
     if initial_epoch > epochs:
@@ -116,6 +117,8 @@ def fit(
         if communicator is not None:
             distributed.start_alike(communicator, model, optimizer)
         if schedule is not None:
+            if schedule.origin is None:  # its curve counts from here, or from a resumed run's 0
+                schedule.origin = initial_epoch if going_on else 0
             schedule.start(optimizer.lr, epochs)
         if stopping is not None:
             stopping.start()

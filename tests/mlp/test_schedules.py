@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from mlp import MLP
-from mlp.optim import Adam
+from mlp.optim import SGD, Adam
 from mlp.schedules import CosineDecay, ReduceOnPlateau, StepDecay, make_schedule
 from tests.mlp.problems import blobs
 
@@ -142,3 +142,23 @@ def test_a_function_giving_a_bad_rate_is_named():
     X, y = blobs(20)
     with pytest.raises(ValueError, match="the schedule's learning rate must be positive"):
         MLP([10, 4]).fit(X, y, epochs=1, lr_schedule=lambda epoch, lr: -1.0)
+
+
+def test_a_cosine_started_on_a_trained_model_runs_its_whole_curve():
+    """After 10 epochs, a cosine over the next 5 ran at its minimum (0) throughout, its
+    curve counted from epoch 0; a resume at ``initial_epoch`` still counts from 0."""
+    X, y = blobs(64, classes=3, features=4, seed=1)
+    model = MLP([4, 8, 3], seed=0)
+    model.fit(X, y, epochs=10, optimizer=SGD(lr=0.1))
+    history = model.fit(X, y, epochs=5, lr_schedule=CosineDecay(epochs=5))
+    want = [0.1 * 0.5 * (1 + math.cos(math.pi * e / 5)) for e in range(5)]
+    assert [r["lr"] for r in history] == pytest.approx(want)
+    named = MLP([4, 8, 3], seed=0)
+    named.fit(X, y, epochs=10, optimizer=SGD(lr=0.1))
+    assert [r["lr"] for r in named.fit(X, y, epochs=5, lr_schedule="cosine")] == pytest.approx(want)
+    resumed = MLP([4, 8, 3], seed=0)
+    resumed.fit(X, y, epochs=2, optimizer=SGD(lr=0.1))
+    records = resumed.fit(X, y, epochs=4, initial_epoch=2, lr_schedule=CosineDecay())
+    assert [r["lr"] for r in records] == pytest.approx(
+        [0.1 * 0.5 * (1 + math.cos(math.pi * e / 4)) for e in (2, 3)]
+    )
