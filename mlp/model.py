@@ -536,9 +536,9 @@ class MLP:
         ``sample_weight``, ``lr_schedule`` (``"step"``, ``"cosine"``, ``"plateau"``, a
         ``mlp.schedules.Schedule`` or a function ``(epoch, lr) -> lr``), ``early_stopping``
         (``True`` or an ``mlp.stopping.EarlyStopping``), ``verbose`` (a progress bar and a
-        line per epoch), ``callback`` (gets each record before ``early_stopping`` judges
-        it, so a metric it adds, such as ``val_r2``, can be watched), ``on_batch`` (the
-        batch index).
+        line per epoch), ``callback`` (gets each record before a schedule and
+        ``early_stopping`` judge it, so a metric it adds, such as ``val_r2``, can be
+        watched), ``on_batch`` (the batch index).
         """
         with self.changing("fit"):
             return training.fit(self, X, y, epochs=epochs, **options)

@@ -169,12 +169,12 @@ def fit(
                         record.update({f"val_{key}": value for key, value in measured.items()})
                     model.epochs_trained = epoch + 1
                     history.append(record)
-                    if schedule is not None:
-                        schedule.observe(record)
                     if shown is not None:
                         shown.end(record)
                     if callback is not None:
                         callback(record)
+                    if schedule is not None:  # a metric the callback adds may be watched
+                        schedule.observe(record)
                     if shown is not None:
                         shown.line(record)
                     if stopping is not None and stopping.stop(record, model):

@@ -162,3 +162,19 @@ def test_a_cosine_started_on_a_trained_model_runs_its_whole_curve():
     assert [r["lr"] for r in records] == pytest.approx(
         [0.1 * 0.5 * (1 + math.cos(math.pi * e / 4)) for e in (2, 3)]
     )
+
+
+def test_a_plateau_watches_a_metric_the_callback_adds():
+    """As early stopping does: ``val_score`` added by the callback was not there yet when
+    the plateau looked for it, and the fit failed after its first epoch."""
+    X, y = blobs(64, classes=3, features=4, seed=1)
+    model = MLP([4, 8, 3], seed=0)
+    scores = iter([0.5, 0.4, 0.4, 0.4, 0.4])
+
+    def score(record):
+        record["val_score"] = next(scores)  # falls, then stays: a plateau of a loss-like value
+
+    schedule = ReduceOnPlateau(factor=0.5, patience=2, monitor="val_score")
+    history = model.fit(X, y, epochs=5, optimizer=SGD(lr=0.1), lr_schedule=schedule,
+                        callback=score)  # fmt: skip
+    assert [r["lr"] for r in history] == pytest.approx([0.1, 0.1, 0.1, 0.1, 0.05])
