@@ -31,6 +31,8 @@ class Optimizer:
     state_names: tuple[str, ...] = ()
     #: the buffers among them that hold no negative value (Adam's second moment)
     non_negative: tuple[str, ...] = ()
+    #: the name ``make_optimizer`` made it of (``None``: built by hand)
+    made_of: str | None = None
 
     def __init__(self, lr: float) -> None:
         self.lr = checks.positive_number("learning rate", lr)
@@ -297,4 +299,6 @@ def make_optimizer(name: str, lr: float | None = None, **kwargs: Any) -> Optimiz
         kwargs = {"momentum": 0.9, "nesterov": True, **kwargs}
     if lr is not None:
         kwargs["lr"] = lr
-    return OPTIMIZERS[key](**kwargs)
+    optimizer = OPTIMIZERS[key](**kwargs)
+    optimizer.made_of = key
+    return optimizer

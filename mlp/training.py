@@ -76,7 +76,7 @@ def fit(
     if initial_epoch > epochs:
         raise checks.InvalidArgument(f"initial_epoch must be in [0, {epochs}], got {initial_epoch}")
     seed = model.seed if seed is None else checks.seed("seed", seed)
-    optimizer = _optimizer(optimizer)
+    optimizer = _optimizer(optimizer, model.optimizer)
     checks.fit_options(validation_data, shuffle, callback, on_batch)
     split = checks.fraction("validation_split", validation_split)
     if split and validation_data is not None:
@@ -189,10 +189,13 @@ def fit(
     return history
 
 
-def _optimizer(spec: Optimizer | str | None) -> Optimizer | None:
-    """An optimizer, or one by name (``"adam"``, ``"sgd"``: ``optim.OPTIMIZERS``)."""
+def _optimizer(spec: Optimizer | str | None, kept: Optimizer | None) -> Optimizer | None:
+    """An optimizer, or one by name (``"adam"``, ``"sgd"``: ``optim.OPTIMIZERS``): the
+    model's own (``kept``) where an earlier fit made it of that name, going on with its
+    moments and rate as a schedule made of a name goes on."""
     if isinstance(spec, str):
-        return make_optimizer(spec)
+        same = kept is not None and kept.made_of == spec.lower()
+        return kept if same else make_optimizer(spec)
     if spec is not None and not isinstance(spec, Optimizer):
         raise TypeError(
             f"optimizer must be a name such as 'adam' or an optimizer such as Adam(lr=1e-3), "

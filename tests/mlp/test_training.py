@@ -9,7 +9,7 @@ import pytest
 from mlp import MLP, SGD, Adam, AdamW, Dropout
 from mlp.data.synthetic import make_images
 from mlp.errors import WrongType
-from tests.mlp.problems import small_problem
+from tests.mlp.problems import blobs, small_problem
 
 
 # ---------------------------------------------------------------------- training
@@ -342,3 +342,23 @@ def test_bf16_training_tracks_float32(backend_kind, make_backend):
     assert loss16 != loss32  # the rounding is in effect
     assert loss16 == pytest.approx(loss32, rel=0.05)
     assert acc16 == pytest.approx(acc32, abs=0.03)
+
+
+@pytest.mark.parametrize(("name", "schedule"), [("adam", None), ("momentum", "plateau")])
+def test_an_optimizer_named_again_goes_on(name, schedule):
+    """fit(optimizer="adam") twice trains as one fit: the second made a fresh Adam (its
+    moments and step count gone), and a plateau's lowered rate went back up."""
+    X, y = blobs(90, classes=3, features=5, seed=4)
+    options = {"optimizer": name, "lr_schedule": schedule, "batch_size": 30}
+    once, twice = MLP([5, 8, 3], seed=1), MLP([5, 8, 3], seed=1)
+    once.fit(X, y, epochs=8, **options)
+    for _ in range(2):
+        twice.fit(X, y, epochs=4, **options)
+    assert twice.optimizer.steps == once.optimizer.steps
+    np.testing.assert_array_equal(twice.backend.to_numpy(twice.params),
+                                  once.backend.to_numpy(once.params))  # fmt: skip
+    fresh = MLP([5, 8, 3], seed=1)
+    fresh.fit(X, y, epochs=1, optimizer="adam")
+    kept = fresh.optimizer
+    fresh.fit(X, y, epochs=1, optimizer="sgd")  # another name: another optimizer
+    assert fresh.optimizer is not kept and fresh.optimizer.made_of == "sgd"
