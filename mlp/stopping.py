@@ -25,10 +25,15 @@ def lower_is_better(record: dict[str, Any], key: str) -> float:
     """``record[key]`` signed so that smaller is better: an accuracy (or an R², as a
     ``callback`` may add) is watched to rise, a loss to fall."""
     if key not in record:
-        raise checks.InvalidArgument(
-            f"{key!r} is watched, but fit records only {', '.join(sorted(record))}"
-        )
+        raise unrecorded(key, record)
     return -record[key] if key.endswith(HIGHER_IS_BETTER) else record[key]
+
+
+def unrecorded(key: str, recorded: Any) -> checks.InvalidArgument:
+    """The error for a ``monitor`` that none of fit's records holds."""
+    return checks.InvalidArgument(
+        f"{key!r} is watched, but fit records only {', '.join(sorted(recorded))}"
+    )
 
 
 class Patience:

@@ -31,7 +31,7 @@ from .layers import Dropout
 from .optim import Adam, Optimizer, make_optimizer
 from .progress import Verbose
 from .schedules import make_schedule
-from .stopping import EarlyStopping
+from .stopping import EarlyStopping, unrecorded
 
 if TYPE_CHECKING:
     from .distributed import Communicator
@@ -102,6 +102,8 @@ def fit(
         elif validation_data is not None:
             validation = _validation(model, validation_data)
         optimizer = optimizer or model.optimizer or Adam()
+        if callback is None:  # no callback adds a key: a monitor fit never records fails now
+            _check_monitors(model, validation is not None, schedule, stopping)
         if communicator is not None:
             communicator.agree(
                 distributed.fingerprint(
@@ -187,6 +189,18 @@ def fit(
         if stopping is not None and stopping.restore_best_weights:
             stopping.restore(model)
     return history
+
+
+def _check_monitors(model: Any, validated: bool, schedule: Any, stopping: Any) -> None:
+    """A schedule's or early stopping's ``monitor`` that no record of this fit will hold
+    (``val_loss`` without validation data, a misspelt name) fails before any epoch."""
+    measured = {"loss"} | ({"accuracy"} if model.loss_function.classifies else set())
+    recorded = {"epoch", "seconds", *measured, *(f"val_{key}" for key in measured if validated)}
+    recorded |= {"lr"} if schedule is not None else set()
+    for rule in (schedule, stopping):
+        monitor = getattr(rule, "monitor", None)
+        if monitor is not None and monitor not in recorded:
+            raise unrecorded(monitor, recorded)
 
 
 def _optimizer(spec: Optimizer | str | None, kept: Optimizer | None) -> Optimizer | None:

@@ -9,6 +9,8 @@ import pytest
 from mlp import MLP, SGD, Adam, AdamW, Dropout
 from mlp.data.synthetic import make_images
 from mlp.errors import WrongType
+from mlp.schedules import ReduceOnPlateau
+from mlp.stopping import EarlyStopping
 from tests.mlp.problems import blobs, small_problem
 
 
@@ -287,6 +289,13 @@ def test_dropout_only_in_training(device, problem):
         ({"shuffle": "no"}, WrongType, "shuffle must be True or False"),
         ({"callback": 5}, WrongType, "callback must be a function"),
         ({"X": np.zeros((20, 5))}, ValueError, r"expected inputs of shape \(n, 6\)"),
+        # a monitor no record holds (no callback to add it): refused before an epoch
+        (
+            {"early_stopping": EarlyStopping(monitor="val_loss")},
+            ValueError,
+            "'val_loss' is watched, but fit records only accuracy, epoch, loss, seconds",
+        ),
+        ({"lr_schedule": ReduceOnPlateau(monitor="los")}, ValueError, "'los' is watched"),
     ],
 )
 def test_a_fit_that_fails_its_checks_changes_nothing(kwargs, error, message):
