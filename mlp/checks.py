@@ -198,9 +198,14 @@ def inputs(X: Any, features: int) -> None:
 
 
 def class_labels(y: np.ndarray, rows: int, classes: int) -> np.ndarray:
-    """Integer labels in [0, classes), one per row, as an (n, 1) int32 column."""
+    """Integer labels in [0, classes), one per row (a 1-D array or an (n, 1) column, as
+    Keras takes them; booleans are 0 and 1), as an (n, 1) int32 column."""
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
     if y.ndim != 1 or y.shape[0] != rows:
         raise DataError(f"expected {rows} labels in a 1-D array, got shape {y.shape}")
+    if y.dtype.kind == "b":
+        y = y.astype(np.int32)
     whole = y.dtype.kind in "iu" or (
         y.dtype.kind == "f" and np.all(np.isfinite(y)) and np.all(y == np.round(y))
     )

@@ -120,3 +120,14 @@ def test_wrong_sample_weights_are_refused(weights, message):
         )  # fmt: skip
     for key, value in model.state_dict().items():
         np.testing.assert_array_equal(value, before[key])
+
+
+def test_labels_may_come_as_a_column_or_as_booleans():
+    """Keras' (n, 1) column of labels and a binary problem's True/False were refused."""
+    X = np.random.default_rng(0).standard_normal((10, 3)).astype(np.float32)
+    labels = np.array([0, 1] * 5)
+    want = MLP([3, 2], seed=0).fit(X, labels, epochs=1)
+    for y in (labels.reshape(-1, 1), labels.astype(bool)):
+        assert MLP([3, 2], seed=0).fit(X, y, epochs=1)[0]["loss"] == want[0]["loss"]
+    with pytest.raises(ValueError, match=r"expected 10 labels in a 1-D array, got shape \(10, 2\)"):
+        MLP([3, 2]).fit(X, np.zeros((10, 2), int), epochs=1)
