@@ -80,12 +80,24 @@ def end_launched(status: int | str | None) -> None:
     if not status or (launched_size() or 0) < 2:
         return
     try:
-        mpi = require("mpi4py.MPI", "dist", "training on several processes", "mpi4py")
-    except (MLPError, RuntimeError):  # no MPI here: the others cannot start it either
+        mpi = _mpi()
+    except MLPError:  # no MPI here: the others cannot start it either
         return
     sys.stdout.flush()
     sys.stderr.flush()
     mpi.COMM_WORLD.Abort(status)
+
+
+def _mpi() -> Any:
+    """mpi4py's MPI, started (a ``MissingExtra`` without mpi4py, a ``DistributedError``
+    where it finds no MPI library to load)."""
+    try:
+        return require("mpi4py.MPI", "dist", "training on several processes", "mpi4py")
+    except RuntimeError as exc:  # mpi4py there, but no MPI library it can load
+        raise DistributedError(
+            f"mpi4py cannot start MPI ({exc}): install the 'dist' extra's MPICH "
+            "(pip install mpich) or build mpi4py against your MPI (docs/distributed.md)"
+        ) from None
 
 
 def blas_threads() -> int | None:
@@ -115,13 +127,7 @@ class Communicator:
     """
 
     def __init__(self, mpi_comm: Any = None, overlap: bool = True) -> None:
-        try:
-            mpi = require("mpi4py.MPI", "dist", "training on several processes", "mpi4py")
-        except RuntimeError as exc:  # mpi4py there, but no MPI library it can load
-            raise DistributedError(
-                f"mpi4py cannot start MPI ({exc}): install the 'dist' extra's MPICH "
-                "(pip install mpich) or build mpi4py against your MPI (docs/distributed.md)"
-            ) from None
+        mpi = _mpi()
         self._mpi = mpi
         self.comm = mpi.COMM_WORLD if mpi_comm is None else mpi_comm
         self.rank: int = self.comm.Get_rank()
