@@ -57,26 +57,24 @@ class MetricsLog:
     A fresh run replaces the file, a resumed run appends, so the log covers the whole run:
     first (``catch_up``) the records of ``history`` (the checkpoint's) past the log's last
     whole line, which a stop between a checkpoint and its line left out (all of them where
-    there is no log yet), each with the ``device``, ``precision`` and ``world_size`` it
-    holds (a record without them, this run's). A fresh run's file is opened at the first
-    epoch's record, so a run that fails before it (a mistake, a diverged first epoch) leaves
-    an earlier log as it was.
+    there is no log yet), each with the ``trainer`` fields (``device``, ``precision``,
+    ``world_size``) it holds (a record without them, this run's). A fresh run's file is
+    opened at the first epoch's record, so a run that fails before it (a mistake, a diverged
+    first epoch) leaves an earlier log as it was.
     """
 
     def __init__(
         self,
         path: str | os.PathLike,
-        device: str,
+        trainer: dict[str, Any],
         append: bool = False,
         watched: str = "test",
-        world_size: int = 1,
-        precision: str = "float32",
         history: Sequence[dict[str, Any]] = (),
     ) -> None:
         self.watched = watched  # what the val_* metrics were measured on: test or val
         self.path = Path(path)
-        # this run's: where it trains, in what precision, on how many processes together
-        self.trainer = {"device": device, "precision": precision, "world_size": world_size}
+        # this run's (``device``, ``precision``, ``world_size``): a record without them gets these
+        self.trainer = trainer
         self._mode = "a" if append else "w"
         self._owed: list[dict[str, Any]] | None = list(history) if append else None
         self._file: IO[str] | None = None

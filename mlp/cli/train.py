@@ -542,18 +542,15 @@ class Outputs:
         self.progress = EpochProgress(
             samples, args.batch_size, args.epochs, err, enabled=not args.quiet
         )
-        resumed = args.resume is not None
         size = 1 if world is None else world.size
         #: what trains this run's epochs: each record keeps it
         self.trainer = {"device": model.device, "precision": args.precision, "world_size": size}
         self.log = (
             MetricsLog(
                 args.log,
-                model.device,
-                resumed,
-                self.watched,
-                world_size=size,
-                precision=args.precision,
+                self.trainer,
+                append=args.resume is not None,
+                watched=self.watched,
                 history=list(history),
             )
             if args.log and root
