@@ -500,7 +500,10 @@ def test_an_older_mlps_pickles_load_and_go_on():
     with open(Path(__file__).parent / "pickles" / "estimators-1407f02.pickle", "rb") as file:
         kept = pickle.load(file)
     for name, model in kept["estimators"].items():
-        np.testing.assert_array_equal(model.predict(X), kept["predicted"][name])
+        if name == "regressor":  # values: the last bit is the CPU's BLAS kernel's
+            np.testing.assert_allclose(model.predict(X), kept["predicted"][name], rtol=1e-6)
+        else:
+            np.testing.assert_array_equal(model.predict(X), kept["predicted"][name])
         target = X[:, 0] if name == "regressor" else y
         before = model.model_.epochs_trained
         quiet_fit(model.set_params(warm_start=True, max_iter=2), X, target)
