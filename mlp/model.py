@@ -417,8 +417,8 @@ class MLP:
         """Class probabilities as a NumPy array on the host (``torch.from_numpy`` shares
         it), a column per class (two for one sigmoid output), or, for an inference model
         built with ``output_activation``, that activation's outputs. A regression model has
-        none."""
-        if self.output_activation is None and not self.loss_function.classifies:
+        none, with or without ``output_activation``."""
+        if not self.loss_function.classifies:
             raise InvalidArgument("a squared_error model has no class probabilities: use predict")
         be, out = self._outputs(X)
         with be.activated():
@@ -428,10 +428,11 @@ class MLP:
 
     def predict(self, X: Any) -> np.ndarray:
         """Predicted labels, (n,), or for regression values, (n, outputs) (a column for one
-        output), as a NumPy array on the host."""
+        output), as a NumPy array on the host: a regression's values pass through its
+        ``output_activation``, a classifier's labels come from it."""
         be, out = self._outputs(X)
         with be.activated():
-            if self.output_activation is None:
+            if self.output_activation is None or not self.loss_function.classifies:
                 return self.loss_function.predictions(be, out)
             if self.sizes[-1] == 1:  # one output: a threshold, not an argmax
                 threshold = 0.5 if self.output_activation == "sigmoid" else 0.0

@@ -269,7 +269,7 @@ def predict(model: MLP, samples: Sequence[Samples]) -> list[np.ndarray]:
         if not group:
             continue
         X = np.concatenate([samples[i].rows for i in group])
-        if classifies(model) or model.output_activation is not None:
+        if model.loss_function.classifies:  # probabilities, or an output_activation's values
             outputs = model.predict_proba(X)
         else:
             outputs = model.predict(X).reshape(len(X), -1)

@@ -401,6 +401,19 @@ def test_one_output_is_a_binary_classifier():
     assert MLP([6, 1], output_activation="sigmoid").predict_proba(X).shape == (20, 1)
 
 
+@pytest.mark.parametrize("outputs", [1, 3])
+def test_a_regression_with_an_output_activation_predicts_its_values(outputs):
+    """A squared_error model built with ``output_activation`` predicts the activation's
+    values, as its ONNX graph and mlp-predict do (it gave class labels), and has no class
+    probabilities."""
+    X, _ = small_problem()
+    model = MLP([6, 5, outputs], loss="squared_error", output_activation="sigmoid")
+    values = model.forward(X)
+    np.testing.assert_array_equal(model.predict(X), values)
+    with pytest.raises(InvalidArgument, match="no class probabilities"):
+        model.predict_proba(X)
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [

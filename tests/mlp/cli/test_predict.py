@@ -193,6 +193,16 @@ def test_a_regression_prints_and_writes_its_values(pictures, tmp_path, capsys):
     predict_lines(capsys, "--checkpoint", single, "--output", out, tmp_path / "x.npy")
     assert read_csv(out)[0] == ["file", "row", "prediction"]
 
+    # with an output activation, its values (they were refused as class probabilities)
+    squashed = MLP([784, 4, 1], seed=0, loss="squared_error", output_activation="sigmoid")
+    lines = predict_lines(
+        capsys, "--checkpoint", squashed.save(tmp_path / "s.npz"), tmp_path / "x.npy"
+    )
+    assert lines == [
+        f"{tmp_path / 'x.npy'}#{i}: {value:.6g}"
+        for i, value in enumerate(squashed.predict(X[:3])[:, 0])
+    ]
+
 
 # ---------------------------------------------------------------------------------- bad input
 def text_named_png(folder):
