@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import stat
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO
@@ -24,12 +25,15 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], object]) 
 
     On any error the temporary file is removed and ``path`` is as it was (after SIGKILL a
     ``.<name>.*.tmp`` may remain, harmless); a failing write or rename is a ``CannotWrite``
-    (an ``OSError``) naming ``path``, so a full disk is one clear line. An interrupt (Ctrl-C,
+    (an ``OSError``) naming ``path``, so a full disk is one clear line; so is a ``path`` that
+    is a pipe or a device, which a rename would replace with a file. An interrupt (Ctrl-C,
     or the commands' SIGTERM) stays the interrupt, though the writer's own clean-up fails
     under it (``np.savez``: zipfile cannot close with a member half written).
     """
     named, path = path, Path(os.path.realpath(path))  # through a symbolic link, to its file
     folder = path.parent
+    if _special(path):
+        raise CannotWrite(f"cannot write {named}: not a regular file (a pipe or a device)")
     # the name's start identifies a leftover; all of it could make the name too long
     tmp = folder / f".{path.name[:64]}.{os.getpid()}-{secrets.token_hex(4)}.tmp"
     try:
@@ -50,6 +54,16 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], object]) 
     except OSError as exc:
         raise cannot_write(named, exc) from None
     _fsync_folder(folder)
+
+
+def _special(path: Path) -> bool:
+    """Whether ``path`` is there and neither a file nor a folder (whose rename fails on its
+    own); one that cannot be looked at fails at the write."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
 
 
 def _interrupt_under(exc: BaseException) -> KeyboardInterrupt | None:

@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from backends import BackendUnavailable, get_backend
 from mlp import MLP, SGD, Adam, AdamW
 from mlp.checkpoint import FORMAT_VERSION, CheckpointError, load_checkpoint, save_checkpoint
-from mlp.errors import InvalidArgument
+from mlp.errors import CannotWrite, InvalidArgument
 from mlp.files import atomic_write
 from tests.helpers import ROOT, backend_or_skip, peak_allocation
 
@@ -392,6 +392,19 @@ def test_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
         atomic_write(path, crash)
     assert load_checkpoint(path).epoch == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run.npz"]
+
+
+def test_a_pipe_is_not_replaced_by_a_file(tmp_path):
+    """Saving over a named pipe (or a device, /dev/null) is refused, and the pipe stays: the
+    rename replaced it with a regular file."""
+    pipe = tmp_path / "pipe"
+    os.mkfifo(pipe)
+    model = trained_model()
+    for save in (lambda: model.save(pipe), lambda: atomic_write(pipe, lambda f: None)):
+        with pytest.raises(CannotWrite, match=f"cannot write {pipe}: not a regular file"):
+            save()
+        assert pipe.is_fifo()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pipe"]
 
 
 def test_an_interrupt_mid_save_stays_the_interrupt(tmp_path, monkeypatch):
