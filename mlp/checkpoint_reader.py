@@ -362,11 +362,13 @@ def _check_optimizer(spec: Any) -> Optimizer | None:
 #: A history record's numbers: those ``fit`` always writes, and those with validation data.
 _HISTORY_NEEDS = ("loss",)
 _HISTORY_MAY_HOLD = ("accuracy", "seconds", "val_loss", "val_accuracy", "lr")
+#: Those that may be NaN or infinite: validation data can overflow a model that trains well.
+_HISTORY_MEASURED = ("val_loss", "val_accuracy")
 
 
 def _check_history(history: Any) -> None:
     """The records a resumed run extends and ``--plot`` draws: each an epoch from 1 with a
-    loss (and a classifier's accuracy), every number finite."""
+    loss (and a classifier's accuracy), every number finite but the validation metrics."""
     if not isinstance(history, list):
         raise _Bad("'history' is not a list")
     for i, record in enumerate(history):
@@ -378,7 +380,8 @@ def _check_history(history: Any) -> None:
                 if key in _HISTORY_NEEDS:
                     raise _Bad(f"history entry {i} has no {key}")
                 continue
-            if not _finite(record[key]):
+            value = record[key]
+            if not (_finite(value) or key in _HISTORY_MEASURED and type(value) is float):
                 raise _Bad(f"history entry {i} has a {key} that is not a number")
 
 
