@@ -191,6 +191,8 @@ def save_checkpoint(
             "hyperparameters": optimizer.hyperparameters(),
             "steps": int(state.pop("steps")),
         }
+        if optimizer.made_of is not None:  # a later fit given that name goes on with it
+            opt_meta["made_of"] = optimizer.made_of
         arrays.update({f"optim.{name}": value for name, value in state.items()})
     meta = _meta(model, opt_meta, epoch, model.seed if seed is None else seed, history, run)
     if classes is not None:
@@ -282,4 +284,6 @@ def _make_optimizer(spec: dict[str, Any]) -> Optimizer:
     kwargs = dict(spec.get("hyperparameters") or {})
     if "betas" in kwargs:
         kwargs["betas"] = tuple(kwargs["betas"])
-    return OPTIMIZERS[spec["name"]](**kwargs)
+    optimizer = OPTIMIZERS[spec["name"]](**kwargs)
+    optimizer.made_of = spec.get("made_of")
+    return optimizer

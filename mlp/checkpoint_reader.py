@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from . import checks
+from . import checks, optim
 from .errors import CheckpointError, InvalidArgument
 from .losses import loss_for
 from .optim import SGD, Adam, AdamW, Optimizer
@@ -348,6 +348,10 @@ def _check_optimizer(spec: Any) -> Optimizer | None:
     if not isinstance(name, str) or name not in OPTIMIZERS:
         raise _Bad(f"unknown optimizer {name!r}")
     _count(_field(spec, "steps", where="optimizer"), "optimizer.steps")
+    made_of = spec.get("made_of")
+    named = optim.OPTIMIZERS.get(made_of) if isinstance(made_of, str) else None
+    if made_of is not None and named is not OPTIMIZERS[name]:
+        raise _Bad(f"optimizer.made_of {made_of!r} does not name a {name}")
     settings = spec.get("hyperparameters") or {}
     if not isinstance(settings, dict):
         raise _Bad("optimizer.hyperparameters is not an object")
@@ -381,7 +385,7 @@ def _check_history(history: Any) -> None:
                     raise _Bad(f"history entry {i} has no {key}")
                 continue
             value = record[key]
-            if not (_finite(value) or key in _HISTORY_MEASURED and type(value) is float):
+            if not (_finite(value) or (key in _HISTORY_MEASURED and type(value) is float)):
                 raise _Bad(f"history entry {i} has a {key} that is not a number")
 
 

@@ -300,6 +300,23 @@ def test_corrupt_metadata(tmp_path):
         load_checkpoint(edit_meta_path)
 
 
+@pytest.mark.parametrize("name", ["adam", "momentum"])
+def test_a_loaded_model_goes_on_with_the_optimizer_named_again(tmp_path, name):
+    """``fit(optimizer=name)`` after ``MLP.load`` goes on with the optimizer the file holds,
+    as it does on the model that saved it (it made a fresh one: moments and count lost)."""
+    rng = np.random.default_rng(1)
+    X, y = rng.random((96, 20), dtype=np.float32), rng.integers(0, 3, 96)
+    unbroken = MLP([20, 16, 3], seed=3)
+    unbroken.fit(X, y, epochs=2, optimizer=name, batch_size=32)
+    path = unbroken.save(tmp_path / "run.npz", epoch=2)
+    unbroken.fit(X, y, epochs=1, optimizer=name, batch_size=32)
+    loaded = MLP.load(path)
+    loaded.fit(X, y, epochs=1, optimizer=name, batch_size=32)
+    assert loaded.optimizer.steps == unbroken.optimizer.steps == 9
+    for key, value in unbroken.state_dict().items():
+        np.testing.assert_array_equal(loaded.state_dict()[key], value)
+
+
 def test_a_validation_loss_that_overflowed_is_saved_and_loaded(tmp_path):
     """Validation data a model overflows on (a NaN loss) while it trains well: the run's
     checkpoint loads (it was refused as corrupt, so the run could not be resumed)."""
@@ -612,6 +629,8 @@ def nested(depth: int) -> bytes:
         (lambda m: m["optimizer"].update(steps=True), "optimizer.steps must be a whole"),
         (lambda m: m["optimizer"].update(name=["Adam"]), r"unknown optimizer \['Adam'\]"),
         (lambda m: m["optimizer"].pop("steps"), "no optimizer.steps"),
+        (lambda m: m["optimizer"].update(made_of="sgd"), "made_of 'sgd' does not name a Adam"),
+        (lambda m: m["optimizer"].update(made_of=["adam"]), r"made_of \['adam'\] does not"),
         (lambda m: m.update(history=[{"epoch": 1, "accuracy": 0.5}]), "entry 0 has no loss"),
         (
             lambda m: m.update(history=[{"epoch": 1, "loss": float("nan"), "accuracy": 0.5}]),
