@@ -179,16 +179,17 @@ def read_npy(path: Path, width: int) -> tuple[np.ndarray, bool]:
 
 def read_csv(path: Path, width: int, notes: list[str] | None = None) -> np.ndarray:
     """A CSV file's rows of ``width`` numbers, taken as they are (floats, not pixels to
-    scale); a first row of names is a header (``_header``), and blank lines are skipped.
-    An error names the line (from 1, as an editor counts); ``notes`` gets a line where a
-    first row could have been either (``0,1``: a sample, or pandas' header of two columns)."""
+    scale); a first row of names is a header (``_header``), and blank lines are skipped
+    (``_blank``: a row of empty cells is missing values, refused). An error names the line
+    (from 1, as an editor counts); ``notes`` gets a line where a first row could have been
+    either (``0,1``: a sample, or pandas' header of two columns)."""
     rows: list[list[float]] = []
     header_allowed = True  # until the first row that is not blank
     try:
         with open(path, newline="", encoding="utf-8-sig") as file:
             reader = csv.reader(file)
             for cells in reader:
-                if not any(cell.strip() for cell in cells):
+                if _blank(cells):
                     continue
                 may_be_header, header_allowed = header_allowed, False
                 if may_be_header and _header(cells):
@@ -200,9 +201,11 @@ def read_csv(path: Path, width: int, notes: list[str] | None = None) -> np.ndarr
                     )
                 values = _numbers(cells)
                 if isinstance(values, int):  # the column that is not a number
+                    cell = cells[values]
+                    got = f"{cell!r:.40}" if cell.strip() else MISSING_VALUE
                     raise DataError(
                         f"{path} line {reader.line_num}, column {values + 1}: expected a "
-                        f"number, got {cells[values]!r:.40}"
+                        f"number, got {got}"
                     )
                 if len(values) != width:
                     raise DataError(
@@ -218,19 +221,30 @@ def read_csv(path: Path, width: int, notes: list[str] | None = None) -> np.ndarr
     return np.array(rows, dtype=np.float64).reshape(-1, width)
 
 
+#: What an empty cell is said to be: pandas writes NaN so, a row of NaN as ``,,,,``.
+MISSING_VALUE = "an empty cell (a missing value: fill it in or delete the row)"
+
+
+def _blank(cells: list[str]) -> bool:
+    """Whether a line is blank: nothing on it, or only spaces. An empty cell is a missing
+    value, even alone: a one-column frame's NaN is the line ``""`` (pandas' to_csv)."""
+    return not cells or (len(cells) == 1 and cells[0].isspace())
+
+
 #: The fewest columns whose first row ``0, 1, …`` is taken as pandas' header: fewer are
 #: likely data (``0,1`` is an XOR input).
 PANDAS_HEADER_COLUMNS = 4
 
 
 def _header(cells: list[str]) -> bool:
-    """Whether a first row names the columns: no cell a number (``pixel0, pixel1, …``), or
-    the column numbers pandas writes for a frame without names (``0, 1, …``, from
+    """Whether a first row names the columns: names and no number (``pixel0, pixel1, …``),
+    or the column numbers pandas writes for a frame without names (``0, 1, …``, from
     ``PANDAS_HEADER_COLUMNS`` columns). A first row of numbers with a word among them is
-    data with a mistake, said as such."""
+    data with a mistake, and one of empty cells missing values, said as such."""
     if _numbered(cells) and len(cells) >= PANDAS_HEADER_COLUMNS:
         return True
-    return all(isinstance(_numbers([cell.strip()]), int) for cell in cells)
+    names = [cell.strip() for cell in cells]
+    return any(names) and all(isinstance(_numbers([name]), int) for name in names)
 
 
 def _numbered(cells: list[str]) -> bool:

@@ -228,6 +228,11 @@ def csv_word_in_a_row(folder):
     return path, f"{path} line 3, column 2: expected a number, got 'x'"
 
 
+def csv_row_of_missing_values(folder):
+    path = write_csv(folder / "nan.csv", [[0.5] * 784, [""] * 784, [0.5] * 784])
+    return path, f"{path} line 2, column 1: expected a number, got {predict.MISSING_VALUE}"
+
+
 def npy_wrong_width(folder):
     np.save(folder / "wide.npy", np.zeros((2, 100), np.float32))
     return folder / "wide.npy", (
@@ -324,6 +329,7 @@ def png_chunk(kind: bytes, data: bytes) -> bytes:
         bomb_png,
         csv_short_row,
         csv_word_in_a_row,
+        csv_row_of_missing_values,
         npy_wrong_width,
         npy_declaring_terabytes,
         npy_declaring_a_negative_size,
@@ -444,6 +450,27 @@ def test_a_csv_header_is_names_or_the_column_numbers_pandas_writes(tmp_path):
     python = write_csv(tmp_path / "python.csv", [*rows, ["1_000", "1", "2", "3"]])
     with pytest.raises(DataError, match=r"line 3, column 1: expected a number, got '1_000'"):
         read(python, 4)  # Python's float() reads it as 1000, no CSV writer writes it
+
+
+def test_a_row_of_empty_cells_is_missing_values_not_a_blank_line(tmp_path):
+    """pandas writes a row of NaN as ``,,,,`` (and a one-column NaN as ``""``): skipped as
+    a blank line, the row was lost and every row after it renumbered."""
+
+    def refused(text, width, line, column):
+        path = tmp_path / "rows.csv"
+        path.write_text(text)
+        message = f"{path} line {line}, column {column}: expected a number, got "
+        with pytest.raises(DataError, match=re.escape(message + predict.MISSING_VALUE)):
+            predict.read_csv(path, width)
+
+    refused("a,b,c,d,e\n1,2,0.5,1,0\n,,,,\n3,1,0.1,2,1\n", 5, line=3, column=1)
+    refused("a,b,c,d,e\n1,2,0.5,1,0\n7,,,,\n", 5, line=3, column=2)
+    refused(",,,,\n1,2,0.5,1,0\n", 5, line=1, column=1)  # no header: no names in it
+    refused(" , ,\t\n1,2,3\n", 3, line=1, column=1)
+    refused('a\n1.0\n""\n2.0\n', 1, line=3, column=1)
+    blank = tmp_path / "blank.csv"
+    blank.write_text("a,b\n\n1,2\n   \n\r\n3,4\n\n")  # blank lines, only those, skipped
+    np.testing.assert_array_equal(predict.read_csv(blank, 2), [[1, 2], [3, 4]])
 
 
 def test_a_first_row_that_may_be_pandas_header_is_a_sample_said_so(tmp_path, capsys):
