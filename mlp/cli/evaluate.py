@@ -3,8 +3,9 @@ F1 of a saved model, on any device; classes by name where the checkpoint knows t
 
     mlp-eval --checkpoint run.npz [--dataset fashion-mnist] [--data-dir PATH] [--device cpu]
 
-The dataset defaults to the one the checkpoint was trained on. Exit status and error
-lines follow ``mlp-train``: 2 for a bad command line, 1 for a runtime failure.
+The dataset defaults to the one the checkpoint was trained on; a regression checkpoint is
+refused (its targets are not a dataset's labels). Exit status and error lines follow
+``mlp-train``: 2 for a bad command line, 1 for a runtime failure.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import numpy as np
 
 from ..checkpoint import load_checkpoint
 from ..data import CLASS_NAMES, DATASETS
+from ..losses import loss_for
 from ..model import MLP
 from .common import (
     DATA_DIR_HELP,
@@ -120,17 +122,26 @@ def run(args: argparse.Namespace, out: Any = None, err: Any = None) -> dict[str,
     out = sys.stdout if out is None else out
     err = sys.stderr if err is None else err
     checkpoint = load_checkpoint(args.checkpoint)
-    if checkpoint.config.get("output_activation") is not None:
+    settings = checkpoint.model_settings
+    if settings["output_activation"] is not None:
         raise UsageError(
             f"{args.checkpoint}: an inference-only model (output activation "
-            f"{checkpoint.config['output_activation']}) has no loss to evaluate"
+            f"{settings['output_activation']}) has no loss to evaluate"
+        )
+    # the test sets' labels are classes, and the report a classifier's: a regression's
+    # targets are its own data, which only the library takes
+    if not loss_for(settings["loss"], settings["sizes"][-1]).classifies:
+        raise UsageError(
+            f"{args.checkpoint}: a regression model (loss {settings['loss']}): mlp-eval "
+            "scores classifiers on a dataset's labels; measure it on its own targets with "
+            "the library's model.evaluate(X, y)"
         )
     model = MLP.from_checkpoint(checkpoint, args.device)
     dataset = args.dataset or checkpoint.run.get("dataset") or "fashion-mnist"
     own = args.dataset in (None, checkpoint.run.get("dataset")) and args.data_dir is None
     if own:
         args.data_dir = stored_data_dir(checkpoint)
-    classes = model.loss_function.classes or model.sizes[-1]  # one sigmoid output: 2 classes
+    classes = model.loss_function.classes  # one sigmoid output: 2 classes
     # the test labels must fit the model, and the images its dtype
     data = read_dataset(dataset, args, err, classes=classes, dtype=model.dtype)
     trained_on = checkpoint.run.get("data_digest")

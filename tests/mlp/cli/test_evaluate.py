@@ -148,6 +148,21 @@ def test_eval_errors(data, checkpoint, tmp_path, capsys):
     )
 
 
+@pytest.mark.parametrize("outputs", [1, 10])
+def test_eval_of_a_regression_is_one_line_naming_what_measures_it(data, tmp_path, capsys, outputs):
+    """A squared-error model's targets are not the test set's labels: it was a KeyError
+    traceback, or a line blaming the labels or the targets' shape."""
+    regression = MLP([784, 8, outputs], loss="squared_error", seed=1)
+    saved = regression.save(tmp_path / "regression.npz")
+    code, out, err = run(evaluate.main, ["--checkpoint", saved, "--data-dir", data], capsys)
+    assert code == 2 and out == ""
+    assert one_line(err, "mlp-eval") == (
+        f"{saved}: a regression model (loss squared_error): mlp-eval scores classifiers on a "
+        "dataset's labels; measure it on its own targets with the library's "
+        "model.evaluate(X, y)"
+    )
+
+
 def test_eval_on_an_unusable_device(data, checkpoint, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "cupy", None)
     argv = ["--checkpoint", checkpoint, "--data-dir", data, "--device", "cuda"]
