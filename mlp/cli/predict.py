@@ -192,12 +192,20 @@ def read_csv(path: Path, width: int, notes: list[str] | None = None) -> np.ndarr
                 if _blank(cells):
                     continue
                 may_be_header, header_allowed = header_allowed, False
-                if may_be_header and _header(cells):
+                if may_be_header and _header(cells, width):
                     continue
                 if may_be_header and _numbered(cells) and notes is not None:
                     notes.append(
                         f"{path}: its first row, {','.join(cells)}, is read as a sample; if it "
                         "is pandas' header (to_csv without an index), delete it"
+                    )
+                if len(cells) != width:
+                    # another separator leaves a line one cell, or cuts it at decimal commas
+                    other = any(sep in cell for cell in cells for sep in OTHER_SEPARATORS)
+                    raise DataError(
+                        f"{path} line {reader.line_num}: expected {width} comma-separated "
+                        f"values, got {len(cells)}"
+                        + (" (is the file tab- or semicolon-separated?)" if other else "")
                     )
                 values = _numbers(cells)
                 if isinstance(values, int):  # the column that is not a number
@@ -206,10 +214,6 @@ def read_csv(path: Path, width: int, notes: list[str] | None = None) -> np.ndarr
                     raise DataError(
                         f"{path} line {reader.line_num}, column {values + 1}: expected a "
                         f"number, got {got}"
-                    )
-                if len(values) != width:
-                    raise DataError(
-                        f"{path} line {reader.line_num}: expected {width} values, got {len(values)}"
                     )
                 rows.append(values)
     except UnicodeDecodeError:
@@ -221,6 +225,8 @@ def read_csv(path: Path, width: int, notes: list[str] | None = None) -> np.ndarr
     return np.array(rows, dtype=np.float64).reshape(-1, width)
 
 
+#: The separators a CSV of another convention uses (a spreadsheet's export, say).
+OTHER_SEPARATORS = "\t;"
 #: What an empty cell is said to be: pandas writes NaN so, a row of NaN as ``,,,,``.
 MISSING_VALUE = "an empty cell (a missing value: fill it in or delete the row)"
 
@@ -236,11 +242,15 @@ def _blank(cells: list[str]) -> bool:
 PANDAS_HEADER_COLUMNS = 4
 
 
-def _header(cells: list[str]) -> bool:
-    """Whether a first row names the columns: names and no number (``pixel0, pixel1, …``),
-    or the column numbers pandas writes for a frame without names (``0, 1, …``, from
-    ``PANDAS_HEADER_COLUMNS`` columns). A first row of numbers with a word among them is
-    data with a mistake, and one of empty cells missing values, said as such."""
+def _header(cells: list[str], width: int) -> bool:
+    """Whether a first row names the ``width`` inputs, a cell each: names and no number
+    (``pixel0, pixel1, …``), or the column numbers pandas writes for a frame without names
+    (``0, 1, …``, from ``PANDAS_HEADER_COLUMNS`` columns). A first row of numbers with a
+    word among them is data with a mistake, one of empty cells missing values, and one of
+    another count a row of the wrong length (a tab-separated line is one cell), each said
+    as such."""
+    if len(cells) != width:
+        return False
     if _numbered(cells) and len(cells) >= PANDAS_HEADER_COLUMNS:
         return True
     names = [cell.strip() for cell in cells]

@@ -220,7 +220,7 @@ def truncated_png(folder):
 
 def csv_short_row(folder):
     path = write_csv(folder / "short.csv", [[0.5] * 784, [0.5] * 784, [0.5] * 5])
-    return path, f"{path} line 3: expected 784 values, got 5"
+    return path, f"{path} line 3: expected 784 comma-separated values, got 5"
 
 
 def csv_word_in_a_row(folder):
@@ -471,6 +471,30 @@ def test_a_row_of_empty_cells_is_missing_values_not_a_blank_line(tmp_path):
     blank = tmp_path / "blank.csv"
     blank.write_text("a,b\n\n1,2\n   \n\r\n3,4\n\n")  # blank lines, only those, skipped
     np.testing.assert_array_equal(predict.read_csv(blank, 2), [[1, 2], [3, 4]])
+
+
+def test_a_file_of_another_separator_is_said_to_be_one(tmp_path):
+    """A tab- or semicolon-separated line is one cell: a first one was taken as a header
+    (no cell a number), so that a file of one row had "no samples", and one of more
+    blamed its second line."""
+    header = "\t".join("abcde")
+
+    def refused(text, line, got, hint=" (is the file tab- or semicolon-separated?)"):
+        path = tmp_path / "rows.csv"
+        path.write_text(text)
+        message = f"{path} line {line}: expected 5 comma-separated values, got {got}{hint}"
+        with pytest.raises(DataError, match=re.escape(message) + "$"):
+            predict.read_csv(path, 5)
+
+    refused("1\t2\t3\t4\t5\n", line=1, got=1)
+    refused("1;2;3;4;5\n6;7;8;9;10\n", line=1, got=1)
+    refused(f"{header}\n1\t2\t3\t4\t5\n", line=1, got=1)
+    refused("0,5;1,5;2,5;3,5;4,5\n", line=1, got=6)  # decimal commas
+    refused("a,b,c,d,e,f\n1,2,3,4,5,6\n", line=1, got=6, hint="")  # a header counts too
+    refused("1,2,3,4\n", line=1, got=4, hint="")
+    one = tmp_path / "one.csv"
+    one.write_text("x\n0.5\n")  # one name heads a model of one input
+    np.testing.assert_array_equal(predict.read_csv(one, 1), [[0.5]])
 
 
 def test_a_first_row_that_may_be_pandas_header_is_a_sample_said_so(tmp_path, capsys):
