@@ -191,9 +191,9 @@ class SGD(Optimizer):
     ) -> None:
         super().__init__(lr)
         self.momentum = checks.fraction("momentum", momentum)
-        if nesterov and not momentum:
+        self.nesterov = checks.boolean("nesterov", nesterov)  # "false" would be true
+        if self.nesterov and not momentum:
             raise InvalidArgument("Nesterov momentum needs momentum > 0")
-        self.nesterov = bool(nesterov)
         self.weight_decay = checks.non_negative_number("weight_decay", weight_decay)
 
     @property

@@ -629,6 +629,12 @@ def nested(depth: int) -> bytes:
         (lambda m: m["optimizer"].update(steps=True), "optimizer.steps must be a whole"),
         (lambda m: m["optimizer"].update(name=["Adam"]), r"unknown optimizer \['Adam'\]"),
         (lambda m: m["optimizer"].pop("steps"), "no optimizer.steps"),
+        (
+            lambda m: m["optimizer"].update(
+                name="SGD", hyperparameters={"lr": 0.1, "momentum": 0.9, "nesterov": "false"}
+            ),
+            "optimizer.hyperparameters: nesterov must be True or False",
+        ),
         (lambda m: m["optimizer"].update(made_of="sgd"), "made_of 'sgd' does not name a Adam"),
         (lambda m: m["optimizer"].update(made_of=["adam"]), r"made_of \['adam'\] does not"),
         (lambda m: m.update(history=[{"epoch": 1, "accuracy": 0.5}]), "entry 0 has no loss"),

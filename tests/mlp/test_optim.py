@@ -31,6 +31,8 @@ def test_optimizer_state_with_a_wrong_shape_changes_nothing(device):
         lambda: SGD(momentum=1.0),
         lambda: SGD(momentum=-0.1),
         lambda: SGD(nesterov=True),
+        lambda: SGD(momentum=0.9, nesterov="false"),  # it was Nesterov momentum, as "true"
+        lambda: SGD(momentum=0.9, nesterov=0.5),
         lambda: SGD(weight_decay=-1e-4),
         lambda: Adam(lr=0),
         lambda: Adam(lr=-1e-3),
