@@ -199,15 +199,28 @@ def save_checkpoint(
         meta["classes"] = classes
     if best is not None:
         meta["best_epoch"] = int(best[0])
-        arrays["best.params"] = np.asarray(best[1], dtype=model.dtype)
+        arrays["best.params"] = _flat(model, best[1], "best")
     if last is not None:
         if best is None:
             raise InvalidArgument("last weights are kept beside the best ones only: give best")
         meta["ended_on_best"] = True
-        arrays["last.params"] = np.asarray(last, dtype=model.dtype)
-    arrays[META] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+        arrays["last.params"] = _flat(model, last, "last")
+    text = json.dumps(meta)
+    reader.check_saving(json.loads(text))  # what the load will read: never a file it refuses
+    arrays[META] = np.frombuffer(text.encode(), dtype=np.uint8)
     atomic_write(path, lambda f: np.savez(f, **arrays))
     return path
+
+
+def _flat(model: MLP, params: Any, what: str) -> np.ndarray:
+    """``best``'s or ``last``'s weights as ``best.params`` / ``last.params`` hold them."""
+    flat = np.asarray(params, dtype=model.dtype)
+    if flat.shape != (model.num_parameters,):
+        raise InvalidArgument(
+            f"{what} weights must be the model's {model.num_parameters} flat parameters, "
+            f"got an array of shape {flat.shape}"
+        )
+    return flat
 
 
 def _meta(

@@ -262,32 +262,47 @@ def check_meta(path: Path, meta: Any) -> Optimizer | None:
             + ("; upgrade mlp to load it" if newer else ""),
         )
     try:
-        _check_model(_field(meta, "model", dict))
-        optimizer = _check_optimizer(meta.get("optimizer"))
-        _count(_field(meta, "epoch"), "epoch")
-        if "best_epoch" in meta:  # early stopping's best so far, its weights in best.params
-            best = _count(meta["best_epoch"], "best_epoch", minimum=1)
-            if best > meta["epoch"]:
-                raise _Bad(f"best_epoch {best} is after its epoch {meta['epoch']}")
-        if meta.get("ended_on_best", False) not in (True, False) or (
-            meta.get("ended_on_best") and "best_epoch" not in meta
-        ):
-            raise _Bad("ended_on_best is not true or false, or names no best epoch")
-        _count(_field(_field(meta, "rng", dict), "seed", where="rng"), "rng.seed")
-        _check_history(meta.get("history", []))
-        run = meta.get("run", {})
-        if not isinstance(run, dict):
-            raise _Bad("'run' is not an object")
-        for key in ("dataset", "data_dir", "data_digest"):
-            if not isinstance(run.get(key, ""), str):
-                raise _Bad(f"run.{key} is not a string")
-        try:
-            checks.class_names(meta.get("classes"), class_count(meta))
-        except InvalidArgument as exc:
-            raise _Bad(str(exc)) from None
+        optimizer = _check_fields(meta)
     except _Bad as bad:
         kind = "incomplete" if bad.incomplete else "corrupt"
         raise CheckpointError(path, f"{kind} checkpoint metadata ({bad})") from None
+    return optimizer
+
+
+def check_saving(meta: dict[str, Any]) -> None:
+    """What a save is about to write, checked as its load will check it: an
+    ``InvalidArgument`` naming the field, before the file it would replace is touched."""
+    try:
+        _check_fields(meta)
+    except _Bad as bad:
+        raise InvalidArgument(f"cannot save this checkpoint: {bad}") from None
+
+
+def _check_fields(meta: dict[str, Any]) -> Optimizer | None:
+    """``check_meta``'s fields, each a ``_Bad`` naming it."""
+    _check_model(_field(meta, "model", dict))
+    optimizer = _check_optimizer(meta.get("optimizer"))
+    _count(_field(meta, "epoch"), "epoch")
+    if "best_epoch" in meta:  # early stopping's best so far, its weights in best.params
+        best = _count(meta["best_epoch"], "best_epoch", minimum=1)
+        if best > meta["epoch"]:
+            raise _Bad(f"best_epoch {best} is after its epoch {meta['epoch']}")
+    if meta.get("ended_on_best", False) not in (True, False) or (
+        meta.get("ended_on_best") and "best_epoch" not in meta
+    ):
+        raise _Bad("ended_on_best is not true or false, or names no best epoch")
+    _count(_field(_field(meta, "rng", dict), "seed", where="rng"), "rng.seed")
+    _check_history(meta.get("history", []))
+    run = meta.get("run", {})
+    if not isinstance(run, dict):
+        raise _Bad("'run' is not an object")
+    for key in ("dataset", "data_dir", "data_digest"):
+        if not isinstance(run.get(key, ""), str):
+            raise _Bad(f"run.{key} is not a string")
+    try:
+        checks.class_names(meta.get("classes"), class_count(meta))
+    except InvalidArgument as exc:
+        raise _Bad(str(exc)) from None
     return optimizer
 
 

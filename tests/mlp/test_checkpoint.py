@@ -300,6 +300,27 @@ def test_corrupt_metadata(tmp_path):
         load_checkpoint(edit_meta_path)
 
 
+@pytest.mark.parametrize(
+    ("settings", "problem"),
+    [
+        ({"best": (1, np.zeros(7))}, r"best weights must be the model's 276 flat .* shape \(7,\)"),
+        ({"best": (5, None), "epoch": 2}, "best_epoch 5 is after its epoch 2"),
+        ({"epoch": -1}, "epoch must be a whole number from 0, got -1"),
+        ({"run": {"dataset": 5}}, "run.dataset is not a string"),
+    ],
+)
+def test_a_save_that_its_load_would_refuse_is_refused(tmp_path, settings, problem):
+    """Arguments that would make a file ``load_checkpoint`` refuses are an InvalidArgument
+    at the save, and the checkpoint there stays (they wrote the file over it)."""
+    model = trained_model()
+    path = model.save(tmp_path / "run.npz", epoch=2)
+    if "best" in settings and settings["best"][1] is None:
+        settings = {**settings, "best": (5, model.backend.to_numpy(model.params))}
+    with pytest.raises(InvalidArgument, match=f"^(cannot save this checkpoint: )?{problem}"):
+        model.save(path, **settings)
+    assert load_checkpoint(path).epoch == 2
+
+
 @pytest.mark.parametrize("name", ["adam", "momentum"])
 def test_a_loaded_model_goes_on_with_the_optimizer_named_again(tmp_path, name):
     """``fit(optimizer=name)`` after ``MLP.load`` goes on with the optimizer the file holds,
