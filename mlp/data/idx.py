@@ -114,6 +114,8 @@ def write_idx(path: str | os.PathLike, array: np.ndarray) -> None:
     code = codes.get(array.dtype.newbyteorder("="))
     if code is None:
         raise InvalidArgument(f"IDX cannot store dtype {array.dtype}")
+    if max(array.shape) >= 2**32:  # the header's sizes are 32-bit
+        raise InvalidArgument(f"IDX sizes are below 2**32, got an array of shape {array.shape}")
     big_endian = array.astype(_IDX_TYPES[code], copy=False)
     header = bytes([0, 0, code, array.ndim]) + np.asarray(array.shape, ">u4").tobytes()
     payload = header + big_endian.tobytes()

@@ -16,6 +16,7 @@ from mlp.data import (
     read_idx,
     write_idx,
 )
+from mlp.errors import InvalidArgument
 from tests.helpers import peak_allocation
 
 NATIVE_DTYPES = ["u1", "i1", "i2", "i4", "f4", "f8"]
@@ -82,6 +83,14 @@ def test_idx_header_layout(tmp_path):
     assert raw[:4] == bytes([0, 0, 0x0C, 1])
     assert struct.unpack(">I", raw[4:8]) == (3,)
     assert raw[8:] == struct.pack(">3i", 0, 1, 2)
+
+
+def test_a_size_the_header_cannot_hold_is_refused(tmp_path):
+    """A dimension of 2**32 (an empty array may have one) is one InvalidArgument, and nothing
+    is written (it was NumPy's OverflowError)."""
+    with pytest.raises(InvalidArgument, match=r"IDX sizes are below 2\*\*32, .* \(4294967296, 0\)"):
+        write_idx(tmp_path / "x", np.empty((2**32, 0), np.uint8))
+    assert not list(tmp_path.iterdir())
 
 
 def test_big_endian_input_is_written_like_native(tmp_path):
