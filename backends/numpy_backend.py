@@ -17,7 +17,7 @@ import numpy as np
 from . import cpu_kernels, recording, threads
 from .errors import BackendUnavailable, install_hint
 from .operands import LOSSES
-from .xp_backend import OPTIMIZER_BLOCK, XpBackend, adam_scalars, host_int, rows_at
+from .xp_backend import OPTIMIZER_BLOCK, XpBackend, adam_scalars, flat_views, host_int, rows_at
 
 
 def _tiny(scalar_type: Any) -> Any:
@@ -35,7 +35,8 @@ def _check_indices(what: str, indices: Any, bound: int) -> None:
 
 
 def _contiguous(*arrays: Any) -> bool:
-    return all(a.flags.c_contiguous for a in arrays)
+    """Whether every array given (``None`` is skipped) is C-contiguous, as the kernels need."""
+    return all(a.flags.c_contiguous for a in arrays if a is not None)
 
 
 class NumpyBackend(XpBackend):
@@ -147,8 +148,9 @@ class NumpyBackend(XpBackend):
         weight_decay: float,
     ) -> None:
         k = self.kernels
-        if k is None or not _contiguous(param, grad):
+        if k is None or not _contiguous(param, grad, velocity):
             return super()._sgd_update(param, grad, velocity, lr, momentum, nesterov, weight_decay)
+        param, grad, velocity = flat_views(param, grad, velocity)  # the kernels index p[i]
         t = param.dtype.type
         if momentum:
             d_coef, v_coef = (1.0, momentum) if nesterov else (0.0, 1.0)
@@ -185,6 +187,7 @@ class NumpyBackend(XpBackend):
             return super()._adam_update(
                 param, grad, m, v, count, lr, beta1, beta2, eps, weight_decay, decoupled
             )
+        param, grad, m, v = flat_views(param, grad, m, v)  # the kernels index p[i]
         t = param.dtype.type
         step_size, inv_sqrt_bc2, l2, decay = adam_scalars(
             host_int(count), lr, beta1, beta2, weight_decay, decoupled

@@ -285,8 +285,13 @@ class XpBackend(Backend):
         totals[0] += half
         return self._scale_rows(grad, weights, weight_sum)
 
-    def _blocks(self, size: int) -> Iterator[slice]:
-        """Slices that cover a flat buffer; small blocks keep each pass in cache."""
+    def _blocks(self, buffer: Any) -> Iterator[Any]:
+        """Indices that cover ``buffer``: a flat one in small blocks, which keep each pass in
+        cache; any other whole (an N-D array that is not contiguous has no flat view)."""
+        if buffer.ndim != 1:
+            yield ...
+            return
+        size = buffer.size
         step = self.optimizer_block or size
         for start in range(0, size, step):
             yield slice(start, min(start + step, size))
@@ -302,7 +307,8 @@ class XpBackend(Backend):
         weight_decay: float,
     ) -> None:
         xp = self.xp
-        for block in self._blocks(param.size):
+        param, grad, velocity = flat_views(param, grad, velocity)
+        for block in self._blocks(param):
             p, g = param[block], grad[block]
             tmp = self.scratch("opt_tmp", p.shape, p.dtype)
             if weight_decay:  # g + wd * p
@@ -340,7 +346,8 @@ class XpBackend(Backend):
         step_size, inv_sqrt_bc2, l2, decay = adam_scalars(
             host_int(count), lr, beta1, beta2, weight_decay, decoupled
         )
-        for block in self._blocks(param.size):
+        param, grad, m, v = flat_views(param, grad, m, v)
+        for block in self._blocks(param):
             p, g, mb, vb = param[block], grad[block], m[block], v[block]
             tmp = self.scratch("opt_tmp", p.shape, p.dtype)
             tmp2 = self.scratch("opt_tmp2", p.shape, p.dtype)
@@ -364,6 +371,16 @@ class XpBackend(Backend):
             xp.divide(mb, tmp, out=tmp)
             xp.multiply(tmp, step_size, out=tmp)
             xp.subtract(p, tmp, out=p)
+
+
+def flat_views(*arrays: Any) -> tuple:
+    """The optimizer's buffers (``None`` passes) as 1-D views of their elements, which the
+    updates run over whatever the parameters' shape, where every one has such a view (is
+    1-D or C-contiguous); else as they are."""
+    given = [a for a in arrays if a is not None]
+    if not all(a.ndim == 1 or a.flags.c_contiguous for a in given):
+        return arrays
+    return tuple(None if a is None else a.reshape(-1) for a in arrays)
 
 
 def host_int(value: Any) -> int:

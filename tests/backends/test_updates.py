@@ -193,3 +193,35 @@ def test_numba_optimizers_flush_subnormal_state_to_zero(optimizer):
         backend.sgd_update(p, g, state, lr=0.1, momentum=0.25)
     assert np.all(state == 0)
     assert np.all(np.isfinite(p))
+
+
+UPDATES = {
+    "sgd": lambda be, p, g, s1, s2: be.sgd_update(p, g, None, 0.1, weight_decay=0.01),
+    "momentum": lambda be, p, g, s1, s2: be.sgd_update(p, g, s1, 0.1, momentum=0.9),
+    "nesterov": lambda be, p, g, s1, s2: be.sgd_update(p, g, s1, 0.1, 0.9, nesterov=True),
+    "adam": lambda be, p, g, s1, s2: be.adam_update(p, g, s1, s2, 3, 0.01, weight_decay=0.1),
+}
+
+
+@pytest.mark.parametrize("update", list(UPDATES))
+@pytest.mark.parametrize("transposed", [False, True])
+def test_an_update_of_a_matrix_is_that_of_its_elements(backend, update, transposed):
+    """A 2-D parameter (contiguous, or a transposed view) and its state take the update
+    their elements take as flat buffers, and nothing past them is written: each is the first
+    quarter of a buffer, so a kernel that ran its flat index over the rows would write the rest."""
+    rng = np.random.default_rng(19)
+    arrays = [*rng.standard_normal((3, 3, 4)), rng.random((3, 4))]  # param, grad, state
+    flat = [dev(backend, a.reshape(-1), np.float32) for a in arrays]
+    UPDATES[update](backend, *flat)
+
+    padded = [np.concatenate([a.reshape(-1), np.full(36, 7.0)]) for a in arrays]
+    buffers = [dev(backend, a, np.float32) for a in padded]
+    matrices = [b[:12].reshape(3, 4) for b in buffers]
+    if transposed:
+        matrices = [dev(backend, a.T.copy(), np.float32).T for a in arrays]
+    UPDATES[update](backend, *matrices)
+    for name, want, got in zip(["param", "grad", "state", "state 2"], flat, matrices, strict=True):
+        got, want = host(backend, got).reshape(-1), host(backend, want)
+        np.testing.assert_allclose(got, want, **opt_tol(np.float32), err_msg=name)
+    for buffer in buffers:
+        np.testing.assert_array_equal(host(backend, buffer)[12:], 7.0)
