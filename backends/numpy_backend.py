@@ -39,6 +39,13 @@ def _contiguous(*arrays: Any) -> bool:
     return all(a.flags.c_contiguous for a in arrays if a is not None)
 
 
+def _apart(written: Any, *read: Any) -> bool:
+    """Whether ``written`` shares no memory with any of ``read``: a fused kernel below updates
+    ``written`` in place while it reads the others, so where it would read what it has
+    already written, NumPy's body (which reads each input before it writes) runs instead."""
+    return not any(np.may_share_memory(written, a) for a in read)
+
+
 class NumpyBackend(XpBackend):
     """Runs every op on the host. ``use_numba=None`` uses Numba's kernels when installed."""
 
@@ -82,7 +89,8 @@ class NumpyBackend(XpBackend):
 
     # ------------------------------------------------------------------ fused bodies (Numba)
     def _bias_activation(self, x: Any, bias: Any, name: str, out: Any) -> Any:
-        if self.kernels is None or name != "relu" or out is None or not _contiguous(x, bias, out):
+        fused = name == "relu" and out is not None and _contiguous(x, bias, out)
+        if self.kernels is None or not (fused and _apart(out, bias)):
             return super()._bias_activation(x, bias, name, out)
         if out is not x:
             out[...] = x
@@ -90,7 +98,8 @@ class NumpyBackend(XpBackend):
         return out
 
     def _backprop_relu(self, dy: Any, y: Any, out: Any) -> Any:
-        if self.kernels is None or out is None or not _contiguous(dy, y, out):
+        fused = out is not None and _contiguous(dy, y, out)
+        if self.kernels is None or not (fused and _apart(out, y)):
             return super()._backprop_relu(dy, y, out)
         if out is not dy:
             out[...] = dy
@@ -100,7 +109,8 @@ class NumpyBackend(XpBackend):
     def _backprop_bias_activation(
         self, name: str, dy: Any, y: Any, grad_bias: Any, out: Any
     ) -> Any:
-        if self.kernels is None or name != "relu" or out is None or not _contiguous(dy, y, out):
+        fused = name == "relu" and out is not None and _contiguous(dy, y, out)
+        if self.kernels is None or not (fused and _apart(out, y)):
             return super()._backprop_bias_activation(name, dy, y, grad_bias, out)
         if out is not dy:
             out[...] = dy

@@ -338,6 +338,10 @@ def test_activation_backward_analytic(backend, name, dtype):
     assert backend.backprop_activation(name, d_dy, d_y, out=d_dy) is d_dy
     np.testing.assert_allclose(host(backend, d_dy), expected, **tol(dtype))
 
+    d_y = dev(backend, y, dtype)  # the output, read for f', may take the gradient too
+    assert direct(dev(backend, dy, dtype), d_y, out=d_y) is d_y
+    np.testing.assert_allclose(host(backend, d_y), expected, **tol(dtype))
+
 
 @pytest.mark.parametrize("name", ACTIVATIONS)
 def test_activation_backward_finite_difference(backend, name):
@@ -382,6 +386,10 @@ def test_bias_activation(backend, name, dtype):
     assert returned is dx
     np.testing.assert_allclose(host(backend, dx), expected, **tol(dtype))
     np.testing.assert_array_equal(host(backend, db), b.astype(dtype))
+
+    dx = dev(backend, x, dtype)  # a bias in the memory written: each row reads it as it was
+    assert backend.bias_activation(dx, dx[0], name, out=dx) is dx
+    np.testing.assert_allclose(host(backend, dx), ref_forward(name, x + x[0]), **tol(dtype))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -802,14 +810,15 @@ def test_bias_activation_matches_definition(backend, name, dtype, in_place):
 
 @pytest.mark.parametrize("name", ACTIVATIONS)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("in_place", [True, False])
-def test_backprop_bias_activation_gives_dz_and_bias_gradient(backend, name, dtype, in_place):
+@pytest.mark.parametrize("into", ["dy", "y", "new"])
+def test_backprop_bias_activation_gives_dz_and_bias_gradient(backend, name, dtype, into):
+    """dz may go into dy, or into y (which f' is read from), as well as into new memory."""
     z, _, dy = _data(dtype, seed=1)
     y = FORWARD[name](z).astype(dtype)
     expected_dz = dy.astype(np.float64) * DERIVATIVE_FROM_OUTPUT[name](y.astype(np.float64))
-    DY, Y = backend.asarray(dy.copy()), backend.asarray(y)
+    DY, Y = backend.asarray(dy.copy()), backend.asarray(y.copy())
     grad_bias = backend.asarray(np.full(y.shape[1], 123.0, dtype))  # stale values must go
-    out = DY if in_place else backend.empty(y.shape, dtype)
+    out = {"dy": DY, "y": Y, "new": backend.empty(y.shape, dtype)}[into]
     dz = backend.backprop_bias_activation(name, DY, Y, grad_bias, out=out)
     assert dz is out and backend.is_array(dz)
     tol = 1e-5 if dtype == np.float32 else 1e-12
