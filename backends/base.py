@@ -1,7 +1,8 @@
 """The backend interface: every array operation the layers and optimizers need.
 
 Each public op states its contract, checks its operands once (``backends/operands.py``:
-which device they live on, and that their shapes fit) and then calls its body, ``_op``.
+which device they live on, that their shapes fit, and that what it writes holds no memory
+of what it reads, ``check_apart``) and then calls its body, ``_op``.
 The default bodies, written against the array module ``self.xp`` (NumPy or CuPy), are in
 ``backends/xp_backend.py``; a backend overrides only the bodies it can fuse or run faster,
 and those only compute. Ops come in forward/backward pairs whose backward needs only the
@@ -258,6 +259,23 @@ class Backend:
                     f"{type(a).__name__}; move it first with backend.asarray(x)"
                 )
 
+    def check_apart(self, op: str, written: dict[str, Any], **read: Any) -> None:
+        """Raise ``ValueError`` where an array ``op`` writes (``written``, by name) shares
+        memory with another of its operands (``None`` is skipped): its bodies read and write
+        them in their own order, a GPU's all at once, so they would read what they had
+        written. (An elementwise op's ``out`` may be one of its inputs: those ops support it.)
+        O(1): it compares the arrays' bounds, so two interleaved views count as sharing."""
+        arrays = [(name, a) for name, a in {**written, **read}.items() if a is not None]
+        for i, (name, a) in enumerate(arrays):
+            if name not in written:
+                return
+            for other, b in arrays[i + 1 :]:
+                if self.xp.may_share_memory(a, b):
+                    raise ValueError(
+                        f"{op}: {name} shares memory with {other}, and {op} writes {name}: "
+                        f"give {name} memory of its own"
+                    )
+
     # ------------------------------------------------------------------ linear algebra
     def matmul(
         self, a: Any, b: Any, out: Any = None, transpose_a: bool = False, transpose_b: bool = False
@@ -351,6 +369,7 @@ class Backend:
         self.check_device(dy, y, grad_bias, out)
         check_same_shape("backprop_bias_activation", dy=dy, y=y, out=out)
         check_bias("backprop_bias_activation", dy, grad_bias, out)
+        self.check_apart("backprop_bias_activation", {"grad_bias": grad_bias}, dy=dy, y=y, out=out)
         return self._backprop_bias_activation(check_activation(name), dy, y, grad_bias, out)
 
     def backprop_linear(
@@ -372,6 +391,8 @@ class Backend:
         check_same_shape("backprop_linear", dy=dy, y=y, out=out)
         check_bias("backprop_linear", dy, grad_bias, out)
         check_matmul(x, dy, grad_weight, True, False)
+        written = {"grad_weight": grad_weight, "grad_bias": grad_bias}
+        self.check_apart("backprop_linear", written, dy=dy, y=y, x=x, out=out)
         return self._backprop_linear(check_activation(name), dy, y, x, grad_weight, grad_bias, out)
 
     def softmax(self, x: Any, out: Any = None) -> Any:
@@ -410,6 +431,7 @@ class Backend:
         """
         self.check_device(source, rows, out, start)
         check_gather(source, rows, out, scale, start)
+        self.check_apart("gather_rows", {"out": out}, source=source, rows=rows, start=start)
         return self._gather_rows(source, rows, out, scale, start)
 
     def gather_batch(
@@ -431,6 +453,10 @@ class Backend:
             raise ValueError(
                 f"gather_batch: x has {x.shape[0]} rows but y has {y.shape[0]}: they must match"
             )
+        written = {"x": x, "y": y}
+        self.check_apart(
+            "gather_batch", written, inputs=inputs, targets=targets, rows=rows, start=start
+        )
         self._gather_batch(inputs, targets, rows, x, y, scale, start)
 
     def _gather_batch(
@@ -516,6 +542,7 @@ class Backend:
         velocity = velocity if momentum else None
         self.check_device(param, grad, velocity)
         check_same_shape("sgd_update", param=param, grad=grad, velocity=velocity)
+        self.check_apart("sgd_update", {"param": param, "velocity": velocity}, grad=grad)
         self._sgd_update(param, grad, velocity, lr, momentum, nesterov, weight_decay)
 
     def adam_update(
@@ -539,7 +566,10 @@ class Backend:
         one-element int64 array on the device, which a recorded training step advances
         itself. Updates ``param``, ``m`` and ``v`` in place.
         """
-        self.check_device(param, grad, m, v, count if hasattr(count, "shape") else None)
+        count_array = count if hasattr(count, "shape") else None
+        self.check_device(param, grad, m, v, count_array)
         check_same_shape("adam_update", param=param, grad=grad, m=m, v=v)
         check_count(count)
+        written = {"param": param, "m": m, "v": v}
+        self.check_apart("adam_update", written, grad=grad, count=count_array)
         self._adam_update(param, grad, m, v, count, lr, beta1, beta2, eps, weight_decay, decoupled)

@@ -99,6 +99,42 @@ def _mismatched_calls(be):
     }
 
 
+# ---------------------------------------------------------------------- writing where it reads
+def _overlapping_calls(be):
+    """Calls that write an array (other than an elementwise op's ``out``) into memory that
+    another operand holds: the kernels would read what they had already written."""
+    a = be.asarray(np.arange(15, dtype=np.float32).reshape(5, 3))
+    rows = be.asarray(np.array([3, 2, 1, 0], np.int64))
+    flat = [be.asarray(np.ones(12, np.float32)) for _ in range(4)]
+    dy, y = be.asarray(np.ones((4, 3), np.float32)), be.asarray(np.ones((4, 3), np.float32))
+    return {
+        "gather into the source": lambda: be.gather_rows(a[:4], rows, a[:4]),
+        "gather into rows the source holds": lambda: be.gather_rows(a, rows, a[1:]),
+        "gather a batch into the inputs": lambda: be.gather_batch(
+            a[:4], be.asarray(np.zeros((4, 1), np.int32)), rows, a[:4], be.empty((4, 1), np.int32)
+        ),
+        "sgd, velocity in the gradient": lambda: be.sgd_update(
+            flat[0], flat[1], flat[1], 0.1, momentum=0.9
+        ),
+        "sgd, the parameter as its gradient": lambda: be.sgd_update(flat[0], flat[0], None, 0.1),
+        "adam, m in v": lambda: be.adam_update(flat[0], flat[1], flat[2], flat[2], 1, 0.1),
+        "a bias gradient in y": lambda: be.backprop_bias_activation(
+            "relu", dy, y, y[0], out=be.empty((4, 3), np.float32)
+        ),
+        "a weight gradient in x": lambda: be.backprop_linear(
+            "relu", dy, y, a[:4], a[:3], be.empty(3, np.float32), out=dy
+        ),
+    }
+
+
+@pytest.mark.parametrize("case", list(_overlapping_calls(NumpyBackend())))
+def test_writing_into_memory_an_operand_holds_is_refused(backend, case):
+    """Refused on every backend alike: the Numba kernels and a GPU's would read what they
+    had written, where NumPy's bodies (most of them) would not."""
+    with pytest.raises(ValueError, match=r"shares memory with .*: give .* memory of its own"):
+        _overlapping_calls(backend)[case]()
+
+
 @pytest.mark.cuda
 def test_cuda_backend_rejects_numpy_arrays(cuda_backend):
     own = cuda_backend.asarray(np.ones((3, 3), np.float32))

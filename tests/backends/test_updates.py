@@ -170,9 +170,9 @@ def test_adam_step_count_may_live_on_the_device(backend, decoupled, size, stride
 
 
 def test_adam_step_counts_from_one(backend):
-    flat = backend.asarray(np.ones(4, np.float32))
+    param, grad, m, v = (backend.asarray(np.ones(4, np.float32)) for _ in range(4))
     with pytest.raises(ValueError, match="starts at 1"):
-        backend.adam_update(flat, flat, flat, flat, 0, 0.1)
+        backend.adam_update(param, grad, m, v, 0, 0.1)
 
 
 @pytest.mark.parametrize("optimizer", ["adam", "momentum"])
