@@ -76,7 +76,8 @@ def check_bias(op: str, x: Any, bias: Any, out: Any) -> None:
 
 def check_gather(source: Any, rows: Any, out: Any, scale: float, start: Any) -> None:
     """``gather_rows``' operands: a 2-D source, a 1-D row list, an ``out`` to match (an
-    integer ``out`` only for integers unscaled: anything else would be cut silently).
+    integer ``out`` only for a source it holds every value of, unscaled: anything else would
+    be cut or wrapped around silently, 900 into uint8 as 132).
 
     With ``start`` (a one-element index) ``out`` takes the rows from there on, so the row
     list only has to be long enough (its reading position is checked where the backend can
@@ -86,10 +87,11 @@ def check_gather(source: Any, rows: Any, out: Any, scale: float, start: Any) -> 
         raise ValueError(
             f"gather_rows: needs a 2-D source and 1-D rows, got {source.ndim}-D and {rows.ndim}-D"
         )
-    if out.dtype.kind in "iu" and (source.dtype.kind not in "iu" or scale != 1.0):
+    if out.dtype.kind in "iu" and not (np.can_cast(source.dtype, out.dtype) and scale == 1.0):
         raise ValueError(
-            f"gather_rows: an {out.dtype} out takes integers unscaled, got {source.dtype} "
-            f"times {scale}: gather into a float out"
+            f"gather_rows: an {out.dtype} out takes integers unscaled that it holds every "
+            f"value of, got {source.dtype} times {scale}: gather into a float out, or an "
+            "integer one as wide"
         )
     if start is None:
         check_shape("gather_rows", "out", out, (rows.shape[0], source.shape[1]))

@@ -670,6 +670,24 @@ def test_gather_rows_into_integers_refuses_what_it_would_cut(backend, source_dty
         backend.gather_rows(source, dev(backend, np.arange(4)), out, scale=scale)
 
 
+@pytest.mark.parametrize(
+    "source_dtype,out_dtype", [(np.int64, np.uint8), (np.int64, np.int32), (np.int32, np.uint32)]
+)
+def test_gather_rows_into_integers_refuses_a_narrower_type(backend, source_dtype, out_dtype):
+    """An integer ``out`` that cannot hold every value of the source's type would wrap them
+    around (900 into uint8 as 132, -1 as 255): refused, as NumPy refuses some of these."""
+    source = dev(backend, np.array([[900], [300], [-1]], source_dtype))
+    out = backend.zeros((3, 1), out_dtype)
+    with pytest.raises(ValueError, match="takes integers unscaled that it holds every value"):
+        backend.gather_rows(source, dev(backend, np.arange(3)), out)
+    np.testing.assert_array_equal(backend.to_numpy(out), 0)
+    wide = backend.empty((3, 1), np.int64)  # a type as wide takes them as they are
+    backend.gather_rows(
+        dev(backend, np.array([[7], [8], [-1]], np.int32)), dev(backend, np.arange(3)), wide
+    )
+    np.testing.assert_array_equal(backend.to_numpy(wide).ravel(), [7, 8, -1])
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.int32])
 def test_gather_rows_from_a_start_on_the_device(backend, dtype):
     """With ``start`` (how a training step reads its batch's place in the epoch's order),
