@@ -119,13 +119,16 @@ LOSSES = {
 def check_loss(
     name: str, outputs: Any, targets: Any, grad: Any, totals: Any, weights: Any, weight_sum: Any
 ) -> str:
-    """A loss's operands: 2-D outputs, targets to match (a label per row, or a row of
-    values), two totals; where ``weights`` are given, one per row and their ``weight_sum``."""
+    """A loss's operands: 2-D outputs of one or more rows, targets to match (a label per row,
+    or a row of values), two totals; where ``weights`` are given, one per row and their
+    ``weight_sum``."""
     if name not in LOSSES:
         raise ValueError(f"unknown loss {name!r}: choose one of {', '.join(LOSSES)}")
     if outputs.ndim != 2:
         raise ValueError(f"{name}: outputs must be 2-D, got {outputs.ndim}-D")
     rows, width = outputs.shape
+    if rows == 0:  # the gradient is that of the batch's mean loss
+        raise ValueError(f"{name}: outputs have no rows: a mean loss needs one or more")
     if name == "squared_error":
         check_shape(name, "targets", targets, outputs.shape)
         if targets.dtype != outputs.dtype:

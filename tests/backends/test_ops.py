@@ -597,6 +597,21 @@ def test_mean_loss_weighted(backend, name, width):
         np.testing.assert_allclose(host(backend, grad), grad_ref, rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.parametrize("name,width", LOSS_SHAPES)
+@pytest.mark.parametrize("weighted", [False, True])
+def test_a_loss_of_no_rows_is_refused(backend, name, width, weighted):
+    """A mean over no rows has no value: a ValueError that says so (not ZeroDivisionError)."""
+    z, targets = loss_problem(name, np.random.default_rng(16), 0, width)
+    dz = dev(backend, z, np.float32)
+    dt = dev(backend, targets, np.float32 if name == "squared_error" else np.int32)
+    weights = dev(backend, np.ones(0), np.float32) if weighted else None
+    with pytest.raises(ValueError, match=f"{name}: outputs have no rows"):
+        backend.mean_loss(name, dz, dt, weights=weights)
+    totals = backend.zeros((2,), np.float64)
+    with pytest.raises(ValueError, match=f"{name}: outputs have no rows"):
+        backend.accumulate_loss(name, dz, dt, backend.empty(dz.shape, np.float32), totals)
+
+
 def test_zero_weights_give_no_gradient(backend):
     """A batch whose weights are all zero adds nothing and has a zero gradient, not 0/0."""
     z = dev(backend, np.array([[0.5, -1.0], [2.0, 0.0]]), np.float32)
