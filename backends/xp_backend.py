@@ -382,8 +382,8 @@ def flat_views(*arrays: Any) -> tuple:
     updates run over whatever the parameters' shape, where every one has such a view (is
     1-D or C-contiguous); else as they are."""
     given = [a for a in arrays if a is not None]
-    if not all(a.ndim == 1 or a.flags.c_contiguous for a in given):
-        return arrays
+    if all(a.ndim == 1 for a in given) or not all(a.flags.c_contiguous for a in given):
+        return arrays  # flat already (the model's buffers, each replay), or no flat view
     return tuple(None if a is None else a.reshape(-1) for a in arrays)
 
 
