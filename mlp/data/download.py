@@ -270,6 +270,8 @@ def _permanent(exc: BaseException) -> bool:
     """Errors that retrying the same URL will not fix."""
     if isinstance(exc, (DownloadTooLarge, DownloadTooSlow)):
         return True  # the same mirror again would cost the same deadline, or disk
+    if type(exc).__name__ in ("InvalidSchema", "MissingSchema", "InvalidURL"):
+        return True  # requests' answer to a URL it cannot fetch (file://, no scheme)
     status = getattr(getattr(exc, "response", None), "status_code", None)
     if status is not None:
         return 400 <= status < 500 and status not in (408, 429)
@@ -310,7 +312,7 @@ def fetch_dataset(
         )
     except DownloadError as exc:
         raise DownloadError(
-            f"could not download {dataset} ({exc}); {manual_options(dataset)}"
+            f"could not download {dataset} ({exc}); {manual_options(dataset, folder)}"
         ) from None
 
 
@@ -346,15 +348,17 @@ def ensure_dataset(
     )
 
 
-def manual_options(dataset: str) -> str:
-    """What a user can do without a network: the sentence every offline error ends with."""
+def manual_options(dataset: str, folder: str | os.PathLike | None = None) -> str:
+    """What a user can do without a network: the sentence every offline error ends with
+    (``folder``: where the download went, by default the user cache)."""
     debian = (
         ", or `sudo apt install dataset-fashion-mnist` (Debian/Ubuntu)"
         if dataset == "fashion-mnist"
         else ""
     )
     return (
-        f"to install it by hand, put {', '.join(FILES)} in {user_cache_dir(dataset)}, "
+        f"to install it by hand, put {', '.join(FILES)} in "
+        f"{user_cache_dir(dataset) if folder is None else folder}, "
         f"pass --data-dir, or set MLP_DATA_DIR{debian}"
     )
 

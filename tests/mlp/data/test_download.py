@@ -169,6 +169,17 @@ def test_offline_error_names_the_manual_options(cache):
     assert "dataset-fashion-mnist" not in manual_options("kmnist")
 
 
+def test_a_url_requests_cannot_fetch_is_not_retried(tmp_path, monkeypatch):
+    """A file:// mirror fails at once (it was retried after 1 s and 2 s), and the way out
+    names the folder the download was for, not the user cache."""
+    waits = []
+    monkeypatch.setattr("mlp.data.download.time.sleep", waits.append)
+    with pytest.raises(DownloadError) as info:
+        fetch_dataset("mnist", tmp_path / "here", mirrors=["file:///nowhere/"], retries=2)
+    assert waits == [] and "InvalidSchema" in str(info.value)
+    assert f"in {tmp_path / 'here'}, pass --data-dir" in str(info.value)
+
+
 def test_no_download_is_respected(cache, server):
     with pytest.raises(FileNotFoundError, match=r"kmnist not found .*--no-download"):
         ensure_dataset("kmnist", download=False, mirrors=[f"{server}/good/"])
