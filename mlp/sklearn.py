@@ -39,7 +39,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 from . import checks
-from .errors import InvalidArgument
+from .errors import InvalidArgument, TrainingDiverged
 from .model import MLP
 from .optim import SGD, Adam
 from .schedules import ReduceOnPlateau, Schedule
@@ -227,7 +227,11 @@ class _MLPEstimator(BaseEstimator):
         communicator: Any = None,
     ) -> _MLPEstimator:
         """A refused call (a ``ValueError`` or ``TypeError``, from here or the model's own
-        checks) leaves every attribute as it was, ``n_features_in_`` and the model too."""
+        checks) leaves every attribute as it was, ``n_features_in_`` and the model too.
+
+        A fit that diverges is a ``ValueError``, as scikit-learn's is. A fresh fit trains a
+        new model, so the last fit stays; a warm or partial one diverged in the fitted
+        model itself, so nothing fitted is left (it would predict NaN)."""
         kept = dict(vars(self))
         try:
             return self._fit_checked(X, y, sample_weight, incremental, communicator)
@@ -235,6 +239,14 @@ class _MLPEstimator(BaseEstimator):
             vars(self).clear()
             vars(self).update(kept)
             raise
+        except TrainingDiverged as exc:
+            spoilt = getattr(self, "model_", None) is kept.get("model_")
+            vars(self).clear()
+            vars(self).update(kept)
+            if spoilt:
+                for name in [n for n in vars(self) if n.endswith("_") and n[0] != "_"]:
+                    delattr(self, name)
+            raise ValueError(f"{exc} (the solver produced non-finite weights)") from exc
 
     def _fit_checked(
         self, X: Any, y: Any, sample_weight: Any, incremental: bool, communicator: Any
@@ -422,6 +434,11 @@ class _MLPEstimator(BaseEstimator):
             stratify=stratify,
         )
         train, held = split[0::2], split[1::2]
+        if len(held[0]) < 2:  # a score of one row is NaN, and NaN never stops a fit
+            raise ValueError(  # scikit-learn's words
+                "The validation set is too small. Increase 'validation_fraction' or the size "
+                "of your dataset."
+            )
         weights_train = None if weights is None else train[2]
         validation = (held[0], held[1]) + (() if weights is None else (held[2],))
         return train[0], train[1], weights_train, validation

@@ -420,6 +420,35 @@ def test_a_refused_fit_changes_no_attribute(iris):
         warm.fit(X[y != "setosa"], y[y != "setosa"])
 
 
+def test_a_fit_that_diverges_is_scikit_learns_value_error():
+    """As scikit-learn's, a ValueError. A fresh fit leaves the last one whole (the model
+    it replaced was half swapped in: new NaN weights under the old curve); a warm one,
+    whose model diverged itself, leaves the estimator unfitted, not predicting NaN."""
+    from sklearn.datasets import make_regression
+    from sklearn.exceptions import NotFittedError
+
+    X, y = make_regression(200, 5, random_state=0)
+    model = quiet_fit(MLPRegressor((8,), solver="sgd", max_iter=5, random_state=0), X, y)
+    before = {key: value for key, value in vars(model).items() if key.endswith("_")}
+    predicted = model.predict(X[:3])
+    with pytest.raises(ValueError, match="training diverged"):
+        model.set_params(learning_rate_init=1.0).fit(X, y * 1e3)
+    assert {key: value for key, value in vars(model).items() if key.endswith("_")} == before
+    np.testing.assert_array_equal(model.predict(X[:3]), predicted)
+    with pytest.raises(ValueError, match="training diverged"):
+        model.set_params(warm_start=True).fit(X, y * 1e3)
+    with pytest.raises(NotFittedError):
+        model.predict(X[:3])
+    assert model.set_params(learning_rate_init=1e-3).fit(X, y).n_iter_ == 5  # afresh
+
+
+def test_early_stopping_refuses_a_validation_set_of_one_row():
+    """Its score would be NaN, which never stops the fit (it ran every epoch, scoring NaN)."""
+    X = np.random.default_rng(0).normal(size=(10, 3))
+    with pytest.raises(ValueError, match="The validation set is too small"):
+        MLPRegressor((4,), early_stopping=True, random_state=0).fit(X, X.sum(axis=1))
+
+
 def test_scikit_learns_other_attributes(iris):
     X, y = iris
     model = quiet_fit(MLPClassifier((8, 6), max_iter=4, random_state=0), X, y)
