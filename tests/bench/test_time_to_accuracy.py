@@ -116,6 +116,10 @@ def test_the_cpu_targets_of_the_whole_run():
         f"{head}{what}: pending (no PyTorch row reached 0.89 on cpu)"
     )
     assert lines([race("mlp", 4.0)])[0] == f"{head}{what}: pending (no PyTorch row ran)"
+    crashed = {"impl": "mlp", "device": "cpu", "status": "error", "reason": "MemoryError"}
+    assert lines([crashed, race("torch", 10.0)])[0] == (  # it said "ours did not reach it"
+        f"{head}{what}: NOT met (ours error: MemoryError)"
+    )
     on_a_gpu = [race("mlp", 1.0, "cuda"), race("torch", 9.0, "cuda")]  # not the CPU's target
     assert lines(on_a_gpu)[0] == f"{head}{what}: pending (needs a cpu run)"
     skipped = lines([], reason="--no-time-to-accuracy")

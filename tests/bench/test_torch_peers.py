@@ -170,6 +170,14 @@ def test_a_figure_that_rounds_to_its_bound_shows_the_digits_that_decide():
     )
     assert report.verdict("t:", "× y", 1.149, "max", 1.15, "").endswith("1.149 × y (≤ 1.15): met")
     assert report.verdict("t:", "× y", 1.2, "max", 1.15, "").endswith("1.20 × y (≤ 1.15): NOT met")
+    # past .5g too: it showed 1.15 and 300 against those bounds, NOT met
+    assert report.verdict("t:", "× y", 1.150004, "max", 1.15, "").endswith(
+        "1.150004 × y (≤ 1.15): NOT met"
+    )
+    assert report.verdict("t:", "MB", 300.004, "max", 300, "").endswith(
+        "300.004 MB (≤ 300): NOT met"
+    )
+    assert report.verdict("t:", "× y", 1.15, "max", 1.15, "").endswith("1.15 × y (≤ 1.15): met")
 
 
 def test_the_targets_section_prints_every_target():
