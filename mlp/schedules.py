@@ -49,7 +49,8 @@ class Schedule:
 
 
 class StepDecay(Schedule):
-    """The rate times ``factor`` every ``step`` epochs."""
+    """The rate times ``factor`` every ``step`` epochs, counted from the first epoch of the
+    first ``fit`` it runs in (a resumed run's: its first, 0), as ``CosineDecay`` counts."""
 
     def __init__(self, step: int = 10, factor: float = 0.1) -> None:
         super().__init__()
@@ -57,7 +58,7 @@ class StepDecay(Schedule):
         self.factor = checks.fraction("factor", factor)
 
     def rate(self, epoch: int, lr: float, history: list[dict[str, Any]]) -> float:
-        return self.base * self.factor ** (epoch // self.step)
+        return self.base * self.factor ** ((epoch - self.origin) // self.step)
 
 
 class CosineDecay(Schedule):

@@ -164,6 +164,26 @@ def test_a_cosine_started_on_a_trained_model_runs_its_whole_curve():
     )
 
 
+def test_a_step_decay_started_on_a_trained_model_counts_from_its_first_epoch():
+    """After 25 epochs, steps of 10 ran the next fit at a hundredth of the rate from its
+    first epoch (counted from epoch 0); they count from the fit's first epoch, as a
+    cosine does, across the fits it goes on in; a resume at ``initial_epoch`` from 0."""
+    X, y = blobs(64, classes=3, features=4, seed=1)
+    model = MLP([4, 8, 3], seed=0)
+    model.fit(X, y, epochs=25, optimizer=SGD(lr=0.1))
+    schedule = StepDecay(step=3)
+    assert [r["lr"] for r in model.fit(X, y, epochs=4, lr_schedule=schedule)] == pytest.approx(
+        [0.1, 0.1, 0.1, 0.01]
+    )
+    assert [r["lr"] for r in model.fit(X, y, epochs=3, lr_schedule=schedule)] == pytest.approx(
+        [0.01, 0.01, 0.001]
+    )
+    resumed = MLP([4, 8, 3], seed=0)
+    resumed.fit(X, y, epochs=2, optimizer=SGD(lr=0.1))
+    records = resumed.fit(X, y, epochs=4, initial_epoch=2, lr_schedule=StepDecay(step=3))
+    assert [r["lr"] for r in records] == pytest.approx([0.1, 0.01])
+
+
 def test_a_plateau_watches_a_metric_the_callback_adds():
     """As early stopping does: ``val_score`` added by the callback was not there yet when
     the plateau looked for it, and the fit failed after its first epoch."""
