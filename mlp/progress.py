@@ -32,7 +32,8 @@ class EpochProgress:
     """One tqdm bar per epoch: samples done, samples/s, and the epoch's loss when it ends.
 
     Off (every method a no-op) when ``enabled`` is false, when ``stream`` is not a terminal
-    (unless ``force``), or when tqdm is missing.
+    (unless ``force``), or when tqdm is missing. ``first``: the number of the first epoch
+    it shows (a resumed run's, or a second ``fit``'s, is not 1).
     """
 
     def __init__(
@@ -43,12 +44,13 @@ class EpochProgress:
         stream: IO[str],
         enabled: bool = True,
         force: bool = False,
+        first: int = 1,
     ) -> None:
         self.samples, self.batch_size, self.epochs = samples, batch_size, epochs
         self.stream = stream
         self._tqdm = _tqdm() if enabled and (force or is_terminal(stream)) else None
         self._bar: Any = None
-        self._epoch = 0
+        self._epoch = first - 1  # the last one ended
         self._last_loss: float | None = None
 
     @property
@@ -85,7 +87,7 @@ class EpochProgress:
 
     def end(self, record: dict[str, Any]) -> None:
         """The epoch's record arrived: show its loss, then clear the bar."""
-        self._last_loss = record.get("loss")
+        self._epoch, self._last_loss = record["epoch"], record.get("loss")
         if self._bar is not None and self._last_loss is not None:
             self._bar.set_postfix_str(f"loss {self._last_loss:.4f}")
         self.close()
@@ -100,9 +102,11 @@ class Verbose:
     """``fit(verbose=True)``: the bar on stderr (a notebook shows it too) and the epoch's line
     on stdout."""
 
-    def __init__(self, samples: int, batch_size: int, epochs: int) -> None:
+    def __init__(self, samples: int, batch_size: int, epochs: int, first: int = 1) -> None:
         self.epochs = epochs
-        self.progress = EpochProgress(samples, batch_size, epochs, sys.stderr, force=True)
+        self.progress = EpochProgress(
+            samples, batch_size, epochs, sys.stderr, force=True, first=first
+        )
 
     def batch(self, step: int) -> None:
         self.progress.batch(step)

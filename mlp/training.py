@@ -125,7 +125,7 @@ def fit(
         if stopping is not None:
             stopping.start()
         root = communicator is None or communicator.is_root
-        shown = Verbose(n, batch_size, epochs) if verbose and root else None
+        shown = Verbose(n, batch_size, epochs, initial_epoch + 1) if verbose and root else None
         dropouts = [layer for layer in model.layers if isinstance(layer, Dropout)]
         step = TrainingStep(
             model, X, targets, weights, scale, batch_size, optimizer, n,

@@ -540,7 +540,12 @@ class Outputs:
             args.save is None or same_file(args.save, args.resume)
         )
         self.progress = EpochProgress(
-            samples, args.batch_size, args.epochs, err, enabled=not args.quiet
+            samples,
+            args.batch_size,
+            args.epochs,
+            err,
+            enabled=not args.quiet,
+            first=model.epochs_trained + 1,  # a resumed run's next
         )
         size = 1 if world is None else world.size
         #: what trains this run's epochs: each record keeps it
