@@ -7,10 +7,11 @@ stderr that says what to do; a traceback is only for bugs.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -296,8 +297,30 @@ def run(
     with (
         holding(path for _, path in outputs_of(args) if root),  # one run per file
         threads.pinned(*kept_threads(checkpoint, args, backend, world)),
+        saying_kept(lambda: before_training(args)),
     ):
         return train_and_report(args, checkpoint, backend, out, err, world)
+
+
+@contextlib.contextmanager
+def saying_kept(kept: Callable[[], str]) -> Iterator[None]:
+    """A stop (Ctrl-C, SIGTERM) in the block ends with ``kept()``'s line, what is on disk,
+    unless a stop inside it has said so already."""
+    try:
+        yield
+    except KeyboardInterrupt as exc:
+        if not exc.args:
+            exc.args = (kept(),)
+        raise
+
+
+def before_training(args: argparse.Namespace) -> str:
+    """What a run stopped before its epochs (reading the data) leaves: a resumed file as it
+    was, else nothing."""
+    epoch = None if args.resume is None else stored_epoch(args.resume)
+    if epoch is None:
+        return "nothing saved"
+    return f"{args.resume} still holds epoch {epoch}: run the same command again"
 
 
 def kept_threads(
@@ -414,51 +437,52 @@ def train_and_report(
         args, model, optimizer, history, trained_on, data_info, out, err, world, stopping,
         blas_threads=None if checkpoint is None else checkpoint.run.get("blas_threads"),
     )  # fmt: skip
-    # a file that ended on early stopping's best weights keeps the last epoch's own beside
-    # them; one without holds them as its weights
-    beside = None if checkpoint is None else checkpoint.last
-    if checkpoint is not None and stopping is not None:
-        outputs.last = backend.to_numpy(model.params).copy() if beside is None else beside
-    unscheduled = schedule is None or stopped or initial_epoch >= args.epochs
-    if unscheduled and checkpoint is not None and "lr" not in args.changed:
-        # no schedule sets the rate (turned off, or nothing left to train): the optimizer
-        # keeps the one its last epoch ran at, as PyTorch's and Keras' do
-        stored = checkpoint.build_optimizer()  # as it was saved, at its last epoch's rate
-        optimizer.lr = optimizer.lr if stored is None else stored.lr
-    if stopped:  # it had stopped there: it ends as the unbroken run did, on its best weights
-        stopping.restore(model)
-        if outputs.save_path is not None:
-            outputs.save(initial_epoch, ended_on_best=True)
-        outputs.finish()
-        outputs.close()
-    else:
-        if beside is not None and initial_epoch < args.epochs:  # on, as if unbroken
-            model.params[...] = backend.asarray(beside, dtype=model.dtype)
-        train(args, model, optimizer, data, initial_epoch, outputs, world, schedule, stopping)
-    finished_before = args.resume is not None and initial_epoch == args.epochs and not stopped
-    if (
-        outputs.save_path is not None
-        and finished_before
-        and not same_file(outputs.save_path, args.resume)
-    ):
-        # nothing trained, but --save names another file: copy there
-        outputs.save(args.epochs, ended_on_best=outputs.last is not None)
-    final = model.evaluate(data.X_test, data.y_test, communicator=world)
-    if not root:
+    with saying_kept(outputs.kept):  # a stop after the epochs too: what the file holds
+        # a file that ended on early stopping's best weights keeps the last epoch's own beside
+        # them; one without holds them as its weights
+        beside = None if checkpoint is None else checkpoint.last
+        if checkpoint is not None and stopping is not None:
+            outputs.last = backend.to_numpy(model.params).copy() if beside is None else beside
+        unscheduled = schedule is None or stopped or initial_epoch >= args.epochs
+        if unscheduled and checkpoint is not None and "lr" not in args.changed:
+            # no schedule sets the rate (turned off, or nothing left to train): the optimizer
+            # keeps the one its last epoch ran at, as PyTorch's and Keras' do
+            stored = checkpoint.build_optimizer()  # as it was saved, at its last epoch's rate
+            optimizer.lr = optimizer.lr if stored is None else stored.lr
+        if stopped:  # it had stopped there: it ends as the unbroken run did, on its best weights
+            stopping.restore(model)
+            if outputs.save_path is not None:
+                outputs.save(initial_epoch, ended_on_best=True)
+            outputs.finish()
+            outputs.close()
+        else:
+            if beside is not None and initial_epoch < args.epochs:  # on, as if unbroken
+                model.params[...] = backend.asarray(beside, dtype=model.dtype)
+            train(args, model, optimizer, data, initial_epoch, outputs, world, schedule, stopping)
+        finished_before = args.resume is not None and initial_epoch == args.epochs and not stopped
+        if (
+            outputs.save_path is not None
+            and finished_before
+            and not same_file(outputs.save_path, args.resume)
+        ):
+            # nothing trained, but --save names another file: copy there
+            outputs.save(args.epochs, ended_on_best=outputs.last is not None)
+        final = model.evaluate(data.X_test, data.y_test, communicator=world)
+        if not root:
+            return final
+        if stopping is not None and stopping.stopped_epoch:
+            say(
+                f"early stopping ended the run after epoch {stopping.stopped_epoch}, "
+                f"{args.early_stopping} epochs without a lower {outputs.watched} loss: the weights "
+                f"are epoch {stopping.best_epoch}'s"
+            )
+        if args.plot is not None:
+            widths = "-".join(str(w) for w in model.sizes)
+            title = f"{args.dataset} · MLP {widths} · {args.optimizer}"
+            plot_history(history, args.plot, title, watched=outputs.watched)
+            say(f"curves: {args.plot}")
+        print(f"test accuracy: {final['accuracy']:.4f}", file=out, flush=True)
         return final
-    if stopping is not None and stopping.stopped_epoch:
-        say(
-            f"early stopping ended the run after epoch {stopping.stopped_epoch}, "
-            f"{args.early_stopping} epochs without a lower {outputs.watched} loss: the weights "
-            f"are epoch {stopping.best_epoch}'s"
-        )
-    if args.plot is not None:
-        widths = "-".join(str(w) for w in model.sizes)
-        title = f"{args.dataset} · MLP {widths} · {args.optimizer}"
-        plot_history(history, args.plot, title, watched=outputs.watched)
-        say(f"curves: {args.plot}")
-    print(f"test accuracy: {final['accuracy']:.4f}", file=out, flush=True)
-    return final
 
 
 def train(

@@ -25,6 +25,7 @@ from mlp.cli import train
 from mlp.data import SPLITS, write_idx
 from mlp.data.synthetic import make_images
 from mlp.errors import CannotWrite
+from mlp.model import MLP
 from tests.helpers import ROOT, one_line, run, train_on
 
 TINY = ["--hidden", "32", "--batch-size", "32"]
@@ -310,6 +311,28 @@ def test_a_resume_into_another_file_stopped_before_saving_names_the_one_kept(
         f"no epoch finished, so nothing was saved to {other}; {saved} still holds epoch 1: "
         "run the same command again\n"
     )
+
+
+def test_a_stop_outside_the_epochs_names_the_epoch_kept(tmp_path, base, capsys, monkeypatch):
+    """Ctrl-C in the last evaluation, or while a resume reads its data: the line names what
+    the file holds (it said "nothing saved" where the file held the run)."""
+    saved = tmp_path / "run.npz"
+    sgd = ["--optimizer", "sgd", "--save", saved]
+
+    def stop(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patched:
+        patched.setattr(MLP, "evaluate", stop)  # the test set's, once the epochs are done
+        code, _, err = run(train.main, [*base, *sgd, "--epochs", "2"], capsys)
+    assert code == 130 and err.endswith(f"{saved} holds epoch 2: continue with --resume {saved}\n")
+    monkeypatch.setattr(train, "read_dataset", stop)
+    code, _, err = run(train.main, [*base, *sgd, "--epochs", "3", "--resume", saved], capsys)
+    assert code == 130 and err.endswith(
+        f"{saved} still holds epoch 2: run the same command again\n"
+    )
+    code, _, err = run(train.main, [*base, "--epochs", "3"], capsys)
+    assert code == 130 and err.endswith("interrupted; nothing saved\n")
 
 
 def test_divergence_in_the_first_epoch(tmp_path, base, capsys):
