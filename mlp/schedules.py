@@ -42,10 +42,13 @@ class Schedule:
     def observe(self, record: dict[str, Any]) -> None:
         """After each epoch, its record (``fit``'s last epoch's too, for the next ``fit``)."""
 
-    def resume(self, history: list[dict[str, Any]], rate: bool = True) -> None:
+    def resume(
+        self, history: list[dict[str, Any]], rate: bool = True, last: float | None = None
+    ) -> None:
         """Go on from an interrupted run whose records are ``history``, as if unbroken (a
         rate worked out from the epoch alone needs nothing); ``rate=False`` where the run
-        goes on at a rate given anew, not the one its last epoch ran at."""
+        goes on at a rate given anew, not the one its last epoch ran at; ``last``, that
+        rate where the last record has none (its epoch ran without a schedule)."""
 
 
 class StepDecay(Schedule):
@@ -111,14 +114,16 @@ class ReduceOnPlateau(Schedule, Patience):
         if self.waited >= self.patience:
             self.waited, self.lower = 0, True
 
-    def resume(self, history: list[dict[str, Any]], rate: bool = True) -> None:
+    def resume(
+        self, history: list[dict[str, Any]], rate: bool = True, last: float | None = None
+    ) -> None:
         """The records judged again, and the rate the last of them ran at taken up (a
         resumed optimizer starts from the run's first rate), unless ``rate`` is False."""
         for record in history:
             self.lower = False  # a fall the previous record asked for: its epoch ran at it
             self.observe(record)
-        if rate and history and "lr" in history[-1]:
-            self._resumed_at = history[-1]["lr"]
+        if rate and history:
+            self._resumed_at = history[-1].get("lr", last)
 
     def rate(self, epoch: int, lr: float, history: list[dict[str, Any]]) -> float:
         if self._resumed_at is not None:

@@ -429,7 +429,9 @@ def train_and_report(
     stopped = False  # a resumed run that early stopping had ended
     if checkpoint is not None and history:  # where the run stood, judged from its records
         if schedule is not None:
-            schedule.resume(history, rate="lr" not in args.changed)  # a new --lr wins
+            stored = checkpoint.build_optimizer()  # at the rate its last epoch ran at
+            last = None if stored is None else stored.lr  # for records without one
+            schedule.resume(history, rate="lr" not in args.changed, last=last)  # new --lr wins
         if stopping is not None:  # its best epoch, those weights, the epochs waited
             stopped = stopping.resume(history, model, checkpoint.best)
     data_info = {"data_dir": str(data.source.resolve()), "data_digest": digest}

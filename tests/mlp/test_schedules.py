@@ -71,6 +71,11 @@ def test_reduce_on_plateau_resumes_from_the_records():
         schedule.start(0.1, 10)  # a resumed optimizer starts from the run's first rate
         schedule.resume(records)
         assert schedule.rate(len(records), 0.1, []) == pytest.approx(want)
+    # the last epochs ran without a schedule, so without a rate in their records: ``last``
+    unscheduled = [*history, {"epoch": 4, "loss": 0.5}]
+    schedule = ReduceOnPlateau(factor=0.5, patience=2)
+    schedule.resume(unscheduled, last=0.02)
+    assert schedule.rate(4, 0.1, []) == pytest.approx(0.02)
 
 
 def test_fit_sets_the_rate_each_epoch_and_records_it():

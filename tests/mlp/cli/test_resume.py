@@ -508,6 +508,10 @@ def test_resume_may_turn_a_schedule_off(tmp_path, base, capsys):
     # whose last record had none)
     assert run(train.main, ["--resume", path, "--epochs", "4"], capsys)[0] == 0
     assert load_checkpoint(path).meta["optimizer"]["hyperparameters"]["lr"] == records[1]["lr"]
+    # a plateau turned on then goes on from that rate too (it jumped back to the start's)
+    argv = ["--resume", path, "--epochs", "5", "--lr-schedule", "plateau", "--log", log]
+    assert run(train.main, argv, capsys)[0] == 0
+    assert json.loads(log.read_text().splitlines()[-1])["lr"] == records[1]["lr"]
 
 
 def logged(path: Path) -> list[dict]:
