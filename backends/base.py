@@ -286,6 +286,7 @@ class Backend:
         """
         self.check_device(a, b, out)
         check_matmul(a, b, out, transpose_a, transpose_b)
+        self.check_apart("matmul", {"out": out}, a=a, b=b)  # NumPy copies; cuBLAS would not
         return self._product(a, b, out, transpose_a, transpose_b)
 
     def _product(self, a: Any, b: Any, out: Any, transpose_a: bool, transpose_b: bool) -> Any:
@@ -302,6 +303,7 @@ class Backend:
         self.check_device(x, weight, bias, out)
         check_matmul(x, weight, out, False, False)
         check_shape("linear", "bias", bias, (weight.shape[1],))
+        self.check_apart("linear", {"out": out}, x=x, weight=weight, bias=bias)
         return self._linear(x, weight, bias, check_activation(name), out)
 
     def round_mantissa(self, x: Any, bits: int, out: Any = None) -> Any:
@@ -393,6 +395,8 @@ class Backend:
         check_matmul(x, dy, grad_weight, True, False)
         written = {"grad_weight": grad_weight, "grad_bias": grad_bias}
         self.check_apart("backprop_linear", written, dy=dy, y=y, x=x, out=out)
+        # dz goes into out (dy's memory, say) before the product reads x
+        self.check_apart("backprop_linear", {"out": out}, x=x)
         return self._backprop_linear(check_activation(name), dy, y, x, grad_weight, grad_bias, out)
 
     def softmax(self, x: Any, out: Any = None) -> Any:

@@ -87,6 +87,8 @@ def check_gather(source: Any, rows: Any, out: Any, scale: float, start: Any) -> 
         raise ValueError(
             f"gather_rows: needs a 2-D source and 1-D rows, got {source.ndim}-D and {rows.ndim}-D"
         )
+    if rows.dtype.kind not in "iu":  # a GPU's kernel would cut 2.7 to row 2
+        raise ValueError(f"gather_rows: rows must be integers, got {rows.dtype}")
     if out.dtype.kind in "iu" and not (np.can_cast(source.dtype, out.dtype) and scale == 1.0):
         raise ValueError(
             f"gather_rows: an {out.dtype} out takes integers unscaled that it holds every "

@@ -124,6 +124,19 @@ def _overlapping_calls(be):
         "a weight gradient in x": lambda: be.backprop_linear(
             "relu", dy, y, a[:4], a[:3], be.empty(3, np.float32), out=dy
         ),
+        # dz written over x before xᵀ·dz reads it: a wrong weight gradient, on the CPU too
+        "dz in x": lambda: be.backprop_linear(
+            "relu", dy, y, dy, be.empty((3, 3), np.float32), be.empty(3, np.float32), out=dy
+        ),
+        # NumPy's matmul copies first; cuBLAS writes tiles while others still read
+        "a product into its operand": lambda: be.matmul(a[:3], a[:3], out=a[:3]),
+        "a layer's output in its input": lambda: be.linear(
+            a[:3],
+            be.asarray(np.ones((3, 3), np.float32)),
+            be.empty(3, np.float32),
+            "relu",
+            out=a[:3],
+        ),
     }
 
 

@@ -703,6 +703,16 @@ def test_gather_rows_into_integers_refuses_a_narrower_type(backend, source_dtype
     np.testing.assert_array_equal(backend.to_numpy(wide).ravel(), [7, 8, -1])
 
 
+def test_gather_rows_refuses_rows_that_are_not_integers(backend):
+    """Float row numbers: a GPU's kernel cut 2.7 to row 2 where NumPy and Numba failed
+    each in their own words."""
+    source = dev(backend, np.arange(12, dtype=np.float32).reshape(4, 3))
+    with pytest.raises(ValueError, match="gather_rows: rows must be integers, got float64"):
+        backend.gather_rows(
+            source, dev(backend, np.array([2.7, 0.0])), backend.empty((2, 3), np.float32)
+        )
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.int32])
 def test_gather_rows_from_a_start_on_the_device(backend, dtype):
     """With ``start`` (how a training step reads its batch's place in the epoch's order),
