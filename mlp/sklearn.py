@@ -630,8 +630,14 @@ class MLPClassifier(ClassifierMixin, _MLPEstimator):
         return self.model_.predict_proba(X).astype(np.float64)
 
     def predict_log_proba(self, X: Any) -> np.ndarray:
-        with np.errstate(divide="ignore"):
-            return np.log(self.predict_proba(X))
+        """Each class's log-probability, worked out from the logits (a log-sigmoid or a
+        log-softmax, in float64): a probability that rounds to 0 has a log, not -inf."""
+        X = self._outputs(X)
+        z = self.model_.backend.to_numpy(self.model_.forward(X)).astype(np.float64)
+        if z.shape[1] == 1:  # log(1 - p) = -softplus(z), log p = -softplus(-z)
+            return -np.logaddexp(0.0, np.hstack([z, -z]))
+        shifted = z - z.max(axis=1, keepdims=True)
+        return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
 
     def predict(self, X: Any) -> np.ndarray:
         X = self._outputs(X)

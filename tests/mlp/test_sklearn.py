@@ -442,6 +442,18 @@ def test_a_fit_that_diverges_is_scikit_learns_value_error():
     assert quiet_fit(model.set_params(learning_rate_init=1e-3), X, y).n_iter_ == 5  # afresh
 
 
+@pytest.mark.parametrize("classes", [2, 3])
+def test_log_probabilities_of_sure_answers_are_finite(classes):
+    """From the logits: a probability that rounds to 0 in float32 (a logit of -20 or less)
+    has its log, where the log of the probability was -inf; elsewhere it is that log."""
+    X, y = load_iris(return_X_y=True)
+    X, y = X * 30, y % classes  # far apart: logits of hundreds
+    model = quiet_fit(MLPClassifier((8,), max_iter=50, random_state=0), X, y)
+    logs, probabilities = model.predict_log_proba(X), model.predict_proba(X)
+    assert np.isfinite(logs).all() and (probabilities == 0).any()
+    np.testing.assert_allclose(np.exp(logs), probabilities, rtol=1e-5, atol=1e-7)
+
+
 def test_early_stopping_refuses_a_validation_set_of_one_row():
     """Its score would be NaN, which never stops the fit (it ran every epoch, scoring NaN)."""
     X = np.random.default_rng(0).normal(size=(10, 3))
