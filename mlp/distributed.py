@@ -55,13 +55,17 @@ def launched_size(environ: Mapping[str, str] | None = None) -> int | None:
     return None
 
 
+class NotLaunched(DistributedError):
+    """A world was asked for (``insist``) in a process that no launcher started."""
+
+
 def from_environment(insist: bool = False) -> Communicator | None:
     """The communicator of the launcher's world: ``None`` for one process outside a launcher
     (and for a world of one, unless ``insist``); with ``insist``, a launcher is required."""
     size = launched_size()
     if size is None:
         if insist:
-            raise DistributedError(
+            raise NotLaunched(
                 "no MPI launcher started this process: run it as mpiexec -n N ... (or srun), "
                 "or leave out --distributed"
             )

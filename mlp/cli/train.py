@@ -679,7 +679,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def join() -> None:
         nonlocal world
-        world = distributed.from_environment(insist=args.distributed)
+        try:
+            world = distributed.from_environment(insist=args.distributed)
+        except distributed.NotLaunched as exc:  # how the command was run: a usage mistake
+            raise UsageError(str(exc)) from None
 
     status = report_errors(PROG, join)
     if status:
