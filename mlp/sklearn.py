@@ -394,7 +394,7 @@ class _MLPEstimator(BaseEstimator):
         return SGD(
             lr=self.learning_rate_init,
             momentum=self.momentum,
-            nesterov=bool(self.nesterovs_momentum) and self.momentum > 0,
+            nesterov=self.nesterovs_momentum and self.momentum > 0,
             weight_decay=decay,
         )
 
@@ -464,7 +464,8 @@ class _MLPEstimator(BaseEstimator):
         checks.non_negative_number("tol", self.tol)
         checks.positive_number("learning_rate_init", self.learning_rate_init)
         checks.non_negative_number("power_t", self.power_t)
-        checks.boolean("shuffle", self.shuffle)
+        for flag in ("shuffle", "nesterovs_momentum", "early_stopping", "warm_start"):
+            checks.boolean(flag, getattr(self, flag))  # "false" would be true
         if not checks.fraction("validation_fraction", self.validation_fraction) > 0:
             raise InvalidArgument("validation_fraction must be in (0, 1), got 0")
         for size in self._hidden():

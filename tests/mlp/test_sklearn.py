@@ -154,6 +154,10 @@ def test_early_stopping_keeps_the_best_validation_score(iris):
         ({"power_t": -1.0}, "power_t"),
         ({"epsilon": 0.0}, "eps must be"),
         ({"shuffle": "no"}, "shuffle must be True or False"),
+        # the words a flag is not: "false" trained with Nesterov momentum, or early stopping
+        ({"solver": "sgd", "nesterovs_momentum": "false"}, "nesterovs_momentum must be True"),
+        ({"early_stopping": "false"}, "early_stopping must be True or False"),
+        ({"warm_start": "no"}, "warm_start must be True or False"),
         ({"hidden_layer_sizes": "ab"}, "hidden_layer_sizes must be whole numbers, got 'ab'"),
     ],
 )
