@@ -265,11 +265,10 @@ class Backend:
         them in their own order, a GPU's all at once, so they would read what they had
         written. (An elementwise op's ``out`` may be one of its inputs: those ops support it.)
         O(1): it compares the arrays' bounds, so two interleaved views count as sharing."""
-        arrays = [(name, a) for name, a in {**written, **read}.items() if a is not None]
-        for i, (name, a) in enumerate(arrays):
-            if name not in written:
-                return
-            for other, b in arrays[i + 1 :]:
+        outs = [(name, a) for name, a in written.items() if a is not None]
+        ins = [(name, a) for name, a in read.items() if a is not None]
+        for i, (name, a) in enumerate(outs):
+            for other, b in outs[i + 1 :] + ins:  # each written array against all the rest
                 if self.xp.may_share_memory(a, b):
                     raise ValueError(
                         f"{op}: {name} shares memory with {other}, and {op} writes {name}: "
@@ -340,6 +339,7 @@ class Backend:
         if x.ndim != 2:
             raise ValueError(f"sum_rows: x must be 2-D, got {x.ndim}-D")
         check_shape("sum_rows", "out", out, (x.shape[1],))
+        self.check_apart("sum_rows", {"out": out}, x=x)  # a GPU's is a product: it would race
         return self._sum_rows(x, out)
 
     # ------------------------------------------------------------------ activations

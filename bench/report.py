@@ -328,7 +328,11 @@ def verdict(head: str, what: str, value: float | None, kind: str, bound: float, 
         return f"{head} {what} ({sign} {bound:g}): pending ({why})"
     met = value >= bound if kind == "min" else value <= bound
     shown, digits = f"{value:.2f}", 2
-    while float(shown) == bound != value and digits < 12:  # 0.996 is not 1.00 against 1
+
+    def side(x: float) -> tuple[bool, bool]:
+        return x == bound, (x >= bound if kind == "min" else x <= bound)
+
+    while side(float(shown)) != side(value) and digits < 12:  # 0.996 is not 1.00 against 1
         digits += 1
         shown = f"{value:.{digits}f}"
     return f"{head} {shown} {what} ({sign} {bound:g}): " + ("met" if met else "NOT met")

@@ -178,6 +178,10 @@ def test_a_figure_that_rounds_to_its_bound_shows_the_digits_that_decide():
         "300.004 MB (≤ 300): NOT met"
     )
     assert report.verdict("t:", "× y", 1.15, "max", 1.15, "").endswith("1.15 × y (≤ 1.15): met")
+    # and where rounding would carry it across: 1.1549 is not 1.15 against 1.154, but 1.155
+    assert report.verdict("t:", "× y", 1.1549, "max", 1.154, "").endswith(
+        "1.155 × y (≤ 1.154): NOT met"
+    )
 
 
 def test_the_targets_section_prints_every_target():
