@@ -18,6 +18,11 @@ and version 1 no ``best.params``)::
                      ``param.*`` are the best epoch's), its last epoch's own: a longer run
                      goes on from them
 
+The metadata's ``optimizer`` holds the class's ``name``, its ``hyperparameters``, its
+``steps`` and, where ``make_optimizer`` made it of a name (``"adam"``), ``made_of``; its
+``history`` holds a record per epoch, whose validation metrics may be NaN or infinite
+(written as Python's ``json`` writes them), the training loss never.
+
 Writes are atomic: a temporary file in the same folder, flushed and fsynced, then renamed
 over the target, so a crash or SIGKILL during a save leaves the previous checkpoint intact.
 """
@@ -41,7 +46,6 @@ from .checkpoint_reader import (
     LATER_SETTINGS,
     META,
     MODEL_SETTINGS,
-    OPTIMIZERS,
 )
 from .data import CLASS_NAMES
 from .errors import CheckpointError, InvalidArgument
@@ -110,7 +114,7 @@ class Checkpoint:
     def build_optimizer(self) -> Optimizer | None:
         """The stored optimizer with its hyperparameters (state is loaded by ``restore``)."""
         spec = self.meta.get("optimizer")
-        return None if spec is None else _make_optimizer(spec)
+        return reader.stored_optimizer(spec)  # checked at load: it builds
 
     def check_matches(self, model: MLP, optimizer: Optimizer | None = None) -> None:
         """Raise ``CheckpointError`` naming every difference from the model (and optimizer)."""
@@ -291,12 +295,3 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
 def _with_state(state_names: Collection[str]) -> str:
     """SGD's state is its momentum's velocity, or nothing."""
     return "with momentum" if state_names else "without momentum"
-
-
-def _make_optimizer(spec: dict[str, Any]) -> Optimizer:
-    kwargs = dict(spec.get("hyperparameters") or {})
-    if "betas" in kwargs:
-        kwargs["betas"] = tuple(kwargs["betas"])
-    optimizer = OPTIMIZERS[spec["name"]](**kwargs)
-    optimizer.made_of = spec.get("made_of")
-    return optimizer

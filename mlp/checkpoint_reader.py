@@ -31,7 +31,8 @@ FORMAT_VERSION = 3  # 2 adds early stopping's best.params; 3 last.params
 #: The versions this reader takes: each earlier one is the next without its addition.
 READS = (1, 2, 3)
 META = "__meta__"
-OPTIMIZERS: dict[str, type[Optimizer]] = {"SGD": SGD, "Adam": Adam, "AdamW": AdamW}
+#: The optimizers a file names, by their class's name.
+STORED_OPTIMIZERS: dict[str, type[Optimizer]] = {"SGD": SGD, "Adam": Adam, "AdamW": AdamW}
 #: The model's settings the metadata stores (``MLP.config()``), each an ``MLP`` argument.
 MODEL_SETTINGS = ("sizes", "activation", "dtype", "seed", "dropout", "init", "output_activation")
 #: Settings added since: a file written before them holds their default.
@@ -281,7 +282,7 @@ def check_saving(meta: dict[str, Any]) -> None:
 def _check_fields(meta: dict[str, Any]) -> Optimizer | None:
     """``check_meta``'s fields, each a ``_Bad`` naming it."""
     _check_model(_field(meta, "model", dict))
-    optimizer = _check_optimizer(meta.get("optimizer"))
+    optimizer = stored_optimizer(meta.get("optimizer"))
     _count(_field(meta, "epoch"), "epoch")
     if "best_epoch" in meta:  # early stopping's best so far, its weights in best.params
         best = _count(meta["best_epoch"], "best_epoch", minimum=1)
@@ -354,18 +355,21 @@ def _check_model(model: dict[str, Any]) -> None:
             raise _Bad(f"model.{key}: {exc}") from None
 
 
-def _check_optimizer(spec: Any) -> Optimizer | None:
+def stored_optimizer(spec: Any) -> Optimizer | None:
+    """The optimizer the metadata's ``optimizer`` field describes, with its hyperparameters
+    and the name it was made of (its state is the file's arrays), or ``None``; a field it
+    cannot be built from is a ``_Bad`` naming it."""
     if spec is None:
         return None
     if not isinstance(spec, dict):
         raise _Bad("optimizer is not an object")
     name = spec.get("name")
-    if not isinstance(name, str) or name not in OPTIMIZERS:
+    if not isinstance(name, str) or name not in STORED_OPTIMIZERS:
         raise _Bad(f"unknown optimizer {name!r}")
     _count(_field(spec, "steps", where="optimizer"), "optimizer.steps")
     made_of = spec.get("made_of")
     named = optim.OPTIMIZERS.get(made_of) if isinstance(made_of, str) else None
-    if made_of is not None and named is not OPTIMIZERS[name]:
+    if made_of is not None and named is not STORED_OPTIMIZERS[name]:
         raise _Bad(f"optimizer.made_of {made_of!r} does not name a {name}")
     settings = spec.get("hyperparameters") or {}
     if not isinstance(settings, dict):
@@ -373,9 +377,11 @@ def _check_optimizer(spec: Any) -> Optimizer | None:
     if isinstance(settings.get("betas"), list):
         settings = {**settings, "betas": tuple(settings["betas"])}
     try:
-        return OPTIMIZERS[name](**settings)
+        optimizer = STORED_OPTIMIZERS[name](**settings)
     except (InvalidArgument, TypeError) as exc:
         raise _Bad(f"optimizer.hyperparameters: {_one_line(exc)}") from None
+    optimizer.made_of = made_of  # a later fit given that name goes on with it
+    return optimizer
 
 
 #: A history record's numbers: those ``fit`` always writes, and those with validation data.
