@@ -317,10 +317,15 @@ def saying_kept(kept: Callable[[], str]) -> Iterator[None]:
 def before_training(args: argparse.Namespace) -> str:
     """What a run stopped before its epochs (reading the data) leaves: a resumed file as it
     was, else nothing."""
-    epoch = None if args.resume is None else stored_epoch(args.resume)
+    return still_held(args.resume) or "nothing saved"
+
+
+def still_held(resumed: Path | None) -> str | None:
+    """That a resumed file holds the run as it was, where it does."""
+    epoch = None if resumed is None else stored_epoch(resumed)
     if epoch is None:
-        return "nothing saved"
-    return f"{args.resume} still holds epoch {epoch}: run the same command again"
+        return None
+    return f"{resumed} still holds epoch {epoch}: run the same command again"
 
 
 def kept_threads(
@@ -524,9 +529,6 @@ def train(
         raise RunStopped(f"{exc}; {outputs.kept()}") from None
     except CannotWrite as exc:  # a full disk under the checkpoint or the log
         raise CannotWrite(f"{exc}; {outputs.kept()}") from None
-    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM and SIGHUP (``Terminated``)
-        exc.args = (outputs.kept(),)
-        raise
     except MemoryError as exc:  # memory gone mid-run (another process took the GPU's, say)
         # a plain MemoryError: NumPy's and CuPy's subclasses take other arguments than a text
         raise MemoryError(f"{one_line(exc)}; {outputs.kept()}") from None
@@ -662,11 +664,8 @@ class Outputs:
         if epoch is not None:
             return f"{self.save_path} holds epoch {epoch}: continue with --resume {self.save_path}"
         nothing = f"no epoch finished, so nothing was saved to {self.save_path}"
-        resumed = self.args.resume
-        epoch = None if resumed is None else stored_epoch(resumed)
-        if epoch is None:
-            return nothing
-        return f"{nothing}; {resumed} still holds epoch {epoch}: run the same command again"
+        held = still_held(self.args.resume)
+        return nothing if held is None else f"{nothing}; {held}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
