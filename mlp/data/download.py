@@ -270,7 +270,9 @@ def _permanent(exc: BaseException) -> bool:
     """Errors that retrying the same URL will not fix."""
     if isinstance(exc, (DownloadTooLarge, DownloadTooSlow)):
         return True  # the same mirror again would cost the same deadline, or disk
-    if type(exc).__name__ in ("InvalidSchema", "MissingSchema", "InvalidURL"):
+    from requests.exceptions import InvalidSchema, InvalidURL, MissingSchema  # pooch's own
+
+    if isinstance(exc, (InvalidSchema, InvalidURL, MissingSchema)):
         return True  # requests' answer to a URL it cannot fetch (file://, no scheme)
     status = getattr(getattr(exc, "response", None), "status_code", None)
     if status is not None:
