@@ -327,15 +327,18 @@ def ending_all_on_failure(world: Communicator | None) -> Iterator[Ending]:
 
 
 # ---------------------------------------------------------------------- what fit asks of it
-def check(communicator: Any, batch_size: int) -> None:
+def check(communicator: Any) -> None:
     """``fit``'s ``communicator`` argument, checked where it enters."""
-    if communicator is None:
-        return
-    if not isinstance(communicator, Communicator):
+    if communicator is not None and not isinstance(communicator, Communicator):
         raise TypeError(
             f"communicator must be an mlp.distributed.Communicator, got {communicator!r}"
         )
-    if batch_size < communicator.size:
+
+
+def check_batch(communicator: Communicator | None, batch_size: int) -> None:
+    """A global batch that gives every process rows; checked once the processes agree on
+    it (a process that failed alone would leave the others waiting in ``agree``)."""
+    if communicator is not None and batch_size < communicator.size:
         raise InvalidArgument(
             f"batch_size {batch_size} leaves some of the {communicator.size} processes without "
             f"rows: use a batch of at least {communicator.size} (it is the global batch)"

@@ -87,7 +87,7 @@ def fit(
     stopping = EarlyStopping() if early_stopping is True else early_stopping or None
     if stopping is not None and not isinstance(stopping, EarlyStopping):
         raise TypeError(f"early_stopping must be True or an EarlyStopping, got {early_stopping!r}")
-    distributed.check(communicator, batch_size)
+    distributed.check(communicator)
     be = model.backend
     history: list[dict[str, Any]] = []
     with be.activated():
@@ -111,6 +111,7 @@ def fit(
                     initial_epoch, seed, shuffle, schedule, stopping,
                 )
             )  # fmt: skip
+            distributed.check_batch(communicator, batch_size)
         # only now, with every argument checked: a failed call leaves the model as it was
         optimizer.bind(be, model.num_parameters, model.dtype, model=model)
         model.optimizer = optimizer
