@@ -193,11 +193,7 @@ class MLP:
             )
         values = {}
         for key, shape in expected.items():
-            value = np.asarray(
-                state[key]
-                if not self.backend.is_array(state[key])
-                else self.backend.to_numpy(state[key])
-            )
+            value = self.backend.adopt_on_host(state[key])  # as inputs are: torch's too
             if value.shape != shape:
                 raise InvalidArgument(f"{key} has shape {value.shape}, expected {shape}")
             if value.dtype.kind not in "fiu":

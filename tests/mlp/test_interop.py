@@ -275,3 +275,16 @@ def test_objects_with_only_array_or_a_buffer_still_work():
     for host_object in (OnlyArray(X), buffer, X.tolist()):
         np.testing.assert_array_equal(model.predict_proba(host_object), expected)
     assert model.evaluate(OnlyArray(X), OnlyArray(y)) == model.evaluate(X, y)
+
+
+def test_a_state_dict_of_torch_tensors_loads_as_inputs_do():
+    """Tensors load; one that requires grad, or of a dtype NumPy lacks, is refused with the
+    words an input gets (they raised torch's own RuntimeError and TypeError)."""
+    model = MLP([3, 2], seed=1)
+    state = {key: torch.tensor(value) for key, value in MLP([3, 2], seed=2).state_dict().items()}
+    model.load_state_dict(state)
+    np.testing.assert_array_equal(model.state_dict()["0.weight"], state["0.weight"].numpy())
+    with pytest.raises(TypeError, match=r"requires grad: pass x\.detach\(\)"):
+        model.load_state_dict({k: v.clone().requires_grad_() for k, v in state.items()})
+    with pytest.raises(TypeError, match=r"pass it as float32"):
+        model.load_state_dict({k: v.to(torch.bfloat16) for k, v in state.items()})
