@@ -213,7 +213,7 @@ def class_labels(y: np.ndarray, rows: int, classes: int) -> np.ndarray:
         raise DataError(f"labels must be integers, got dtype {y.dtype}")
     if y.size and (y.min() < 0 or y.max() >= classes):
         raise DataError(
-            f"labels must be in [0, {classes - 1}] for a {classes}-output model, "
+            f"labels must be in [0, {classes - 1}] for a {classes}-class model, "
             f"got values from {y.min()} to {y.max()}"
         )
     return y.astype(np.int32).reshape(-1, 1)

@@ -396,7 +396,9 @@ def test_one_output_is_a_binary_classifier():
     np.testing.assert_allclose(proba.sum(axis=1), 1, rtol=1e-6)
     np.testing.assert_array_equal(model.predict(X), (proba[:, 1] > 0.5).astype(int))
     assert model.evaluate(X, binary)["accuracy"] == np.mean(model.predict(X) == binary)
-    with pytest.raises(ValueError, match=r"labels must be in \[0, 1\] for a 2-output model"):
+    with pytest.raises(
+        ValueError, match=r"labels must be in \[0, 1\] for a 2-class model"
+    ):  # 1 output
         model.fit(X, y, epochs=1)
     assert MLP([6, 1], output_activation="sigmoid").predict_proba(X).shape == (20, 1)
 
