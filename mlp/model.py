@@ -212,7 +212,8 @@ class MLP:
                 self._bind(self.backend, flat, self.grads)
 
     def config(self) -> dict[str, Any]:
-        """What it takes to build the same model again: ``MLP(**model.config())``."""
+        """What it takes to build the same model again: ``MLP(**model.config())`` (the
+        matmul precision is the backend's: pass it as ``device``)."""
         return {
             "sizes": list(self.sizes),
             "activation": self.activation,
