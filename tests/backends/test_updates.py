@@ -214,11 +214,12 @@ def test_an_update_of_a_matrix_is_that_of_its_elements(backend, update, transpos
     flat = [dev(backend, a.reshape(-1), np.float32) for a in arrays]
     UPDATES[update](backend, *flat)
 
-    padded = [np.concatenate([a.reshape(-1), np.full(36, 7.0)]) for a in arrays]
+    laid = [a.T if transposed else a for a in arrays]  # the memory's order
+    padded = [np.concatenate([a.reshape(-1), np.full(36, 7.0)]) for a in laid]
     buffers = [dev(backend, a, np.float32) for a in padded]
-    matrices = [b[:12].reshape(3, 4) for b in buffers]
-    if transposed:
-        matrices = [dev(backend, a.T.copy(), np.float32).T for a in arrays]
+    matrices = [b[:12].reshape(a.shape) for a, b in zip(laid, buffers, strict=True)]
+    if transposed:  # (3, 4) views of the first quarter, not contiguous
+        matrices = [m.T for m in matrices]
     UPDATES[update](backend, *matrices)
     for name, want, got in zip(["param", "grad", "state", "state 2"], flat, matrices, strict=True):
         got, want = host(backend, got).reshape(-1), host(backend, want)
