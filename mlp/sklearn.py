@@ -235,14 +235,12 @@ class _MLPEstimator(BaseEstimator):
         kept = dict(vars(self))
         try:
             return self._fit_checked(X, y, sample_weight, incremental, communicator)
-        except (ValueError, TypeError):
-            vars(self).clear()
-            vars(self).update(kept)
-            raise
-        except TrainingDiverged as exc:
+        except (ValueError, TypeError, TrainingDiverged) as exc:
             spoilt = getattr(self, "model_", None) is kept.get("model_")
             vars(self).clear()
             vars(self).update(kept)
+            if not isinstance(exc, TrainingDiverged):
+                raise
             if spoilt:
                 for name in [n for n in vars(self) if n.endswith("_") and n[0] != "_"]:
                     delattr(self, name)
