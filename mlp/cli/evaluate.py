@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 
 from ..checkpoint import load_checkpoint
+from ..checkpoint_reader import class_count
 from ..data import CLASS_NAMES, DATASETS
-from ..losses import loss_for
 from ..model import MLP
 from .common import (
     DATA_DIR_HELP,
@@ -130,7 +130,7 @@ def run(args: argparse.Namespace, out: Any = None, err: Any = None) -> dict[str,
         )
     # the test sets' labels are classes, and the report a classifier's: a regression's
     # targets are its own data, which only the library takes
-    if not loss_for(settings["loss"], settings["sizes"][-1]).classifies:
+    if not class_count(checkpoint.meta):
         raise UsageError(
             f"{args.checkpoint}: a regression model (loss {settings['loss']}): mlp-eval "
             "scores classifiers on a dataset's labels; measure it on its own targets with "
