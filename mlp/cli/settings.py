@@ -170,7 +170,5 @@ def build_optimizer(args: argparse.Namespace, checkpoint: Checkpoint | None) -> 
     }
     stored = None if checkpoint is None else checkpoint.build_optimizer()
     if stored is not None and type(stored) is OPTIMIZERS[args.optimizer]:
-        optimizer = type(stored)(**{**stored.hyperparameters(), **given})
-        optimizer.made_of = args.optimizer  # as make_optimizer names it, for the file
-        return optimizer
+        return make_optimizer(args.optimizer, **{**stored.hyperparameters(), **given})
     return make_optimizer(args.optimizer, **{"lr": default_lr(args.optimizer), **given})
