@@ -432,11 +432,11 @@ def train_and_report(
     schedule = make_schedule(args.lr_schedule)
     stopping = None if args.early_stopping is None else EarlyStopping(args.early_stopping)
     stopped = False  # a resumed run that early stopping had ended
+    stored = None if checkpoint is None else checkpoint.build_optimizer()
+    ran_at = None if stored is None else stored.lr  # the rate the run's last epoch ran at
     if checkpoint is not None and history:  # where the run stood, judged from its records
-        if schedule is not None:
-            stored = checkpoint.build_optimizer()  # at the rate its last epoch ran at
-            last = None if stored is None else stored.lr  # for records without one
-            schedule.resume(history, rate="lr" not in args.changed, last=last)  # new --lr wins
+        if schedule is not None:  # ran_at for records without a rate; a new --lr wins
+            schedule.resume(history, rate="lr" not in args.changed, last=ran_at)
         if stopping is not None:  # its best epoch, those weights, the epochs waited
             stopped = stopping.resume(history, model, checkpoint.best)
     data_info = {"data_dir": str(data.source.resolve()), "data_digest": digest}
@@ -454,8 +454,7 @@ def train_and_report(
         if unscheduled and checkpoint is not None and "lr" not in args.changed:
             # no schedule sets the rate (turned off, or nothing left to train): the optimizer
             # keeps the one its last epoch ran at, as PyTorch's and Keras' do
-            stored = checkpoint.build_optimizer()  # as it was saved, at its last epoch's rate
-            optimizer.lr = optimizer.lr if stored is None else stored.lr
+            optimizer.lr = optimizer.lr if ran_at is None else ran_at
         if stopped:  # it had stopped there: it ends as the unbroken run did, on its best weights
             stopping.restore(model)
             if outputs.save_path is not None:
