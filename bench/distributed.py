@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from .machine import cpu_cores
-from .runner import ROOT, run_task
+from .runner import ROOT, run_task, write_result
 from .timing import OtherWork, Schedule, run_epochs
 from .workloads import EPOCH_SAMPLES, WORKLOADS, Workload, epoch_samples, steps_per_epoch
 
@@ -442,12 +442,12 @@ def worker_main(spec: dict[str, Any], result_path: Path) -> int:
         result = classify(exc, spec)
         if world is not None and world.size > 1:
             if root:
-                result_path.write_text(json.dumps(result))
+                write_result(result, result_path)
             traceback.print_exc()
             world.abort(1)
     result["peak_rss_bytes"], result["rss_source"] = peak_rss_bytes()
     if root:
-        result_path.write_text(json.dumps(result))
+        write_result(result, result_path)
     return 0 if result["status"] == "ok" else 1
 
 

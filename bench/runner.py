@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from mlp.files import atomic_write
+
 from .memory import rusage_maxrss_bytes
 
 #: The repository root: workers import ``bench``, ``mlp`` and ``backends`` from here.
@@ -79,6 +81,23 @@ def run_command(command: Sequence[str], timeout: float, **popen: Any) -> dict[st
     }
 
 
+def write_result(result: dict[str, Any], path: Path) -> None:
+    """Write a worker's result whole or not at all: a row killed at its deadline mid-write
+    must read as timed out, not as a file that stops the whole run."""
+    atomic_write(path, lambda f: f.write(json.dumps(result).encode()))
+
+
+def read_result(path: Path) -> dict[str, Any]:
+    """A worker's result; one that cannot be read is that row's error, not the run's."""
+    try:
+        result = json.loads(path.read_text())
+    except (ValueError, OSError) as exc:
+        return {"status": "error", "reason": f"worker's result unreadable: {exc}"}
+    if not isinstance(result, dict):
+        return {"status": "error", "reason": "worker's result is not a JSON object"}
+    return result
+
+
 def run_task(spec: dict[str, Any], timeout: float, launcher: Sequence[str] = ()) -> dict[str, Any]:
     """Run one row (see ``bench.worker``) in a fresh process; always returns a result.
 
@@ -91,7 +110,7 @@ def run_task(spec: dict[str, Any], timeout: float, launcher: Sequence[str] = ())
         popen = {"start_new_session": True} if launcher else {}
         done = run_command([*launcher, *command], timeout, **popen)
         if result_path.exists():
-            result = json.loads(result_path.read_text())
+            result = read_result(result_path)
         elif done["timed_out"]:
             result = {"status": "error", "reason": f"timed out after {timeout:.0f} s"}
         else:

@@ -19,6 +19,7 @@ from backends import parse_device
 from . import torch_peers
 from .extras import PEER_MODULES, missing_reason
 from .memory import peak_rss_bytes, reset_peak_rss
+from .runner import write_result
 from .timing import Schedule
 from .workloads import WORKLOADS, training_data
 
@@ -141,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:
         result = classify(exc, spec)
     result["peak_rss_bytes"], result["rss_source"] = peak_rss_bytes()
-    Path(result_path).write_text(json.dumps(result))
+    write_result(result, Path(result_path))
     return 0 if result["status"] != "error" else 1
 
 
