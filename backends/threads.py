@@ -10,8 +10,10 @@ count, once per process and shape, and one thread is kept only where it is clear
 
 The thread count is the process's: while such a fit runs, other BLAS work in the process
 runs on one thread too (slower, never wrong), and fits in other threads that choose one
-share it until the last of them ends. OpenBLAS rounds differently on one thread
-than on two, so a fit's last digits follow the choice, which a new process makes afresh
+share it until the last of them ends. A fit that starts while another holds one thread is
+not timed (that would set the other's count under it): it takes what the process has, one
+thread until that block ends. OpenBLAS rounds differently on one thread than on two, so a
+fit's last digits follow the choice, which a new process makes afresh
 (a resumed run is bit-exact where both chose alike: ``pinned`` makes it so).
 ``OPENBLAS_NUM_THREADS`` set pins it: then nothing is timed and the count stays as set.
 Without threadpoolctl nothing changes.
@@ -116,10 +118,24 @@ class _Sections:
                 for c, threads in self._outside:
                     c.set_num_threads(threads)
 
+    @contextlib.contextmanager
+    def quiet(self) -> Iterator[None]:
+        """The counts to change freely inside (a timing's): no block opens, closes or pins
+        meanwhile. ``Busy`` where one is open or a count is pinned: a fit in another thread
+        trains on that count, and setting it under the fit would change its rounding."""
+        with self._lock:
+            if self._open or self.pinned is not None:
+                raise Busy
+            yield
+
     def process_threads(self) -> int:
         """NumPy's BLAS threads outside any open block."""
         with self._lock:
             return self._outside[0][1] if self._open else numpy_blas()[0].get_num_threads()
+
+
+class Busy(Exception):
+    """Another fit holds the process's BLAS threads: nothing may be timed now."""
 
 
 _ONE_THREAD = _Sections()
@@ -155,15 +171,15 @@ def one_is_faster(product: tuple[int, int, int], dtype: Any = np.float32) -> boo
     if math.prod(product) >= SMALL_PRODUCT or held or not numpy_blas():
         return False
     threads = _ONE_THREAD.process_threads()
-    return threads > 1 and _timed_faster(tuple(product), np.dtype(dtype).str, threads)
-
-
-_one_timing_at_a_time = threading.Lock()
+    try:
+        return threads > 1 and _timed_faster(tuple(product), np.dtype(dtype).str, threads)
+    except Busy:  # not remembered: asked again when no other fit holds the count, it is timed
+        return False
 
 
 @functools.cache
 def _timed_faster(product: tuple[int, int, int], dtype: str, threads: int) -> bool:
-    with _one_timing_at_a_time:
+    with _ONE_THREAD.quiet():
         return _time(product, dtype, threads)
 
 

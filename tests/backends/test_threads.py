@@ -155,3 +155,31 @@ def test_pinned_waits_for_no_open_block(two_threads, one_faster):
     with threads.threads_for(SMALL), threads.pinned(2, SMALL) as held:
         assert not held and _blas_threads() == 1
     assert _blas_threads() == 2
+
+
+def test_no_timing_while_a_block_is_open_and_the_count_comes_back(two_threads, monkeypatch):
+    """A fit in another thread running on one thread when a second fit asks: timing then
+    would set the first fit's count under it, and its restore (the count it found: one)
+    would outlast the first fit's end, which gave two back meanwhile. It is not timed
+    then, nor remembered: asked again with no block open, it is."""
+    threads._timed_faster.cache_clear()
+    monkeypatch.setattr(threads, "CLEARLY_FASTER", 1e9)  # one thread always "faster"
+    block = threads._ONE_THREAD
+    clock = threads.time.perf_counter
+    ended = []
+
+    def first_fit_ends_meanwhile() -> float:
+        if not ended:
+            ended.append(1)
+            block.leave()
+        return clock()
+
+    monkeypatch.setattr(threads.time, "perf_counter", first_fit_ends_meanwhile)
+    block.enter()
+    assert not threads.one_is_faster(SMALL)
+    if not ended:
+        block.leave()
+    assert _blas_threads() == 2
+    monkeypatch.setattr(threads.time, "perf_counter", clock)
+    assert threads.one_is_faster(SMALL)
+    assert _blas_threads() == 2
