@@ -101,8 +101,7 @@ class _Sections:
 
     def unpin(self) -> None:
         with self._lock:
-            for c, threads in self.pinned or ():
-                c.set_num_threads(threads)
+            _apply(self.pinned or ())
             self.pinned = None
 
     def enter(self) -> None:
@@ -115,8 +114,7 @@ class _Sections:
         with self._lock:
             self._open -= 1
             if self._open == 0:
-                for c, threads in self._outside:
-                    c.set_num_threads(threads)
+                _apply(self._outside)
 
     @contextlib.contextmanager
     def quiet(self) -> Iterator[None]:
@@ -201,14 +199,21 @@ def _time(product: tuple[int, int, int], dtype: str, threads: int) -> bool:
                     np.matmul(a, b, out=out)
                 best[count] = min(best[count], time.perf_counter() - start)
     finally:
-        for c, count in before:
-            c.set_num_threads(count)
+        _apply(before)
     return best[1] < CLEARLY_FASTER * best[threads]
 
 
 def _set_threads(count: int) -> list[tuple[Any, int]]:
     """Set NumPy's BLAS to ``count`` threads; the counts it had."""
     before = [(c, c.get_num_threads()) for c in numpy_blas()]
-    for c, _ in before:
-        c.set_num_threads(count)
+    _apply([(c, count) for c, _ in before])
     return before
+
+
+def _apply(counts: Sequence[tuple[Any, int]]) -> None:
+    """Set each control's count, from whichever thread: threadpoolctl (3.8) lets only the
+    thread that first set an OpenBLAS count set it again, and ignores the others' calls,
+    so a fit in another thread closing the last block would leave one thread for good.
+    The blocks' lock already keeps this module's changes from fighting."""
+    for c, count in counts:
+        getattr(c, "_real_set_num_threads", c.set_num_threads)(count)

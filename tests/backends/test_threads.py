@@ -3,6 +3,8 @@ faster, the count restored after."""
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 
@@ -182,4 +184,21 @@ def test_no_timing_while_a_block_is_open_and_the_count_comes_back(two_threads, m
     assert _blas_threads() == 2
     monkeypatch.setattr(threads.time, "perf_counter", clock)
     assert threads.one_is_faster(SMALL)
+    assert _blas_threads() == 2
+
+
+def test_the_last_block_to_close_gives_the_count_back_from_any_thread(two_threads, one_faster):
+    """threadpoolctl lets only the thread that first set a count set it again (the others'
+    calls do nothing): a fit in the main thread and one in another thread, the main one
+    ending first, left the process on one thread for good."""
+    first, second = threads.threads_for(SMALL), threads.threads_for(SMALL)
+    first.__enter__()
+    in_thread = threading.Thread(target=second.__enter__)
+    in_thread.start()
+    in_thread.join()
+    first.__exit__(None, None, None)
+    assert _blas_threads() == 1
+    in_thread = threading.Thread(target=second.__exit__, args=(None, None, None))
+    in_thread.start()
+    in_thread.join()
     assert _blas_threads() == 2
