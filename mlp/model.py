@@ -320,7 +320,10 @@ class MLP:
         as an (n, 1) int32 column, regression targets as (n, outputs) of ``dtype``. They are
         checked on the host (``Backend.adopt_on_host``: a copy only from a GPU)."""
         be = self.backend if backend is None else backend
-        y = be.adopt_on_host(y)
+        try:
+            y = be.adopt_on_host(y)
+        except ValueError:  # a ragged list
+            raise DataError(f"targets are not numbers, one per row: got {y!r:.60}") from None
         return be.asarray(self.loss_function.host_targets(y, rows, self.dtype))
 
     def device_weights(

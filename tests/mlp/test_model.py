@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from mlp import MLP, Adam
-from mlp.errors import InvalidArgument
+from mlp.errors import DataError, InvalidArgument
 from tests.mlp.problems import blobs, numeric_gradients, small_problem
 
 ACTS = ["relu", "sigmoid", "tanh"]
@@ -440,6 +440,14 @@ def test_dtypes_may_be_given_as_numpy_types():
 def test_ragged_inputs_say_so():
     with pytest.raises(ValueError, match="inputs are not a numeric table"):
         MLP([2, 3]).predict([[1.0, 2.0], [1.0]])
+
+
+@pytest.mark.parametrize("loss", ["cross_entropy", "squared_error"])
+@pytest.mark.parametrize("method", ["fit", "evaluate", "loss_and_gradients"])
+def test_ragged_targets_say_so(method, loss):
+    """As ragged inputs and sample weights do: a ``DataError``, not NumPy's own error."""
+    with pytest.raises(DataError, match="targets are not numbers, one per row"):
+        getattr(MLP([2, 3], loss=loss), method)(np.zeros((2, 2)), [[0, 1], [1]])
 
 
 def test_moving_keeps_the_matmul_precision():
