@@ -237,13 +237,16 @@ def regression_targets(y: np.ndarray, rows: int, outputs: int, dtype: np.dtype) 
 
 
 def sample_weights(weights: Any, rows: int, dtype: np.dtype, held: int = 0) -> np.ndarray:
-    """One weight per row, finite, none negative, not all zero (scikit-learn's rule), as
+    """One number per row, finite, none negative, not all zero (scikit-learn's rule), as
     ``dtype`` holds them (their sum too, which divides the loss). With the last ``held``
     rows held out for validation, neither part may be all zero."""
     try:
-        weights = np.asarray(weights, dtype=float)
-    except (TypeError, ValueError):
+        weights = np.asarray(weights)
+    except ValueError:  # a ragged list
         raise DataError(f"sample weights must be numbers, got {weights!r:.60}") from None
+    if weights.dtype.kind not in "fiub":  # text, complex, dates: refused as inputs are
+        raise DataError(f"sample weights must be numbers, got dtype {weights.dtype}")
+    weights = weights.astype(float)
     if weights.shape != (rows,):
         raise DataError(f"expected {rows} sample weights in a 1-D array, got shape {weights.shape}")
     if not np.all(np.isfinite(weights)) or np.any(weights < 0):

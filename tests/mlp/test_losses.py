@@ -102,6 +102,10 @@ def test_wrong_targets_or_loss_are_refused(loss, outputs, y, message):
         (np.zeros(10), "not all zero"),
         (np.full(10, np.nan), "must be finite"),
         (["a"] * 10, "sample weights must be numbers"),
+        (["1.5"] * 10, "sample weights must be numbers, got dtype <U3"),  # text, as inputs
+        (np.full(10, 1 + 2j), "sample weights must be numbers, got dtype complex128"),
+        (np.arange(1, 11).astype("datetime64[s]"), "must be numbers, got dtype datetime64"),
+        ([None] * 10, "sample weights must be numbers, got dtype object"),
         (np.full(10, 1e39), "summing to 1e\\+40 overflow float32: scale them down"),
         (np.full(10, 5e37), "summing to 5e\\+38 overflow float32"),  # each fits, not the sum
         (np.full(10, 1e-46), "all zero as float32"),
