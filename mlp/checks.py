@@ -302,6 +302,14 @@ def boolean(name: str, value: Any) -> bool:
     return bool(value)
 
 
+def monitor(value: Any) -> str | None:
+    """The record key a rule watches (``None``: its default): text, or it could never be a
+    record's key, and the mistake would surface an epoch into ``fit``."""
+    if value is not None and not isinstance(value, str):
+        raise WrongType(f"monitor must be the name of a metric, such as 'val_loss', got {value!r}")
+    return value
+
+
 def fit_options(validation_data: Any, shuffle: Any, callback: Any, on_batch: Any) -> None:
     """``fit``'s other arguments, before any work: a wrong one fails now, not an epoch in."""
     if validation_data is not None and not (

@@ -103,7 +103,7 @@ class ReduceOnPlateau(Schedule, Patience):
         self.patience = checks.positive_int("patience", patience)
         self.min_delta = checks.non_negative_number("min_delta", min_delta)
         self.minimum = checks.non_negative_number("minimum", minimum)
-        self.monitor = monitor
+        self.monitor = checks.monitor(monitor)
         self.best = math.inf
         self.waited = 0
         self.lower = False  # the next epoch's rate is lowered

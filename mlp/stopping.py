@@ -72,8 +72,8 @@ class EarlyStopping(Patience):
     ) -> None:
         self.patience = checks.positive_int("patience", patience)
         self.min_delta = checks.non_negative_number("min_delta", min_delta)
-        self.monitor = monitor
-        self.restore_best_weights = bool(restore_best_weights)
+        self.monitor = checks.monitor(monitor)
+        self.restore_best_weights = checks.boolean("restore_best_weights", restore_best_weights)
         self.best = math.inf
         self.best_epoch = 0
         self.waited = 0

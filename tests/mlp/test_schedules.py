@@ -143,6 +143,12 @@ def test_unknown_schedules_are_refused(spec, error, message):
         make_schedule(spec)
 
 
+def test_a_plateau_monitor_that_is_not_a_name_is_refused():
+    """At once, as early stopping's is, not after the fit's first epoch."""
+    with pytest.raises(TypeError, match="monitor must be the name of a metric"):
+        ReduceOnPlateau(monitor=["val_loss"])
+
+
 def test_a_function_giving_a_bad_rate_is_named():
     X, y = blobs(20)
     with pytest.raises(ValueError, match="the schedule's learning rate must be positive"):

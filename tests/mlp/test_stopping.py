@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from mlp import MLP
+from mlp.errors import WrongType
 from mlp.optim import SGD
 from mlp.stopping import EarlyStopping
 from tests.mlp.problems import blobs
@@ -50,6 +51,20 @@ def test_true_means_the_defaults_and_a_wrong_monitor_is_named():
         MLP([10, 4]).fit(X, y, epochs=3, early_stopping=EarlyStopping(monitor="val_accuracy"))
     with pytest.raises(TypeError, match="early_stopping must be True or an EarlyStopping"):
         MLP([10, 4]).fit(X, y, epochs=3, early_stopping="yes")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"restore_best_weights": "False"}, "restore_best_weights must be True or False"),
+        ({"restore_best_weights": 0}, "restore_best_weights must be True or False"),
+        ({"monitor": 5}, "monitor must be the name of a metric, such as 'val_loss'"),
+    ],
+)
+def test_settings_of_the_wrong_type_are_refused(kwargs, message):
+    """As SGD's ``nesterov`` is: the text "False" would restore the best weights."""
+    with pytest.raises(WrongType, match=message):
+        EarlyStopping(**kwargs)
 
 
 def test_resume_judges_the_history_again_and_takes_the_best_weights():
