@@ -168,6 +168,12 @@ class Optimizer:
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore what ``state_dict`` saved (after ``bind``): all of it is checked first, so
         a bad buffer changes nothing."""
+        if self.backend is None:  # no size to check the buffers against, none to load into
+            name = type(self).__name__
+            raise InvalidArgument(
+                f"this {name} has no state yet: fit gives it buffers for its model (as "
+                "bind(backend, size, dtype) does); load the state after, into model.optimizer"
+            )
         values, steps = self.checked_state(state, self.size, self.dtype)
         with self.backend.activated():  # the copies run on the state's GPU, even a second one
             for name, value in values.items():

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from mlp import MLP, SGD, Adam, AdamW
+from mlp.errors import InvalidArgument
 
 
 def test_optimizer_state_with_a_wrong_shape_changes_nothing(device):
@@ -72,6 +73,15 @@ def test_optimizer_load_state_dict_checks_shapes():
     state["m"] = np.zeros(model.num_parameters + 1)
     with pytest.raises(ValueError, match="'m'"):
         opt.load_state_dict(state)
+
+
+@pytest.mark.parametrize("make", [Adam, SGD])
+def test_state_loaded_before_a_fit_gave_the_optimizer_its_buffers_says_so(make):
+    """Not Adam's "expected (0,)" nor SGD's AttributeError on ``None``."""
+    model = MLP([6, 5, 3])
+    model.fit(np.zeros((4, 6)), np.zeros(4, int), epochs=1, optimizer=make())
+    with pytest.raises(InvalidArgument, match=f"this {make.__name__} has no state yet"):
+        make().load_state_dict(model.optimizer.state_dict())
 
 
 @pytest.mark.parametrize(
