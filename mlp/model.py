@@ -15,6 +15,7 @@ during a ``fit`` in another thread reads the weights as they change; during ``to
 from __future__ import annotations
 
 import contextlib
+import copy
 import threading
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -260,6 +261,11 @@ class MLP:
         if optimizer is not None:
             optimizer.bind(backend, self.num_parameters, self.dtype, model=self)
             self.optimizer = optimizer
+
+    def __copy__(self) -> MLP:
+        """A deep copy: a copy of the state ``__getstate__`` gives would share the optimizer
+        (which refuses a second model) and the schedule with this model."""
+        return copy.deepcopy(self)
 
     def save(self, path: Any, **kwargs: Any) -> Any:
         """Write an atomic ``.npz`` checkpoint: weights, config, optimizer state (the format

@@ -1,4 +1,4 @@
-"""pickle and copy.deepcopy of a model: with or without an optimizer, trained or not, its
+"""pickle, copy.deepcopy and copy.copy of a model: with or without an optimizer, trained or not, its
 next fit as it would have been; a model pickled on a GPU loads on the CPU where there is none."""
 
 from __future__ import annotations
@@ -13,7 +13,9 @@ from mlp import MLP, SGD
 from tests.mlp.problems import blobs
 
 
-@pytest.mark.parametrize("copier", [lambda m: pickle.loads(pickle.dumps(m)), copy.deepcopy])
+@pytest.mark.parametrize(
+    "copier", [lambda m: pickle.loads(pickle.dumps(m)), copy.deepcopy, copy.copy]
+)
 @pytest.mark.parametrize("trained", [False, True])
 def test_a_copy_predicts_and_trains_on_as_the_original(device, copier, trained):
     X, y = blobs(120)
