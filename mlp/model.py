@@ -194,7 +194,12 @@ class MLP:
             )
         values = {}
         for key, shape in expected.items():
-            value = self.backend.adopt_on_host(state[key])  # as inputs are: torch's too
+            try:
+                value = self.backend.adopt_on_host(state[key])  # as inputs are: torch's too
+            except ValueError:  # a ragged list
+                raise InvalidArgument(
+                    f"{key} is not an array of numbers: {state[key]!r:.60}"
+                ) from None
             if value.shape != shape:
                 raise InvalidArgument(f"{key} has shape {value.shape}, expected {shape}")
             if value.dtype.kind not in "fiu":

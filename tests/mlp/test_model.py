@@ -124,6 +124,14 @@ def test_load_state_dict_message_names_the_problem():
         model.load_state_dict(_bad_states(good)["transposed"])
 
 
+def test_a_state_value_that_is_no_array_names_its_key():
+    """A library error naming the key, not NumPy's bare one about an inhomogeneous shape."""
+    model = MLP([6, 5, 3])
+    ragged = {**model.state_dict(), "1.bias": [[0.0], [0.0, 1.0], [2.0]]}
+    with pytest.raises(InvalidArgument, match=r"1\.bias is not an array of numbers"):
+        model.load_state_dict(ragged)
+
+
 # ---------------------------------------------------------------------- inference
 def test_predict_and_predict_proba(device, problem):
     X = problem[0]
